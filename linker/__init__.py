@@ -1,0 +1,15 @@
+"""linker: graph-based linking of fraudulent API accounts.
+
+The library is the product; :mod:`linker.cli` is a thin click layer over it.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("linker")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
