@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from linker.errors import SettingsError
 
-__all__ = ["IngestSettings", "Settings", "load_settings"]
+__all__ = ["IngestSettings", "LinkSettings", "Settings", "load_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,142 @@ class IngestSettings:
         return found
 
 
+def _default_kind_priors() -> dict[str, float]:
+    # Strength of an exact shared value of each kind, before the rarity adjustment.
+    # Exact payment instruments and mailboxes are near-proof of a common owner; shared
+    # network and template identifiers are circumstantial; a BIN or a domain alone is weak.
+    return {
+        "payment": 3.0,
+        "billing_customer": 3.0,
+        "mailbox": 3.0,
+        "device": 1.5,
+        "signup_ip": 1.0,
+        "ip": 1.0,
+        "prompt": 1.0,
+        "user_agent": 0.2,
+        "signup_subnet": 0.3,
+        "subnet": 0.2,
+        "email_pattern": 0.5,
+        "email_domain": 0.1,
+        "card_bin": 0.1,
+    }
+
+
+def _default_supernode_by_kind() -> dict[str, int]:
+    # A card or a billing customer shared by hundreds of accounts is a corporate customer;
+    # it must still keep its accounts together, so it never becomes a super-node.
+    return {"payment": 1_000_000, "billing_customer": 1_000_000}
+
+
+def _default_score_weights() -> dict[str, float]:
+    return {
+        "customers": 1.0,
+        "ip_spread": 1.2,
+        "prompt_family": 1.0,
+        "bin_concentration": 1.0,
+        "email_pattern": 0.8,
+        "burst": 1.0,
+        "density": 0.4,
+        "size": 0.4,
+    }
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How accounts are linked, clustered and scored (see docs/linking.md)."""
+
+    kind_priors: dict[str, float] = field(default_factory=_default_kind_priors)
+    """Prior strength of an exact shared value per observation kind; unknown kinds get 0."""
+
+    strong_kinds: tuple[str, ...] = ("payment", "billing_customer", "mailbox")
+    """Kinds whose shared value always keeps the accounts in one cluster."""
+
+    customer_kinds: tuple[str, ...] = ("payment", "billing_customer")
+    """Kinds whose shared value means 'one paying customer' (used to count customers)."""
+
+    supernode_max_accounts: int = 200
+    """A value shared by more accounts than this creates no links (it stays a feature)."""
+
+    supernode_by_kind: dict[str, int] = field(default_factory=_default_supernode_by_kind)
+    """Per-kind overrides of ``supernode_max_accounts``."""
+
+    pair_max_accounts: int = 48
+    """Values shared by more accounts than this are linked through a hub node, not pairs."""
+
+    min_link_weight: float = 0.5
+    """Account pairs whose summed evidence is below this are not linked."""
+
+    min_cluster_size: int = 3
+    """Communities with fewer accounts get no cluster id."""
+
+    resolution: float = 1.0
+    """Resolution of the modularity objective of community detection."""
+
+    burst_window_minutes: float = 60.0
+    """Two signups this close in time (sharing a burst key) count towards a burst."""
+
+    burst_min_accounts: int = 5
+    """An account is in a burst when this many others with its key signed up in the window."""
+
+    burst_kinds: tuple[str, ...] = ("signup_subnet", "email_pattern", "card_bin", "email_domain")
+    """Keys along which signup bursts are counted."""
+
+    score_weights: dict[str, float] = field(default_factory=_default_score_weights)
+    """Weights of the cluster features in the cluster score (see docs/linking.md)."""
+
+    score_bias: float = -4.0
+    """Intercept of the logistic cluster score."""
+
+    suspend_threshold: float = 0.8
+    """Accounts scoring at least this are suspended."""
+
+    review_threshold: float = 0.5
+    """Accounts scoring at least this (and below suspend) are sent to review."""
+
+    max_reasons: int = 3
+    """How many evidence items a reason text cites."""
+
+    def problems(self) -> list[str]:
+        found = []
+        for kind, prior in self.kind_priors.items():
+            if prior < 0:
+                found.append(f"link.kind_priors.{kind} must be at least 0, not {prior}")
+        for kind, limit in self.supernode_by_kind.items():
+            if limit < 2:
+                found.append(f"link.supernode_by_kind.{kind} must be at least 2, not {limit}")
+        if self.supernode_max_accounts < 2:
+            found.append("link.supernode_max_accounts must be at least 2")
+        if self.pair_max_accounts < 2:
+            found.append("link.pair_max_accounts must be at least 2")
+        if self.min_link_weight < 0:
+            found.append("link.min_link_weight must be at least 0")
+        if self.min_cluster_size < 2:
+            found.append("link.min_cluster_size must be at least 2")
+        if self.resolution <= 0:
+            found.append("link.resolution must be greater than 0")
+        if self.burst_window_minutes <= 0:
+            found.append("link.burst_window_minutes must be greater than 0")
+        if self.burst_min_accounts < 1:
+            found.append("link.burst_min_accounts must be at least 1")
+        unknown = set(self.score_weights) - set(_default_score_weights())
+        if unknown:
+            found.append(f"link.score_weights has unknown features: {', '.join(sorted(unknown))}")
+        if not 0 <= self.review_threshold <= 1 or not 0 <= self.suspend_threshold <= 1:
+            found.append("link.review_threshold and link.suspend_threshold must be in [0, 1]")
+        elif self.review_threshold > self.suspend_threshold:
+            found.append("link.review_threshold must not exceed link.suspend_threshold")
+        if self.max_reasons < 1:
+            found.append("link.max_reasons must be at least 1")
+        return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of a run. Each field is a section of the TOML file."""
 
     seed: int = 42
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    link: LinkSettings = field(default_factory=LinkSettings)
 
     def problems(self) -> list[str]:
         """Every problem in every section (an empty list when the settings are valid)."""
