@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_ACCOUNTS ?= 20000
 DEMO_DIR ?= demo
 
-.PHONY: venv lint test test-all demo bench clean
+.PHONY: venv lint test demo bench clean browser-deps docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,18 +19,19 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check linker tests bench
-	$(BIN)/ruff format --check linker tests bench
+	$(BIN)/ruff check linker tests bench tools
+	$(BIN)/ruff format --check linker tests bench tools
 	$(BIN)/mypy
 
 # The whole test suite, as CI runs it.
-test: lint
+test: lint browser-deps
 	$(BIN)/pytest -q
 
 # The main job end to end on a generated demo world (no server needed).
 demo: venv
 	$(BIN)/linker synth --accounts $(DEMO_ACCOUNTS) --seed 7 --out $(DEMO_DIR)/world
-	$(BIN)/linker validate $(DEMO_DIR)/world --out $(DEMO_DIR)/validated
+	$(BIN)/linker run $(DEMO_DIR)/world --out $(DEMO_DIR)/takedown.csv
+	$(BIN)/linker evaluate --labels $(DEMO_DIR)/world/labels.csv --takedown $(DEMO_DIR)/takedown.csv
 
 bench: venv
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embed,bench]'
@@ -38,3 +39,17 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
+
+# Debian's chromium and playwright-core drive Neo4j Browser in the browser test.
+BROWSER_STAMP := tests/browser/node_modules/.installed-stamp
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	  else echo "the browser test needs Debian's chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
+	cd tests/browser && npm ci --no-audit --no-fund --silent
+	touch $@
+
+browser-deps: $(BROWSER_STAMP)
+
+docs: venv
+	$(BIN)/python tools/gen_cli_docs.py

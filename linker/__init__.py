@@ -12,4 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+from linker.pipeline import cluster_graph
+from linker.synth import WorldSummary, generate_world
+
+__all__ = ["WorldSummary", "__version__", "cluster_graph", "generate_world"]

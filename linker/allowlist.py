@@ -10,7 +10,7 @@ An allow-list is a small UTF-8 text file with one ``kind,value`` entry per line:
     cidr,203.0.113.0/24
     billing_customer_id,cus_8812
 
-The header line ``kind,value`` is optional. Kinds:
+The header line ``kind,value`` is optional (it must come before the first entry). Kinds:
 
 ``account_id``
     the account itself;
@@ -165,18 +165,23 @@ def load_allowlist(path: str | Path) -> AllowList:
         raise InputError(f"{path}: allow-list is not UTF-8 text") from None
     values: dict[str, set[str]] = {kind: set() for kind in KINDS if kind != "cidr"}
     networks: dict[str, IPNetwork] = {}
+    first = True  # the optional header may only be the first non-comment line
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         kind = row[0].strip().lower()
-        if lineno == 1 and kind == "kind":
+        if first and kind == "kind":
+            first = False
             continue
+        first = False
         where = f"{path}: line {lineno}"
         if len(row) != 2:
             raise InputError(f"{where}: expected 'kind,value', got {len(row)} fields")
         value = row[1].strip()
         if kind not in KINDS:
-            raise InputError(f"{where}, column kind: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+            raise InputError(
+                f"{where}, column kind: unknown kind {kind!r} (one of {', '.join(KINDS)})"
+            )
         if not value:
             raise InputError(f"{where}, column value: empty value")
         if kind == "cidr":
@@ -254,7 +259,11 @@ def match_allowlist(accounts: pd.DataFrame, allow: AllowList) -> pd.Series:
                 parsed[raw] = ipaddress.ip_address(raw)
             except ValueError:
                 parsed[raw] = None
-        ip_hits = {raw: f"ip {ip.compressed}" for raw, ip in parsed.items() if ip and ip.compressed in allow.ips}
+        ip_hits = {
+            raw: f"ip {ip.compressed}"
+            for raw, ip in parsed.items()
+            if ip and ip.compressed in allow.ips
+        }
         net_hits: dict[str, str] = {}
         for raw, ip in parsed.items():
             if ip is None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from linker import __version__
+from linker import __version__, pipeline
 from linker.errors import LinkerError
+from linker.evaluate import evaluate_files
+from linker.settings import load_settings
 
 logger = logging.getLogger("linker")
 
@@ -67,6 +70,424 @@ def cli(verbose: int) -> None:
     2 input or settings rejected, or a usage error.
     """
     _configure_logging(verbose)
+
+
+# --- the main job: run, export, explain, evaluate (linker.pipeline, linker.evaluate) ---
+
+_FORMAT_CHOICE = click.Choice(["csv", "jsonl", "parquet"])
+_ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
+
+
+@cli.command("run")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The takedown list to write (.csv, .jsonl or .parquet).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="Where to save the run's artefacts [default: <export stem>.run beside the export].",
+)
+@click.option("--format", "fmt", type=_FORMAT_CHOICE, help="Export format [default: from --out].")
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(path_type=Path),
+    help="A TOML settings file; the options below override it.",
+)
+@click.option("--seed", type=int, help="Seed of community detection [default: 42].")
+@click.option("--suspend-threshold", type=float, help="Score from which accounts are suspended.")
+@click.option("--review-threshold", type=float, help="Score from which accounts go to review.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["quarantine", "fail"]),
+    help="Quarantine rejected rows and go on, or stop (exit 2) [default: quarantine].",
+)
+@click.option(
+    "--allowlist",
+    type=click.Path(path_type=Path),
+    help="Accounts never flagged: a file of kind,value lines (see docs/pipeline.md).",
+)
+@click.option("--min-score", type=float, help="Leave rows scoring below this out of the export.")
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=_ACTION_CHOICE,
+    help="Actions to export (repeatable) [default: suspend and review].",
+)
+def run_command(
+    data_dir: Path,
+    out: Path,
+    run_dir: Path | None,
+    fmt: str | None,
+    settings_file: Path | None,
+    seed: int | None,
+    suspend_threshold: float | None,
+    review_threshold: float | None,
+    on_error: str | None,
+    allowlist: Path | None,
+    min_score: float | None,
+    actions: tuple[str, ...],
+) -> None:
+    """Validate, link, score and export a takedown list for DATA_DIR (the main job).
+
+    Saves the artefacts (tables, graph, clusters, scores, manifest) in the run directory
+    for `linker export`, `linker explain` and the Neo4j load, and writes a manifest beside
+    the export.
+    """
+    settings = load_settings(
+        settings_file,
+        overrides={
+            "seed": seed,
+            "link.suspend_threshold": suspend_threshold,
+            "link.review_threshold": review_threshold,
+            "ingest.on_error": on_error,
+            "run.allowlist": str(allowlist) if allowlist is not None else None,
+            "run.min_score": min_score,
+            "run.actions": list(actions) if actions else None,
+        },
+    )
+    result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt)
+    click.echo(result.render())
+
+
+@cli.command("export")
+@click.option(
+    "--run-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A run directory written by `linker run`.",
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The file to write (.csv, .jsonl or .parquet).",
+)
+@click.option("--format", "fmt", type=_FORMAT_CHOICE, help="Export format [default: from --out].")
+@click.option("--min-score", type=float, help="Leave rows scoring below this out.")
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=_ACTION_CHOICE,
+    help="Actions to export (repeatable) [default: the run's, suspend and review].",
+)
+def export_command(
+    run_dir: Path, out: Path, fmt: str | None, min_score: float | None, actions: tuple[str, ...]
+) -> None:
+    """Re-export the takedown list of a saved run, filtered, in csv, jsonl or parquet."""
+    result = pipeline.export_run(
+        run_dir, out, fmt=fmt, min_score=min_score, actions=list(actions) or None
+    )
+    counts = ", ".join(f"{a} {n:,}" for a, n in result.by_action.items() if n)
+    click.echo(f"wrote {result.path} ({result.rows:,} rows{': ' + counts if counts else ''})")
+
+
+@cli.command("explain")
+@click.argument("account_id")
+@click.option(
+    "--run-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A run directory written by `linker run`.",
+)
+@click.option(
+    "--max-links",
+    type=click.IntRange(min=1),
+    default=25,
+    show_default=True,
+    help="How many linked accounts to list.",
+)
+def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
+    """Show why ACCOUNT_ID got its action: its cluster, linked accounts and evidence."""
+    click.echo(pipeline.explain(run_dir, account_id).render(max_links=max_links))
+
+
+@cli.command("evaluate")
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ground truth: account_id, ring_id (empty = benign), optional group.",
+)
+@click.option(
+    "--takedown",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A takedown list (csv, jsonl or parquet) from `linker run` or `linker export`.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate_command(labels: Path, takedown: Path, as_json: bool) -> None:
+    """Precision, recall, F1, per-ring recall, false positives per group and ARI."""
+    result = evaluate_files(labels, takedown)
+    click.echo(result.to_json() if as_json else result.render())
+
+
+# --- Neo4j: local server, load, analyst queries (linker.neo4j, linker.queries) ---
+# The Neo4j modules are imported inside the commands: they pull in the driver, which the
+# other commands do not need.
+
+_DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="The local server's folder [default: ~/.cache/linker/neo4j-<version>/instance, "
+    "or under $LINKER_CACHE_DIR].",
+)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@cli.group("neo4j", cls=LinkerGroup)
+def neo4j_group() -> None:
+    """Run a local Neo4j server and load runs into it.
+
+    Connection settings come from NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD and NEO4J_DATABASE,
+    or else from the local server that `linker neo4j start` runs.
+    """
+
+
+@neo4j_group.command("start")
+@_DATA_DIR_OPTION
+@click.option(
+    "--port",
+    default="7687",
+    show_default=True,
+    help="Bolt port, or 'auto' for a free one (then the HTTP port is auto too).",
+)
+@click.option("--http-port", help="HTTP (Browser) port, or 'auto' [default: 7474].")
+@click.option("--heap", default="2g", show_default=True, help="JVM heap size.")
+@click.option("--pagecache", default="2g", show_default=True, help="Page cache size.")
+@click.option(
+    "--no-auth", is_flag=True, help="Turn authentication off (throwaway test servers only)."
+)
+@click.option(
+    "--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt to answer."
+)
+def neo4j_start_command(
+    data_dir: Path | None,
+    port: str,
+    http_port: str | None,
+    heap: str,
+    pagecache: str,
+    no_auth: bool,
+    timeout: float,
+) -> None:
+    """Start a local Neo4j Community server on 127.0.0.1 (jars resolved by Maven, once).
+
+    The initial password is NEO4J_PASSWORD, or a generated one printed here once and kept in
+    <data-dir>/password (mode 0600).
+    """
+    from linker.neo4j.server import start_server
+
+    if http_port is None:
+        http_port = "auto" if port.lower() == "auto" else "7474"
+    info = start_server(
+        data_dir=data_dir,
+        bolt_port=port,
+        http_port=http_port,
+        heap=heap,
+        pagecache=pagecache,
+        auth=not no_auth,
+        timeout=timeout,
+    )
+    verb = "already running" if info.already_running else "started"
+    click.echo(f"Neo4j {info.version} {verb} (pid {info.pid}, data {info.data_dir})")
+    click.echo(f"Bolt URI:    {info.bolt_uri}")
+    click.echo(f"Browser URL: {info.browser_url}")
+    if not info.auth:
+        click.echo("Auth:        off")
+    elif info.password is not None:
+        click.echo("User:        neo4j")
+        click.echo(f"Password:    {info.password}  (shown once; kept in {info.password_file})")
+    else:
+        click.echo(f"User:        neo4j (password in {info.password_file})")
+
+
+@neo4j_group.command("stop")
+@_DATA_DIR_OPTION
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds before a forced kill.")
+def neo4j_stop_command(data_dir: Path | None, timeout: float) -> None:
+    """Stop the local server of --data-dir (by its pid file)."""
+    from linker.neo4j.server import stop_server
+
+    result = stop_server(data_dir=data_dir, timeout=timeout)
+    if not result.stopped:
+        click.echo(f"no Neo4j server running in {result.data_dir}")
+    else:
+        how = " (forced)" if result.forced else ""
+        click.echo(f"stopped Neo4j (pid {result.pid}){how}")
+
+
+@neo4j_group.command("status")
+@_DATA_DIR_OPTION
+def neo4j_status_command(data_dir: Path | None) -> None:
+    """Report the local server: running or not, version, ports, pid and store size."""
+    from linker.neo4j.server import server_status
+
+    status = server_status(data_dir=data_dir)
+    click.echo(f"data dir:   {status.data_dir}")
+    if not status.running:
+        click.echo("state:      stopped")
+    else:
+        answering = "answering" if status.bolt_answers else "not answering yet"
+        click.echo(f"state:      running (pid {status.pid}, Bolt {answering})")
+    if status.version:
+        click.echo(f"version:    Neo4j {status.version}")
+    if status.bolt_uri:
+        click.echo(f"Bolt URI:   {status.bolt_uri}")
+        click.echo(f"Browser:    {status.browser_url}")
+    if status.auth is not None:
+        click.echo(f"auth:       {'on' if status.auth else 'off'}")
+    click.echo(f"store size: {_human_bytes(status.store_bytes)}")
+
+
+@neo4j_group.command("jars")
+def neo4j_jars_command() -> None:
+    """Resolve the Neo4j jars with Maven into the cache (start does this when needed)."""
+    from linker.neo4j.server import ensure_jars
+
+    click.echo(f"Neo4j jars in {ensure_jars()}")
+
+
+@neo4j_group.command("load")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@_DATA_DIR_OPTION
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows per UNWIND transaction.",
+)
+@click.option(
+    "--replace", is_flag=True, help="Delete everything in the database first, in batches."
+)
+def neo4j_load_command(
+    run_dir: Path, data_dir: Path | None, batch_size: int, replace: bool
+) -> None:
+    """Load RUN_DIR (accounts, identifiers, clusters, model use) into Neo4j, idempotently."""
+    from linker.neo4j.loader import load_run
+
+    summary = load_run(run_dir, batch_size=batch_size, replace=replace, data_dir=data_dir)
+    click.echo(f"loaded {summary.run_dir} in {summary.batches:,} batches")
+    for label, n in sorted(summary.nodes.items()):
+        click.echo(f"  (:{label}) {n:,}")
+    for rel_type, n in sorted(summary.relationships.items()):
+        click.echo(f"  [:{rel_type}] {n:,}")
+    for reason, n in sorted(summary.skipped.items()):
+        click.echo(f"  skipped {reason}: {n:,}")
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not k=v", param_hint="--param")
+        params[key] = value
+    return params
+
+
+@cli.command("query")
+@click.argument("name", required=False)
+@click.option("--param", "params", multiple=True, help="A query parameter as k=v (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the queries and their parameters.")
+@_DATA_DIR_OPTION
+def query_command(
+    name: str | None, params: tuple[str, ...], fmt: str, list_only: bool, data_dir: Path | None
+) -> None:
+    """Run the analyst query NAME (a file in queries/) against Neo4j and print its rows."""
+    from linker.queries import available_queries, format_result, query_info, run_query
+
+    if list_only or name is None:
+        for query in available_queries():
+            info = query_info(query)
+            click.echo(f"{query}: {info.purpose}")
+            for p in info.params:
+                spec = "required" if p.required else f"default {p.default}"
+                click.echo(f"    --param {p.name}=<{p.type}> ({spec}): {p.description}")
+        return
+    result = run_query(name, _parse_params(params), data_dir=data_dir)
+    click.echo(format_result(result.columns, result.rows, fmt), nl=False)
+
+
+@cli.command("synth")
+@click.option(
+    "--accounts",
+    "n_accounts",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Accounts in the world (at least 1000); about 3.5% belong to planted rings.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of every random draw.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for accounts, payments, events and labels.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="File format of the tables.",
+)
+@click.option(
+    "--events-per-account",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Mean event rows per account (rings get more, benign users a heavy-tailed share).",
+)
+def synth_command(
+    n_accounts: int, seed: int, out_dir: Path, fmt: str, events_per_account: float
+) -> None:
+    """Write a synthetic world with planted rings and innocent look-alikes, plus its labels.
+
+    The same seed and options give byte-identical files. docs/synth.md describes the world.
+    """
+    from linker.synth import generate_world
+
+    s = generate_world(
+        n_accounts,
+        seed,
+        out_dir,
+        fmt="parquet" if fmt == "parquet" else "csv",
+        events_per_account=events_per_account,
+    )
+    ring_accounts = sum(s.rings.values())
+    click.echo(
+        f"wrote {s.n_accounts:,} accounts, {s.n_payments:,} payments, {s.n_events:,} events "
+        f"({s.n_requests:,} requests) to {out_dir} in {s.elapsed_s:.1f} s"
+    )
+    click.echo(f"rings: {len(s.rings)} with {ring_accounts:,} accounts")
+    click.echo("groups: " + ", ".join(f"{k} {v:,}" for k, v in s.groups.items()))
 
 
 def main() -> None:

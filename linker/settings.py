@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 from linker.errors import SettingsError
 
-__all__ = ["IngestSettings", "LinkSettings", "Settings", "load_settings"]
+__all__ = [
+    "EmbedSettings",
+    "IngestSettings",
+    "LinkSettings",
+    "RunSettings",
+    "Settings",
+    "load_settings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +64,14 @@ def _default_kind_priors() -> dict[str, float]:
         "signup_ip": 1.0,
         "ip": 1.0,
         "prompt": 1.0,
-        "user_agent": 0.2,
-        "signup_subnet": 0.3,
-        "subnet": 0.2,
         "email_pattern": 0.5,
-        "email_domain": 0.1,
-        "card_bin": 0.1,
+        # Feature-only kinds: they describe clusters and bursts but link nobody, because a
+        # residential /24, a popular domain, a BIN or a user agent is shared by strangers.
+        "user_agent": 0.0,
+        "signup_subnet": 0.0,
+        "subnet": 0.0,
+        "email_domain": 0.0,
+        "card_bin": 0.0,
     }
 
 
@@ -110,11 +119,18 @@ class LinkSettings:
     min_link_weight: float = 0.5
     """Account pairs whose summed evidence is below this are not linked."""
 
+    min_attachment: float = 1.5
+    """A community member whose values shared with the others weigh less than this (and none of
+    them strong) is dropped from the cluster: one shared residential IP is not evidence."""
+
     min_cluster_size: int = 3
     """Communities with fewer accounts get no cluster id."""
 
-    resolution: float = 1.0
+    resolution: float = 0.25
     """Resolution of the modularity objective of community detection."""
+
+    owned_share: float = 0.5
+    """A value is a cluster's own when the cluster holds at least this share of its accounts."""
 
     burst_window_minutes: float = 60.0
     """Two signups this close in time (sharing a burst key) count towards a burst."""
@@ -124,6 +140,9 @@ class LinkSettings:
 
     burst_kinds: tuple[str, ...] = ("signup_subnet", "email_pattern", "card_bin", "email_domain")
     """Keys along which signup bursts are counted."""
+
+    burst_excess: float = 5.0
+    """A key burst needs this many times the signups the key's base rate predicts."""
 
     score_weights: dict[str, float] = field(default_factory=_default_score_weights)
     """Weights of the cluster features in the cluster score (see docs/linking.md)."""
@@ -154,12 +173,18 @@ class LinkSettings:
             found.append("link.pair_max_accounts must be at least 2")
         if self.min_link_weight < 0:
             found.append("link.min_link_weight must be at least 0")
+        if self.min_attachment < 0:
+            found.append("link.min_attachment must be at least 0")
         if self.min_cluster_size < 2:
             found.append("link.min_cluster_size must be at least 2")
         if self.resolution <= 0:
             found.append("link.resolution must be greater than 0")
         if self.burst_window_minutes <= 0:
             found.append("link.burst_window_minutes must be greater than 0")
+        if not 0 < self.owned_share <= 1:
+            found.append("link.owned_share must be in (0, 1]")
+        if self.burst_excess < 1:
+            found.append("link.burst_excess must be at least 1")
         if self.burst_min_accounts < 1:
             found.append("link.burst_min_accounts must be at least 1")
         unknown = set(self.score_weights) - set(_default_score_weights())
@@ -174,6 +199,114 @@ class LinkSettings:
         return found
 
 
+ExportAction = Literal["suspend", "review", "none"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What ``linker run`` spares and exports (see docs/pipeline.md)."""
+
+    allowlist: str = ""
+    """An allow-list file (``kind,value`` lines); relative paths are taken from the current
+    directory. Empty: no allow-list."""
+
+    actions: tuple[ExportAction, ...] = ("suspend", "review")
+    """Which actions the export holds (the billing system's takedown list: flagged rows)."""
+
+    min_score: float = 0.0
+    """Rows scoring below this are left out of the export."""
+
+    def problems(self) -> list[str]:
+        found = []
+        bad = [a for a in self.actions if a not in ("suspend", "review", "none")]
+        if bad:
+            found.append(f"run.actions must be suspend, review or none, not {', '.join(bad)}")
+        if not self.actions:
+            found.append("run.actions must name at least one action")
+        if not 0.0 <= self.min_score <= 1.0:
+            found.append("run.min_score must be in [0, 1]")
+        return found
+
+
+EmbedMethod = Literal["node2vec", "fastrp"]
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How graph embeddings are computed (see docs/embeddings.md)."""
+
+    method: EmbedMethod = "node2vec"
+    """``node2vec`` (biased walks + skip-gram) or ``fastrp`` (linear-time random projection)."""
+
+    dimensions: int = 128
+    """Length of each embedding vector."""
+
+    walks_per_node: int = 10
+    """node2vec: walks started from every node (r)."""
+
+    walk_length: int = 80
+    """node2vec: nodes per walk (l)."""
+
+    window: int = 10
+    """node2vec: skip-gram context size (k)."""
+
+    p: float = 1.0
+    """node2vec return parameter: low values keep walks local."""
+
+    q: float = 1.0
+    """node2vec in-out parameter: low values push walks outward (depth-first)."""
+
+    negative: int = 5
+    """node2vec: negative samples per positive pair."""
+
+    epochs: int = 1
+    """node2vec: passes of skip-gram over the walks."""
+
+    workers: int = 2
+    """Skip-gram training threads; only 1 gives the same vectors on every run."""
+
+    weighted: bool = False
+    """Walk and propagate by edge weight (identifier rarity) instead of uniformly."""
+
+    fastrp_weights: tuple[float, ...] = (0.0, 1.0, 1.0)
+    """FastRP: weight of each propagation step (1-hop, 2-hop, ...)."""
+
+    fastrp_normalization_strength: float = 0.0
+    """FastRP: exponent of the degree scaling of the initial random vectors."""
+
+    hops: int = 4
+    """Candidate subgraph: edges reached out from flagged and review accounts."""
+
+    whole_graph_max_nodes: int = 200_000
+    """Embed the whole graph (super-nodes left out) when it has at most this many nodes."""
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.method not in ("node2vec", "fastrp"):
+            found.append(f"embed.method must be 'node2vec' or 'fastrp', not {self.method!r}")
+        for name in ("dimensions", "walks_per_node", "walk_length", "window", "epochs", "workers"):
+            if getattr(self, name) < 1:
+                found.append(f"embed.{name} must be at least 1, not {getattr(self, name)}")
+        if self.negative < 0:
+            found.append(f"embed.negative must be at least 0, not {self.negative}")
+        if not self.p > 0 or not self.q > 0:
+            found.append("embed.p and embed.q must be greater than 0")
+        if not self.fastrp_weights:
+            found.append("embed.fastrp_weights must name at least one iteration weight")
+        if self.hops < 0:
+            found.append(f"embed.hops must be at least 0, not {self.hops}")
+        if self.whole_graph_max_nodes < 0:
+            found.append("embed.whole_graph_max_nodes must be at least 0")
+        return found
+
+    def validate_section(self) -> EmbedSettings:
+        """Return ``self``, or raise :class:`SettingsError` listing every problem."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError(problems)
+        return self
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of a run. Each field is a section of the TOML file."""
@@ -181,6 +314,8 @@ class Settings:
     seed: int = 42
     ingest: IngestSettings = field(default_factory=IngestSettings)
     link: LinkSettings = field(default_factory=LinkSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
 
     def problems(self) -> list[str]:
         """Every problem in every section (an empty list when the settings are valid)."""

@@ -105,21 +105,13 @@ def derived_observations(accounts: pd.DataFrame, observations: pd.DataFrame) -> 
     if len(mailbox):
         pattern = _email_pattern(mailbox["value"])
         keep = pattern.notna().to_numpy()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "account_id": mailbox["account_id"].to_numpy()[keep],
-                    "kind": "email_pattern",
-                    "value": pattern.to_numpy()[keep],
-                    "first_seen": mailbox["first_seen"].to_numpy()[keep],
-                    "last_seen": mailbox["last_seen"].to_numpy()[keep],
-                    "count": mailbox["count"].to_numpy()[keep],
-                }
-            )
-        )
+        derived = mailbox.loc[keep].copy()
+        derived["kind"] = "email_pattern"
+        derived["value"] = pattern.to_numpy()[keep]
+        frames.append(derived)
     if not frames:
         return observations.iloc[0:0]
-    out = pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)[list(observations.columns)]
     present = set(observations["kind"].unique())
     return out[~out["kind"].isin(present)]
 
@@ -151,16 +143,17 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
     ids = pd.Index(pd.array(list(account_ids), dtype="string"))
     if ids.has_duplicates:
         ids = ids.drop_duplicates()
-    rows = ids.get_indexer(observations["account_id"].astype("string"))
+    rows = ids.get_indexer(pd.Index(observations["account_id"].astype("string")))
     known = (rows >= 0) & observations["value"].notna().to_numpy()
     obs = observations.loc[known, ["kind", "value"]]
     rows = rows[known]
-    key = pd.MultiIndex.from_arrays(
-        [obs["kind"].astype("string").to_numpy(), obs["value"].astype("string").to_numpy()]
-    )
-    codes, uniques = pd.factorize(key, sort=True)
-    kinds = np.asarray(uniques.get_level_values(0), dtype=object)
-    values = np.asarray(uniques.get_level_values(1), dtype=object)
+    kind_codes, kind_names = pd.factorize(obs["kind"].astype("string"), sort=True)
+    value_codes, value_names = pd.factorize(obs["value"].astype("string"), sort=True)
+    # (kind, value) pairs as one int64 key; sorted codes keep (kind, value) order.
+    pair_key = kind_codes.astype(np.int64) * np.int64(len(value_names) + 1) + value_codes
+    unique_keys, codes = np.unique(pair_key, return_inverse=True)
+    kinds = np.asarray(kind_names, dtype=object)[unique_keys // (len(value_names) + 1)]
+    values = np.asarray(value_names, dtype=object)[unique_keys % (len(value_names) + 1)]
     matrix = sp.csr_matrix(
         (np.ones(len(codes), dtype=np.float64), (rows, codes)),
         shape=(len(ids), len(kinds)),
@@ -221,8 +214,8 @@ def subgraph_to_networkx(
     graph = nx.Graph()
     for r in rows:
         graph.add_node(("account", str(bipartite.account_ids[r])), bipartite=0)
-    sub = sub[:, shared].tocoo()
-    for r, c in zip(sub.row.tolist(), sub.col.tolist(), strict=True):
+    edges = sub[:, shared].tocoo()
+    for r, c in zip(edges.row.tolist(), edges.col.tolist(), strict=True):
         j = int(shared[c])
         node = (str(bipartite.kinds[j]), str(bipartite.values[j]))
         weight = float(identifier_weights[j]) if identifier_weights is not None else 1.0

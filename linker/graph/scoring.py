@@ -1,0 +1,413 @@
+"""Cluster and account scores, actions and reasons.
+
+A ring shows a *conjunction* of weak signals that innocent groups show only some of: many
+distinct payers, shared IPs spread over many /24s (a proxy pool), a family of shared prompt
+templates, card BINs concentrated far above their base rate while the cards themselves are
+distinct, patterned mailboxes, and signup bursts. Each signal is a feature in [0, 1]; the
+cluster score is a logistic function of their weighted sum (docs/linking.md gives the weights).
+An account's score uses the same features, each counted in full when the account itself shows
+the signal and at half when only its cluster does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from linker.graph.bipartite import Bipartite
+from linker.settings import LinkSettings
+
+__all__ = [
+    "FEATURES",
+    "ClusterEvidence",
+    "account_reasons",
+    "cluster_evidence",
+    "cluster_reasons",
+    "logistic",
+    "spread",
+]
+
+logger = logging.getLogger(__name__)
+
+FEATURES = (
+    "customers",
+    "ip_spread",
+    "prompt_family",
+    "bin_concentration",
+    "email_pattern",
+    "burst",
+    "density",
+    "size",
+)
+# Features an account can show by itself (the others belong to the cluster only).
+ACCOUNT_FEATURES = ("ip_spread", "prompt_family", "bin_concentration", "email_pattern", "burst")
+
+IP_KINDS = ("ip", "signup_ip")
+KIND_LABELS = {
+    "payment": "card",
+    "billing_customer": "billing customer",
+    "card_bin": "card BIN",
+    "mailbox": "mailbox",
+    "email_domain": "email domain",
+    "email_pattern": "email pattern",
+    "signup_ip": "signup IP",
+    "ip": "IP",
+    "signup_subnet": "signup subnet",
+    "subnet": "subnet",
+    "device": "device",
+    "user_agent": "user agent",
+    "prompt": "prompt template",
+}
+
+
+def logistic(x: np.ndarray) -> np.ndarray:
+    """The logistic function, vectorised."""
+    return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
+
+
+def spread(count: np.ndarray, full: float = 8.0) -> np.ndarray:
+    """0 for at most one distinct value, rising log-linearly to 1 at ``full`` values.
+
+    Examples
+    --------
+    >>> spread(np.array([1, 2, 8, 20])).round(2).tolist()
+    [0.0, 0.33, 1.0, 1.0]
+    """
+    c = np.maximum(np.asarray(count, dtype=np.float64), 1.0)
+    return np.asarray(np.clip(np.log2(c) / np.log2(full), 0.0, 1.0), dtype=np.float64)
+
+
+def ip_subnet(values: pd.Series) -> pd.Series:
+    """The /24 of IPv4 addresses; other values are returned unchanged."""
+    text = values.astype("string")
+    head = text.str.extract(r"^(\d+\.\d+\.\d+)\.\d+$")[0]
+    return (head + ".0/24").fillna(text)
+
+
+@dataclass(frozen=True)
+class ClusterEvidence:
+    """Features and evidence of every cluster and clustered account.
+
+    Attributes
+    ----------
+    cluster_features : pandas.DataFrame
+        One row per cluster (index 0..c-1): the features of :data:`FEATURES` plus ``size``
+        (as ``n_accounts``), ``n_customers``, ``n_ips``, ``n_ip_subnets``, ``n_prompts``,
+        ``top_bins``, ``bin_share``, ``burst_share``.
+    account_features : pandas.DataFrame
+        One row per clustered account (``row``, ``cluster``) and a 0/1 column per
+        :data:`ACCOUNT_FEATURES`, plus ``burst_peers`` (cluster members created within the
+        burst window).
+    shared : pandas.DataFrame
+        Memberships of clustered accounts in identifiers shared within their cluster:
+        ``row``, ``cluster``, ``identifier``, ``in_cluster`` (members holding it).
+    """
+
+    cluster_features: pd.DataFrame
+    account_features: pd.DataFrame
+    shared: pd.DataFrame
+
+
+def cluster_evidence(
+    bipartite: Bipartite,
+    cluster_of: np.ndarray,
+    n_clusters: int,
+    *,
+    customer_labels: np.ndarray,
+    link_weight: sp.csr_matrix,
+    burst_peers: np.ndarray,
+    key_burst: np.ndarray,
+    settings: LinkSettings,
+) -> ClusterEvidence:
+    """Compute the features of every cluster and of every clustered account.
+
+    Parameters
+    ----------
+    bipartite : Bipartite
+    cluster_of : numpy.ndarray
+        Cluster index per account, ``-1`` when none.
+    n_clusters : int
+    customer_labels : numpy.ndarray
+        Customer component per account (shared card or billing customer).
+    link_weight : scipy.sparse.csr_matrix
+        Upper-triangular account link weights (after the minimum weight cut).
+    burst_peers : numpy.ndarray
+        Per account, members of its cluster created within the burst window.
+    key_burst : numpy.ndarray of bool
+        Per account, whether it is in a signup burst along some burst key.
+    settings : LinkSettings
+
+    Returns
+    -------
+    ClusterEvidence
+
+    Notes
+    -----
+    O(nnz of the clustered accounts' rows): sparse products and pandas group-bys.
+    """
+    rows = np.flatnonzero(cluster_of >= 0)
+    clusters = cluster_of[rows]
+    n_acc = bipartite.shape[0]
+    member = sp.csr_matrix((np.ones(len(rows)), (clusters, rows)), shape=(n_clusters, n_acc))
+    size = np.bincount(clusters, minlength=n_clusters).astype(np.int64)
+    held = (member @ bipartite.matrix).tocsr()  # clusters × identifiers: members holding it
+    held.sum_duplicates()
+
+    # Memberships of clustered accounts with the count of cluster members sharing the value.
+    sub = bipartite.matrix[rows].tocoo()
+    acc_row = rows[sub.row]
+    acc_cluster = clusters[sub.row]
+    ident = sub.col.astype(np.int64)
+    in_cluster = np.asarray(held[acc_cluster, ident]).ravel().astype(np.int64)
+    kinds = bipartite.kinds[ident]
+    n_global = bipartite.n_accounts[ident]
+    owned = (in_cluster >= 2) & (in_cluster >= settings.owned_share * n_global)
+    memberships = pd.DataFrame(
+        {
+            "row": acc_row,
+            "cluster": acc_cluster,
+            "identifier": ident,
+            "kind": kinds,
+            "in_cluster": in_cluster,
+            "owned": owned,
+        }
+    )
+
+    features = pd.DataFrame(index=pd.RangeIndex(n_clusters))
+    features["n_accounts"] = size
+
+    # Customers: distinct payers in the cluster (1 payer = one legitimate customer).
+    customers = pd.DataFrame({"cluster": clusters, "customer": customer_labels[rows]})
+    n_customers = customers.drop_duplicates().groupby("cluster").size()
+    features["n_customers"] = n_customers.reindex(features.index, fill_value=1).to_numpy()
+    features["customers"] = np.where(
+        size > 1, (features["n_customers"] - 1) / np.maximum(size - 1, 1), 0.0
+    )
+
+    # Proxy pools: cluster-owned IPs spread over many /24s.
+    ip_rows = memberships[memberships["owned"] & memberships["kind"].isin(IP_KINDS)]
+    ip_ids = np.unique(ip_rows["identifier"].to_numpy())
+    subnet_of = pd.Series(
+        pd.factorize(ip_subnet(pd.Series(bipartite.values[ip_ids])))[0], index=ip_ids
+    )
+    address_of = pd.Series(pd.factorize(bipartite.values[ip_ids])[0], index=ip_ids)
+    ip_pairs = ip_rows[["cluster", "identifier"]].drop_duplicates()
+    ip_pairs = ip_pairs.assign(
+        address=address_of.reindex(ip_pairs["identifier"]).to_numpy(),
+        subnet=subnet_of.reindex(ip_pairs["identifier"]).to_numpy(),
+    )
+    n_ips = ip_pairs[["cluster", "address"]].drop_duplicates().groupby("cluster").size()
+    features["n_ips"] = n_ips.reindex(features.index, fill_value=0).to_numpy()
+    n_subnets = ip_pairs[["cluster", "subnet"]].drop_duplicates().groupby("cluster").size()
+    features["n_ip_subnets"] = n_subnets.reindex(features.index, fill_value=0).to_numpy()
+    features["ip_spread"] = spread(features["n_ip_subnets"].to_numpy())
+
+    # Template families: several cluster-owned prompt fingerprints.
+    prompt_rows = memberships[memberships["owned"] & (memberships["kind"] == "prompt")]
+    n_prompts = prompt_rows[["cluster", "identifier"]].drop_duplicates().groupby("cluster").size()
+    features["n_prompts"] = n_prompts.reindex(features.index, fill_value=0).to_numpy()
+    features["prompt_family"] = spread(features["n_prompts"].to_numpy())
+
+    # BIN concentration far above the base rate, with distinct cards.
+    bin_rows = memberships[memberships["kind"] == "card_bin"]
+    bins = bin_rows[["cluster", "identifier", "in_cluster"]].drop_duplicates()
+    bins = bins.sort_values(["cluster", "in_cluster", "identifier"], ascending=[True, False, True])
+    top = bins[bins.groupby("cluster").cumcount() < 3]
+    with_bin = (
+        bin_rows.drop_duplicates("row")
+        .groupby("cluster")
+        .size()
+        .reindex(features.index, fill_value=0)
+        .to_numpy()
+    )
+    n_bin_total = max(int(bipartite.n_accounts[bipartite.kinds == "card_bin"].sum()), 1)
+    top_cover = top.groupby("cluster")["in_cluster"].sum().reindex(features.index, fill_value=0)
+    top_base = (
+        pd.Series(bipartite.n_accounts[top["identifier"].to_numpy()], index=top.index)
+        .groupby(top["cluster"])
+        .sum()
+        .reindex(features.index, fill_value=0)
+        / n_bin_total
+    )
+    share = np.where(with_bin > 0, top_cover.to_numpy() / np.maximum(with_bin, 1), 0.0)
+    base = np.minimum(top_base.to_numpy(), 0.999)
+    lift = np.clip((share - base) / (1.0 - base), 0.0, 1.0)
+    pay_rows = memberships[memberships["kind"] == "payment"]
+    n_cards = pay_rows[["cluster", "identifier"]].drop_duplicates().groupby("cluster").size()
+    with_card = pay_rows.drop_duplicates("row").groupby("cluster").size()
+    distinct_cards = (
+        n_cards.reindex(features.index, fill_value=0)
+        / with_card.reindex(features.index, fill_value=0).clip(lower=1)
+    ).to_numpy()
+    # Two or three cards can share a BIN by chance; ask for a few before trusting the ratio.
+    enough = with_bin >= 3
+    features["bin_share"] = share
+    features["bin_concentration"] = np.where(enough, lift * distinct_cards, 0.0)
+    top_bin_values = top.assign(value=bipartite.values[top["identifier"].to_numpy()])
+    features["top_bins"] = (
+        top_bin_values.groupby("cluster")["value"]
+        .agg(lambda v: ", ".join(map(str, v)))
+        .reindex(features.index, fill_value="")
+        .to_numpy()
+    )
+    top_set = pd.MultiIndex.from_frame(top[["cluster", "identifier"]])
+
+    # Account-level signals.
+    acc = pd.DataFrame({"row": rows, "cluster": clusters})
+    acc_ip = np.zeros(n_acc, dtype=bool)
+    acc_ip[ip_rows["row"].to_numpy()] = True
+    acc_prompt = np.zeros(n_acc, dtype=bool)
+    acc_prompt[prompt_rows["row"].to_numpy()] = True
+    acc_bin = np.zeros(n_acc, dtype=bool)
+    bin_key = pd.MultiIndex.from_frame(bin_rows[["cluster", "identifier"]])
+    acc_bin[bin_rows["row"].to_numpy()[bin_key.isin(top_set)]] = True
+    email_rows = memberships[
+        memberships["kind"].isin(("email_pattern", "mailbox")) & (memberships["in_cluster"] >= 2)
+    ]
+    acc_email = np.zeros(n_acc, dtype=bool)
+    acc_email[email_rows["row"].to_numpy()] = True
+    acc_burst = (burst_peers >= settings.burst_min_accounts) | key_burst
+    acc["ip_spread"] = acc_ip[rows].astype(np.float64)
+    acc["prompt_family"] = acc_prompt[rows].astype(np.float64)
+    acc["bin_concentration"] = acc_bin[rows].astype(np.float64)
+    acc["email_pattern"] = acc_email[rows].astype(np.float64)
+    acc["burst"] = acc_burst[rows].astype(np.float64)
+    acc["burst_peers"] = burst_peers[rows]
+
+    features["email_pattern"] = (
+        acc.groupby("cluster")["email_pattern"].mean().reindex(features.index, fill_value=0.0)
+    ).to_numpy()
+    features["burst_share"] = (
+        acc.groupby("cluster")["burst"].mean().reindex(features.index, fill_value=0.0)
+    ).to_numpy()
+    features["burst"] = features["burst_share"]
+
+    # Density: mean weighted degree inside the cluster, saturating.
+    lw = link_weight.tocoo()
+    same = (cluster_of[lw.row] >= 0) & (cluster_of[lw.row] == cluster_of[lw.col])
+    internal = np.bincount(cluster_of[lw.row[same]], weights=lw.data[same], minlength=n_clusters)
+    mean_degree = 2.0 * internal / np.maximum(size, 1)
+    features["density"] = 1.0 - np.exp(-mean_degree / 4.0)
+    features["size"] = spread(size, full=64.0)
+
+    shared = memberships.loc[
+        memberships["in_cluster"] >= 2, ["row", "cluster", "identifier", "in_cluster"]
+    ].reset_index(drop=True)
+    return ClusterEvidence(cluster_features=features, account_features=acc, shared=shared)
+
+
+def cluster_reasons(features: pd.DataFrame, which: np.ndarray, window_minutes: float) -> list[str]:
+    """Human-readable evidence of the given clusters.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        ``ClusterEvidence.cluster_features``.
+    which : numpy.ndarray
+        Cluster indices to describe.
+    window_minutes : float
+        The burst window, cited in the text.
+
+    Returns
+    -------
+    list of str
+
+    Notes
+    -----
+    A Python loop over the given clusters only (the flagged ones).
+    """
+    out = []
+    for c in which.tolist():
+        f = features.iloc[c]
+        parts = [f"{int(f['n_accounts'])} accounts paid by {int(f['n_customers'])} payers"]
+        if f["n_ips"] > 0:
+            parts.append(f"{int(f['n_ips'])} shared IPs across {int(f['n_ip_subnets'])} /24s")
+        if f["n_prompts"] > 0:
+            parts.append(f"{int(f['n_prompts'])} shared prompt templates")
+        if f["bin_concentration"] > 0:
+            parts.append(f"{f['bin_share']:.0%} of cards on BINs {f['top_bins']}")
+        if f["email_pattern"] > 0:
+            parts.append(f"{f['email_pattern']:.0%} with patterned or shared mailboxes")
+        if f["burst_share"] > 0:
+            parts.append(
+                f"{f['burst_share']:.0%} signed up in bursts (within {window_minutes:g} minutes)"
+            )
+        out.append("; ".join(parts))
+    return out
+
+
+def account_reasons(
+    bipartite: Bipartite,
+    shared: pd.DataFrame,
+    accounts: pd.DataFrame,
+    priors: dict[str, float],
+    *,
+    max_reasons: int,
+    window_minutes: float,
+    burst_min: int,
+) -> pd.Series:
+    """Reason text of each given account, citing the concrete shared values and counts.
+
+    Parameters
+    ----------
+    bipartite : Bipartite
+    shared : pandas.DataFrame
+        ``ClusterEvidence.shared``.
+    accounts : pandas.DataFrame
+        The accounts to explain: ``row``, ``cluster_id``, ``cluster_size``, ``burst_peers``.
+    priors : dict
+        Kind priors, used to rank evidence (stronger kinds first).
+    max_reasons : int
+        How many values to cite.
+    window_minutes : float
+    burst_min : int
+        Burst peers below this are not cited.
+
+    Returns
+    -------
+    pandas.Series of str
+        Indexed by ``accounts.index``.
+
+    Notes
+    -----
+    Vectorised string building; one group-by join over the cited values of these accounts.
+    """
+    if accounts.empty:
+        return pd.Series([], dtype="string", index=accounts.index)
+    ev = shared[shared["row"].isin(accounts["row"])].copy()
+    ev["kind"] = bipartite.kinds[ev["identifier"].to_numpy()]
+    ev["value"] = bipartite.values[ev["identifier"].to_numpy()]
+    prior = ev["kind"].map(priors).fillna(0.0).astype(np.float64)
+    ev["rank_key"] = -(prior.to_numpy() + 0.05) * np.log2(ev["in_cluster"].to_numpy())
+    ev = ev.sort_values(["row", "rank_key", "kind", "value"])
+    ev = ev[ev.groupby("row").cumcount() < max_reasons]
+    ev["text"] = (
+        ev["kind"].map(KIND_LABELS).fillna(ev["kind"]).astype(str)
+        + " "
+        + ev["value"].astype(str)
+        + " with "
+        + (ev["in_cluster"] - 1).astype(str)
+        + " accounts"
+    )
+    joined = ev.groupby("row")["text"].agg(lambda t: ", ".join(t))
+    cited = joined.reindex(accounts["row"].to_numpy()).to_numpy()
+    head = np.where(
+        pd.isna(cited),
+        "in cluster " + accounts["cluster_id"].astype(str).to_numpy(),
+        "shares "
+        + pd.Series(cited, dtype=object).fillna("").astype(str).to_numpy()
+        + " of cluster "
+        + accounts["cluster_id"].astype(str).to_numpy(),
+    )
+    head = head + " (" + accounts["cluster_size"].astype(str).to_numpy() + " accounts)"
+    peers = accounts["burst_peers"].to_numpy()
+    tail = np.where(
+        peers >= burst_min,
+        f"; created within {window_minutes:g} minutes of " + peers.astype(str) + " of them",
+        "",
+    )
+    return pd.Series(head + tail, index=accounts.index, dtype="string")

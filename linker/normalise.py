@@ -1,0 +1,463 @@
+"""Identifier normalisation and the long observations table.
+
+Two spellings of one identifier must become one value, or linking misses the link: a Gmail
+address with dots or a ``+tag``, an IPv6 address written in full, a device id in upper case.
+The scalar functions here define each normal form; :func:`build_observations` applies them
+once per distinct value and gathers every identifier of every account into one table::
+
+    account_id, kind, value, first_seen, last_seen, count
+
+Every function is idempotent: a normalised value normalises to itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "KINDS",
+    "OBSERVATION_COLUMNS",
+    "build_observations",
+    "canonical_ipv4_mask",
+    "email_domain",
+    "ip_prefix",
+    "normalise_email",
+    "normalise_ip",
+    "normalise_token",
+    "normalise_user_agent",
+]
+
+logger = logging.getLogger(__name__)
+
+OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "kind",
+    "value",
+    "first_seen",
+    "last_seen",
+    "count",
+)
+"""Columns of the observations table, in order."""
+
+KINDS: tuple[str, ...] = (
+    "payment",
+    "card_bin",
+    "mailbox",
+    "email_domain",
+    "signup_ip",
+    "ip",
+    "signup_subnet",
+    "subnet",
+    "device",
+    "user_agent",
+    "prompt",
+)
+"""Every identifier kind in the observations table."""
+
+_DOMAIN_ALIASES: dict[str, str] = {"googlemail.com": "gmail.com"}
+
+# Providers that deliver local+anything@domain to local@domain.
+_PLUS_TAG_DOMAINS: frozenset[str] = frozenset(
+    {
+        "gmail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "protonmail.com",
+        "proton.me",
+        "pm.me",
+        "fastmail.com",
+        "fastmail.fm",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "hey.com",
+    }
+)
+
+# Providers that ignore dots in the local part.
+_DOTLESS_DOMAINS: frozenset[str] = frozenset({"gmail.com"})
+
+_STRING = pd.StringDtype("pyarrow")
+_TIMESTAMP = pd.DatetimeTZDtype(unit="us", tz="UTC")
+
+
+def normalise_email(s: str) -> str:
+    """The canonical mailbox of an email address.
+
+    Parameters
+    ----------
+    s : str
+        An email address as entered.
+
+    Returns
+    -------
+    str
+        Lower-cased and stripped; ``googlemail.com`` becomes ``gmail.com``; for Gmail the
+        dots in the local part are removed; for providers that deliver ``local+tag`` to
+        ``local`` (Gmail, Outlook/Hotmail/Live, iCloud, Proton, Fastmail, Yandex, Zoho, HEY)
+        the ``+tag`` is removed. A text without ``@`` is only lower-cased and stripped.
+
+    Notes
+    -----
+    If removing the tag or the dots would leave an empty local part (``+x@gmail.com``),
+    the local part is kept as it is, so the result stays an address and stays idempotent.
+    O(len(s)).
+
+    Examples
+    --------
+    >>> normalise_email(" J.Doe+promo@GoogleMail.com ")
+    'jdoe@gmail.com'
+    >>> normalise_email("j.doe+x@example.org")
+    'j.doe+x@example.org'
+    """
+    text = s.strip().lower()
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return text
+    domain = domain.rstrip(".")
+    domain = _DOMAIN_ALIASES.get(domain, domain)
+    canonical = local
+    if domain in _PLUS_TAG_DOMAINS:
+        canonical = canonical.split("+", 1)[0]
+    if domain in _DOTLESS_DOMAINS:
+        canonical = canonical.replace(".", "")
+    return f"{canonical or local}@{domain}"
+
+
+def email_domain(s: str) -> str:
+    """The normalised domain of an email address (``""`` when there is no ``@``).
+
+    Examples
+    --------
+    >>> email_domain("Someone@GoogleMail.COM")
+    'gmail.com'
+    """
+    local, at, domain = normalise_email(s).rpartition("@")
+    return domain if at else ""
+
+
+def normalise_ip(s: str) -> str:
+    """The canonical text of an IP address.
+
+    Parameters
+    ----------
+    s : str
+        An IPv4 or IPv6 address (surrounding spaces are ignored).
+
+    Returns
+    -------
+    str
+        IPv4 in dotted decimal; IPv6 in RFC 5952 compressed lower-case form; an
+        IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as its IPv4 address.
+
+    Raises
+    ------
+    ValueError
+        If ``s`` is not an IP address (including IPv4 with leading zeros).
+
+    Examples
+    --------
+    >>> normalise_ip("2001:0DB8:0000:0000:0000:0000:0000:0001")
+    '2001:db8::1'
+    >>> normalise_ip("::ffff:203.0.113.9")
+    '203.0.113.9'
+    """
+    address = ipaddress.ip_address(s.strip())
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def ip_prefix(s: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network that contains an IP address.
+
+    Raises
+    ------
+    ValueError
+        If ``s`` is not an IP address.
+
+    Examples
+    --------
+    >>> ip_prefix("203.0.113.77")
+    '203.0.113.0/24'
+    >>> ip_prefix("2001:db8:1:2::5")
+    '2001:db8:1::/48'
+    """
+    address = ipaddress.ip_address(normalise_ip(s))
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(ipaddress.IPv4Network((int(address) >> 8 << 8, 24)))
+    return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
+
+
+def normalise_token(s: str) -> str:
+    """An opaque identifier (device id, payment or prompt fingerprint, card BIN), stripped
+    and lower-cased.
+
+    Examples
+    --------
+    >>> normalise_token(" DEV-0A1F ")
+    'dev-0a1f'
+    """
+    return s.strip().lower()
+
+
+def normalise_user_agent(s: str) -> str:
+    """A user agent with runs of white space collapsed to one space and the ends stripped.
+
+    Case is kept: user agents differ meaningfully in case less often than tools rewrite it.
+
+    Examples
+    --------
+    >>> normalise_user_agent("  python-httpx/0.27   (linux) ")
+    'python-httpx/0.27 (linux)'
+    """
+    return " ".join(s.split())
+
+
+_IPV4_CANONICAL = (
+    r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
+)
+"""IPv4 in canonical dotted decimal: :func:`normalise_ip` returns such a text unchanged."""
+
+
+def canonical_ipv4_mask(values: pa.Array) -> np.ndarray:
+    """True where a string is already a canonical IPv4 address (a vectorised fast path).
+
+    For these values ``normalise_ip(v) == v`` and ``ip_prefix(v)`` is ``v`` with its last
+    octet replaced by ``0/24``, so no Python call is needed.
+    """
+    matched = pc.fill_null(pc.match_substring_regex(values, _IPV4_CANONICAL), False)
+    return np.asarray(matched.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _map_distinct(values: pa.Array, function: Callable[[str], str]) -> pa.Array:
+    """``function`` over distinct non-null strings, ``""`` where it raises ``ValueError``."""
+
+    def safe(value: str) -> str:
+        try:
+            return function(value)
+        except ValueError:
+            return ""
+
+    return pa.array([safe(v) for v in values.to_pylist()], pa.string())
+
+
+def _map_ips(values: pa.Array, *, prefix: bool) -> pa.Array:
+    fast = canonical_ipv4_mask(values)
+    if prefix:
+        result = pc.replace_substring_regex(values, r"\.[0-9]+$", ".0/24")
+    else:
+        result = values
+    if fast.all():
+        return result
+    slow = values.filter(pa.array(~fast))
+    replacements = _map_distinct(slow, ip_prefix if prefix else normalise_ip)
+    return pc.replace_with_mask(result, pa.array(~fast), replacements)
+
+
+Vectorised = Callable[[pa.Array], pa.Array]
+
+# (table, column, kind, normaliser over an array of distinct values)
+_SOURCES: tuple[tuple[str, str, str, Vectorised], ...] = (
+    ("payments", "payment_fingerprint", "payment", lambda v: _map_distinct(v, normalise_token)),
+    ("payments", "card_bin", "card_bin", lambda v: _map_distinct(v, normalise_token)),
+    ("accounts", "email", "mailbox", lambda v: _map_distinct(v, normalise_email)),
+    ("accounts", "email", "email_domain", lambda v: _map_distinct(v, email_domain)),
+    ("accounts", "signup_ip", "signup_ip", lambda v: _map_ips(v, prefix=False)),
+    ("events", "ip", "ip", lambda v: _map_ips(v, prefix=False)),
+    ("accounts", "signup_ip", "signup_subnet", lambda v: _map_ips(v, prefix=True)),
+    ("events", "ip", "subnet", lambda v: _map_ips(v, prefix=True)),
+    ("accounts", "device_id", "device", lambda v: _map_distinct(v, normalise_token)),
+    ("events", "device_id", "device", lambda v: _map_distinct(v, normalise_token)),
+    ("events", "user_agent", "user_agent", lambda v: _map_distinct(v, normalise_user_agent)),
+    ("events", "prompt_fingerprint", "prompt", lambda v: _map_distinct(v, normalise_token)),
+)
+
+_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("kind", pa.string()),
+        ("value", pa.string()),
+        ("first_seen", pa.timestamp("us", tz="UTC")),
+        ("last_seen", pa.timestamp("us", tz="UTC")),
+        ("count", pa.int64()),
+    ]
+)
+
+
+def build_observations(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Gather every identifier of every account into one long table.
+
+    Parameters
+    ----------
+    tables : mapping of str to pandas.DataFrame
+        Validated tables (as in ``ValidationResult.tables``): ``accounts`` is required;
+        ``payments`` and ``events`` are used when present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``account_id`` (string), ``kind`` (string), ``value`` (string, normalised),
+        ``first_seen`` and ``last_seen`` (``datetime64[us, UTC]``), ``count`` (int64); one row
+        per (account_id, kind, value), sorted by (kind, value, account_id). Kinds are listed
+        in :data:`KINDS`. Account attributes are seen at ``created_at`` with count 1;
+        payments at ``added_at`` (``created_at`` when missing), count = payment rows;
+        event identifiers from the first to the last ``ts``, count = sum of ``requests``.
+        Values that normalise to ``""`` (or are not IP addresses, for IP kinds) are dropped.
+
+    Raises
+    ------
+    KeyError
+        If ``tables`` has no ``accounts``.
+
+    Notes
+    -----
+    Each normaliser runs once per distinct raw value (canonical IPv4 text needs no Python
+    call at all); rows are grouped by Arrow's hash aggregation. O(n) in rows plus a sort of
+    the output, O(u) Python calls in the number of distinct values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> accounts = pd.DataFrame({
+    ...     "account_id": ["a", "b"],
+    ...     "created_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+    ...     "email": ["J.Doe@gmail.com", "jdoe+x@googlemail.com"],
+    ... })
+    >>> obs = build_observations({"accounts": accounts})
+    >>> obs[obs.kind == "mailbox"][["account_id", "value"]].values.tolist()
+    [['a', 'jdoe@gmail.com'], ['b', 'jdoe@gmail.com']]
+    """
+    accounts = tables["accounts"]
+    account_ids = _strings(accounts["account_id"])
+    created = _timestamps(accounts["created_at"])
+    parts: dict[str, list[pa.Table]] = {}
+    for table_name, column, kind, normaliser in _SOURCES:
+        frame = tables.get(table_name)
+        if frame is None or column not in frame.columns or len(frame) == 0:
+            continue
+        ids = _strings(frame["account_id"])
+        ones = pa.array(np.ones(len(frame), dtype=np.int64))
+        if table_name == "accounts":
+            first = last = created
+            counts = ones
+        elif table_name == "payments":
+            fallback = pc.take(created, pc.index_in(ids, value_set=account_ids))
+            added = _timestamps(frame["added_at"]) if "added_at" in frame.columns else fallback
+            first = last = pc.coalesce(added, fallback)
+            counts = ones
+        else:
+            first = last = _timestamps(frame["ts"])
+            counts = (
+                pa.array(frame["requests"].to_numpy(dtype=np.int64))
+                if "requests" in frame.columns
+                else ones
+            )
+        part = _aggregate(ids, _strings(frame[column]), first, last, counts, kind, normaliser)
+        parts.setdefault(kind, []).append(part)
+    kinds = []
+    for kind in sorted(parts):
+        tables_of_kind = parts[kind]
+        merged = pa.concat_tables(tables_of_kind)
+        if len(tables_of_kind) > 1:
+            # The same identifier from two sources (a device at signup and in events).
+            merged = _group(merged, ["account_id", "kind", "value"], "first_seen", "last_seen")
+        kinds.append(merged.sort_by([("value", "ascending"), ("account_id", "ascending")]))
+    result = pa.concat_tables(kinds) if kinds else _SCHEMA.empty_table()
+    return _to_frame(result)
+
+
+def _group(table: pa.Table, keys: list[str], first: str, last: str) -> pa.Table:
+    grouped = table.group_by(keys, use_threads=True).aggregate(
+        [(first, "min"), (last, "max"), ("count", "sum")]
+    )
+    return grouped.rename_columns(
+        {f"{first}_min": "first_seen", f"{last}_max": "last_seen", "count_sum": "count"}
+    )
+
+
+def _aggregate(
+    account_ids: pa.Array,
+    raw_values: pa.Array,
+    first: pa.Array,
+    last: pa.Array,
+    counts: pa.Array,
+    kind: str,
+    normaliser: Vectorised,
+) -> pa.Table:
+    """One kind's observations: normalise each distinct value once, then group."""
+    present = pc.is_valid(raw_values)
+    encoded = pc.dictionary_encode(raw_values.filter(present))
+    if len(encoded.dictionary) == 0:
+        return _SCHEMA.empty_table()
+    normalised = pc.dictionary_encode(normaliser(encoded.dictionary))
+    value_codes = pc.take(normalised.indices, encoded.indices)
+    table = pa.table(
+        {
+            "account_id": account_ids.filter(present),
+            "value_code": value_codes,
+            "first": first.filter(present),
+            "last": last.filter(present),
+            "count": counts.filter(present),
+        }
+    )
+    grouped = _group(table, ["account_id", "value_code"], "first", "last")
+    values = pc.take(normalised.dictionary, grouped["value_code"])
+    out = pa.table(
+        {
+            "account_id": grouped["account_id"],
+            "kind": pa.array(np.full(grouped.num_rows, kind, dtype=object), pa.string()),
+            "value": values,
+            "first_seen": grouped["first_seen"],
+            "last_seen": grouped["last_seen"],
+            "count": grouped["count"],
+        },
+        schema=_SCHEMA,
+    )
+    return out.filter(pc.not_equal(out["value"], ""))
+
+
+def _strings(series: pd.Series) -> pa.Array:
+    array = pa.array(series, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):  # pragma: no cover - depends on the pandas dtype
+        array = array.combine_chunks()
+    if array.type != pa.string():
+        array = pc.cast(array, pa.string())
+    return array
+
+
+def _timestamps(series: pd.Series) -> pa.Array:
+    converted = pd.to_datetime(series, utc=True).astype(_TIMESTAMP)
+    return pa.array(converted, type=pa.timestamp("us", tz="UTC"))
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": table["account_id"].to_pandas(types_mapper=_string_mapper),
+            "kind": table["kind"].to_pandas(types_mapper=_string_mapper),
+            "value": table["value"].to_pandas(types_mapper=_string_mapper),
+            "first_seen": table["first_seen"].to_pandas().astype(_TIMESTAMP),
+            "last_seen": table["last_seen"].to_pandas().astype(_TIMESTAMP),
+            "count": table["count"].to_numpy().astype(np.int64),
+        }
+    )
+
+
+def _string_mapper(arrow_type: pa.DataType) -> pd.StringDtype | None:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return _STRING
+    return None

@@ -1,0 +1,307 @@
+"""Cypher queries, stored as ``queries/*.cypher`` files and loaded by name.
+
+Each file starts with a header of ``//`` comments::
+
+    // Purpose: what the query answers (continuation lines are indented).
+    // Param account_id (string, required): the account at the centre.
+    // Param limit (int, default 100): the most rows returned.
+
+Analyst queries sit at the top of ``queries/`` (``linker query NAME``); the loader's write
+queries sit in ``queries/load/`` and are named ``load/<file>``. Values always travel as
+parameters: :func:`coerce_parameters` turns ``--param k=v`` strings into the declared types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from linker.errors import InputError, LinkerError
+
+if TYPE_CHECKING:
+    from linker.neo4j.runner import QueryResult, QueryRunner
+
+__all__ = [
+    "QUERY_DIR",
+    "QueryInfo",
+    "QueryParam",
+    "available_queries",
+    "coerce_parameters",
+    "format_result",
+    "load_query",
+    "query_info",
+    "run_query",
+    "split_statements",
+]
+
+logger = logging.getLogger(__name__)
+
+QUERY_DIR = Path(__file__).resolve().parents[1] / "queries"
+"""The folder of ``.cypher`` files (the repository's ``queries/``)."""
+
+_NAME = re.compile(r"^(load/)?[A-Za-z0-9_]+$")
+_PARAM = re.compile(
+    r"^//\s*Param\s+(?P<name>\w+)\s*\((?P<type>\w+)\s*(?:,\s*(?P<spec>required|default\s+.+?))?\)"
+    r"\s*:\s*(?P<doc>.*)$"
+)
+_TYPES = ("string", "int", "float", "bool", "list")
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    """One declared parameter of a query."""
+
+    name: str
+    type: str
+    required: bool
+    default: Any
+    description: str
+
+
+@dataclass(frozen=True)
+class QueryInfo:
+    """A query file's name, purpose and parameters, parsed from its header."""
+
+    name: str
+    purpose: str
+    params: tuple[QueryParam, ...]
+    path: Path
+
+
+def available_queries(*, include_load: bool = False) -> list[str]:
+    """The names of the stored queries, sorted.
+
+    Parameters
+    ----------
+    include_load : bool
+        Also list the loader's queries (``load/...``).
+
+    Returns
+    -------
+    list of str
+    """
+    names = [p.stem for p in QUERY_DIR.glob("*.cypher")]
+    if include_load:
+        names += [f"load/{p.stem}" for p in (QUERY_DIR / "load").glob("*.cypher")]
+    return sorted(names)
+
+
+def _path_for(name: str) -> Path:
+    if not _NAME.match(name) or not (QUERY_DIR / f"{name}.cypher").is_file():
+        listed = ", ".join(available_queries())
+        raise LinkerError(f"unknown query {name!r}; available: {listed}")
+    return QUERY_DIR / f"{name}.cypher"
+
+
+def load_query(name: str) -> str:
+    """The Cypher text of the query ``name`` (header comments included).
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available_queries`, e.g. ``"top_clusters"`` or ``"load/accounts"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    LinkerError
+        For an unknown name (the message lists the available ones).
+
+    Examples
+    --------
+    >>> "MATCH (c:Cluster)" in load_query("top_clusters")
+    True
+    """
+    return _path_for(name).read_text(encoding="utf-8")
+
+
+def query_info(name: str) -> QueryInfo:
+    """Parse the header of the query ``name``: purpose and parameters."""
+    path = _path_for(name)
+    purpose: list[str] = []
+    params: list[QueryParam] = []
+    in_purpose = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("//"):
+            break
+        match = _PARAM.match(line)
+        if match:
+            in_purpose = False
+            spec = match["spec"] or "required"
+            ptype = match["type"]
+            if ptype not in _TYPES:
+                raise LinkerError(f"{path}: parameter {match['name']} has unknown type {ptype}")
+            default: Any = None
+            if spec.startswith("default"):
+                raw = spec.split(None, 1)[1].strip()
+                default = None if raw == "null" else _coerce(raw, ptype, match["name"], name)
+            params.append(
+                QueryParam(match["name"], ptype, spec == "required", default, match["doc"].strip())
+            )
+            continue
+        body = line[2:].strip()
+        if body.startswith("Purpose:"):
+            purpose.append(body[len("Purpose:") :].strip())
+            in_purpose = True
+        elif in_purpose and body:
+            purpose.append(body)
+    return QueryInfo(name=name, purpose=" ".join(purpose), params=tuple(params), path=path)
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a multi-statement file on ``;`` at line ends, dropping ``//`` comment lines."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
+
+
+def _coerce(raw: str, ptype: str, pname: str, qname: str) -> Any:
+    try:
+        if ptype == "int":
+            return int(raw)
+        if ptype == "float":
+            return float(raw)
+        if ptype == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError(raw)
+        if ptype == "list":
+            return [part for part in raw.split(",") if part]
+    except ValueError:
+        raise InputError(f"query {qname}: parameter {pname} must be {ptype}, not {raw!r}") from None
+    return raw
+
+
+def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``--param k=v`` strings into the typed parameters the query ``name`` declares.
+
+    Defaults fill the parameters not given.
+
+    Raises
+    ------
+    InputError
+        Listing every unknown, missing or mistyped parameter at once.
+    """
+    info = query_info(name)
+    declared = {p.name: p for p in info.params}
+    problems = [f"unknown parameter {k!r}" for k in raw if k not in declared]
+    values: dict[str, Any] = {}
+    for param in info.params:
+        if param.name in raw:
+            try:
+                values[param.name] = _coerce(raw[param.name], param.type, param.name, name)
+            except InputError as exc:
+                problems.append(str(exc).split(": ", 1)[1])
+        elif param.required:
+            problems.append(f"missing parameter {param.name} ({param.type}): {param.description}")
+        else:
+            values[param.name] = param.default
+    if problems:
+        accepted = ", ".join(p.name for p in info.params) or "none"
+        raise InputError(f"query {name}: " + "; ".join(problems) + f" (parameters: {accepted})")
+    return values
+
+
+def run_query(
+    name: str,
+    raw_params: Mapping[str, str] | None = None,
+    *,
+    runner: QueryRunner | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> QueryResult:
+    """Run the stored analyst query ``name`` (read-routed) with ``--param``-style strings.
+
+    Parameters
+    ----------
+    name : str
+        A query from :func:`available_queries`.
+    raw_params : mapping of str to str, optional
+        Parameter values as text; coerced by :func:`coerce_parameters`.
+    runner : QueryRunner, optional
+        Default: a runner on :func:`linker.neo4j.runner.resolve_connection`'s server.
+    data_dir : path, optional
+        The local server's data directory, used when ``runner`` is None and ``NEO4J_URI``
+        is unset.
+
+    Returns
+    -------
+    QueryResult
+    """
+    from linker.neo4j.runner import QueryRunner, resolve_connection
+
+    if name.startswith("load/"):
+        raise LinkerError(f"{name} is a loader query; run `linker neo4j load` instead")
+    params = coerce_parameters(name, raw_params or {})
+    text = load_query(name)
+    if runner is not None:
+        return runner.run(text, params)
+    with QueryRunner(resolve_connection(data_dir)) as own:
+        return own.run(text, params)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "; ".join(_cell(v) for v in value)
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """Render rows as ``table`` (aligned text), ``csv`` or ``json`` (a list of objects).
+
+    Examples
+    --------
+    >>> print(format_result(["a", "b"], [(1, "x")], "csv"), end="")
+    a,b
+    1,x
+    """
+    if fmt == "json":
+        records = [{c: _jsonable(v) for c, v in zip(columns, row, strict=True)} for row in rows]
+        return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    cells = [[_cell(v) for v in row] for row in rows]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(cells)
+        return buffer.getvalue()
+    if fmt != "table":
+        raise LinkerError(f"unknown format {fmt!r}: use table, csv or json")
+    widths = [len(c) for c in columns]
+    for row in cells:
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
+    return "\n".join(lines) + "\n"

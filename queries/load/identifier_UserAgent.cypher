@@ -1,0 +1,9 @@
+// Purpose: write one batch of (:UserAgent) identifier nodes (MERGE on the unique value).
+//   n_accounts counts the distinct accounts linked to the value through any kind that maps to
+//   UserAgent; weight and is_supernode come from identifiers.parquet (null when absent).
+// Param rows (list, required): maps with value, n_accounts, weight, is_supernode.
+UNWIND $rows AS row
+MERGE (n:UserAgent {value: row.value})
+SET n.n_accounts = row.n_accounts,
+    n.weight = row.weight,
+    n.is_supernode = row.is_supernode

@@ -1,0 +1,10 @@
+// Purpose: write one batch of (:Account)-[:HAS_PAYMENT]->(:PaymentMethod) relationships from the
+//   observations of kind `payment` (MERGE, so re-running a batch changes nothing).
+// Param rows (list, required): maps with account_id, value, first_seen, last_seen, count.
+UNWIND $rows AS row
+MATCH (a:Account {account_id: row.account_id})
+MATCH (i:PaymentMethod {value: row.value})
+MERGE (a)-[r:HAS_PAYMENT]->(i)
+SET r.first_seen = row.first_seen,
+    r.last_seen = row.last_seen,
+    r.count = row.count

@@ -1,0 +1,147 @@
+"""The linking engine's building blocks, checked against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from linker.errors import SettingsError
+from linker.graph.bipartite import build_bipartite, derived_observations
+from linker.graph.bursts import window_counts
+from linker.graph.communities import components_over, detect_communities
+from linker.graph.projection import enumerate_pairs, project
+from linker.graph.weights import identifier_weights, rarity
+from linker.settings import LinkSettings, load_settings
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000)), min_size=0, max_size=60),
+    st.integers(1, 3000),
+)
+def test_window_counts_match_brute_force(rows: list[tuple[int, int]], window: int) -> None:
+    keys = np.array([k for k, _ in rows], dtype=np.int64)
+    times = np.array([t for _, t in rows], dtype=np.int64)
+    expected = [
+        sum(
+            1
+            for j in range(len(rows))
+            if j != i and keys[j] == keys[i] and abs(times[j] - times[i]) <= window
+        )
+        for i in range(len(rows))
+    ]
+    assert window_counts(keys, times, window).tolist() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sets(st.integers(0, 7), max_size=8), min_size=1, max_size=12))
+def test_enumerate_pairs_lists_every_pair_once(columns: list[set[int]]) -> None:
+    rows = [r for c in columns for r in sorted(c)]
+    cols = [j for j, c in enumerate(columns) for _ in c]
+    matrix = sp.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(8, len(columns)))
+    a, b, ident = enumerate_pairs(matrix, np.arange(len(columns)))
+    got = sorted(zip(a.tolist(), b.tolist(), ident.tolist(), strict=True))
+    want = sorted(
+        (x, y, j) for j, c in enumerate(columns) for x, y in itertools.combinations(sorted(c), 2)
+    )
+    assert got == want
+
+
+def test_rarity_falls_with_sharing_and_supernodes_get_no_weight() -> None:
+    s = LinkSettings(supernode_max_accounts=100, supernode_by_kind={})
+    kinds = np.array(["payment", "payment", "card_bin", "ip", "ip"], dtype=object)
+    n = np.array([2, 50, 2, 2, 101])
+    weight, supernode = identifier_weights(kinds, n, s)
+    assert weight[0] > weight[1] > 0  # rarer is stronger
+    assert weight[0] > weight[2]  # a card is stronger than a BIN
+    assert weight[3] > 0 and weight[4] == 0
+    assert supernode.tolist() == [False, False, False, False, True]
+    r = rarity(np.arange(2, 101), np.full(99, 100))
+    assert np.all(np.diff(r) < 0) and r[0] == 1.0 and r[-1] == 0.0
+
+
+def test_projection_uses_hubs_for_large_groups_instead_of_pairs() -> None:
+    n_acc = 150
+    obs = pd.DataFrame(
+        {
+            "account_id": [f"a{i}" for i in range(n_acc)] + ["a0", "a1"],
+            "kind": ["prompt"] * n_acc + ["payment", "payment"],
+            "value": ["big"] * n_acc + ["card", "card"],
+        }
+    )
+    bip = build_bipartite([f"a{i}" for i in range(n_acc)], obs)
+    weight, supernode = identifier_weights(bip.kinds, bip.n_accounts, LinkSettings())
+    proj = project(bip, weight, supernode, pair_max_accounts=48)
+    assert len(proj.pair_a) == 1  # only the card pair is materialised
+    assert proj.hub_matrix.shape == (n_acc, 1)
+    assert proj.hub_matrix.nnz == n_acc
+
+
+def test_strong_components_are_contracted_before_communities() -> None:
+    # Two cliques of 6 joined by one strong identifier between one member of each.
+    n = 12
+    adjacency = sp.lil_matrix((n, n))
+    for group in (range(0, 6), range(6, 12)):
+        for x, y in itertools.combinations(group, 2):
+            adjacency[x, y] = 5.0
+    incidence = sp.csr_matrix((np.ones(2), ([0, 6], [0, 0])), shape=(n, 1))
+    strong = components_over(incidence, np.array([0]))
+    assert strong[0] == strong[6] and len(set(strong.tolist())) == 11
+    membership = detect_communities(
+        adjacency.tocsr(), sp.csr_matrix((n, 0)), strong, resolution=1.0, seed=1
+    )
+    assert membership[0] == membership[6]
+    loose = detect_communities(
+        adjacency.tocsr(), sp.csr_matrix((n, 0)), np.arange(n), resolution=1.0, seed=1
+    )
+    assert loose[0] != loose[6]  # without contraction they fall apart
+
+
+def test_derived_observations_add_billing_customer_and_email_pattern() -> None:
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c"],
+            "created_at": pd.to_datetime(["2024-01-01"] * 3, utc=True),
+            "billing_customer_id": ["cus_1", "cus_1", None],
+        }
+    )
+    obs = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c"],
+            "kind": ["mailbox"] * 3,
+            "value": ["mark.hill1001@gmail.com", "markhill_77@gmail.com", "anna@gmail.com"],
+            "first_seen": accounts["created_at"],
+            "last_seen": accounts["created_at"],
+            "count": [1, 1, 1],
+        }
+    )
+    derived = derived_observations(accounts, obs)
+    billing = derived[derived["kind"] == "billing_customer"]
+    assert billing["account_id"].tolist() == ["a", "b"]
+    patterns = derived[derived["kind"] == "email_pattern"].set_index("account_id")["value"]
+    assert patterns.to_dict() == {"a": "markhill#@gmail.com", "b": "markhill#@gmail.com"}
+
+
+def test_link_settings_collect_every_problem() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            overrides={
+                "link.suspend_threshold": 0.3,
+                "link.review_threshold": 0.6,
+                "link.supernode_max_accounts": 1,
+                "link.burst_window_minutes": 0.0,
+            }
+        )
+    message = str(caught.value)
+    assert "review_threshold must not exceed" in message
+    assert "supernode_max_accounts" in message
+    assert "burst_window_minutes" in message
+    assert load_settings(overrides={"link.kind_priors": {"ip": 2.0}}).link.kind_priors == {
+        "ip": 2.0
+    }
