@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_ACCOUNTS ?= 20000
 DEMO_DIR ?= demo
 
-.PHONY: venv lint test demo bench clean browser-deps docs
+.PHONY: venv lint test neo4j-jars demo bench clean browser-deps docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: venv
 	$(BIN)/mypy
 
 # The whole test suite, as CI runs it.
-test: lint browser-deps
+test: lint browser-deps neo4j-jars
 	$(BIN)/pytest -q
 
 # The main job end to end on a generated demo world (no server needed).
@@ -53,3 +53,7 @@ browser-deps: $(BROWSER_STAMP)
 
 docs: venv
 	$(BIN)/python tools/gen_cli_docs.py
+
+# Neo4j Community jars from Maven Central (neo4j/pom.xml) into ~/.cache/linker, once.
+neo4j-jars: venv
+	$(BIN)/linker neo4j jars

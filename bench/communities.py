@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
@@ -119,6 +118,23 @@ def planted_world(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def load_world(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, str]:
+    if args.run_dir is not None:
+        # A directory written by ``linker run``: validated tables and observations already there.
+        accounts = pd.read_parquet(args.run_dir / "tables" / "accounts.parquet")
+        observations = pd.read_parquet(args.run_dir / "observations.parquet")
+        labels_path = args.world / "labels.csv" if args.world else args.run_dir / "labels.csv"
+        if not labels_path.exists():
+            labels_path = labels_path.with_suffix(".parquet")
+        labels_frame = (
+            pd.read_parquet(labels_path)
+            if labels_path.suffix == ".parquet"
+            else pd.read_csv(labels_path, dtype=str, keep_default_na=False)
+        )
+        labels = pd.Series(
+            labels_frame["ring_id"].fillna("").astype(str).to_numpy(),
+            index=labels_frame["account_id"].astype(str).to_numpy(),
+        )
+        return accounts, observations, labels, f"run directory {args.run_dir}"
     directory = args.world
     if directory is None:
         try:
@@ -176,12 +192,23 @@ def contracted_graph(
     return int(used.sum()), index[edges], weight, node_of_account, bip.account_ids
 
 
+def _vm_kib(field: str) -> float:
+    """A memory figure of this process from /proc (Linux), in KiB; psutil elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1024
+
+
 def run_library(name: str, path: str, resolution: float, seed: int, queue: mp.Queue) -> None:
     data = np.load(path)
     n, edges, weight = int(data["n"]), data["edges"], data["weight"]
-    import psutil
-
-    base_rss = psutil.Process().memory_info().rss / 1024
+    base_rss = _vm_kib("VmRSS")
     start = time.perf_counter()
     if name == "leidenalg":
         import igraph as ig
@@ -241,7 +268,8 @@ def run_library(name: str, path: str, resolution: float, seed: int, queue: mp.Qu
         for k, members in enumerate(communities):
             membership[list(members)] = k
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across exec.
+    peak = _vm_kib("VmHWM")
     queue.put(
         {
             "seconds": seconds,
@@ -276,7 +304,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--world", type=Path, default=None)
+    parser.add_argument("--world", type=Path, default=None, help="a linker synth world")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="reuse a linker run directory's tables"
+    )
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
     args = parser.parse_args()

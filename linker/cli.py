@@ -72,6 +72,68 @@ def cli(verbose: int) -> None:
     _configure_logging(verbose)
 
 
+# --- ingest: validate (linker.io.validate) ---
+
+
+@cli.command("validate")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("validated"),
+    show_default=True,
+    help="Directory for tables/*.parquet, quarantine/*.csv, observations.parquet "
+    "and validation.json.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["quarantine", "fail"]),
+    help="Quarantine rejected rows and go on, or stop with exit code 2 if any row is "
+    "rejected [default: quarantine].",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(path_type=Path),
+    help="A TOML settings file (its [ingest] section); --on-error overrides it.",
+)
+def validate_command(
+    data_dir: Path, out_dir: Path, on_error: str | None, settings_file: Path | None
+) -> None:
+    """Check the dataset in DATA_DIR against the input contract (docs/contract.md).
+
+    Prints rows read, accepted and rejected per table, and one line per problem on stderr.
+    Exit code 0 when validation completed (even with quarantined rows); 2 for a file-level
+    problem, or for any rejected row with --on-error fail.
+    """
+    from linker.io.validate import ValidationFailed, validate_dataset
+
+    settings = load_settings(settings_file, overrides={"ingest.on_error": on_error})
+    try:
+        result = validate_dataset(
+            data_dir,
+            out_dir=out_dir,
+            on_error=settings.ingest.on_error,
+            max_reported_rows=settings.ingest.max_reported_rows,
+        )
+    except ValidationFailed as failed:
+        for problem in failed.problems:
+            click.echo(str(problem), err=True)
+        raise
+    for problem in result.problems:
+        click.echo(str(problem), err=True)
+    rows = [(name, c.read, c.accepted, c.rejected) for name, c in result.summary.items()]
+    header = ("table", "read", "accepted", "rejected")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        cells = [str(row[0]).ljust(widths[0])]
+        cells += [str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)]
+        click.echo("  ".join(cells))
+    quarantined = f"; rejected rows in {out_dir / 'quarantine'}" if result.n_rejected else ""
+    click.echo(f"wrote {out_dir}{quarantined}")
+
+
 # --- the main job: run, export, explain, evaluate (linker.pipeline, linker.evaluate) ---
 
 _FORMAT_CHOICE = click.Choice(["csv", "jsonl", "parquet"])
@@ -426,7 +488,8 @@ def query_command(
             info = query_info(query)
             click.echo(f"{query}: {info.purpose}")
             for p in info.params:
-                spec = "required" if p.required else f"default {p.default}"
+                default = "unset" if p.default is None else p.default
+                spec = "required" if p.required else f"default {default}"
                 click.echo(f"    --param {p.name}=<{p.type}> ({spec}): {p.description}")
         return
     result = run_query(name, _parse_params(params), data_dir=data_dir)

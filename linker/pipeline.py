@@ -550,6 +550,7 @@ def run(
             data_dir,
             on_error=settings.ingest.on_error,
             max_reported_rows=settings.ingest.max_reported_rows,
+            observations=False,  # built below, from the input tables only
         )
         # Labels are ground truth for `linker evaluate`; the linking never sees them.
         validation = dataclasses.replace(

@@ -78,7 +78,9 @@ def _default_kind_priors() -> dict[str, float]:
 def _default_supernode_by_kind() -> dict[str, int]:
     # A card or a billing customer shared by hundreds of accounts is a corporate customer;
     # it must still keep its accounts together, so it never becomes a super-node.
-    return {"payment": 1_000_000, "billing_customer": 1_000_000}
+    # A prompt template family of a large ring is shared by hundreds of its accounts; an app's
+    # system prompt by thousands of strangers.
+    return {"payment": 1_000_000, "billing_customer": 1_000_000, "prompt": 2_000}
 
 
 def _default_score_weights() -> dict[str, float]:
@@ -123,6 +125,9 @@ class LinkSettings:
     """A community member whose values shared with the others weigh less than this (and none of
     them strong) is dropped from the cluster: one shared residential IP is not evidence."""
 
+    relative_attachment: float = 0.25
+    """... and less than this share of the median attachment of the community's other members."""
+
     min_cluster_size: int = 3
     """Communities with fewer accounts get no cluster id."""
 
@@ -147,7 +152,7 @@ class LinkSettings:
     score_weights: dict[str, float] = field(default_factory=_default_score_weights)
     """Weights of the cluster features in the cluster score (see docs/linking.md)."""
 
-    score_bias: float = -4.0
+    score_bias: float = -3.0
     """Intercept of the logistic cluster score."""
 
     suspend_threshold: float = 0.8
@@ -173,6 +178,8 @@ class LinkSettings:
             found.append("link.pair_max_accounts must be at least 2")
         if self.min_link_weight < 0:
             found.append("link.min_link_weight must be at least 0")
+        if not 0 <= self.relative_attachment <= 1:
+            found.append("link.relative_attachment must be in [0, 1]")
         if self.min_attachment < 0:
             found.append("link.min_attachment must be at least 0")
         if self.min_cluster_size < 2:

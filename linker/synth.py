@@ -78,6 +78,7 @@ SYNC_NONE, SYNC_SLOTS, SYNC_CRON, SYNC_DEADLINE, SYNC_WINDOW = range(5)
 
 V6_BASE = 1 << 32
 ACCOUNTS_PER_CHUNK = 25_000
+N_PUBLIC_TEMPLATES = 40
 
 # ---------------------------------------------------------------------------------------------
 # Vocabularies
@@ -872,6 +873,15 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.sp_start = np.full(n, g_start)
     w.sp_n = np.where(uses_generic, len(generic), 0)
     w.sp_p = np.where(uses_generic, rng.uniform(0.05, 0.3, n), 0.0)
+    # Public task templates (from tutorials and benchmark sets): 10% of users send a few of
+    # them. Rings draw some of their own templates from the same public pool.
+    public = w.prompts.add(_rand_u64(rng, N_PUBLIC_TEMPLATES))
+    uses_public = ~uses_generic & (rng.random(n) < 0.13)
+    w.sp_start = np.where(
+        uses_public, public + rng.integers(0, N_PUBLIC_TEMPLATES - 2, n), w.sp_start
+    )
+    w.sp_n = np.where(uses_public, 3, w.sp_n)
+    w.sp_p = np.where(uses_public, rng.uniform(0.1, 0.4, n), w.sp_p)
     w.sy_skew = np.full(n, 2.0)
 
     # Models: a preferred one; early adopters move part of their traffic to m-4 within days.
@@ -887,7 +897,7 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.mu_in = np.where(writer, rng.normal(np.log(300), 0.4, n), rng.normal(np.log(700), 0.8, n))
     w.mu_out = np.where(writer, rng.normal(np.log(1400), 0.4, n), rng.normal(np.log(280), 0.7, n))
     w.req_mean = np.clip(rng.lognormal(np.log(1.5), 0.9, n), 1, 300)
-    return {"res": res, "home": home, "pools": pools}
+    return {"res": res, "home": home, "pools": pools, "public": public}
 
 
 def _build_carriers(rng: np.random.Generator, w: _World, plan: _Plan) -> list[tuple[int, int, int]]:
@@ -1155,8 +1165,21 @@ def _build_rings(
         aged = (rng.random(size) < rng.uniform(0.1, 0.15)) & (ctrl == 0)
         w.role[idx[aged]] = R_AGED
         w.role[idx[ctrl == 1]] = R_CTRL_B
+        # The template family: 5-40 fingerprints, one to three of them public templates that
+        # benign users send too. Each account works a shard of 2-6 of them, so two members
+        # need not share a template, yet each template serves many members.
         tmpl_n = int(rng.integers(5, 41))
-        templates = w.prompts.add(_rand_u64(rng, tmpl_n))
+        n_public = min(int(rng.integers(1, 4)), max(1, tmpl_n // 4))
+        family = np.concatenate(
+            [
+                w.prompts.array()[
+                    ctx["public"] + rng.choice(N_PUBLIC_TEMPLATES, n_public, replace=False)
+                ],
+                _rand_u64(rng, tmpl_n - n_public),
+            ]
+        )
+        family_w = 1.0 / np.arange(1, tmpl_n + 1) ** 0.7
+        family_w = rng.permutation(family_w / family_w.sum())
         p_tmpl = float(rng.uniform(0.6, 0.8))
         pivot = M4_RELEASE + int(rng.uniform(1, 6) * HOUR)
         p4 = float(rng.uniform(0.5, 0.65))
@@ -1274,9 +1297,16 @@ def _build_rings(
         w.ua_b_p[idx] = 0.2 if rare_ua else 0.4
 
         # Traffic: template family mixed with ordinary prompts, output-heavy, pivots to m-4.
-        w.sy_start[idx], w.sy_n[idx], w.sy_p[idx], w.sy_skew[idx] = templates, tmpl_n, p_tmpl, 1.6
+        shard_n = np.minimum(rng.integers(2, 7, size), tmpl_n)
+        shard_n[aged] = np.minimum(shard_n[aged], 2)
+        shards = family[_choice(rng, family_w, int(shard_n.sum()))]
+        w.sy_start[idx], w.sy_n[idx] = w.prompts.add_segments(shards, shard_n), shard_n
+        # Aged accounts are used lightly, and more of their traffic is ordinary.
+        w.sy_p[idx] = np.where(aged, 0.6 * p_tmpl, p_tmpl)
+        w.sy_skew[idx] = 1.3
         w.sp_p[idx] = np.where(w.sp_n[idx] > 0, 0.05, 0.0)
         w.n_rows[idx] = np.maximum(4, np.round(rng.lognormal(np.log(lam * 4), 0.35, size)))
+        w.n_rows[idx[aged]] = np.maximum(3, w.n_rows[idx[aged]] // 2)
         w.req_mean[idx] = rng.uniform(0.7, 1.3, size) * req_mean
         w.mu_in[idx] = rng.normal(in_mu, 0.15, size)
         w.mu_out[idx] = rng.normal(out_mu, 0.15, size)

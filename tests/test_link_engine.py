@@ -206,10 +206,11 @@ def test_exact_shared_card_is_never_split_across_clusters() -> None:
     scores = result.scores.set_index("account_id")
     assert scores.loc["east00", "cluster_id"] == scores.loc["west00", "cluster_id"]
     assert pd.notna(scores.loc["east00", "cluster_id"])
-    # Without the strong-link contraction, modularity separates the two offices; the
-    # contraction pulls the whole of one office along with the shared card.
-    clusters = scores.loc[[f"east{i:02d}" for i in range(12)], "cluster_id"]
-    assert clusters.nunique() == 1
+    # The test can fail: without the strong-link contraction, modularity puts each card holder
+    # with its own office.
+    loose = link_accounts(accounts, observations, LinkSettings(strong_kinds=()), seed=7)
+    loose_scores = loose.scores.set_index("account_id")
+    assert loose_scores.loc["east00", "cluster_id"] != loose_scores.loc["west00", "cluster_id"]
 
 
 def test_reason_text_cites_the_shared_values_and_counts() -> None:
@@ -310,3 +311,14 @@ def test_action_thresholds_are_configurable(threshold: float) -> None:
     suspended = scores["action"] == "suspend"
     assert (scores.loc[suspended, "score"] >= threshold).all()
     assert (scores.loc[~suspended, "score"] < threshold).all()
+
+
+def test_world_without_shared_values_has_no_clusters() -> None:
+    world = World()
+    add_background(world, 40, np.random.default_rng(11))
+    accounts, observations = world.frames()
+    observations = observations[observations["kind"].isin(["payment", "mailbox"])]
+    result = link_accounts(accounts, observations, LinkSettings(), seed=3)
+    assert result.scores["cluster_id"].isna().all()
+    assert (result.scores["action"] == "none").all()
+    assert result.clusters.empty and result.links.empty

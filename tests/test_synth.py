@@ -201,9 +201,10 @@ def test_rings_hide_behind_mainstream_domains_and_common_clients(
     ring = accounts[accounts["group"] == "ring"]
     mainstream = {"gmail.com", "outlook.com", "yahoo.com", "icloud.com", "hotmail.com", "proton.me"}
     assert ring["email"].str.split("@").str[1].isin(mainstream).all()
-    ring_uas = events.loc[events["group"] == "ring", "user_agent"].value_counts(normalize=True)
-    solo_uas = set(events.loc[events["group"] == "solo", "user_agent"])
-    assert ring_uas[ring_uas.index.isin(solo_uas)].sum() == 1.0
+    ring_uas = set(events.loc[events["group"] == "ring", "user_agent"])
+    solo_uas = events.loc[events["group"] == "solo", "user_agent"].value_counts()
+    assert ring_uas <= set(solo_uas.index)  # every ring client is also a benign one
+    assert solo_uas.reindex(sorted(ring_uas)).min() >= 1
     # A share of ring mailboxes collapse onto a few Gmail boxes once normalised; no benign do.
     local = ring["email"].str.split("@").str[0].str.split("+").str[0].str.replace(".", "")
     gmail = ring["email"].str.endswith("@gmail.com")
@@ -265,17 +266,18 @@ def test_ring_prompts_mix_a_template_family_with_ordinary_prompts(
     benign = events[events["group"] != "ring"].groupby("prompt_fingerprint")["account_id"]
     benign_users = benign.nunique()
     for _ring, rows in events[events["group"] == "ring"].groupby("ring_id"):
-        n_accounts = rows["account_id"].nunique()
         ring_users = rows.groupby("prompt_fingerprint")["account_id"].nunique()
-        popular = ring_users[ring_users >= max(3, n_accounts // 10)].index
-        # Widely used prompts are either the ring's own family or public ones that many
-        # benign users send too: no benign account stumbles on a ring template by chance.
-        seen = benign_users.reindex(popular).fillna(0)
-        assert ((seen == 0) | (seen >= 20)).all()
-        family = popular[seen == 0]
-        assert 5 <= len(family) <= 40
+        family = ring_users[ring_users >= 3].index
+        seen = benign_users.reindex(family).fillna(0)
+        private, public = family[seen == 0], family[seen > 0]
+        # Mostly the ring's own templates, plus one to three public ones (benign users send
+        # those too, so they link the ring to strangers); no private template leaks.
+        assert 4 <= len(private) <= 40 and len(public) <= 3 + 2  # + generic prompts
+        assert (seen[seen > 0] >= 5).all()
         share = rows["prompt_fingerprint"].isin(family).mean()
         assert 0.45 < share < 0.9
+        # Members work shards of the family: no template is used by every member.
+        assert ring_users.loc[private].max() < rows["account_id"].nunique()
         own = rows.loc[~rows["prompt_fingerprint"].isin(family), "prompt_fingerprint"]
         assert (users.loc[own.unique()] == 1).mean() > 0.8
 
@@ -436,6 +438,10 @@ def test_cli_writes_a_world_and_summarises_it(tmp_path: Path) -> None:
     assert "hackathon" in result.output
     labels = pd.read_parquet(out / "labels.parquet")
     assert len(labels) == 2_000 and labels["ring_id"].fillna("").ne("").sum() > 40
+    from linker.io.validate import validate_dataset
+
+    validated = validate_dataset(out, observations=False)
+    assert validated.problems == [] and validated.summary["accounts"].accepted == 2_000
 
     bad = runner.invoke(cli, ["synth", "--accounts", "5", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2

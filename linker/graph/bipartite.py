@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 __all__ = ["Bipartite", "build_bipartite", "derived_observations", "subgraph_to_networkx"]
@@ -49,6 +51,15 @@ class Bipartite:
         return (len(self.account_ids), len(self.kinds))
 
 
+def _arrow_strings(values: pd.Series | pd.Index) -> pa.Array:
+    """The values as one Arrow string array (zero-copy for Arrow-backed pandas strings)."""
+    strings = pd.Series(values, copy=False).astype("string[pyarrow]")
+    arr = pa.array(strings.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.string())
+
+
 def _email_pattern(mailbox: pd.Series) -> pd.Series:
     """A coarse shape of a mailbox: the local part with its digits and separators removed.
 
@@ -56,13 +67,16 @@ def _email_pattern(mailbox: pd.Series) -> pd.Series:
     ``annalee#@gmail.com``; local parts without digits get no pattern (a plain name is not a
     generated one).
     """
-    text = mailbox.astype("string")
-    local = text.str.extract(r"^([^@]+)@(.+)$")
-    has_digit = local[0].str.contains(r"\d", regex=True)
-    stem = local[0].str.replace(r"[\d._+\-]+", "", regex=True)
-    pattern = stem + "#@" + local[1]
-    keep = has_digit.fillna(False) & (stem.str.len() >= 3).fillna(False)
-    return pattern.where(keep)
+    text = _arrow_strings(mailbox)
+    parts = pc.extract_regex(text, r"^(?P<local>[^@]+)@(?P<domain>.+)$")
+    local = pc.struct_field(parts, "local")
+    domain = pc.struct_field(parts, "domain")
+    has_digit = pc.match_substring_regex(local, r"\d")
+    stem = pc.replace_substring_regex(local, r"[\d._+\-]+", "")
+    pattern = pc.binary_join_element_wise(stem, domain, "#@")
+    keep = pc.and_(pc.fill_null(has_digit, False), pc.greater_equal(pc.utf8_length(stem), 3))
+    out = pc.if_else(pc.fill_null(keep, False), pattern, pa.scalar(None, pa.string()))
+    return pd.Series(pd.array(out, dtype="string"), index=mailbox.index)
 
 
 def derived_observations(accounts: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
@@ -116,6 +130,24 @@ def derived_observations(accounts: pd.DataFrame, observations: pd.DataFrame) -> 
     return out[~out["kind"].isin(present)]
 
 
+def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in ``index`` (-1 when absent), with Arrow's hash join."""
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(index))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes into the *sorted* distinct values, so the result ignores row order."""
+    encoded = pc.dictionary_encode(_arrow_strings(values))
+    dictionary = encoded.dictionary
+    order = np.asarray(pc.sort_indices(dictionary).to_numpy(), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+    names = np.asarray(dictionary.to_numpy(zero_copy_only=False), dtype=object)[order]
+    return codes, names
+
+
 def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> Bipartite:
     """Build the accounts × identifiers incidence matrix.
 
@@ -143,12 +175,12 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
     ids = pd.Index(pd.array(list(account_ids), dtype="string"))
     if ids.has_duplicates:
         ids = ids.drop_duplicates()
-    rows = ids.get_indexer(pd.Index(observations["account_id"].astype("string")))
+    rows = _index_in(observations["account_id"], ids)
     known = (rows >= 0) & observations["value"].notna().to_numpy()
     obs = observations.loc[known, ["kind", "value"]]
     rows = rows[known]
-    kind_codes, kind_names = pd.factorize(obs["kind"].astype("string"), sort=True)
-    value_codes, value_names = pd.factorize(obs["value"].astype("string"), sort=True)
+    kind_codes, kind_names = _sorted_codes(obs["kind"])
+    value_codes, value_names = _sorted_codes(obs["value"])
     # (kind, value) pairs as one int64 key; sorted codes keep (kind, value) order.
     pair_key = kind_codes.astype(np.int64) * np.int64(len(value_names) + 1) + value_codes
     unique_keys, codes = np.unique(pair_key, return_inverse=True)

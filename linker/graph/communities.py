@@ -15,6 +15,7 @@ from typing import Literal
 import igraph as ig
 import leidenalg
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -218,18 +219,21 @@ def prune_weak_members(
     incidence: sp.csr_matrix,
     membership: np.ndarray,
     weights: np.ndarray,
-    strong: np.ndarray,
+    units: np.ndarray,
     *,
     min_attachment: float,
+    relative_attachment: float = 0.0,
     passes: int = 2,
 ) -> np.ndarray:
-    """Drop accounts whose own evidence ties them only loosely to their community.
+    """Drop units (strong-link components) that their own evidence ties only loosely to their
+    community.
 
-    Modularity puts an account whose single link is one shared residential IP into the
-    community at the other end of that link. Such an account is not evidence of anything, so it
-    leaves the community (``-1``) unless the identifiers it shares with the other members weigh
-    at least ``min_attachment`` in total, or one of them is strong (an exact card, billing
-    customer or mailbox, which must never be split).
+    Modularity puts a node whose single link is one shared residential IP into the community
+    at the other end of that link. Such a node is not evidence of anything. Each unit (a
+    strong-link component: accounts sharing an exact card, billing customer or mailbox, kept
+    whole) leaves its community (``-1``) unless the identifiers it shares with members *outside
+    the unit* weigh at least ``max(min_attachment, relative_attachment * median)``, where the
+    median is over the other units of the community. A community of a single unit is kept.
 
     Parameters
     ----------
@@ -239,11 +243,12 @@ def prune_weak_members(
         Community per account, ``-1`` for none.
     weights : numpy.ndarray
         Evidence weight per identifier (0 for super-nodes and feature-only kinds).
-    strong : numpy.ndarray of bool
-        Per identifier, whether it is a strong (never split) identifier.
+    units : numpy.ndarray
+        Strong-link component per account (:func:`components_over`).
     min_attachment : float
+    relative_attachment : float, default 0
     passes : int, default 2
-        Shared counts change as members leave; a second pass settles nearly everything.
+        Shared counts change as units leave; a second pass settles nearly everything.
 
     Returns
     -------
@@ -252,30 +257,48 @@ def prune_weak_members(
 
     Notes
     -----
-    O(nnz of the incidence matrix) per pass.
+    O(nnz log nnz) per pass (sorting (community, identifier) keys).
     """
     membership = membership.copy()
     coo = incidence.tocoo()
-    rows, cols = coo.row, coo.col.astype(np.int64)
-    linkable = (weights[cols] > 0) | strong[cols]
-    rows, cols = rows[linkable], cols[linkable]
-    n_acc = incidence.shape[0]
+    linkable = weights[coo.col] > 0
+    rows, cols = coo.row[linkable], coo.col[linkable].astype(np.int64)
+    n_ident = np.int64(incidence.shape[1])
+    n_units = int(units.max()) + 1 if len(units) else 0
     for _ in range(passes):
         member = membership >= 0
-        n_comm = int(membership.max()) + 1 if member.any() else 0
-        if n_comm == 0:
+        if not member.any():
             break
-        keep_entry = member[rows]
-        r, c = rows[keep_entry], cols[keep_entry]
-        comm = membership[r]
-        key = comm * np.int64(incidence.shape[1]) + c
-        unique_keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        shared = counts[inverse] >= 2
-        attachment = np.bincount(r[shared], weights=weights[c[shared]], minlength=n_acc)
-        has_strong = np.zeros(n_acc, dtype=bool)
-        has_strong[r[shared & strong[c]]] = True
-        weak = member & ~has_strong & (attachment < min_attachment)
-        if not weak.any():
+        in_comm = member[rows]
+        r, c = rows[in_comm], cols[in_comm]
+        comm_key = membership[r] * n_ident + c
+        _, comm_inv, comm_cnt = np.unique(comm_key, return_inverse=True, return_counts=True)
+        unit_key = units[r] * n_ident + c
+        unit_uniq, first, _, unit_cnt = np.unique(
+            unit_key, return_index=True, return_inverse=True, return_counts=True
+        )
+        # For each (unit, identifier): do members outside the unit hold it too?
+        outside = comm_cnt[comm_inv[first]] > unit_cnt
+        attachment = np.bincount(
+            unit_uniq[outside] // n_ident,
+            weights=weights[unit_uniq[outside] % n_ident],
+            minlength=n_units,
+        )
+        unit_comm = np.full(n_units, -1, dtype=np.int64)
+        unit_comm[units[member]] = membership[member]
+        live = np.flatnonzero(unit_comm >= 0)
+        units_per_comm = np.bincount(unit_comm[live], minlength=int(membership.max()) + 1)
+        threshold = np.full(n_units, min_attachment)
+        if relative_attachment > 0 and len(live):
+            frame = pd.DataFrame({"comm": unit_comm[live], "att": attachment[live]})
+            median = frame.groupby("comm")["att"].transform("median").to_numpy()
+            threshold[live] = np.maximum(min_attachment, relative_attachment * median)
+        weak_unit = (
+            (unit_comm >= 0)
+            & (attachment < threshold)
+            & (units_per_comm[np.maximum(unit_comm, 0)] > 1)
+        )
+        if not weak_unit.any():
             break
-        membership[weak] = -1
+        membership[weak_unit[units]] = -1
     return membership

@@ -227,10 +227,11 @@ def link_accounts(
         bip.matrix,
         community,
         weights,
-        joinable & np.isin(bip.kinds, list(settings.strong_kinds)),
+        strong,
         min_attachment=settings.min_attachment,
+        relative_attachment=settings.relative_attachment,
     )
-    sizes = np.bincount(community[community >= 0]) if (community >= 0).any() else np.zeros(0)
+    sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
     remap[big] = np.arange(len(big))

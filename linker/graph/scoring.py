@@ -162,7 +162,11 @@ def cluster_evidence(
     acc_row = rows[sub.row]
     acc_cluster = clusters[sub.row]
     ident = sub.col.astype(np.int64)
-    in_cluster = np.asarray(held[acc_cluster, ident]).ravel().astype(np.int64)
+    in_cluster = (
+        np.asarray(held[acc_cluster, ident]).ravel().astype(np.int64)
+        if len(ident)
+        else np.zeros(0, dtype=np.int64)
+    )
     kinds = bipartite.kinds[ident]
     n_global = bipartite.n_accounts[ident]
     owned = (in_cluster >= 2) & (in_cluster >= settings.owned_share * n_global)
@@ -204,7 +208,12 @@ def cluster_evidence(
     features["n_ips"] = n_ips.reindex(features.index, fill_value=0).to_numpy()
     n_subnets = ip_pairs[["cluster", "subnet"]].drop_duplicates().groupby("cluster").size()
     features["n_ip_subnets"] = n_subnets.reindex(features.index, fill_value=0).to_numpy()
-    features["ip_spread"] = spread(features["n_ip_subnets"].to_numpy())
+    # A NAT or a campus puts many accounts behind few /24s; a proxy pool gives nearly every
+    # account its own /24. Scale by subnets per account (full at one subnet per 4 accounts).
+    per_account = features["n_ip_subnets"].to_numpy() / np.maximum(size, 1)
+    features["ip_spread"] = spread(features["n_ip_subnets"].to_numpy()) * np.clip(
+        per_account / 0.25, 0.0, 1.0
+    )
 
     # Template families: several cluster-owned prompt fingerprints.
     prompt_rows = memberships[memberships["owned"] & (memberships["kind"] == "prompt")]
@@ -212,11 +221,10 @@ def cluster_evidence(
     features["n_prompts"] = n_prompts.reindex(features.index, fill_value=0).to_numpy()
     features["prompt_family"] = spread(features["n_prompts"].to_numpy())
 
-    # BIN concentration far above the base rate, with distinct cards.
+    # BIN concentration: members whose card BIN is mostly used inside this cluster (a ring's
+    # virtual-card BINs), while the cards themselves are distinct (not one family card).
     bin_rows = memberships[memberships["kind"] == "card_bin"]
-    bins = bin_rows[["cluster", "identifier", "in_cluster"]].drop_duplicates()
-    bins = bins.sort_values(["cluster", "in_cluster", "identifier"], ascending=[True, False, True])
-    top = bins[bins.groupby("cluster").cumcount() < 3]
+    owned_bin = bin_rows[(bin_rows["in_cluster"] >= 3) & bin_rows["owned"]]
     with_bin = (
         bin_rows.drop_duplicates("row")
         .groupby("cluster")
@@ -224,18 +232,14 @@ def cluster_evidence(
         .reindex(features.index, fill_value=0)
         .to_numpy()
     )
-    n_bin_total = max(int(bipartite.n_accounts[bipartite.kinds == "card_bin"].sum()), 1)
-    top_cover = top.groupby("cluster")["in_cluster"].sum().reindex(features.index, fill_value=0)
-    top_base = (
-        pd.Series(bipartite.n_accounts[top["identifier"].to_numpy()], index=top.index)
-        .groupby(top["cluster"])
-        .sum()
+    on_owned = (
+        owned_bin.drop_duplicates("row")
+        .groupby("cluster")
+        .size()
         .reindex(features.index, fill_value=0)
-        / n_bin_total
+        .to_numpy()
     )
-    share = np.where(with_bin > 0, top_cover.to_numpy() / np.maximum(with_bin, 1), 0.0)
-    base = np.minimum(top_base.to_numpy(), 0.999)
-    lift = np.clip((share - base) / (1.0 - base), 0.0, 1.0)
+    share = on_owned / np.maximum(with_bin, 1)
     pay_rows = memberships[memberships["kind"] == "payment"]
     n_cards = pay_rows[["cluster", "identifier"]].drop_duplicates().groupby("cluster").size()
     with_card = pay_rows.drop_duplicates("row").groupby("cluster").size()
@@ -243,10 +247,11 @@ def cluster_evidence(
         n_cards.reindex(features.index, fill_value=0)
         / with_card.reindex(features.index, fill_value=0).clip(lower=1)
     ).to_numpy()
-    # Two or three cards can share a BIN by chance; ask for a few before trusting the ratio.
-    enough = with_bin >= 3
     features["bin_share"] = share
-    features["bin_concentration"] = np.where(enough, lift * distinct_cards, 0.0)
+    features["bin_concentration"] = share * distinct_cards
+    top = owned_bin[["cluster", "identifier", "in_cluster"]].drop_duplicates()
+    top = top.sort_values(["cluster", "in_cluster", "identifier"], ascending=[True, False, True])
+    top = top[top.groupby("cluster").cumcount() < 3]
     top_bin_values = top.assign(value=bipartite.values[top["identifier"].to_numpy()])
     features["top_bins"] = (
         top_bin_values.groupby("cluster")["value"]
@@ -254,7 +259,7 @@ def cluster_evidence(
         .reindex(features.index, fill_value="")
         .to_numpy()
     )
-    top_set = pd.MultiIndex.from_frame(top[["cluster", "identifier"]])
+    top_set = pd.MultiIndex.from_frame(owned_bin[["cluster", "identifier"]])
 
     # Account-level signals.
     acc = pd.DataFrame({"row": rows, "cluster": clusters})

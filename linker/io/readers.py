@@ -170,10 +170,8 @@ def read_table(spec: TableSpec, path: Path) -> RawTable:
     A clean CSV file is parsed once, on all cores. If it has malformed rows, it is parsed
     again on one thread, the only way ``pyarrow`` reports their row numbers.
     """
-    if path.name.endswith(".parquet"):
-        raw = _read_parquet(spec, path)
-    else:
-        raw = _read_csv(spec, path)
+    is_parquet = path.name.endswith(".parquet")
+    raw = _read_parquet(spec, path) if is_parquet else _read_csv(spec, path)
     if raw.n_read == 0:
         raise InputError(f"{path}: empty table (no data rows)")
     logger.info("read %s: %d rows (%d malformed)", path, raw.n_read, len(raw.bad_rows))
@@ -202,7 +200,7 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     return open(path, "rb")
 
 
@@ -214,7 +212,9 @@ def _read_header(path: Path) -> list[str]:
         raise InputError(f"{path}: unreadable or truncated file ({exc})") from None
     for bom, encoding in _BOMS:
         if first.startswith(bom):
-            raise InputError(f"{path}: unknown encoding ({encoding} byte-order mark); expected UTF-8")
+            raise InputError(
+                f"{path}: unknown encoding ({encoding} byte-order mark); expected UTF-8"
+            )
     if b"\x00" in first:
         raise InputError(f"{path}: unknown encoding (NUL bytes, UTF-16?); expected UTF-8")
     if not first.strip():
@@ -285,7 +285,8 @@ def _parse_csv(
         )
     except pa.ArrowInvalid as exc:
         if "UTF8" in str(exc) or "UTF-8" in str(exc):
-            raise InputError(f"{path}: unknown encoding ({_first_bad_utf8(path)}); expected UTF-8")
+            where = _first_bad_utf8(path)
+            raise InputError(f"{path}: unknown encoding ({where}); expected UTF-8") from None
         raise InputError(f"{path}: unreadable or truncated file ({_one_line(exc)})") from None
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: unreadable or truncated file ({_one_line(exc)})") from None

@@ -152,6 +152,9 @@ class QueryRunner:
                 # This class is the one retry policy: the driver's own retry loop is off.
                 max_transaction_retry_time=0.0,
                 connection_timeout=10.0,
+                # Server notifications (e.g. "label does not exist" on an empty database)
+                # would be logged to stderr on every query; errors still raise.
+                notifications_min_severity="OFF",
             )
         except (ValueError, DriverError) as exc:
             raise LinkerError(f"invalid Neo4j URI {self.connection.uri!r}: {exc}") from None

@@ -4,7 +4,8 @@
 //   BROWSER_URL      http://127.0.0.1:PORT/browser/
 //   BOLT_ADDRESS     127.0.0.1:PORT
 //   NEO4J_USER / NEO4J_PASSWORD   (empty password means "No authentication")
-//   QUERY            the Cypher to run
+//   COMMANDS_JSON    a JSON array of editor commands run in order (e.g. ":param limit => 5",
+//                    then the Cypher query); the expectations apply after the last one
 //   EXPECT_JSON      a JSON array of strings that must appear on the page after the query
 //   SCREENSHOT       path of the PNG to write
 // Prints one JSON line: {"ok": bool, "missing": [...], "screenshot": path}.
@@ -38,9 +39,12 @@ try {
   await page.getByText(/^neo4j\$/).first().waitFor({ timeout: 60000 });
   await page.waitForTimeout(1000);
   const editor = page.locator('#monaco-main-editor, [data-testid="activeEditor"], .monaco-editor').first();
-  await editor.click();
-  await page.keyboard.type(env.QUERY, { delay: 0 });
-  await page.click('[data-testid="editor-Run"]');
+  for (const command of JSON.parse(env.COMMANDS_JSON || '[]')) {
+    await editor.click();
+    await page.keyboard.type(command, { delay: 0 });
+    await page.click('[data-testid="editor-Run"]');
+    await page.waitForTimeout(1000);
+  }
   const deadline = Date.now() + 60000;
   let missing = expected;
   while (Date.now() < deadline) {

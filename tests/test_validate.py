@@ -1,0 +1,640 @@
+"""Validation against the input contract: every rule, every count, nothing lost."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from ingest_world import (
+    HEADERS,
+    Tables,
+    copy_tables,
+    good_tables,
+    write_csv,
+    write_dataset,
+    write_parquet_dataset,
+)
+
+from linker.errors import InputError
+from linker.io.contract import FILE_RULES, ROW_RULES, TABLES
+from linker.io.validate import ValidationFailed, ValidationResult, validate_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def good() -> Tables:
+    return good_tables()
+
+
+@pytest.fixture(scope="module")
+def good_result(good: Tables, tmp_path_factory: pytest.TempPathFactory) -> ValidationResult:
+    directory = write_dataset(good, tmp_path_factory.mktemp("good"))
+    return validate_dataset(directory, out_dir=directory / "out")
+
+
+def _assert_counts_add_up(result: ValidationResult) -> None:
+    for name, counts in result.summary.items():
+        assert counts.read == counts.accepted + counts.rejected, name
+        assert len(result.tables[name]) == counts.accepted, name
+
+
+def _quarantine(result: ValidationResult, table: str) -> pd.DataFrame:
+    return pd.read_csv(result.quarantine_paths[table], dtype=str, keep_default_na=False)
+
+
+# --- a good dataset ------------------------------------------------------------------------
+
+
+def test_good_dataset_has_no_rejections(good: Tables, good_result: ValidationResult) -> None:
+    assert good_result.problems == []
+    for name, rows in good.items():
+        counts = good_result.summary[name]
+        assert (counts.read, counts.accepted, counts.rejected) == (len(rows), len(rows), 0)
+    assert good_result.quarantine_paths == {}
+    _assert_counts_add_up(good_result)
+
+
+def test_accepted_tables_are_typed_per_contract(good_result: ValidationResult) -> None:
+    for name, frame in good_result.tables.items():
+        spec = TABLES[name]
+        assert list(frame.columns) == spec.column_names
+        for column in spec.columns:
+            dtype = frame[column.name].dtype
+            if column.kind == "timestamp":
+                assert str(dtype) == "datetime64[us, UTC]", column.name
+            elif column.kind == "count":
+                assert dtype == "int64", column.name
+            elif column.kind == "tokens":
+                assert str(dtype) == "Int64", column.name
+            else:
+                assert isinstance(dtype, pd.StringDtype), column.name
+                assert dtype.na_value is pd.NA
+
+
+def test_values_are_parsed_not_altered(good: Tables, good_result: ValidationResult) -> None:
+    events = good_result.tables["events"]
+    raw = pd.DataFrame(good["events"], columns=HEADERS["events"])
+    # Offsets are honoured and a timestamp without one is UTC.
+    expected_ts = pd.to_datetime(raw["ts"], format="ISO8601", utc=True)
+    assert (events["ts"].reset_index(drop=True) == expected_ts).all()
+    # An empty `requests` means 1; an empty token count stays missing.
+    assert (events["requests"][raw["requests"] == ""] == 1).all()
+    assert events["output_tokens"][raw["output_tokens"] == ""].isna().all()
+    assert events["ip"].tolist() == raw["ip"].tolist()
+    accounts = good_result.tables["accounts"]
+    assert accounts["email"].isna().sum() == sum(1 for r in good["accounts"] if r[2] == "")
+
+
+def test_validation_json_reports_counts_and_hashes(good_result: ValidationResult) -> None:
+    import hashlib
+
+    assert good_result.out_dir is not None
+    report = json.loads((good_result.out_dir / "validation.json").read_text())
+    for name, entry in report["tables"].items():
+        path = good_result.files[name]
+        assert entry["file"] == path.name
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["read"] == entry["accepted"] + entry["rejected"]
+    assert report["rejected"] == 0 and report["problems"] == []
+
+
+def test_every_rule_is_documented() -> None:
+    text = (ROOT / "docs" / "contract.md").read_text()
+    for rule in [*FILE_RULES, *ROW_RULES]:
+        assert f"`{rule}`" in text, f"rule {rule} is not in docs/contract.md"
+
+
+# --- each row-level rule -------------------------------------------------------------------
+
+# (table, column, bad value, rule, reason as printed); row 3 of the table is broken.
+ROW_CASES = [
+    ("accounts", "created_at", "yesterday", "bad_timestamp", "bad timestamp 'yesterday' (expected ISO 8601)"),
+    ("accounts", "created_at", "2026-13-40", "bad_timestamp", "bad timestamp '2026-13-40' (expected ISO 8601)"),
+    ("accounts", "created_at", "", "missing_value", "empty created_at (a value is required)"),
+    ("accounts", "account_id", "", "missing_value", "empty account_id (a value is required)"),
+    ("accounts", "signup_ip", "999.1.1.1", "bad_ip", "malformed IP address '999.1.1.1'"),
+    ("accounts", "signup_ip", "010.0.0.1", "bad_ip", "malformed IP address '010.0.0.1'"),
+    ("accounts", "signup_ip", "2001:db8:::1", "bad_ip", "malformed IP address '2001:db8:::1'"),
+    ("accounts", "country", "USA", "bad_country", "country 'USA' is not two letters (ISO 3166-1 alpha-2)"),
+    ("payments", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
+    ("payments", "payment_fingerprint", "", "missing_value", "empty payment_fingerprint (a value is required)"),
+    ("payments", "card_bin", "41111", "bad_card_bin", "card_bin '41111' is not 6 to 8 digits"),
+    ("payments", "card_bin", "4111x1", "bad_card_bin", "card_bin '4111x1' is not 6 to 8 digits"),
+    ("payments", "billing_country", "1A", "bad_country", "billing_country '1A' is not two letters (ISO 3166-1 alpha-2)"),
+    ("payments", "added_at", "soon", "bad_timestamp", "bad timestamp 'soon' (expected ISO 8601)"),
+    ("events", "ts", "yesterday", "bad_timestamp", "bad timestamp 'yesterday' (expected ISO 8601)"),
+    ("events", "ts", "", "missing_value", "empty ts (a value is required)"),
+    ("events", "ip", "not-an-ip", "bad_ip", "malformed IP address 'not-an-ip'"),
+    ("events", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
+    ("events", "account_id", "", "missing_value", "empty account_id (a value is required)"),
+    ("events", "requests", "1.5", "not_integer", "requests '1.5' is not an integer"),
+    ("events", "requests", "0", "out_of_range", "requests '0' is not positive"),
+    ("events", "requests", "-2", "out_of_range", "requests '-2' is not positive"),
+    ("events", "input_tokens", "-5", "out_of_range", "input_tokens '-5' is negative"),
+    ("events", "output_tokens", "many", "not_integer", "output_tokens 'many' is not an integer"),
+    ("labels", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("table", "column", "bad", "rule", "reason"), ROW_CASES)
+def test_row_rule_gives_its_documented_error(
+    good: Tables, tmp_path: Path, table: str, column: str, bad: str, rule: str, reason: str
+) -> None:
+    tables = copy_tables(good)
+    row_number = 3
+    original = tables[table][row_number - 1]
+    original[HEADERS[table].index(column)] = bad
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+
+    _assert_counts_add_up(result)
+    assert result.summary[table].rejected == 1
+    mine = [p for p in result.problems if p.table == table]
+    assert len(mine) == 1
+    problem = mine[0]
+    assert (problem.rule, problem.column, problem.rows, problem.count) == (rule, column, (3,), 1)
+    assert problem.reason == reason
+    assert str(problem) == f"{table}.csv: row 3: column {column}: {reason}"
+
+    quarantined = _quarantine(result, table)
+    assert len(quarantined) == 1
+    record = quarantined.iloc[0]
+    assert (record["row"], record["column"], record["rule"]) == ("3", column, rule)
+    assert record["reason"] == reason
+    assert record[HEADERS[table]].tolist() == original  # the row as read
+
+
+def test_duplicate_account_keeps_the_first(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    lost_id = tables["accounts"][5][0]
+    tables["accounts"][5][0] = tables["accounts"][1][0]  # row 6 repeats row 2's id
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+
+    _assert_counts_add_up(result)
+    duplicate = next(p for p in result.problems if p.rule == "duplicate_id")
+    assert str(duplicate) == (
+        f"accounts.csv: row 6: column account_id: duplicate account_id "
+        f"'{tables['accounts'][1][0]}' (first at row 2)"
+    )
+    accounts = result.tables["accounts"]
+    assert accounts["account_id"].is_unique
+    kept = accounts[accounts["account_id"] == tables["accounts"][1][0]]
+    first_created = pd.to_datetime(tables["accounts"][1][1], format="ISO8601", utc=True)
+    assert kept["created_at"].tolist() == [first_created]
+    # The account that lost its row takes its events, payments and labels with it.
+    lost_events = sum(1 for row in good["events"] if row[0] == lost_id)
+    assert result.summary["events"].rejected == lost_events > 0
+    unknown = next(p for p in result.problems if p.table == "events")
+    assert unknown.rule == "unknown_account"
+    assert unknown.reason == f"account_id '{lost_id}' is not in accounts.csv"
+
+
+def test_rows_of_a_rejected_account_are_rejected_with_reason(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    tables["accounts"][0][1] = "not a time"
+    account = tables["accounts"][0][0]
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"))
+
+    expected_rows = tuple(i + 1 for i, row in enumerate(good["events"]) if row[0] == account)
+    problem = next(p for p in result.problems if p.table == "events")
+    assert problem.rows == expected_rows
+    assert problem.reason == f"account_id '{account}' was rejected in accounts.csv"
+    assert account not in set(result.tables["events"]["account_id"])
+    _assert_counts_add_up(result)
+
+
+def test_duplicate_label_is_rejected(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    tables["labels"].append(list(tables["labels"][0]))
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"))
+    problem = next(p for p in result.problems if p.table == "labels")
+    assert problem.rule == "duplicate_id"
+    assert problem.rows == (len(tables["labels"]),)
+    assert "(first at row 1)" in problem.reason
+
+
+def test_wrong_field_count_is_rejected_and_kept_whole(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    tables["events"][6].append("surplus")
+    del tables["events"][9][3:]
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+
+    _assert_counts_add_up(result)
+    assert result.summary["events"].rejected == 2
+    problem = next(p for p in result.problems if p.rule == "field_count")
+    assert problem.rows == (7, 10) and problem.column is None
+    assert str(problem) == (
+        "events.csv: rows 7, 10: 11 fields, expected 10 (other rows differ)"
+    )
+    quarantined = _quarantine(result, "events")
+    assert quarantined["row"].tolist() == ["7", "10"]
+    assert quarantined["raw_line"].iloc[0].endswith(",surplus")
+    assert quarantined["reason"].tolist() == ["11 fields, expected 10", "3 fields, expected 10"]
+    # The rows after the broken ones keep their own numbers.
+    tables["events"][20][1] = "bad-ts"
+    result = validate_dataset(write_dataset(tables, tmp_path / "data2"))
+    assert next(p for p in result.problems if p.rule == "bad_timestamp").rows == (21,)
+
+
+def test_row_numbers_skip_header_and_blank_lines_and_span_quoted_newlines(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,created_at,email\n"
+        'a1,2026-01-01T00:00:00Z,"multi\nline"\n'
+        "\n"
+        "a2,2026-01-02T00:00:00Z,x@y.org\n"
+        "a3,never,x@y.org\n"
+    )
+    result = validate_dataset(tmp_path)
+    (problem,) = result.problems
+    assert problem.rows == (3,)
+    assert result.tables["accounts"]["email"].iloc[0] == "multi\nline"
+
+
+def test_several_problems_in_one_row_are_one_quarantine_record(
+    good: Tables, tmp_path: Path
+) -> None:
+    tables = copy_tables(good)
+    row = tables["events"][4]
+    row[1], row[2], row[6] = "later", "1.2.3", "x"
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+    assert result.summary["events"].rejected == 1
+    assert len([p for p in result.problems if p.table == "events"]) == 3
+    quarantined = _quarantine(result, "events")
+    assert len(quarantined) == 1
+    record = quarantined.iloc[0]
+    assert record["column"] == "ts; ip; requests"
+    assert record["rule"] == "bad_timestamp; bad_ip; not_integer"
+    assert record["reason"] == (
+        "bad timestamp 'later' (expected ISO 8601); malformed IP address '1.2.3'; "
+        "requests 'x' is not an integer"
+    )
+
+
+def test_problem_line_lists_ten_rows_then_a_count(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    broken = list(range(2, 60, 4))
+    for index in broken:
+        tables["events"][index][7] = "-1"
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"))
+    (problem,) = result.problems
+    shown = ", ".join(str(i + 1) for i in broken[:10])
+    assert str(problem) == (
+        f"events.csv: rows {shown} (+{len(broken) - 10} more): column input_tokens: "
+        "input_tokens '-1' is negative"
+    )
+    assert problem.count == len(broken)
+    fewer = validate_dataset(tmp_path / "data", max_reported_rows=3)
+    assert fewer.problems[0].rows == tuple(i + 1 for i in broken[:3])
+
+
+# --- the corrupted copy --------------------------------------------------------------------
+
+_CORRUPTIONS: dict[str, list[tuple[str, str]]] = {
+    "accounts": [
+        ("created_at", "yesterday"),
+        ("created_at", ""),
+        ("signup_ip", "256.1.1.1"),
+        ("country", "Germany"),
+        ("account_id", ""),
+        ("*", "extra"),
+    ],
+    "payments": [
+        ("account_id", "nobody"),
+        ("card_bin", "12"),
+        ("added_at", "31/12/2026"),
+        ("payment_fingerprint", ""),
+        ("billing_country", "U1"),
+    ],
+    "events": [
+        ("ts", "2026-02-30T00:00:00Z"),
+        ("ts", "tomorrow"),
+        ("ip", "10.0.0"),
+        ("ip", "fe80::zz"),
+        ("requests", "two"),
+        ("requests", "0"),
+        ("input_tokens", "-7"),
+        ("output_tokens", "3.5"),
+        ("account_id", "ghost"),
+        ("*", "short"),
+    ],
+}
+
+
+def _corrupt(good: Tables, seed: int) -> tuple[Tables, dict[str, set[int]]]:
+    """Break about 15% of the rows of each table; return the rows that must be rejected."""
+    rng = random.Random(seed)
+    tables = copy_tables(good)
+    broken: dict[str, set[int]] = {name: set() for name in tables}
+    lost_accounts: set[str] = set()
+    for name, corruptions in _CORRUPTIONS.items():
+        rows = tables[name]
+        for index in rng.sample(range(len(rows)), k=max(3, len(rows) // 7)):
+            column, value = rng.choice(corruptions)
+            if name == "accounts":
+                lost_accounts.add(rows[index][0])
+            if column == "*":
+                if value == "extra":
+                    rows[index].append("surplus")
+                else:
+                    del rows[index][-2:]
+            else:
+                rows[index][HEADERS[name].index(column)] = value
+            broken[name].add(index + 1)
+    for name in ("payments", "events", "labels"):
+        for index, row in enumerate(good[name]):
+            if row[0] in lost_accounts:  # its account was rejected: so is the row
+                broken[name].add(index + 1)
+    return tables, broken
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_corrupted_copy_reports_every_bad_row_and_keeps_every_good_one(
+    good: Tables, good_result: ValidationResult, tmp_path: Path, seed: int
+) -> None:
+    tables, broken = _corrupt(good, seed)
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+    _assert_counts_add_up(result)
+    for name, rows in good.items():
+        expected = broken[name]
+        counts = result.summary[name]
+        assert counts.read == len(rows)
+        assert counts.rejected == len(expected), name
+        reported = {r for p in result.problems if p.table == name for r in p.rows}
+        problem_rows = sum(p.count for p in result.problems if p.table == name)
+        assert reported <= expected and problem_rows >= len(expected)
+        if expected:
+            quarantined = _quarantine(result, name)
+            assert set(map(int, quarantined["row"])) == expected, name
+            assert quarantined["row"].is_unique
+        else:
+            assert name not in result.quarantine_paths
+        # Every good row is kept, and kept exactly as the clean dataset gives it.
+        good_rows = [i for i in range(len(rows)) if i + 1 not in expected]
+        clean = good_result.tables[name].iloc[good_rows].reset_index(drop=True)
+        pd.testing.assert_frame_equal(result.tables[name].reset_index(drop=True), clean)
+
+
+# --- file-level errors ---------------------------------------------------------------------
+
+
+def _write_good(good: Tables, directory: Path) -> Path:
+    return write_dataset(copy_tables(good), directory)
+
+
+def _truncate_gzip(directory: Path) -> str:
+    data = (directory / "events.csv").read_bytes()
+    (directory / "events.csv").unlink()
+    (directory / "events.csv.gz").write_bytes(gzip.compress(data)[:-200])
+    return "events.csv.gz: unreadable or truncated file"
+
+
+def _truncate_parquet(directory: Path) -> str:
+    (directory / "payments.csv").unlink()
+    pq.write_table(pa.table({"account_id": ["a"] * 50}), directory / "payments.parquet")
+    data = (directory / "payments.parquet").read_bytes()
+    (directory / "payments.parquet").write_bytes(data[: len(data) // 2])
+    return "payments.parquet: unreadable or truncated file"
+
+
+def _latin1(directory: Path) -> str:
+    text = (directory / "accounts.csv").read_text().replace("user3@", "usér3@")
+    (directory / "accounts.csv").write_bytes(text.encode("latin-1"))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "usér3@" in t)
+    return f"accounts.csv: unknown encoding (byte 0xe9 on line {line} is not UTF-8); expected UTF-8"
+
+
+def _utf16(directory: Path) -> str:
+    text = (directory / "labels.csv").read_text()
+    (directory / "labels.csv").write_bytes(text.encode("utf-16"))
+    return "labels.csv: unknown encoding (UTF-16 byte-order mark); expected UTF-8"
+
+
+def _missing_column(directory: Path) -> str:
+    rows = [r[:1] + r[2:] for r in good_tables()["events"]]
+    write_csv(directory / "events.csv", ["account_id", *HEADERS["events"][2:]], rows)
+    return "events.csv: column ts: required column is missing"
+
+
+def _header_only(directory: Path) -> str:
+    write_csv(directory / "payments.csv", HEADERS["payments"], [])
+    return "payments.csv: empty table (no data rows)"
+
+
+def _zero_bytes(directory: Path) -> str:
+    (directory / "labels.csv").write_bytes(b"")
+    return "labels.csv: empty table"
+
+
+def _no_accounts(directory: Path) -> str:
+    (directory / "accounts.csv").unlink()
+    return "required table accounts is missing"
+
+
+def _two_files(directory: Path) -> str:
+    write_parquet_dataset({"events": good_tables()["events"]}, directory)
+    return "table events has more than one file (events.csv, events.parquet)"
+
+
+def _repeated_column(directory: Path) -> str:
+    rows = [[*r, r[2]] for r in good_tables()["events"]]
+    write_csv(directory / "events.csv", [*HEADERS["events"], "ip"], rows)
+    return "events.csv: column ip: column appears more than once"
+
+
+FILE_CASES = {
+    "truncated gzip": _truncate_gzip,
+    "truncated parquet": _truncate_parquet,
+    "latin-1": _latin1,
+    "utf-16": _utf16,
+    "missing column": _missing_column,
+    "header only": _header_only,
+    "zero bytes": _zero_bytes,
+    "no accounts": _no_accounts,
+    "two files": _two_files,
+    "repeated column": _repeated_column,
+}
+
+
+@pytest.mark.parametrize("on_error", ["quarantine", "fail"])
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_file_level_problem_raises_one_line_input_error(
+    good: Tables, tmp_path: Path, case: str, on_error: str
+) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    expected = FILE_CASES[case](directory)
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory, out_dir=tmp_path / "out", on_error=on_error)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert expected in message
+    assert "\n" not in message
+    assert raised.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_utf8_bom_is_fine(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    data = (directory / "accounts.csv").read_bytes()
+    (directory / "accounts.csv").write_bytes(b"\xef\xbb\xbf" + data)
+    result = validate_dataset(directory)
+    assert result.problems == []
+    assert result.summary["accounts"].accepted == len(good["accounts"])
+
+
+def test_missing_optional_column_is_filled(tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text("account_id,created_at,note\na1,2026-01-01,hi\n")
+    (tmp_path / "events.csv").write_text("account_id,ts\na1,2026-01-02T00:00:00Z\n")
+    result = validate_dataset(tmp_path)
+    events = result.tables["events"]
+    assert list(events.columns) == TABLES["events"].column_names
+    assert events["requests"].tolist() == [1]
+    assert events["ip"].isna().all()
+    assert "note" not in result.tables["accounts"].columns
+
+
+# --- on_error="fail" -----------------------------------------------------------------------
+
+
+def test_fail_mode_raises_with_every_problem_and_writes_nothing(
+    good: Tables, tmp_path: Path
+) -> None:
+    tables = copy_tables(good)
+    tables["events"][0][1] = "never"
+    tables["payments"][1][2] = "12"
+    directory = write_dataset(tables, tmp_path / "data")
+    with pytest.raises(ValidationFailed) as raised:
+        validate_dataset(directory, out_dir=tmp_path / "out", on_error="fail")
+    failure = raised.value
+    assert failure.exit_code == 2
+    assert {p.rule for p in failure.problems} == {"bad_timestamp", "bad_card_bin"}
+    assert failure.summary["events"].rejected == 1
+    assert "\n" not in str(failure) and "1 in payments" in str(failure)
+    assert not (tmp_path / "out").exists()
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+def test_written_tables_read_back_equal(good_result: ValidationResult) -> None:
+    assert good_result.out_dir is not None
+    for name, frame in good_result.tables.items():
+        back = pd.read_parquet(good_result.out_dir / "tables" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(back, frame)
+    assert good_result.observations is not None
+    back = pd.read_parquet(good_result.out_dir / "observations.parquet")
+    pd.testing.assert_frame_equal(back, good_result.observations)
+
+
+def test_parquet_input_with_native_types_equals_csv_input(
+    good: Tables, good_result: ValidationResult, tmp_path: Path
+) -> None:
+    directory = write_parquet_dataset(good, tmp_path / "parquet")
+    schema = pq.read_schema(directory / "events.parquet")
+    assert pa.types.is_timestamp(schema.field("ts").type)
+    assert pa.types.is_integer(schema.field("requests").type)
+    result = validate_dataset(directory)
+    assert result.problems == []
+    for name in good:
+        pd.testing.assert_frame_equal(result.tables[name], good_result.tables[name])
+    assert result.observations is not None and good_result.observations is not None
+    pd.testing.assert_frame_equal(result.observations, good_result.observations)
+
+
+def test_validated_output_is_valid_input(good_result: ValidationResult, tmp_path: Path) -> None:
+    assert good_result.out_dir is not None
+    result = validate_dataset(good_result.out_dir / "tables")
+    assert result.problems == []
+    for name, frame in good_result.tables.items():
+        pd.testing.assert_frame_equal(result.tables[name], frame)
+
+
+def test_gzip_csv_equals_plain_csv(
+    good: Tables, good_result: ValidationResult, tmp_path: Path
+) -> None:
+    directory = _write_good(good, tmp_path / "gz")
+    for name in good:
+        plain = directory / f"{name}.csv"
+        (directory / f"{name}.csv.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+    result = validate_dataset(directory)
+    for name in good:
+        pd.testing.assert_frame_equal(result.tables[name], good_result.tables[name])
+
+
+def test_parquet_values_of_other_types(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": pa.array([1, 2, 3], pa.int64()),
+                "created_at": pa.array([0, 86_400, 2 * 86_400], pa.timestamp("s")),
+                "country": pa.array(["us", "gb", "de"]).dictionary_encode(),
+            }
+        ),
+        tmp_path / "accounts.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": ["1", "2", "3"],
+                "ts": pa.array(["2026-01-01T00:00:00+01:00", "2026-01-01", "bad"]),
+                "requests": pa.array([2.0, 1.5, None]),
+            }
+        ),
+        tmp_path / "events.parquet",
+    )
+    result = validate_dataset(tmp_path)
+    accounts = result.tables["accounts"]
+    assert accounts["account_id"].tolist() == ["1", "2", "3"]
+    assert accounts["country"].tolist() == ["US", "GB", "DE"]
+    assert accounts["created_at"].iloc[1] == pd.Timestamp("1970-01-02", tz="UTC")
+    assert [(p.rule, p.column, p.rows) for p in result.problems] == [
+        ("not_integer", "requests", (2,)),
+        ("bad_timestamp", "ts", (3,)),
+    ]
+    events = result.tables["events"]
+    assert events["ts"].iloc[0] == pd.Timestamp("2025-12-31T23:00:00", tz="UTC")
+    assert events["requests"].tolist() == [2]
+
+
+# --- a synthetic world ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from linker.synth import generate_world
+
+    directory = tmp_path_factory.mktemp("synth")
+    generate_world(2_000, 7, directory)
+    return directory
+
+
+def test_synthetic_world_validates_with_zero_rejections(synthetic_world: Path) -> None:
+    result = validate_dataset(synthetic_world)
+    assert [str(p) for p in result.problems] == []
+    assert set(result.summary) == {"accounts", "payments", "events", "labels"}
+    assert result.summary["accounts"].accepted == 2_000
+    for counts in result.summary.values():
+        assert counts.rejected == 0 and counts.read > 0
+    assert result.observations is not None
+    kinds = set(result.observations["kind"])
+    assert {"mailbox", "email_domain", "ip", "subnet", "device", "payment", "prompt"} <= kinds
+
+
+def test_problem_lines_match_the_documented_format(good: Tables, tmp_path: Path) -> None:
+    tables, _ = _corrupt(good, 5)
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"))
+    pattern = re.compile(
+        r"^(accounts|payments|events|labels)\.csv: (row \d+|rows \d+(, \d+)*( \(\+\d+ more\))?): "
+        r"(column [a-z_]+: )?\S.*$"
+    )
+    assert result.problems
+    for problem in result.problems:
+        assert pattern.match(str(problem)), str(problem)
