@@ -12,7 +12,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+from linker.io.validate import validate_dataset
+from linker.normalise import build_observations
 from linker.pipeline import cluster_graph
 from linker.synth import WorldSummary, generate_world
 
-__all__ = ["WorldSummary", "__version__", "cluster_graph", "generate_world"]
+__all__ = [
+    "WorldSummary",
+    "__version__",
+    "build_observations",
+    "cluster_graph",
+    "generate_world",
+    "validate_dataset",
+]

@@ -27,7 +27,8 @@ class LinkerClickError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message.splitlines()[0] if message else "error")
-        self.exit_code = exit_code
+        # click declares exit_code on the class; each library error carries its own.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class LinkerGroup(click.Group):

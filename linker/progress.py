@@ -36,5 +36,11 @@ def progress(
     """
     enabled = sys.stderr.isatty()
     yield from tqdm(
-        iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        file=sys.stderr,
+        leave=False,
     )

@@ -38,7 +38,7 @@ class IngestSettings:
     """How input tables are read and checked."""
 
     on_error: OnError = "quarantine"
-    """``quarantine`` writes rejected rows beside the output and goes on; ``fail`` stops (exit 2)."""
+    """``quarantine`` sets rejected rows aside beside the output and goes on; ``fail`` exits 2."""
 
     max_reported_rows: int = 10
     """How many row numbers an error message lists before it gives a count."""
@@ -456,10 +456,10 @@ def _coerce(value: Any, hint: Any, name: str, problems: list[str]) -> Any:
             return _INVALID
         return tuple(items) if origin is tuple else items
     if origin is types.UnionType or origin is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], name, problems)
+        return _coerce(value, members[0], name, problems)
     if hint is Any:
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):

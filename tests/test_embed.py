@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,8 @@ from scipy.stats import chisquare
 
 pytest.importorskip("numba")
 
-from linker.errors import SettingsError  # noqa: E402
-from linker.graph.embed import (  # noqa: E402
+from linker.errors import SettingsError
+from linker.graph.embed import (
     bipartite_adjacency,
     candidate_subgraph,
     embed,
@@ -27,7 +28,7 @@ from linker.graph.embed import (  # noqa: E402
     train_skipgram,
     write_walk_corpus,
 )
-from linker.settings import EmbedSettings, load_settings  # noqa: E402
+from linker.settings import EmbedSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOGCATALOG = Path("/work/shared/data/blogcatalog/blogcatalog.mat")
@@ -93,7 +94,7 @@ def test_walks_follow_edges_start_everywhere_and_stop_at_isolated_nodes() -> Non
             assert (walk[1:] == -1).all()
             continue
         assert (walk >= 0).all()
-        for a, b in zip(walk[:-1], walk[1:], strict=True):
+        for a, b in itertools.pairwise(walk):
             assert graph.has_edge(int(a), int(b))
 
 
@@ -123,7 +124,9 @@ def _expected(graph: nx.Graph, prev: int, cur: int, p: float, q: float, weight: 
     return targets, probs
 
 
-@pytest.mark.parametrize(("p", "q", "weighted"), [(0.5, 2.0, False), (4.0, 0.25, False), (2.0, 0.5, True)])
+@pytest.mark.parametrize(
+    ("p", "q", "weighted"), [(0.5, 2.0, False), (4.0, 0.25, False), (2.0, 0.5, True)]
+)
 def test_transition_frequencies_match_the_biased_probabilities(
     p: float, q: float, weighted: bool
 ) -> None:

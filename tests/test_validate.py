@@ -116,32 +116,80 @@ def test_every_rule_is_documented() -> None:
 
 # (table, column, bad value, rule, reason as printed); row 3 of the table is broken.
 ROW_CASES = [
-    ("accounts", "created_at", "yesterday", "bad_timestamp", "bad timestamp 'yesterday' (expected ISO 8601)"),
-    ("accounts", "created_at", "2026-13-40", "bad_timestamp", "bad timestamp '2026-13-40' (expected ISO 8601)"),
+    (
+        "accounts",
+        "created_at",
+        "yesterday",
+        "bad_timestamp",
+        "bad timestamp 'yesterday' (expected ISO 8601)",
+    ),
+    (
+        "accounts",
+        "created_at",
+        "2026-13-40",
+        "bad_timestamp",
+        "bad timestamp '2026-13-40' (expected ISO 8601)",
+    ),
     ("accounts", "created_at", "", "missing_value", "empty created_at (a value is required)"),
     ("accounts", "account_id", "", "missing_value", "empty account_id (a value is required)"),
     ("accounts", "signup_ip", "999.1.1.1", "bad_ip", "malformed IP address '999.1.1.1'"),
     ("accounts", "signup_ip", "010.0.0.1", "bad_ip", "malformed IP address '010.0.0.1'"),
     ("accounts", "signup_ip", "2001:db8:::1", "bad_ip", "malformed IP address '2001:db8:::1'"),
-    ("accounts", "country", "USA", "bad_country", "country 'USA' is not two letters (ISO 3166-1 alpha-2)"),
-    ("payments", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
-    ("payments", "payment_fingerprint", "", "missing_value", "empty payment_fingerprint (a value is required)"),
+    (
+        "accounts",
+        "country",
+        "USA",
+        "bad_country",
+        "country 'USA' is not two letters (ISO 3166-1 alpha-2)",
+    ),
+    (
+        "payments",
+        "account_id",
+        "ghost",
+        "unknown_account",
+        "account_id 'ghost' is not in accounts.csv",
+    ),
+    (
+        "payments",
+        "payment_fingerprint",
+        "",
+        "missing_value",
+        "empty payment_fingerprint (a value is required)",
+    ),
     ("payments", "card_bin", "41111", "bad_card_bin", "card_bin '41111' is not 6 to 8 digits"),
     ("payments", "card_bin", "4111x1", "bad_card_bin", "card_bin '4111x1' is not 6 to 8 digits"),
-    ("payments", "billing_country", "1A", "bad_country", "billing_country '1A' is not two letters (ISO 3166-1 alpha-2)"),
+    (
+        "payments",
+        "billing_country",
+        "1A",
+        "bad_country",
+        "billing_country '1A' is not two letters (ISO 3166-1 alpha-2)",
+    ),
     ("payments", "added_at", "soon", "bad_timestamp", "bad timestamp 'soon' (expected ISO 8601)"),
     ("events", "ts", "yesterday", "bad_timestamp", "bad timestamp 'yesterday' (expected ISO 8601)"),
     ("events", "ts", "", "missing_value", "empty ts (a value is required)"),
     ("events", "ip", "not-an-ip", "bad_ip", "malformed IP address 'not-an-ip'"),
-    ("events", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
+    (
+        "events",
+        "account_id",
+        "ghost",
+        "unknown_account",
+        "account_id 'ghost' is not in accounts.csv",
+    ),
     ("events", "account_id", "", "missing_value", "empty account_id (a value is required)"),
     ("events", "requests", "1.5", "not_integer", "requests '1.5' is not an integer"),
     ("events", "requests", "0", "out_of_range", "requests '0' is not positive"),
     ("events", "requests", "-2", "out_of_range", "requests '-2' is not positive"),
     ("events", "input_tokens", "-5", "out_of_range", "input_tokens '-5' is negative"),
     ("events", "output_tokens", "many", "not_integer", "output_tokens 'many' is not an integer"),
-    ("labels", "account_id", "ghost", "unknown_account", "account_id 'ghost' is not in accounts.csv"),
-]  # fmt: skip
+    (
+        "labels",
+        "account_id",
+        "ghost",
+        "unknown_account",
+        "account_id 'ghost' is not in accounts.csv",
+    ),
+]
 
 
 @pytest.mark.parametrize(("table", "column", "bad", "rule", "reason"), ROW_CASES)
@@ -230,9 +278,7 @@ def test_wrong_field_count_is_rejected_and_kept_whole(good: Tables, tmp_path: Pa
     assert result.summary["events"].rejected == 2
     problem = next(p for p in result.problems if p.rule == "field_count")
     assert problem.rows == (7, 10) and problem.column is None
-    assert str(problem) == (
-        "events.csv: rows 7, 10: 11 fields, expected 10 (other rows differ)"
-    )
+    assert str(problem) == ("events.csv: rows 7, 10: 11 fields, expected 10 (other rows differ)")
     quarantined = _quarantine(result, "events")
     assert quarantined["row"].tolist() == ["7", "10"]
     assert quarantined["raw_line"].iloc[0].endswith(",surplus")

@@ -3,8 +3,9 @@
 Accounts joined by a strong identifier (an exact card, billing customer or mailbox) are first
 contracted into one node, so community detection can never split them. The contracted graph
 (weighted account links plus hub nodes for larger groups) is then partitioned with Leiden
-(``leidenalg``, modularity objective with a resolution, fixed seed): see docs/linking.md for
-the measured comparison with igraph, networkit and networkx.
+(igraph's ``community_leiden``, modularity objective with a resolution, fixed seed; leidenalg
+is available as ``method="leidenalg"``): see docs/performance.md for the measured comparison
+with leidenalg, networkit and networkx.
 """
 
 from __future__ import annotations

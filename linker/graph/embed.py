@@ -41,13 +41,13 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the embed extra
     _HAVE_NUMBA = False
 
-    def njit(*args: Any, **kwargs: Any) -> Any:
+    def njit(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]
         def wrap(fn: Any) -> Any:
             return fn
 
         return wrap
 
-    prange = range
+    prange = range  # type: ignore[misc]
 
 __all__ = [
     "bipartite_adjacency",
@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+SparseMatrix = Any
+"""Any scipy sparse matrix or array (converted to CSR on entry)."""
 
 _INSTALL_HINT = "install the embed extra: pip install -c constraints.txt -e '.[embed]'"
 
@@ -226,10 +229,14 @@ def _walk_kernel(
             cur = x
 
 
-def _checked_adjacency(adjacency: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
-    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
-        raise ValueError(f"adjacency must be a square matrix, not {adjacency.shape}")
-    graph = sp.csr_matrix(adjacency, dtype=np.float64, copy=True)
+def _as_csr(matrix: Any, copy: bool = False) -> sp.csr_matrix:
+    return sp.csr_matrix(matrix, dtype=np.float64, copy=copy)
+
+
+def _checked_adjacency(adjacency: Any) -> sp.csr_matrix:
+    graph = _as_csr(adjacency, copy=True)
+    if graph.shape[0] != graph.shape[1]:
+        raise ValueError(f"adjacency must be a square matrix, not {graph.shape}")
     graph.setdiag(0.0)
     graph.eliminate_zeros()
     if graph.nnz and graph.data.min() < 0:
@@ -258,7 +265,7 @@ def _check_walk_params(walks_per_node: int, walk_length: int, p: float, q: float
 
 
 def node2vec_walks(
-    adjacency: sp.spmatrix | sp.sparray,
+    adjacency: SparseMatrix,
     *,
     walks_per_node: int = 10,
     walk_length: int = 80,
@@ -508,7 +515,7 @@ def train_skipgram(
 
 
 def node2vec_embed(
-    adjacency: sp.spmatrix | sp.sparray,
+    adjacency: SparseMatrix,
     nodes: Sequence[int] | np.ndarray | None = None,
     *,
     dimensions: int = 128,
@@ -622,7 +629,7 @@ def _propagate(indptr: Any, indices: Any, weights: Any, degree: Any, current: An
 
 
 def fastrp_embed(
-    adjacency: sp.spmatrix | sp.sparray,
+    adjacency: SparseMatrix,
     nodes: Sequence[int] | np.ndarray | None = None,
     *,
     dimensions: int = 128,
@@ -714,7 +721,7 @@ def fastrp_embed(
 
 
 def bipartite_adjacency(
-    incidence: sp.spmatrix | sp.sparray, identifier_weights: np.ndarray | None = None
+    incidence: SparseMatrix, identifier_weights: np.ndarray | None = None
 ) -> sp.csr_matrix:
     """The symmetric adjacency of the account–identifier graph.
 
@@ -741,7 +748,7 @@ def bipartite_adjacency(
     >>> bipartite_adjacency(sp.csr_matrix([[1, 0], [1, 1]])).toarray().astype(int).tolist()
     [[0, 0, 1, 0], [0, 0, 1, 1], [1, 1, 0, 0], [0, 1, 0, 0]]
     """
-    links = sp.csr_matrix(incidence, dtype=np.float64, copy=True)
+    links = _as_csr(incidence, copy=True)
     links.data[:] = 1.0
     if identifier_weights is not None:
         weights = np.asarray(identifier_weights, dtype=np.float64)
@@ -750,14 +757,14 @@ def bipartite_adjacency(
                 f"identifier_weights has {weights.shape[0]} entries for "
                 f"{links.shape[1]} identifiers"
             )
-        links = sp.csr_matrix(links @ sp.diags(weights))
-    adjacency = sp.bmat([[None, links], [links.T, None]], format="csr")
+        links = _as_csr(links @ sp.diags(weights))
+    adjacency = _as_csr(sp.bmat([[None, links], [links.T, None]], format="csr"))
     adjacency.sort_indices()
-    return sp.csr_matrix(adjacency)
+    return adjacency
 
 
 def candidate_subgraph(
-    adjacency: sp.spmatrix | sp.sparray,
+    adjacency: SparseMatrix,
     seeds: np.ndarray,
     *,
     hops: int = 4,
@@ -802,7 +809,7 @@ def candidate_subgraph(
     >>> candidate_subgraph(path, np.array([1, 0, 0, 0], bool), hops=2, whole_graph_max_nodes=2)
     array([0, 1, 2])
     """
-    graph = sp.csr_matrix(adjacency)
+    graph = _as_csr(adjacency)
     n = graph.shape[0]
     seeds = np.asarray(seeds, dtype=bool)
     keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
@@ -832,7 +839,7 @@ def candidate_subgraph(
 
 
 def embed(
-    adjacency: sp.spmatrix | sp.sparray,
+    adjacency: SparseMatrix,
     nodes: Sequence[int] | np.ndarray | None = None,
     *,
     settings: EmbedSettings | None = None,

@@ -377,10 +377,7 @@ def _shown(value: object) -> str:
 
 def _as_strings(array: pa.Array) -> pa.Array:
     """Any Arrow array as strings, nulls as ``""`` (how a CSV file would have it)."""
-    if pa.types.is_string(array.type):
-        text = array
-    else:
-        text = pc.cast(array, pa.string())
+    text = array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
     return pc.fill_null(text, "")
 
 

@@ -1,0 +1,500 @@
+"""Graph embeddings side by side: our node2vec and FastRP against the node2vec package and pecanpy.
+
+Two graphs, each in one run of this script:
+
+* **BlogCatalog** (``/work/shared/data/blogcatalog``; 10,312 nodes, 333,983 edges). Quality is
+  the published protocol of node2vec's Table 2: 50% of nodes labelled, one-vs-rest logistic
+  regression (liblinear), each test node given its top-k labels (k = its true label count),
+  Macro-F1 and Micro-F1 averaged over ``--splits`` random splits. d=128, r=10, l=80, k=10,
+  one skip-gram epoch, 5 negatives for every node2vec implementation; p and q are picked by a
+  small grid with our implementation on a selection split whose seed no evaluation split
+  uses, then every implementation gets the same p and q.
+* **A synthetic account world** (``linker.synth.generate_world``, default 100,000 accounts):
+  the account–identifier graph of the validated tables, with super-node identifiers (the
+  engine's per-kind thresholds) and identifiers held by one account left out. Quality is
+  ring recovery: the adjusted Rand index of KMeans (k = number of rings) on the ring
+  accounts' vectors against their ``ring_id``, and the share of each ring account's 10
+  nearest accounts (cosine, among all accounts) that belong to its ring.
+
+Every method runs in a fresh child process (``--worker``), given the graph as CSR arrays: its
+wall time covers everything from the CSR graph in memory to the ``(n, d)`` matrix (graph
+conversion, JIT compilation, walks, training), and its peak RSS is the child's
+``ru_maxrss``. The ``node2vec`` package precomputes O(Σ deg²) transition tables in Python;
+before it runs, its precomputation time is estimated from a sample of 100 nodes, and it is
+skipped (and reported so) when the estimate exceeds ``--reference-budget`` seconds, except on
+BlogCatalog, the graph the speed target names.
+
+Usage::
+
+    python bench/embed.py                              # the docs/embeddings.md tables
+    python bench/embed.py --dataset blogcatalog --p 0.25 --q 0.25
+    python bench/embed.py --dataset accounts --accounts 100000
+    python bench/embed.py --fastrp-world 1000000       # FastRP on a 1M-account world
+
+Results are printed as Markdown and saved under ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOGCATALOG = Path("/work/shared/data/blogcatalog/blogcatalog.mat")
+
+# The published setting (node2vec, Table 2) and the skip-gram knobs every method shares.
+D, R, L, K = 128, 10, 80, 10
+EPOCHS, NEGATIVE, WORKERS = 1, 5, 2
+PQ_GRID = [(0.25, 0.25), (0.25, 4.0), (1.0, 1.0), (4.0, 0.25), (4.0, 4.0)]
+SELECTION_SEED = 1000  # the p, q selection split; evaluation splits use seeds 1, 2, ...
+
+# FastRP on BlogCatalog: 1- to 3-hop terms, hubs damped (picked on the selection split).
+FASTRP_BLOGCATALOG: dict[str, Any] = {
+    "dimensions": D,
+    "iteration_weights": (0.0, 1.0, 1.0),
+    "normalization_strength": -0.5,
+}
+FASTRP_ACCOUNTS: dict[str, Any] = {"dimensions": D, "iteration_weights": (0.0, 1.0, 1.0, 1.0)}
+
+METHODS = ["ours-node2vec", "ours-fastrp", "pecanpy-SparseOTF", "pecanpy-PreComp", "node2vec-pypi"]
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def load_blogcatalog(path: Path = BLOGCATALOG) -> tuple[sp.csr_matrix, np.ndarray]:
+    """BlogCatalog's symmetric adjacency and its (n, 39) 0/1 label matrix."""
+    mat = scipy.io.loadmat(path)
+    adjacency = sp.csr_matrix(mat["network"], dtype=np.float64)
+    adjacency.data[:] = 1.0
+    labels = sp.csr_matrix(mat["group"]).toarray().astype(np.int8)
+    return adjacency, labels
+
+
+def account_graph(accounts: int, seed: int, work: Path) -> tuple[sp.csr_matrix, np.ndarray, int]:
+    """The account–identifier graph of a synthetic world, ring labels of its account rows.
+
+    Returns the adjacency (accounts first), each account's ring (-1 = benign) and the number
+    of accounts.
+    """
+    import pandas as pd
+
+    from linker.graph.bipartite import build_bipartite
+    from linker.graph.embed import bipartite_adjacency
+    from linker.graph.weights import supernode_thresholds
+    from linker.io.validate import validate_dataset
+    from linker.normalise import build_observations
+    from linker.settings import LinkSettings
+    from linker.synth import generate_world
+
+    world = work / f"world-{accounts}-s{seed}"
+    if not (world / ".complete").exists():
+        generate_world(accounts, seed, world, fmt="parquet")
+        (world / ".complete").write_text("ok\n")
+    tables = validate_dataset(world).tables
+    observations = build_observations(tables)
+    bipartite = build_bipartite(tables["accounts"]["account_id"], observations)
+    limit = supernode_thresholds(bipartite.kinds, LinkSettings())
+    linking = (bipartite.n_accounts >= 2) & (bipartite.n_accounts <= limit)
+    adjacency = bipartite_adjacency(bipartite.matrix[:, np.flatnonzero(linking)])
+    labels = pd.read_parquet(world / "labels.parquet")
+    ring = labels.set_index("account_id")["ring_id"].reindex(bipartite.account_ids)
+    codes, _ = pd.factorize(ring.fillna("").replace("", pd.NA))
+    return adjacency, np.asarray(codes, dtype=np.int64), len(bipartite.account_ids)
+
+
+# --- quality -------------------------------------------------------------------------------
+
+
+def macro_micro_f1(
+    vectors: np.ndarray, labels: np.ndarray, *, splits: int = 5, seed: int = 1
+) -> tuple[float, float]:
+    """Mean (Macro-F1, Micro-F1) of the node2vec/DeepWalk multi-label protocol, 50% labelled."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.multiclass import OneVsRestClassifier
+
+    scores = []
+    for split in range(splits):
+        order = np.random.default_rng(seed + split).permutation(len(vectors))
+        train, test = order[: len(order) // 2], order[len(order) // 2 :]
+        model = OneVsRestClassifier(LogisticRegression(solver="liblinear"))
+        model.fit(vectors[train], labels[train])
+        proba = model.predict_proba(vectors[test])
+        top = np.argsort(-proba, axis=1)
+        predicted = np.zeros_like(labels[test])
+        for row, k in enumerate(labels[test].sum(axis=1)):
+            predicted[row, top[row, :k]] = 1
+        scores.append(
+            (
+                f1_score(labels[test], predicted, average="macro", zero_division=0),
+                f1_score(labels[test], predicted, average="micro", zero_division=0),
+            )
+        )
+    macro, micro = np.mean(scores, axis=0)
+    return float(macro), float(micro)
+
+
+def choose_pq(
+    adjacency: sp.csr_matrix, labels: np.ndarray, *, seed: int = 0
+) -> tuple[float, float]:
+    """The (p, q) of :data:`PQ_GRID` with the best Macro-F1 on the selection split."""
+    from linker.graph.embed import node2vec_embed
+
+    best: tuple[float, float, float] | None = None
+    for p, q in PQ_GRID:
+        vectors = node2vec_embed(adjacency, p=p, q=q, workers=WORKERS, seed=seed)
+        macro, _ = macro_micro_f1(vectors, labels, splits=1, seed=SELECTION_SEED)
+        print(f"  grid p={p:g} q={q:g}: Macro-F1 {macro:.4f}", file=sys.stderr, flush=True)
+        if best is None or macro > best[2]:
+            best = (p, q, macro)
+    assert best is not None
+    return best[0], best[1]
+
+
+def ring_recovery(vectors: np.ndarray, rings: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(ARI of KMeans on ring accounts, mean same-ring share of their 10 nearest accounts)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    members = np.flatnonzero(rings >= 0)
+    n_rings = len(np.unique(rings[members]))
+    found = KMeans(n_clusters=n_rings, n_init=4, random_state=seed).fit_predict(unit[members])
+    ari = adjusted_rand_score(rings[members], found)
+    shares = []
+    for chunk in np.array_split(members, max(1, len(members) // 512)):
+        similarity = unit[chunk] @ unit.T
+        similarity[np.arange(len(chunk)), chunk] = -np.inf
+        nearest = np.argpartition(-similarity, 10, axis=1)[:, :10]
+        shares.append((rings[nearest] == rings[chunk][:, None]).mean(axis=1))
+    return float(ari), float(np.concatenate(shares).mean())
+
+
+# --- the reference package's cost estimate ------------------------------------------------
+
+
+def estimate_reference_precompute(adjacency: sp.csr_matrix, sample: int = 100) -> float:
+    """Seconds the node2vec package would spend on its transition tables (from a node sample)."""
+    from collections import defaultdict
+
+    import networkx as nx
+    from node2vec import Node2Vec
+
+    graph = nx.from_scipy_sparse_array(adjacency)
+    degree = np.diff(adjacency.indptr).astype(np.float64)
+    rng = np.random.default_rng(0)
+    nodes = rng.choice(adjacency.shape[0], min(sample, adjacency.shape[0]), replace=False)
+    work = sum(
+        float(degree[adjacency.indices[adjacency.indptr[s] : adjacency.indptr[s + 1]]].sum())
+        for s in nodes
+    )
+
+    class _Sampled:
+        def nodes(self) -> list[int]:
+            return nodes.tolist()
+
+        def neighbors(self, node: int) -> Any:
+            return graph.neighbors(node)
+
+        def __getitem__(self, node: int) -> Any:
+            return graph[node]
+
+    probe = Node2Vec.__new__(Node2Vec)
+    probe.graph, probe.p, probe.q, probe.weight_key = _Sampled(), 1.0, 1.0, "weight"
+    probe.quiet, probe.sampling_strategy, probe.d_graph = True, {}, defaultdict(dict)
+    start = time.perf_counter()
+    probe._precompute_probabilities()
+    rate = work / max(time.perf_counter() - start, 1e-9)
+    return float((degree**2).sum() / rate)
+
+
+# --- one method in a child process -------------------------------------------------------
+
+
+def _numpy2_aliases_for_nptyping() -> None:
+    # pecanpy 2.0.9 imports nptyping 2.0.1, which reads aliases NumPy 2 removed.
+    aliases = {
+        "bool8": np.bool_,
+        "object0": np.object_,
+        "int0": np.intp,
+        "uint0": np.uintp,
+        "void0": np.void,
+        "str0": np.str_,
+        "bytes0": np.bytes_,
+        "float_": np.float64,
+        "complex_": np.complex128,
+        "unicode_": np.str_,
+        "string_": np.bytes_,
+        "longfloat": np.longdouble,
+        "singlecomplex": np.complex64,
+        "cfloat": np.complex128,
+        "longcomplex": np.clongdouble,
+        "clongfloat": np.clongdouble,
+    }
+    for name, value in aliases.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _run_method(method: str, adjacency: sp.csr_matrix, p: float, q: float, seed: int) -> np.ndarray:
+    n = adjacency.shape[0]
+    if method == "ours-node2vec":
+        from linker.graph.embed import node2vec_embed
+
+        return node2vec_embed(
+            adjacency,
+            dimensions=D,
+            walks_per_node=R,
+            walk_length=L,
+            window=K,
+            p=p,
+            q=q,
+            negative=NEGATIVE,
+            epochs=EPOCHS,
+            workers=WORKERS,
+            seed=seed,
+        )
+    if method == "ours-fastrp":
+        from linker.graph.embed import fastrp_embed
+
+        params = (
+            FASTRP_BLOGCATALOG
+            if os.environ.get("BENCH_DATASET") == "blogcatalog"
+            else (FASTRP_ACCOUNTS)
+        )
+        return fastrp_embed(adjacency, seed=seed, **params)
+    if method.startswith("pecanpy-"):
+        _numpy2_aliases_for_nptyping()
+        from pecanpy import pecanpy
+
+        mode = getattr(pecanpy, method.split("-", 1)[1])
+        graph = mode(p=p, q=q, workers=WORKERS, random_state=seed)
+        graph.indptr = adjacency.indptr.astype(np.uint32)
+        graph.indices = adjacency.indices.astype(np.uint32)
+        graph.data = adjacency.data.astype(np.float32)
+        graph.set_node_ids([str(i) for i in range(n)])
+        graph.preprocess_transition_probs()
+        return np.asarray(
+            graph.embed(dim=D, num_walks=R, walk_length=L, window_size=K, epochs=EPOCHS),
+            dtype=np.float32,
+        )
+    if method == "node2vec-pypi":
+        import networkx as nx
+        from node2vec import Node2Vec
+
+        graph = nx.from_scipy_sparse_array(adjacency)
+        # workers=1 for its walks: joblib would copy the O(Σ deg²) tables into each process.
+        model = Node2Vec(
+            graph,
+            dimensions=D,
+            walk_length=L,
+            num_walks=R,
+            p=p,
+            q=q,
+            workers=1,
+            quiet=True,
+            seed=seed,
+        ).fit(window=K, min_count=1, negative=NEGATIVE, epochs=EPOCHS, workers=WORKERS, seed=seed)
+        return np.stack([model.wv[str(i)] for i in range(n)]).astype(np.float32)
+    raise ValueError(f"unknown method {method}")
+
+
+def worker(args: argparse.Namespace) -> None:
+    graph = np.load(args.graph)
+    n = int(graph["n"])
+    adjacency = sp.csr_matrix((graph["data"], graph["indices"], graph["indptr"]), shape=(n, n))
+    start = time.perf_counter()
+    vectors = _run_method(args.worker, adjacency, args.p, args.q, args.seed)
+    seconds = time.perf_counter() - start
+    np.save(args.vectors, vectors)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_mib}))
+
+
+def _in_child(
+    method: str, graph_file: Path, dataset: str, p: float, q: float, seed: int, work: Path
+) -> dict[str, Any]:
+    vectors = work / f"{dataset}-{method}.npy"
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--graph",
+        str(graph_file),
+        "--vectors",
+        str(vectors),
+        "--p",
+        str(p),
+        "--q",
+        str(q),
+        "--seed",
+        str(seed),
+    ]
+    env = dict(os.environ, BENCH_DATASET=dataset, PYTHONHASHSEED="0")
+    print(f"  {dataset}: {method} ...", file=sys.stderr, flush=True)
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["vectors"] = np.load(vectors)
+    print(f"  {dataset}: {method} {result['seconds']:.1f}s", file=sys.stderr, flush=True)
+    return result
+
+
+# --- the comparison ----------------------------------------------------------------------
+
+
+def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    if dataset == "blogcatalog":
+        adjacency, labels = load_blogcatalog(BLOGCATALOG)
+        n_accounts = adjacency.shape[0]
+    else:
+        adjacency, labels, n_accounts = account_graph(args.accounts, args.seed, work)
+    n = adjacency.shape[0]
+    graph_file = work / f"{dataset}-graph.npz"
+    np.savez(
+        graph_file, data=adjacency.data, indices=adjacency.indices, indptr=adjacency.indptr, n=n
+    )
+    p, q = args.p, args.q
+    if dataset == "blogcatalog" and (p is None or q is None):
+        print("choosing p, q on the selection split", file=sys.stderr, flush=True)
+        p, q = choose_pq(adjacency, labels, seed=args.seed)
+    p, q = p if p is not None else 1.0, q if q is not None else 1.0
+    sum_deg2 = float((np.diff(adjacency.indptr).astype(np.float64) ** 2).sum())
+    rows: list[dict[str, Any]] = []
+    for method in args.methods:
+        row: dict[str, Any] = {"method": method}
+        if method == "node2vec-pypi":
+            estimate = estimate_reference_precompute(adjacency)
+            row["estimated_precompute_s"] = estimate
+            if dataset != "blogcatalog" and estimate > args.reference_budget:
+                row["skipped"] = (
+                    f"estimated {estimate:.0f}s for its O(Σ deg²) tables alone "
+                    f"(Σ deg² = {sum_deg2:.3g}) > budget {args.reference_budget:.0f}s"
+                )
+                rows.append(row)
+                continue
+        result = _in_child(method, graph_file, dataset, p, q, args.seed, work)
+        vectors = result.pop("vectors")
+        row.update(result)
+        if dataset == "blogcatalog":
+            row["macro_f1"], row["micro_f1"] = macro_micro_f1(vectors, labels, splits=args.splits)
+        else:
+            row["ring_ari"], row["ring_knn10"] = ring_recovery(vectors[:n_accounts], labels)
+        rows.append(row)
+    return {
+        "dataset": dataset,
+        "nodes": n,
+        "edges": adjacency.nnz // 2,
+        "sum_deg2": sum_deg2,
+        "accounts": n_accounts,
+        "p": p,
+        "q": q,
+        "rows": rows,
+    }
+
+
+def fastrp_world(accounts: int, seed: int, work: Path) -> dict[str, Any]:
+    """FastRP on the whole account–identifier graph of a large world (graph build excluded)."""
+    from linker.graph.embed import fastrp_embed
+
+    adjacency, _, n_accounts = account_graph(accounts, seed, work)
+    fastrp_embed(sp.csr_matrix((1, 1)), dimensions=8)  # JIT compile outside the timing
+    start = time.perf_counter()
+    vectors = fastrp_embed(adjacency, seed=seed, **FASTRP_ACCOUNTS)
+    seconds = time.perf_counter() - start
+    return {
+        "accounts": n_accounts,
+        "nodes": adjacency.shape[0],
+        "edges": adjacency.nnz // 2,
+        "seconds": seconds,
+        "shape": list(vectors.shape),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    blog = result["dataset"] == "blogcatalog"
+    ours = next(
+        (r for r in result["rows"] if r["method"] == "ours-node2vec" and "seconds" in r), None
+    )
+    quality = "Macro-F1 | Micro-F1" if blog else "ring ARI (KMeans) | ring kNN@10"
+    lines = [
+        f"{result['dataset']}: {result['nodes']:,} nodes, {result['edges']:,} edges, "
+        f"Σ deg² = {result['sum_deg2']:.3g}; p={result['p']:g}, q={result['q']:g}",
+        "",
+        f"| method | wall s | × ours-node2vec | peak RSS MiB | {quality} |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        if "skipped" in row:
+            lines.append(f"| {row['method']} | skipped: {row['skipped']} | | | | |")
+            continue
+        ratio = row["seconds"] / ours["seconds"] if ours else float("nan")
+        a, b = (row["macro_f1"], row["micro_f1"]) if blog else (row["ring_ari"], row["ring_knn10"])
+        lines.append(
+            f"| {row['method']} | {row['seconds']:.1f} | {ratio:.2f} | "
+            f"{row['peak_rss_mib']:.0f} | {a:.4f} | {b:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["blogcatalog", "accounts", "both"], default="both")
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p", type=float, default=None)
+    parser.add_argument("--q", type=float, default=None)
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--reference-budget", type=float, default=600.0)
+    parser.add_argument("--fastrp-world", type=int, default=0, metavar="ACCOUNTS")
+    parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "embed"))
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--graph", help=argparse.SUPPRESS)
+    parser.add_argument("--vectors", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+    if args.fastrp_world:
+        result = fastrp_world(args.fastrp_world, args.seed, work)
+        result["meta"] = meta
+        (results_dir / f"embed-fastrp-{args.fastrp_world}.json").write_text(
+            json.dumps(result, indent=2) + "\n"
+        )
+        print(json.dumps(result, indent=2))
+        return
+    datasets = ["blogcatalog", "accounts"] if args.dataset == "both" else [args.dataset]
+    for dataset in datasets:
+        result = compare(dataset, args, work)
+        result["meta"] = meta
+        name = dataset if dataset == "blogcatalog" else f"accounts-{args.accounts}"
+        (results_dir / f"embed-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(_markdown(result) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
