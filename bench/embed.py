@@ -30,6 +30,7 @@ Usage::
     python bench/embed.py --dataset blogcatalog --p 0.25 --q 0.25
     python bench/embed.py --dataset accounts --accounts 100000
     python bench/embed.py --fastrp-world 1000000       # FastRP on a 1M-account world
+    python bench/embed.py --fastrp-world 1000000 --run-dir RUN_DIR   # ... of an existing run
 
 Results are printed as Markdown and saved under ``bench/results/``.
 """
@@ -60,13 +61,18 @@ EPOCHS, NEGATIVE, WORKERS = 1, 5, 2
 PQ_GRID = [(0.25, 0.25), (0.25, 4.0), (1.0, 1.0), (4.0, 0.25), (4.0, 4.0)]
 SELECTION_SEED = 1000  # the p, q selection split; evaluation splits use seeds 1, 2, ...
 
-# FastRP on BlogCatalog: 1- to 3-hop terms, hubs damped (picked on the selection split).
+# FastRP on BlogCatalog: 1- to 3-hop terms, hubs damped (the best of weights {(0,1,1),
+# (0,0,1,1), (0,1,1,1), (1,1,1)} x normalisation strength {0, -0.5, -1} on the selection split).
 FASTRP_BLOGCATALOG: dict[str, Any] = {
     "dimensions": D,
-    "iteration_weights": (0.0, 1.0, 1.0),
+    "iteration_weights": (1.0, 1.0, 1.0),
     "normalization_strength": -0.5,
 }
-FASTRP_ACCOUNTS: dict[str, Any] = {"dimensions": D, "iteration_weights": (0.0, 1.0, 1.0, 1.0)}
+FASTRP_ACCOUNTS: dict[str, Any] = {
+    "dimensions": D,
+    "iteration_weights": (1.0, 1.0, 1.0, 1.0),
+    "normalization_strength": -0.5,
+}
 
 METHODS = ["ours-node2vec", "ours-fastrp", "pecanpy-SparseOTF", "pecanpy-PreComp", "node2vec-pypi"]
 
@@ -83,7 +89,22 @@ def load_blogcatalog(path: Path = BLOGCATALOG) -> tuple[sp.csr_matrix, np.ndarra
     return adjacency, labels
 
 
-def account_graph(accounts: int, seed: int, work: Path) -> tuple[sp.csr_matrix, np.ndarray, int]:
+def linking_graph(account_ids: Any, observations: Any) -> tuple[Any, sp.csr_matrix]:
+    """The bipartite graph without super-nodes and single-account identifiers."""
+    from linker.graph.bipartite import build_bipartite
+    from linker.graph.embed import bipartite_adjacency
+    from linker.graph.weights import supernode_thresholds
+    from linker.settings import LinkSettings
+
+    bipartite = build_bipartite(account_ids, observations)
+    limit = supernode_thresholds(bipartite.kinds, LinkSettings())
+    linking = (bipartite.n_accounts >= 2) & (bipartite.n_accounts <= limit)
+    return bipartite, bipartite_adjacency(bipartite.matrix[:, np.flatnonzero(linking)])
+
+
+def account_graph(
+    accounts: int, seed: int, work: Path, events_per_account: float = 20.0
+) -> tuple[sp.csr_matrix, np.ndarray, int]:
     """The account–identifier graph of a synthetic world, ring labels of its account rows.
 
     Returns the adjacency (accounts first), each account's ring (-1 = benign) and the number
@@ -91,24 +112,17 @@ def account_graph(accounts: int, seed: int, work: Path) -> tuple[sp.csr_matrix, 
     """
     import pandas as pd
 
-    from linker.graph.bipartite import build_bipartite
-    from linker.graph.embed import bipartite_adjacency
-    from linker.graph.weights import supernode_thresholds
     from linker.io.validate import validate_dataset
     from linker.normalise import build_observations
-    from linker.settings import LinkSettings
     from linker.synth import generate_world
 
-    world = work / f"world-{accounts}-s{seed}"
+    world = work / f"world-{accounts}-s{seed}-e{events_per_account:g}"
     if not (world / ".complete").exists():
-        generate_world(accounts, seed, world, fmt="parquet")
+        generate_world(accounts, seed, world, fmt="parquet", events_per_account=events_per_account)
         (world / ".complete").write_text("ok\n")
     tables = validate_dataset(world).tables
     observations = build_observations(tables)
-    bipartite = build_bipartite(tables["accounts"]["account_id"], observations)
-    limit = supernode_thresholds(bipartite.kinds, LinkSettings())
-    linking = (bipartite.n_accounts >= 2) & (bipartite.n_accounts <= limit)
-    adjacency = bipartite_adjacency(bipartite.matrix[:, np.flatnonzero(linking)])
+    bipartite, adjacency = linking_graph(tables["accounts"]["account_id"], observations)
     labels = pd.read_parquet(world / "labels.parquet")
     ring = labels.set_index("account_id")["ring_id"].reindex(bipartite.account_ids)
     codes, _ = pd.factorize(ring.fillna("").replace("", pd.NA))
@@ -361,7 +375,9 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
         adjacency, labels = load_blogcatalog(BLOGCATALOG)
         n_accounts = adjacency.shape[0]
     else:
-        adjacency, labels, n_accounts = account_graph(args.accounts, args.seed, work)
+        adjacency, labels, n_accounts = account_graph(
+            args.accounts, args.seed, work, args.events_per_account
+        )
     n = adjacency.shape[0]
     graph_file = work / f"{dataset}-graph.npz"
     np.savez(
@@ -406,11 +422,24 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     }
 
 
-def fastrp_world(accounts: int, seed: int, work: Path) -> dict[str, Any]:
+def fastrp_world(
+    accounts: int, seed: int, work: Path, events_per_account: float, run_dir: Path | None = None
+) -> dict[str, Any]:
     """FastRP on the whole account–identifier graph of a large world (graph build excluded)."""
     from linker.graph.embed import fastrp_embed
 
-    adjacency, _, n_accounts = account_graph(accounts, seed, work)
+    start = time.perf_counter()
+    if run_dir is not None:
+        import pandas as pd
+
+        accounts_table = pd.read_parquet(run_dir / "tables" / "accounts.parquet")
+        observations = pd.read_parquet(run_dir / "observations.parquet")
+        bipartite, adjacency = linking_graph(accounts_table["account_id"], observations)
+        n_accounts = len(bipartite.account_ids)
+        del observations, accounts_table, bipartite
+    else:
+        adjacency, _, n_accounts = account_graph(accounts, seed, work, events_per_account)
+    graph_seconds = time.perf_counter() - start
     fastrp_embed(sp.csr_matrix((1, 1)), dimensions=8)  # JIT compile outside the timing
     start = time.perf_counter()
     vectors = fastrp_embed(adjacency, seed=seed, **FASTRP_ACCOUNTS)
@@ -419,6 +448,9 @@ def fastrp_world(accounts: int, seed: int, work: Path) -> dict[str, Any]:
         "accounts": n_accounts,
         "nodes": adjacency.shape[0],
         "edges": adjacency.nnz // 2,
+        "events_per_account": events_per_account,
+        "graph_seconds": graph_seconds,
+        "source": str(run_dir) if run_dir else "generated",
         "seconds": seconds,
         "shape": list(vectors.shape),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -455,6 +487,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["blogcatalog", "accounts", "both"], default="both")
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--events-per-account", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--p", type=float, default=None)
     parser.add_argument("--q", type=float, default=None)
@@ -462,6 +495,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--reference-budget", type=float, default=600.0)
     parser.add_argument("--fastrp-world", type=int, default=0, metavar="ACCOUNTS")
+    parser.add_argument(
+        "--run-dir", help="with --fastrp-world: take the graph from a `linker run` directory"
+    )
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "embed"))
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--graph", help=argparse.SUPPRESS)
@@ -480,7 +516,13 @@ def main() -> None:
         "load_average": os.getloadavg(),
     }
     if args.fastrp_world:
-        result = fastrp_world(args.fastrp_world, args.seed, work)
+        result = fastrp_world(
+            args.fastrp_world,
+            args.seed,
+            work,
+            args.events_per_account,
+            Path(args.run_dir) if args.run_dir else None,
+        )
         result["meta"] = meta
         (results_dir / f"embed-fastrp-{args.fastrp_world}.json").write_text(
             json.dumps(result, indent=2) + "\n"

@@ -220,7 +220,7 @@ def main() -> None:
 
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    tag = f"link-{args.accounts}-{args.format}"
+    tag = f"link-{args.accounts}-{args.format}" + ("-e2e" if args.no_compare else "")
     (results / f"{tag}.json").write_text(
         json.dumps(
             {

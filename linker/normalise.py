@@ -91,6 +91,7 @@ _PLUS_TAG_DOMAINS: frozenset[str] = frozenset(
 _DOTLESS_DOMAINS: frozenset[str] = frozenset({"gmail.com"})
 
 _STRING = pd.StringDtype("pyarrow")
+_TEXT = pa.large_string()  # what pandas' pyarrow-backed strings hold: converts without a copy
 _TIMESTAMP = pd.DatetimeTZDtype(unit="us", tz="UTC")
 
 
@@ -244,58 +245,114 @@ def canonical_ipv4_mask(values: pa.Array) -> np.ndarray:
     return np.asarray(matched.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _map_distinct(values: pa.Array, function: Callable[[str], str]) -> pa.Array:
+Memo = dict[str, str]
+"""Raw value to normal form, shared by the kinds drawn from one column in one call."""
+
+
+def _map_distinct(
+    values: pa.Array, function: Callable[[str], str], memo: Memo | None = None
+) -> pa.Array:
     """``function`` over distinct non-null strings, ``""`` where it raises ``ValueError``."""
+    memo = {} if memo is None else memo
 
     def safe(value: str) -> str:
-        try:
-            return function(value)
-        except ValueError:
-            return ""
+        found = memo.get(value)
+        if found is None:
+            try:
+                found = function(value)
+            except ValueError:
+                found = ""
+            memo[value] = found
+        return found
 
-    return pa.array([safe(v) for v in values.to_pylist()], pa.string())
+    return pa.array([safe(v) for v in values.to_pylist()], _TEXT)
 
 
-def _map_ips(values: pa.Array, *, prefix: bool) -> pa.Array:
+def _map_ips(values: pa.Array, memo: Memo, *, prefix: bool) -> pa.Array:
+    """Canonical IPs (or their prefixes) of distinct values; ``""`` for a malformed one."""
     fast = canonical_ipv4_mask(values)
     result = pc.replace_substring_regex(values, r"\.[0-9]+$", ".0/24") if prefix else values
     if fast.all():
         return result
-    slow = values.filter(pa.array(~fast))
-    replacements = _map_distinct(slow, ip_prefix if prefix else normalise_ip)
-    return pc.replace_with_mask(result, pa.array(~fast), replacements)
+    # Parse each remaining value once, for both kinds (the memo holds the canonical text).
+    canonical = _map_distinct(values.filter(pa.array(~fast)), normalise_ip, memo)
+    if prefix:
+        canonical = _map_distinct(canonical, _prefix_of_canonical)
+    return pc.replace_with_mask(result, pa.array(~fast), canonical)
 
 
-Vectorised = Callable[[pa.Array], pa.Array]
+def _prefix_of_canonical(canonical: str) -> str:
+    if not canonical:
+        return ""
+    address = ipaddress.ip_address(canonical)
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(ipaddress.IPv4Network((int(address) >> 8 << 8, 24)))
+    return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
 
 
-def _tokens(values: pa.Array) -> pa.Array:
-    return _map_distinct(values, normalise_token)
+def _domains(mailboxes: pa.Array) -> pa.Array:
+    """The part after the last ``@`` of each normalised address, ``""`` without one."""
+    has_at = pc.fill_null(pc.match_substring(mailboxes, "@"), False)
+    after = pc.replace_substring_regex(mailboxes, r"(?s)^.*@", "")
+    return pc.if_else(has_at, after, pa.scalar("", _TEXT))
 
 
-# kind -> (normaliser over an array of distinct values, [(table, column), ...])
-_SOURCES: dict[str, tuple[Vectorised, tuple[tuple[str, str], ...]]] = {
-    "payment": (_tokens, (("payments", "payment_fingerprint"),)),
-    "card_bin": (_tokens, (("payments", "card_bin"),)),
-    "mailbox": (lambda v: _map_distinct(v, normalise_email), (("accounts", "email"),)),
-    "email_domain": (lambda v: _map_distinct(v, email_domain), (("accounts", "email"),)),
-    "signup_ip": (lambda v: _map_ips(v, prefix=False), (("accounts", "signup_ip"),)),
-    "ip": (lambda v: _map_ips(v, prefix=False), (("events", "ip"),)),
-    "signup_subnet": (lambda v: _map_ips(v, prefix=True), (("accounts", "signup_ip"),)),
-    "subnet": (lambda v: _map_ips(v, prefix=True), (("events", "ip"),)),
-    "device": (_tokens, (("accounts", "device_id"), ("events", "device_id"))),
+Vectorised = Callable[[pa.Array, Memo], pa.Array]
+
+
+# What str.strip() removes from ASCII text (str.isspace() includes the separators \x1c-\x1f).
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def _tokens(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """:func:`normalise_token` over distinct values: vectorised for ASCII, Python otherwise."""
+    is_ascii = np.asarray(
+        pc.fill_null(pc.string_is_ascii(values), False).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    fast = pc.ascii_lower(pc.ascii_trim(values, characters=_ASCII_WHITESPACE))
+    if is_ascii.all():
+        return fast
+    slow = _map_distinct(values.filter(pa.array(~is_ascii)), normalise_token)
+    return pc.replace_with_mask(fast, pa.array(~is_ascii), slow)
+
+
+# kind -> (normaliser over an array of distinct values, memo name, [(table, column), ...]).
+# Kinds with the same memo name share one memo per call: an email or IP is parsed once.
+_SOURCES: dict[str, tuple[Vectorised, str, tuple[tuple[str, str], ...]]] = {
+    "payment": (_tokens, "payment", (("payments", "payment_fingerprint"),)),
+    "card_bin": (_tokens, "card_bin", (("payments", "card_bin"),)),
+    "mailbox": (
+        lambda v, m: _map_distinct(v, normalise_email, m),
+        "email",
+        (("accounts", "email"),),
+    ),
+    "email_domain": (
+        lambda v, m: _domains(_map_distinct(v, normalise_email, m)),
+        "email",
+        (("accounts", "email"),),
+    ),
+    "signup_ip": (lambda v, m: _map_ips(v, m, prefix=False), "ip", (("accounts", "signup_ip"),)),
+    "ip": (lambda v, m: _map_ips(v, m, prefix=False), "ip", (("events", "ip"),)),
+    "signup_subnet": (
+        lambda v, m: _map_ips(v, m, prefix=True),
+        "ip",
+        (("accounts", "signup_ip"),),
+    ),
+    "subnet": (lambda v, m: _map_ips(v, m, prefix=True), "ip", (("events", "ip"),)),
+    "device": (_tokens, "device", (("accounts", "device_id"), ("events", "device_id"))),
     "user_agent": (
-        lambda v: _map_distinct(v, normalise_user_agent),
+        lambda v, m: _map_distinct(v, normalise_user_agent, m),
+        "user_agent",
         (("events", "user_agent"),),
     ),
-    "prompt": (_tokens, (("events", "prompt_fingerprint"),)),
+    "prompt": (_tokens, "prompt", (("events", "prompt_fingerprint"),)),
 }
 
 _SCHEMA = pa.schema(
     [
-        ("account_id", pa.string()),
-        ("kind", pa.string()),
-        ("value", pa.string()),
+        ("account_id", _TEXT),
+        ("kind", _TEXT),
+        ("value", _TEXT),
         ("first_seen", pa.timestamp("us", tz="UTC")),
         ("last_seen", pa.timestamp("us", tz="UTC")),
         ("count", pa.int64()),
@@ -365,21 +422,23 @@ def build_observations(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         if name in ("accounts", "payments", "events") and "account_id" in frame.columns
     }
     # Account codes are ranks in sorted order, so sorting by code sorts by account_id.
-    every_id = pc.unique(pa.chunked_array(list(id_arrays.values()), pa.string()))
+    every_id = pc.unique(pa.chunked_array(list(id_arrays.values()), _TEXT))
     sorted_ids = every_id.take(pc.sort_indices(every_id))
     codes = {name: pc.index_in(ids, value_set=sorted_ids) for name, ids in id_arrays.items()}
     created = _timestamps(accounts["created_at"])
     created_by_code = pc.take(created, pc.index_in(sorted_ids, value_set=id_arrays["accounts"]))
     pieces = []
+    memos: dict[str, Memo] = {}
     for kind in sorted(_SOURCES):
-        normaliser, sources = _SOURCES[kind]
+        normaliser, memo_name, sources = _SOURCES[kind]
         rows = [
             _source_rows(tables[name], column, name, codes[name], created_by_code)
             for name, column in sources
             if name in tables and column in tables[name].columns and len(tables[name])
         ]
         if rows:
-            pieces.append(_aggregate(rows, kind, normaliser, sorted_ids))
+            memo = memos.setdefault(memo_name, {})
+            pieces.append(_aggregate(rows, kind, normaliser, memo, sorted_ids))
     result = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
     return _to_frame(result)
 
@@ -409,7 +468,11 @@ def _source_rows(
 
 
 def _aggregate(
-    sources: list[_Rows], kind: str, normaliser: Vectorised, sorted_ids: pa.Array
+    sources: list[_Rows],
+    kind: str,
+    normaliser: Vectorised,
+    memo: Memo,
+    sorted_ids: pa.Array,
 ) -> pa.Table:
     """One kind's observations: normalise each distinct value once, group, sort."""
     values = _concat([s.values for s in sources])
@@ -420,7 +483,7 @@ def _aggregate(
     encoded = pc.dictionary_encode(values.filter(present))
     if len(encoded.dictionary) == 0:
         return _SCHEMA.empty_table()
-    normalised = pc.dictionary_encode(normaliser(encoded.dictionary))
+    normalised = pc.dictionary_encode(normaliser(encoded.dictionary, memo))
     # Rank the distinct normalised values, so that one integer sort orders the output.
     by_value = pc.sort_indices(normalised.dictionary)
     sorted_values = normalised.dictionary.take(by_value)
@@ -430,7 +493,7 @@ def _aggregate(
     accounts = _concat([s.account_codes for s in sources]).filter(present).to_numpy()
     n_accounts = max(len(sorted_ids), 1)
     key = row_rank * n_accounts + accounts.astype(np.int64)
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # ties are aggregated, so their order does not matter
     key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     first = _micros(_concat([s.first for s in sources]).filter(present))[order]
@@ -441,7 +504,7 @@ def _aggregate(
     out = pa.table(
         {
             "account_id": sorted_ids.take(pa.array(unique_key % n_accounts)),
-            "kind": pa.array([kind], pa.string()).take(np.zeros(len(starts), dtype=np.int32)),
+            "kind": pa.array([kind], _TEXT).take(np.zeros(len(starts), dtype=np.int32)),
             "value": sorted_values.take(pa.array(unique_key // n_accounts)),
             "first_seen": pa.array(np.minimum.reduceat(first, starts), timestamp),
             "last_seen": pa.array(np.maximum.reduceat(last, starts), timestamp),
@@ -466,8 +529,8 @@ def _strings(series: pd.Series) -> pa.Array:
     array = pa.array(series, from_pandas=True)
     if isinstance(array, pa.ChunkedArray):  # pragma: no cover - depends on the pandas dtype
         array = array.combine_chunks()
-    if array.type != pa.string():
-        array = pc.cast(array, pa.string())
+    if array.type != _TEXT:
+        array = pc.cast(array, _TEXT)
     return array
 
 

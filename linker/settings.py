@@ -20,6 +20,7 @@ from typing import Any, Literal
 from linker.errors import SettingsError
 
 __all__ = [
+    "BehaviourSettings",
     "EmbedSettings",
     "IngestSettings",
     "LinkSettings",
@@ -93,7 +94,101 @@ def _default_score_weights() -> dict[str, float]:
         "burst": 1.0,
         "density": 0.4,
         "size": 0.4,
+        # Behavioural evidence (docs/behaviour.md); used only when link.behaviour.enabled.
+        "output_heavy": 1.5,
+        "model_pivot": 1.0,
+        "lockstep": 1.0,
+        "aged_wake": 0.5,
     }
+
+
+@dataclass(frozen=True)
+class BehaviourSettings:
+    """Behavioural evidence from the events table (see docs/behaviour.md)."""
+
+    enabled: bool = True
+    """Compute behaviour features and lockstep pairs and use them (``linker run
+    --no-behaviour`` turns this off)."""
+
+    bucket_minutes: tuple[int, ...] = (60, 240)
+    """Widths of the time buckets of lockstep actions."""
+
+    min_jaccard: float = 0.3
+    """Lockstep pairs need at least this estimated Jaccard similarity at some width."""
+
+    min_tokens: int = 8
+    """Accounts with fewer distinct actions at a width take no part in lockstep there."""
+
+    n_hashes: int = 24
+    """MinHash functions per signature."""
+
+    band_rows: int = 2
+    """MinHash rows per LSH band."""
+
+    max_bucket: int = 100
+    """LSH buckets larger than this are cut into random blocks (bounds the comparisons)."""
+
+    lockstep_weight: float = 0.75
+    """Link weight of one lockstep pair (two pairs reach ``link.min_attachment``)."""
+
+    min_lockstep_partners: int = 3
+    """An account shows lockstep in full with this many synchronised cluster members."""
+
+    output_heavy_ratio: float = 4.0
+    """Output/input token ratio at which an account counts as output-heavy in full."""
+
+    min_rows: int = 3
+    """Accounts with fewer event rows show no traffic features."""
+
+    pivot_prior_requests: float = 20.0
+    """Pseudo-requests at the population's share that shrink a small account's pivot share."""
+
+    pivot_full_share: float = 0.5
+    """Share of traffic on a new model (in the 72 h after its release) counting in full."""
+
+    dormancy_days: float = 14.0
+    """An account first used this long after signup, then heavily within a week, has woken."""
+
+    wake_window_hours: float = 48.0
+    """Woken accounts of a cluster count as waking together within this window."""
+
+    guard_customers: float = 0.5
+    """Behaviour credit scales with the cluster's ``customers`` feature up to this value, so a
+    one-customer group (shared card or billing customer) gets none."""
+
+    template_min_accounts: int = 50
+    """Prompt fingerprints used by fewer accounts are never super-nodes by population."""
+
+    template_min_country_entropy: float = 0.6
+    """... super-node when its users' country entropy is at least this share of the world's,"""
+
+    template_min_signup_span_days: float = 60.0
+    """... their signup dates' inter-quartile range at least this many days,"""
+
+    template_min_subnet_share: float = 0.5
+    """... and their distinct signup /24s per user at least this."""
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.bucket_minutes or any(w < 1 for w in self.bucket_minutes):
+            found.append("link.behaviour.bucket_minutes must list widths of at least 1 minute")
+        if not 0 < self.min_jaccard <= 1:
+            found.append("link.behaviour.min_jaccard must be in (0, 1]")
+        for name in ("min_tokens", "n_hashes", "band_rows", "max_bucket", "min_lockstep_partners"):
+            if getattr(self, name) < 1:
+                found.append(f"link.behaviour.{name} must be at least 1")
+        if self.band_rows > self.n_hashes:
+            found.append("link.behaviour.band_rows must not exceed link.behaviour.n_hashes")
+        for name in ("lockstep_weight", "pivot_prior_requests", "dormancy_days"):
+            if getattr(self, name) < 0:
+                found.append(f"link.behaviour.{name} must be at least 0")
+        if self.output_heavy_ratio <= 1:
+            found.append("link.behaviour.output_heavy_ratio must be greater than 1")
+        if not 0 < self.pivot_full_share <= 1 or not 0 < self.guard_customers <= 1:
+            found.append("link.behaviour.pivot_full_share and guard_customers must be in (0, 1]")
+        if self.wake_window_hours <= 0:
+            found.append("link.behaviour.wake_window_hours must be greater than 0")
+        return found
 
 
 @dataclass(frozen=True)
@@ -164,8 +259,11 @@ class LinkSettings:
     max_reasons: int = 3
     """How many evidence items a reason text cites."""
 
+    behaviour: BehaviourSettings = field(default_factory=BehaviourSettings)
+    """Behavioural evidence: features, lockstep, template populations (docs/behaviour.md)."""
+
     def problems(self) -> list[str]:
-        found = []
+        found = self.behaviour.problems()
         for kind, prior in self.kind_priors.items():
             if prior < 0:
                 found.append(f"link.kind_priors.{kind} must be at least 0, not {prior}")

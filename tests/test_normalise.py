@@ -177,6 +177,26 @@ def test_canonical_ipv4_fast_path_agrees_with_ipaddress(values: list[str]) -> No
             assert ip_prefix(value) == value.rsplit(".", 1)[0] + ".0/24"
 
 
+_tricky_text = st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0AbZ9-\u0130\xdf"))
+
+
+@given(st.lists(st.one_of(_tricky_text, st.text(max_size=12)), max_size=20))
+def test_vectorised_tokens_equal_the_scalar_function(values: list[str]) -> None:
+    from linker.normalise import _tokens
+
+    got = _tokens(pa.array(values, pa.large_string())).to_pylist()
+    assert got == [normalise_token(v) for v in values]
+
+
+@given(st.lists(st.one_of(_emails, st.text(alphabet="a@\n.+G", max_size=10)), max_size=20))
+def test_vectorised_email_domains_equal_the_scalar_function(values: list[str]) -> None:
+    from linker.normalise import _domains, _map_distinct
+
+    mailboxes = _map_distinct(pa.array(values, pa.large_string()), normalise_email)
+    assert mailboxes.to_pylist() == [normalise_email(v) for v in values]
+    assert _domains(mailboxes).to_pylist() == [email_domain(v) for v in values]
+
+
 # --- build_observations --------------------------------------------------------------------
 
 

@@ -566,6 +566,27 @@ def test_fail_mode_raises_with_every_problem_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
+def test_output_is_byte_identical_and_stale_files_go(good: Tables, tmp_path: Path) -> None:
+    tables = copy_tables(good)
+    tables["events"][3][1] = "never"
+    data = write_dataset(tables, tmp_path / "data")
+    first, second = tmp_path / "first", tmp_path / "second"
+    validate_dataset(data, out_dir=first)
+    validate_dataset(data, out_dir=second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert Path("quarantine/events.csv") in files and Path("tables/labels.parquet") in files
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for relative in files:
+        assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
+    # The same directory, now for a clean dataset without labels: nothing stale is left.
+    (data / "labels.csv").unlink()
+    write_dataset({"events": good["events"]}, data)
+    result = validate_dataset(data, out_dir=first)
+    assert result.quarantine_paths == {}
+    assert not (first / "quarantine" / "events.csv").exists()
+    assert not (first / "tables" / "labels.parquet").exists()
+
+
 # --- round trips ---------------------------------------------------------------------------
 
 
@@ -684,3 +705,33 @@ def test_problem_lines_match_the_documented_format(good: Tables, tmp_path: Path)
     assert result.problems
     for problem in result.problems:
         assert pattern.match(str(problem)), str(problem)
+
+
+def test_corrupted_synthetic_world_loses_no_good_row(synthetic_world: Path, tmp_path: Path) -> None:
+    import csv
+    import shutil
+
+    clean = validate_dataset(synthetic_world, observations=False)
+    copy = tmp_path / "world"
+    shutil.copytree(synthetic_world, copy)
+    with open(synthetic_world / "events.csv", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    rng = random.Random(11)
+    damage = [("ts", "2026-06-31T00:00:00Z"), ("ip", "1.2.3.999"), ("requests", "-1")]
+    broken = sorted(rng.sample(range(len(rows)), 60))
+    for index in broken:
+        column, value = damage[index % len(damage)]
+        rows[index][header.index(column)] = value
+    with open(copy / "events.csv", "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+
+    result = validate_dataset(copy, out_dir=tmp_path / "out", observations=False)
+    counts = result.summary["events"]
+    assert (counts.read, counts.rejected) == (len(rows), len(broken))
+    quarantined = pd.read_csv(result.quarantine_paths["events"], dtype=str)
+    assert quarantined["row"].astype(int).tolist() == [i + 1 for i in broken]
+    kept = [i for i in range(len(rows)) if i not in set(broken)]
+    expected = clean.tables["events"].iloc[kept].reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.tables["events"].reset_index(drop=True), expected)
+    for name in ("accounts", "payments", "labels"):
+        assert result.summary[name].rejected == 0

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ from linker.io.contract import TABLE_ORDER, TABLES, TableSpec
 
 __all__ = [
     "SUFFIXES",
+    "ArrowColumn",
     "BadRow",
     "RawTable",
     "find_table_files",
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
 """The file name endings a table may have, in the order they are looked for."""
+
+ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
+"""A column as read: chunked when the reader produced chunks (they are not copied into one)."""
 
 _HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header
 
@@ -76,9 +81,10 @@ class RawTable:
         The table's contract.
     path : Path
         The file it came from.
-    columns : dict of str to pyarrow.Array
+    columns : dict of str to pyarrow.Array or pyarrow.ChunkedArray
         The contract columns present in the file, in contract order. CSV columns are
-        strings (an empty field is ``""``); Parquet columns keep their Arrow type.
+        ``large_string`` (an empty field is ``""``); Parquet columns keep their Arrow type
+        (strings as ``large_string``, dictionaries decoded).
     row_numbers : numpy.ndarray
         The 1-based data-row number of each parsed row (int64, ascending).
     bad_rows : list of BadRow
@@ -89,7 +95,7 @@ class RawTable:
 
     spec: TableSpec
     path: Path
-    columns: dict[str, pa.Array]
+    columns: dict[str, ArrowColumn]
     row_numbers: np.ndarray
     bad_rows: list[BadRow] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
@@ -242,6 +248,8 @@ def _read_csv(spec: TableSpec, path: Path) -> RawTable:
     if raw_bad and any(number is None for number, *_ in raw_bad):
         raw_bad.clear()
         table = _parse_csv(path, present, on_bad_row, use_threads=False)
+        if any(number is None for number, *_ in raw_bad):  # pragma: no cover - pyarrow contract
+            raise InputError(f"{path}: unreadable file (malformed rows without row numbers)")
     # pyarrow numbers rows from 1 with the header as row 1 and blank lines skipped.
     bad_rows = [
         BadRow(row=int(number or 0) - 1, text=text, n_fields=actual, expected=expected)
@@ -257,7 +265,7 @@ def _read_csv(spec: TableSpec, path: Path) -> RawTable:
         row_numbers = np.arange(1, n_total + 1, dtype=np.int64)
     if len(row_numbers) != table.num_rows:  # pragma: no cover - pyarrow contract
         raise InputError(f"{path}: unreadable file (row numbering is inconsistent)")
-    columns = {name: table.column(name).combine_chunks() for name in present}
+    columns = {name: table.column(name) for name in present}
     return RawTable(spec, path, columns, row_numbers, bad_rows, header)
 
 
@@ -272,7 +280,7 @@ def _parse_csv(
     parse_options = pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_bad_row)
     convert_options = pa_csv.ConvertOptions(
         include_columns=present,
-        column_types={name: pa.string() for name in present},
+        column_types={name: pa.large_string() for name in present},
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
@@ -325,11 +333,13 @@ def _read_parquet(spec: TableSpec, path: Path) -> RawTable:
         raise
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise InputError(f"{path}: unreadable or truncated file ({_one_line(exc)})") from None
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, ArrowColumn] = {}
     for name in present:
-        array = table.column(name).combine_chunks()
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        columns[name] = array
+        column: ArrowColumn = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.combine_chunks().dictionary_decode()
+        if pa.types.is_string(column.type):
+            column = column.cast(pa.large_string())
+        columns[name] = column
     row_numbers = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return RawTable(spec, path, columns, row_numbers, [], header)

@@ -34,6 +34,7 @@ from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.contract import TABLES, Column, TableSpec
 from linker.io.readers import BadRow, RawTable, find_table_files, read_table
 from linker.normalise import build_observations, canonical_ipv4_mask, normalise_ip
+from linker.progress import progress
 
 __all__ = [
     "Problem",
@@ -47,6 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STRING = pd.StringDtype("pyarrow")
+_TEXT = pa.large_string()  # what pandas' pyarrow-backed strings hold: converts without a copy
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 _MAX_VALUE_CHARS = 60
 _INT_PATTERN = r"^-?[0-9]{1,18}$"
@@ -131,7 +133,7 @@ class ValidationResult:
     files : dict of str to Path
         The input file of each table.
     sha256 : dict of str to str
-        The SHA-256 of each input file.
+        The SHA-256 of each input file (computed when the outputs are written).
     observations : pandas.DataFrame or None
         The observations table (see :func:`linker.normalise.build_observations`), when built.
     out_dir : Path or None
@@ -159,7 +161,7 @@ class ValidationResult:
             "tables": {
                 name: {
                     "file": self.files[name].name,
-                    "sha256": self.sha256[name],
+                    "sha256": self.sha256.get(name),
                     "read": counts.read,
                     "accepted": counts.accepted,
                     "rejected": counts.rejected,
@@ -263,7 +265,7 @@ def validate_dataset(
     problems: list[Problem] = []
     quarantine: dict[str, pd.DataFrame] = {}
     accounts: _AccountIds | None = None
-    for name, path in files.items():
+    for name, path in progress(files.items(), total=len(files), desc="validate", unit="table"):
         raw = read_table(TABLES[name], path)
         checked = _check_table(raw, accounts, max_reported_rows)
         tables[name] = checked.accepted
@@ -272,7 +274,7 @@ def validate_dataset(
         if checked.counts.rejected:
             quarantine[name] = checked.quarantine
         if name == "accounts":
-            accepted_ids = pc.cast(pa.array(checked.accepted["account_id"]), pa.string())
+            accepted_ids = pc.cast(pa.array(checked.accepted["account_id"]), _TEXT)
             accounts = _AccountIds(accepted_ids, checked.all_ids, path.name)
     for name, counts in summary.items():
         logger.info("%s: read %d, accepted %d, rejected %d", name, *_counts_tuple(counts))
@@ -283,7 +285,6 @@ def validate_dataset(
         summary=summary,
         problems=problems,
         files=dict(files),
-        sha256={name: _sha256(path) for name, path in files.items()},
         quarantine=quarantine,
     )
     if observations:
@@ -296,16 +297,31 @@ def validate_dataset(
 def write_validated(result: ValidationResult, out_dir: str | Path) -> None:
     """Write a :class:`ValidationResult` to ``out_dir``, each file atomically.
 
-    Writes ``tables/<table>.parquet``, ``quarantine/<table>.csv`` for each table with
-    rejected rows (removing a stale one for a table without), ``observations.parquet``
-    (when built) and ``validation.json``. Sets ``result.out_dir`` and
-    ``result.quarantine_paths``.
+    Writes ``tables/<table>.parquet`` for each table present, ``quarantine/<table>.csv``
+    for each table with rejected rows, ``observations.parquet`` (when built) and
+    ``validation.json``. A table or quarantine file left by an earlier run for a table that
+    is now absent or clean is removed, so the directory describes this dataset only. Sets
+    ``result.out_dir`` and ``result.quarantine_paths``.
+
+    Parameters
+    ----------
+    result : ValidationResult
+        What :func:`validate_dataset` returned.
+    out_dir : str or Path
+        The output directory (created if missing).
     """
     out = Path(out_dir)
     result.out_dir = out
-    for name, frame in result.tables.items():
-        with atomic_path(out / "tables" / f"{name}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
+    for name, path in result.files.items():
+        if name not in result.sha256:
+            result.sha256[name] = _sha256(path)
+    for name in TABLES:
+        target = out / "tables" / f"{name}.parquet"
+        if name in result.tables:
+            with atomic_path(target) as tmp:
+                result.tables[name].to_parquet(tmp, index=False)
+        elif target.exists():  # a table of an earlier dataset in the same directory
+            target.unlink()
     result.quarantine_paths = {}
     for name in result.summary:
         target = out / "quarantine" / f"{name}.csv"
@@ -377,7 +393,7 @@ def _shown(value: object) -> str:
 
 def _as_strings(array: pa.Array) -> pa.Array:
     """Any Arrow array as strings, nulls as ``""`` (how a CSV file would have it)."""
-    text = array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
+    text = array if array.type == _TEXT else pc.cast(array, _TEXT)
     return pc.fill_null(text, "")
 
 
@@ -390,10 +406,11 @@ def _empty(array: pa.Array) -> np.ndarray:
 
 
 def _values_reason(
-    text: pa.Array, template: Callable[[str], str]
+    array: pa.Array, template: Callable[[str], str]
 ) -> Callable[[np.ndarray], list[str]]:
+    # The values are turned into text only for the rows that need a reason.
     def reasons(indices: np.ndarray) -> list[str]:
-        values = text.take(pa.array(indices, pa.int64())).to_pylist()
+        values = _as_strings(array.take(pa.array(indices, pa.int64()))).to_pylist()
         return [template(_shown(v)) for v in values]
 
     return reasons
@@ -414,7 +431,6 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
     """Check one column; append findings; return the typed column (nulls where rejected)."""
     name = column.name
     empty = _empty(array)
-    text = _as_strings(array)
     if column.non_empty:
         _mask_findings(
             findings,
@@ -424,9 +440,7 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             lambda idx: [f"empty {name} (a value is required)"] * len(idx),
         )
     if column.kind in ("id", "string"):
-        return _null_where(
-            pc.cast(array, pa.string()) if array.type != pa.string() else array, empty
-        )
+        return _null_where(array if array.type == _TEXT else pc.cast(array, _TEXT), empty)
     if column.kind == "timestamp":
         typed, bad = _parse_timestamps(array, empty)
         _mask_findings(
@@ -434,18 +448,18 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             "bad_timestamp",
             name,
             bad,
-            _values_reason(text, lambda v: f"bad timestamp {v} (expected ISO 8601)"),
+            _values_reason(array, lambda v: f"bad timestamp {v} (expected ISO 8601)"),
         )
         return typed
     if column.kind == "ip":
-        strings = _null_where(text, empty)
+        strings = _null_where(_as_strings(array), empty)
         bad = _bad_ips(strings)
         _mask_findings(
             findings,
             "bad_ip",
             name,
             bad,
-            _values_reason(text, lambda v: f"malformed IP address {v}"),
+            _values_reason(array, lambda v: f"malformed IP address {v}"),
         )
         return strings
     if column.kind in ("count", "tokens"):
@@ -455,7 +469,7 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             "not_integer",
             name,
             not_integer,
-            _values_reason(text, lambda v: f"{name} {v} is not an integer"),
+            _values_reason(array, lambda v: f"{name} {v} is not an integer"),
         )
         values = typed.to_numpy(zero_copy_only=False)
         if column.kind == "count":
@@ -465,7 +479,7 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
                 "out_of_range",
                 name,
                 out_of_range,
-                _values_reason(text, lambda v: f"{name} {v} is not positive"),
+                _values_reason(array, lambda v: f"{name} {v} is not positive"),
             )
             return pc.fill_null(typed, 1)
         negative = ~not_integer & ~empty & (np.nan_to_num(values, nan=0) < 0)
@@ -474,11 +488,11 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             "out_of_range",
             name,
             negative,
-            _values_reason(text, lambda v: f"{name} {v} is negative"),
+            _values_reason(array, lambda v: f"{name} {v} is negative"),
         )
         return typed
     if column.kind == "country":
-        strings = _null_where(text, empty)
+        strings = _null_where(_as_strings(array), empty)
         ok = pc.fill_null(pc.match_substring_regex(strings, r"^[A-Za-z]{2}$"), True)
         bad = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
         _mask_findings(
@@ -486,11 +500,11 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             "bad_country",
             name,
             bad,
-            _values_reason(text, lambda v: f"{name} {v} is not two letters (ISO 3166-1 alpha-2)"),
+            _values_reason(array, lambda v: f"{name} {v} is not two letters (ISO 3166-1 alpha-2)"),
         )
         return pc.utf8_upper(strings)
     if column.kind == "card_bin":
-        strings = _null_where(text, empty)
+        strings = _null_where(_as_strings(array), empty)
         ok = pc.fill_null(pc.match_substring_regex(strings, r"^[0-9]{6,8}$"), True)
         bad = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
         _mask_findings(
@@ -498,7 +512,7 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             "bad_card_bin",
             name,
             bad,
-            _values_reason(text, lambda v: f"card_bin {v} is not 6 to 8 digits"),
+            _values_reason(array, lambda v: f"card_bin {v} is not 6 to 8 digits"),
         )
         return strings
     raise AssertionError(f"unknown column kind {column.kind}")  # pragma: no cover
@@ -557,7 +571,7 @@ def _parse_integers(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.nd
     strings = _null_where(_as_strings(array), empty)
     ok = pc.fill_null(pc.match_substring_regex(strings, _INT_PATTERN), False)
     ok_np = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
-    typed = pc.cast(pc.if_else(ok, strings, pa.scalar(None, pa.string())), pa.int64())
+    typed = pc.cast(pc.if_else(ok, strings, pa.scalar(None, _TEXT)), pa.int64())
     return typed, ~ok_np & ~empty
 
 
@@ -577,7 +591,7 @@ def _bad_ips(strings: pa.Array) -> np.ndarray:
             bad_values.append(value)
     if not bad_values:
         return np.zeros(len(strings), dtype=bool)
-    return _is_in(strings, pa.array(bad_values, pa.string()))
+    return _is_in(strings, pa.array(bad_values, _TEXT))
 
 
 def _is_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
@@ -603,10 +617,9 @@ def _check_duplicates(
     group_first = order[np.flatnonzero(starts)]
     group_of_sorted = np.cumsum(starts) - 1
     first_index[order] = group_first[group_of_sorted]
-    text = _as_strings(ids)
 
     def reasons(indices: np.ndarray) -> list[str]:
-        values = text.take(pa.array(indices, pa.int64())).to_pylist()
+        values = _as_strings(ids.take(pa.array(indices, pa.int64()))).to_pylist()
         firsts = row_numbers[first_index[indices]]
         return [
             f"duplicate {column} {_shown(v)} (first at row {f})"
@@ -622,10 +635,9 @@ def _check_references(ids: pa.Array, empty: np.ndarray, accounts: _AccountIds) -
         return None
     rejected_there = _is_in(ids, accounts.every)
     accounts_file = accounts.file_name
-    text = _as_strings(ids)
 
     def reasons(indices: np.ndarray) -> list[str]:
-        values = text.take(pa.array(indices, pa.int64())).to_pylist()
+        values = _as_strings(ids.take(pa.array(indices, pa.int64()))).to_pylist()
         return [
             f"account_id {_shown(v)} was rejected in {accounts_file}"
             if rejected_there[i]
@@ -642,8 +654,17 @@ def _check_table(raw: RawTable, accounts: _AccountIds | None, max_reported_rows:
     findings: list[_Finding] = []
     typed: dict[str, pa.Array] = {}
     for column in spec.columns:
-        if column.name in raw.columns:
-            typed[column.name] = _check_column(column, raw.columns[column.name], findings)
+        if column.name not in raw.columns:
+            continue
+        array = raw.columns[column.name]
+        try:
+            typed[column.name] = _check_column(column, array, findings)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            # Only Parquet columns of an unexpected type (binary, struct, ...) get here.
+            raise InputError(
+                f"{raw.path}: column {column.name}: cannot read values of type {array.type} "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
     ids = typed["account_id"]
     id_empty = _empty(raw.columns["account_id"])
     if spec.unique_key is not None:
@@ -659,8 +680,10 @@ def _check_table(raw: RawTable, accounts: _AccountIds | None, max_reported_rows:
         rejected |= finding.mask
     n_rejected = int(rejected.sum()) + len(raw.bad_rows)
     counts = TableCounts(read=raw.n_read, accepted=raw.n_read - n_rejected, rejected=n_rejected)
-    keep = pa.array(~rejected)
-    accepted = _to_pandas(spec, {name: pc.filter(arr, keep) for name, arr in typed.items()})
+    if rejected.any():
+        keep = pa.array(~rejected)
+        typed = {name: pc.filter(array, keep) for name, array in typed.items()}
+    accepted = _to_pandas(spec, typed)
     if len(accepted) != counts.accepted:  # pragma: no cover - an invariant, not an input check
         raise AssertionError(f"{raw.path}: accepted rows do not add up")
     file_name = raw.path.name
@@ -693,9 +716,10 @@ def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
             )
         else:
             if array is None:
-                array = pa.nulls(n, pa.string())
+                array = pa.nulls(n, _TEXT)
             columns[column.name] = pd.Series(
-                array.to_pandas(types_mapper={pa.string(): _STRING}.get), dtype=_STRING
+                array.to_pandas(types_mapper={_TEXT: _STRING, pa.string(): _STRING}.get),
+                dtype=_STRING,
             )
     return pd.DataFrame(columns)
 
@@ -771,7 +795,7 @@ def _quarantine_frame(raw: RawTable, findings: Sequence[_Finding]) -> pd.DataFra
         for key in ("column", "rule", "reason"):
             frame[key] = joined[key].to_numpy()
         for name in originals:
-            frame[name] = _as_strings(raw.columns[name]).take(take).to_pylist()
+            frame[name] = _as_strings(raw.columns[name].take(take)).to_pylist()
         frame["raw_line"] = ""
         parts.append(frame)
     if raw.bad_rows:

@@ -1,0 +1,484 @@
+"""Per-account behaviour features and template-population statistics, from the events table.
+
+Camouflaged rings share few exact identifiers, but they cannot hide how they behave:
+output-heavy traffic, work concentrated on a family of templates, many IPs per session,
+a controller's clock, a pivot to a newly released model, and dormant accounts that wake
+together. This module turns the validated events table into one row of such features per
+account (:func:`account_behaviour`) and, per prompt fingerprint, the population statistics
+that recognise an app's shared system prompt as a super-node (:func:`template_populations`).
+
+Everything is columnar: integer codes, ``np.bincount``, sorts and ``np.unique`` over the
+event rows. No Python loop runs over rows or accounts (see docs/behaviour.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "BEHAVIOUR_COLUMNS",
+    "account_behaviour",
+    "event_codes",
+    "template_populations",
+]
+
+logger = logging.getLogger(__name__)
+
+HOUR = 3600
+DAY = 86400
+
+BEHAVIOUR_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "n_rows",
+    "requests",
+    "active_days",
+    "output_input_ratio",
+    "n_templates",
+    "template_top_share",
+    "ips_per_request",
+    "ips_per_session",
+    "sessions",
+    "hour_entropy",
+    "peak_hour",
+    "first_event_at",
+    "dormant_days",
+    "hours_to_heavy_use",
+    "awakened",
+    "pivot_model",
+    "pivot_requests_24h",
+    "pivot_share_24h",
+    "pivot_population_24h",
+    "pivot_requests_72h",
+    "pivot_share_72h",
+    "pivot_population_72h",
+    "pivot_hours",
+)
+"""Columns of :func:`account_behaviour` (followed by ``hour_00`` ... ``hour_23``)."""
+
+
+def _seconds(stamps: pd.Series) -> np.ndarray:
+    """UTC epoch seconds of a datetime column (int64; missing values become the minimum)."""
+    values = pd.to_datetime(stamps, utc=True)
+    secs = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    fill = int(secs.min()) if secs.notna().any() else 0
+    return np.asarray(secs.fillna(fill).to_numpy(dtype=np.int64))
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    """Dense int64 codes of a column, ``-1`` for missing values."""
+    codes, _ = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd.DataFrame:
+    """The events as integer codes, sorted by account row and time.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Validated events (``account_id``, ``ts`` required; ``model``, ``prompt_fingerprint``,
+        ``ip``, ``requests``, ``input_tokens``, ``output_tokens`` optional).
+    account_ids : array-like
+        The accounts, in the order of the result's ``acc`` codes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``acc`` (row of ``account_ids``), ``t`` (epoch seconds), ``model``, ``prompt``, ``ip``
+        (int64 codes, -1 when missing), ``requests``, ``input_tokens``, ``output_tokens``
+        (int64, missing = 0). Events of unknown accounts are dropped.
+
+    Notes
+    -----
+    O(m log m) for m events (one hash lookup per row and one sort).
+    """
+    index = pd.Index(pd.Series(account_ids).astype("string"))
+    acc = index.get_indexer(events["account_id"].astype("string"))
+    n = len(events)
+
+    def ints(name: str, default: int) -> np.ndarray:
+        if name not in events.columns:
+            return np.full(n, default, dtype=np.int64)
+        return np.asarray(
+            pd.to_numeric(events[name]).fillna(default).to_numpy(dtype=np.int64), dtype=np.int64
+        )
+
+    def codes(name: str) -> np.ndarray:
+        if name not in events.columns:
+            return np.full(n, -1, dtype=np.int64)
+        return _codes(events[name])
+
+    frame = pd.DataFrame(
+        {
+            "acc": acc.astype(np.int64),
+            "t": _seconds(events["ts"]) if n else np.zeros(0, np.int64),
+            "model": codes("model"),
+            "prompt": codes("prompt_fingerprint"),
+            "ip": codes("ip"),
+            "requests": np.maximum(ints("requests", 1), 1),
+            "input_tokens": ints("input_tokens", 0),
+            "output_tokens": ints("output_tokens", 0),
+        }
+    )
+    frame.attrs["models"] = (
+        pd.factorize(events["model"])[1].astype(str).tolist() if "model" in events else []
+    )
+    frame = frame[frame["acc"] >= 0]
+    order = np.lexsort((frame["t"].to_numpy(), frame["acc"].to_numpy()))
+    out = frame.iloc[order].reset_index(drop=True)
+    out.attrs = frame.attrs
+    return out
+
+
+def _distinct_per_account(acc: np.ndarray, key: np.ndarray, n_acc: int) -> np.ndarray:
+    """Number of distinct non-negative ``key`` values per account."""
+    ok = key >= 0
+    if not ok.any():
+        return np.zeros(n_acc, dtype=np.int64)
+    pair = acc[ok] * (np.int64(key[ok].max()) + 1) + key[ok]
+    uniq = np.unique(pair)
+    return np.bincount(uniq // (np.int64(key[ok].max()) + 1), minlength=n_acc).astype(np.int64)
+
+
+def account_behaviour(
+    events: pd.DataFrame,
+    accounts: pd.DataFrame,
+    *,
+    session_gap_minutes: float = 30.0,
+    heavy_day_requests: int = 50,
+    dormancy_days: float = 14.0,
+    new_model_margin_days: float = 7.0,
+    top_templates: int = 3,
+    codes: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-account behaviour features from the events table.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Validated events (see :func:`event_codes`).
+    accounts : pandas.DataFrame
+        Validated accounts (``account_id``, ``created_at``); the result has their order.
+    session_gap_minutes : float, default 30
+        A pause longer than this starts a new session.
+    heavy_day_requests : int, default 50
+        A day with at least this many requests is a day of heavy use.
+    dormancy_days : float, default 14
+        An account whose first event comes this long after its creation, and which then has
+        a heavy day within a week, has ``awakened``.
+    new_model_margin_days : float, default 7
+        A model first seen this long after the first event is a *new* model; its pivot
+        windows start at its first appearance.
+    top_templates : int, default 3
+        ``template_top_share`` is the share of requests on this many top prompts.
+    codes : pandas.DataFrame, optional
+        :func:`event_codes` of ``events`` for these accounts, when already computed.
+    seed : int, default 0
+        Unused (the features are deterministic); kept for the module convention.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per account with :data:`BEHAVIOUR_COLUMNS` and the hour-of-day profile
+        ``hour_00`` ... ``hour_23`` (share of requests per UTC hour). Accounts without events
+        have ``n_rows = 0`` and NaN ratios.
+
+    Notes
+    -----
+    O(m log m) for m events: one sort by (account, time), then ``bincount`` and ``unique``
+    over integer keys. The pivot loops over new models only (usually one).
+
+    Examples
+    --------
+    >>> accounts = pd.DataFrame({"account_id": ["a"],
+    ...     "created_at": pd.to_datetime(["2026-01-01"], utc=True)})
+    >>> events = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "ts": pd.to_datetime(["2026-01-02T10:00", "2026-01-02T10:10"], utc=True),
+    ...     "requests": [1, 3], "input_tokens": [100, 100], "output_tokens": [300, 500]})
+    >>> f = account_behaviour(events, accounts)
+    >>> f[["n_rows", "requests", "sessions", "output_input_ratio"]].iloc[0].tolist()
+    [2.0, 4.0, 1.0, 4.0]
+    """
+    del seed
+    ids = accounts["account_id"].astype("string")
+    n_acc = len(ids)
+    if codes is None:
+        codes = event_codes(events, ids)
+    acc = codes["acc"].to_numpy()
+    t = codes["t"].to_numpy()
+    req = codes["requests"].to_numpy().astype(np.float64)
+    created = _seconds(accounts["created_at"]) if n_acc else np.zeros(0, np.int64)
+
+    n_rows = np.bincount(acc, minlength=n_acc).astype(np.float64)
+    requests = np.bincount(acc, weights=req, minlength=n_acc)
+    has = n_rows > 0
+    day = t // DAY
+    active_days = _distinct_per_account(acc, day - (day.min() if len(day) else 0), n_acc)
+
+    tokens_in = np.bincount(acc, weights=codes["input_tokens"].to_numpy(), minlength=n_acc)
+    tokens_out = np.bincount(acc, weights=codes["output_tokens"].to_numpy(), minlength=n_acc)
+    ratio = np.where(has, (tokens_out + 1.0) / (tokens_in + 1.0), np.nan)
+
+    # Template concentration: requests on the account's top prompts over requests with one.
+    prompt = codes["prompt"].to_numpy()
+    with_prompt = prompt >= 0
+    top_share = np.full(n_acc, np.nan)
+    n_templates = np.zeros(n_acc, dtype=np.int64)
+    if with_prompt.any():
+        base = np.int64(prompt.max()) + 1
+        key = acc[with_prompt] * base + prompt[with_prompt]
+        uniq, inverse = np.unique(key, return_inverse=True)
+        per = np.bincount(inverse, weights=req[with_prompt])
+        owner = uniq // base
+        order = np.lexsort((-per, owner))
+        owner_sorted, per_sorted = owner[order], per[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(owner_sorted)) + 1]
+        rank = np.arange(len(owner_sorted)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        top = np.bincount(owner_sorted[rank < top_templates], per_sorted[rank < top_templates], n_acc)
+        total = np.bincount(owner_sorted, per_sorted, n_acc)
+        top_share = np.where(total > 0, top / np.maximum(total, 1e-12), np.nan)
+        n_templates = np.bincount(owner, minlength=n_acc).astype(np.int64)
+
+    # Sessions (rows are sorted by account, then time) and IP spread.
+    new_session = np.ones(len(t), dtype=bool)
+    if len(t) > 1:
+        new_session[1:] = (acc[1:] != acc[:-1]) | (np.diff(t) > session_gap_minutes * 60)
+    session = np.cumsum(new_session) - 1
+    sessions = np.bincount(acc, weights=new_session.astype(np.float64), minlength=n_acc)
+    ip = codes["ip"].to_numpy()
+    distinct_ips = _distinct_per_account(acc, ip, n_acc)
+    ok_ip = ip >= 0
+    session_ips = np.zeros(n_acc)
+    if ok_ip.any():
+        skey = session[ok_ip] * (np.int64(ip.max()) + 1) + ip[ok_ip]
+        first = np.unique(skey, return_index=True)[1]
+        session_ips = np.bincount(acc[ok_ip][first], minlength=n_acc).astype(np.float64)
+    ips_per_request = np.where(has, distinct_ips / np.maximum(requests, 1), np.nan)
+    ips_per_session = np.where(has, session_ips / np.maximum(sessions, 1), np.nan)
+
+    # Hour-of-day profile (UTC: a controller's clock, not the claimed country's) and entropy.
+    hour = (t // HOUR) % 24
+    profile = np.bincount(acc * 24 + hour, weights=req, minlength=n_acc * 24).reshape(n_acc, 24)
+    shares = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
+    entropy = np.where(has, entropy, np.nan)
+    peak_hour = np.where(has, shares.argmax(axis=1), -1)
+
+    # Dormancy, waking and the first heavy day.
+    first_event = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    starts_acc = np.r_[0, np.flatnonzero(np.diff(acc)) + 1] if len(acc) else np.zeros(0, int)
+    first_event[acc[starts_acc]] = t[starts_acc]
+    dormant = np.where(has, (first_event - created) / DAY, np.nan)
+    day_key = acc * np.int64(1 << 20) + (day - (day.min() if len(day) else 0))
+    dkeys, dinv = np.unique(day_key, return_inverse=True)
+    day_req = np.bincount(dinv, weights=req)
+    heavy = day_req >= heavy_day_requests
+    heavy_day = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    heavy_owner = dkeys[heavy] // np.int64(1 << 20)
+    heavy_start = (dkeys[heavy] % np.int64(1 << 20) + (day.min() if len(day) else 0)) * DAY
+    # dkeys are sorted by (account, day): the first heavy key of each account is its earliest.
+    if len(heavy_owner):
+        firsts = np.r_[0, np.flatnonzero(np.diff(heavy_owner)) + 1]
+        heavy_day[heavy_owner[firsts]] = heavy_start[firsts]
+    heavy_seen = heavy_day < np.iinfo(np.int64).max
+    hours_to_heavy = np.where(heavy_seen, (np.maximum(heavy_day, created) - created) / HOUR, np.nan)
+    awakened = (
+        has
+        & (np.nan_to_num(dormant, nan=0.0) >= dormancy_days)
+        & heavy_seen
+        & (heavy_day - (first_event // DAY) * DAY <= 7 * DAY)
+    )
+
+    frame = pd.DataFrame(
+        {
+            "account_id": pd.array(ids.to_numpy(), dtype="string"),
+            "n_rows": n_rows,
+            "requests": requests,
+            "active_days": active_days.astype(np.float64),
+            "output_input_ratio": ratio,
+            "n_templates": n_templates,
+            "template_top_share": top_share,
+            "ips_per_request": ips_per_request,
+            "ips_per_session": ips_per_session,
+            "sessions": sessions,
+            "hour_entropy": entropy,
+            "peak_hour": peak_hour.astype(np.int64),
+            "first_event_at": pd.to_datetime(
+                np.where(has, first_event, 0), unit="s", utc=True
+            ).where(has),
+            "dormant_days": dormant,
+            "hours_to_heavy_use": hours_to_heavy,
+            "awakened": awakened,
+        }
+    )
+    frame = pd.concat([frame, _pivot(codes, n_acc, new_model_margin_days)], axis=1)
+    hours = pd.DataFrame(shares.astype(np.float32), columns=[f"hour_{h:02d}" for h in range(24)])
+    return pd.concat([frame, hours], axis=1)
+
+
+def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
+    """Per account, its strongest move to a new model in the 24/72 h after its release."""
+    out = pd.DataFrame(
+        {
+            "pivot_model": pd.array([None] * n_acc, dtype="string"),
+            "pivot_requests_24h": np.zeros(n_acc),
+            "pivot_share_24h": np.full(n_acc, np.nan),
+            "pivot_population_24h": np.full(n_acc, np.nan),
+            "pivot_requests_72h": np.zeros(n_acc),
+            "pivot_share_72h": np.full(n_acc, np.nan),
+            "pivot_population_72h": np.full(n_acc, np.nan),
+            "pivot_hours": np.full(n_acc, np.nan),
+        }
+    )
+    model = codes["model"].to_numpy()
+    if not len(model) or (model < 0).all():
+        return out
+    t = codes["t"].to_numpy()
+    acc = codes["acc"].to_numpy()
+    req = codes["requests"].to_numpy().astype(np.float64)
+    names = codes.attrs.get("models", [])
+    known = model >= 0
+    first_seen = np.full(int(model.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, model[known], t[known])
+    new = np.flatnonzero(first_seen >= t.min() + margin_days * DAY)
+    best = np.full(n_acc, -1.0)
+    for m in sorted(new.tolist(), key=lambda k: names[k] if k < len(names) else str(k)):
+        release = first_seen[m]
+        shares: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        for hours in (24, 72):
+            inside = (t >= release) & (t < release + hours * HOUR)
+            total = np.bincount(acc[inside], weights=req[inside], minlength=n_acc)
+            on = inside & (model == m)
+            moved = np.bincount(acc[on], weights=req[on], minlength=n_acc)
+            population = float(moved.sum() / total.sum()) if total.sum() > 0 else np.nan
+            share = np.where(total > 0, moved / np.maximum(total, 1e-12), np.nan)
+            shares[hours] = (total, share, population)
+        first_on = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+        on_m = model == m
+        np.minimum.at(first_on, acc[on_m], t[on_m])
+        total72, share72, pop72 = shares[72]
+        better = np.nan_to_num(share72, nan=-1.0) > best
+        best = np.where(better, np.nan_to_num(share72, nan=-1.0), best)
+        name = names[m] if m < len(names) else str(m)
+        out.loc[better, "pivot_model"] = name
+        for hours in (24, 72):
+            total, share, population = shares[hours]
+            out.loc[better, f"pivot_requests_{hours}h"] = total[better]
+            out.loc[better, f"pivot_share_{hours}h"] = share[better]
+            out.loc[better, f"pivot_population_{hours}h"] = population
+        seen = first_on < np.iinfo(np.int64).max
+        out.loc[better & seen, "pivot_hours"] = (first_on[better & seen] - release) / HOUR
+    return out
+
+
+def template_populations(
+    observations: pd.DataFrame,
+    accounts: pd.DataFrame,
+    *,
+    min_accounts: int = 50,
+    min_country_entropy: float = 0.6,
+    min_signup_span_days: float = 60.0,
+    min_subnet_share: float = 0.5,
+) -> pd.DataFrame:
+    """Population statistics of every shared prompt fingerprint, and its super-node flag.
+
+    A template family that a ring works is used by accounts that claim a few countries,
+    signed up within weeks, and (through proxies) sit on many subnets. An app's system prompt
+    or a public tutorial template is used by strangers from every country, who signed up over
+    years: that diversity, not a hand-made list, makes it a super-node.
+
+    Parameters
+    ----------
+    observations : pandas.DataFrame
+        The observations table (``account_id``, ``kind``, ``value``); rows of kind
+        ``prompt`` and ``signup_subnet`` are used.
+    accounts : pandas.DataFrame
+        ``account_id``, ``created_at``, ``country``.
+    min_accounts : int, default 50
+        Smaller populations are never super-nodes (their diversity is noise).
+    min_country_entropy : float, default 0.6
+        Entropy of the users' countries, as a share of the entropy of all accounts' countries.
+    min_signup_span_days : float, default 60
+        Inter-quartile range of the users' signup dates.
+    min_subnet_share : float, default 0.5
+        Distinct signup /24s per user.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``value``, ``n_accounts``, ``country_entropy``, ``signup_span_days``,
+        ``subnet_share``, ``is_supernode`` (all four tests pass), sorted by value. Only
+        fingerprints held by at least two accounts.
+
+    Notes
+    -----
+    O(p log p) for p prompt observations: group-bys over integer codes.
+    """
+    prompts = observations.loc[observations["kind"] == "prompt", ["account_id", "value"]]
+    prompts = prompts.drop_duplicates()
+    counts = prompts["value"].value_counts()
+    shared_values = counts.index[counts >= 2]
+    prompts = prompts[prompts["value"].isin(shared_values)]
+    columns = [
+        "value",
+        "n_accounts",
+        "country_entropy",
+        "signup_span_days",
+        "subnet_share",
+        "is_supernode",
+    ]
+    if prompts.empty:
+        return pd.DataFrame({c: [] for c in columns})
+    acc = accounts.set_index(accounts["account_id"].astype("string"))
+    country = acc["country"].astype("string") if "country" in acc else None
+    created_days = pd.Series(_seconds(acc["created_at"]) / DAY, index=acc.index)
+    subnets = observations.loc[observations["kind"] == "signup_subnet", ["account_id", "value"]]
+    subnet_of = subnets.drop_duplicates("account_id").set_index("account_id")["value"]
+
+    frame = prompts.assign(
+        created=created_days.reindex(prompts["account_id"]).to_numpy(),
+        subnet=subnet_of.reindex(prompts["account_id"]).to_numpy(),
+        country=(
+            country.reindex(prompts["account_id"]).to_numpy()
+            if country is not None
+            else pd.NA
+        ),
+    )
+    grouped = frame.groupby("value", sort=True)
+    n = grouped.size()
+
+    def entropy(p: np.ndarray) -> float:
+        p = p[p > 0] / p.sum()
+        return float(-(p * np.log2(p)).sum())
+
+    pop_entropy = entropy(country.value_counts().to_numpy(np.float64)) if country is not None else 0
+    by_country = frame.groupby(["value", "country"], sort=True).size()
+    totals = by_country.groupby(level=0).transform("sum")
+    p = (by_country / totals).to_numpy()
+    terms = pd.Series(-p * np.log2(p), index=by_country.index)
+    country_entropy = terms.groupby(level=0).sum().reindex(n.index, fill_value=0.0)
+    country_entropy = country_entropy / max(pop_entropy, 1e-12)
+    q = grouped["created"].quantile([0.25, 0.75]).unstack()
+    span = (q[0.75] - q[0.25]).reindex(n.index)
+    subnet_share = grouped["subnet"].nunique() / n
+    result = pd.DataFrame(
+        {
+            "value": pd.array(n.index.astype(str), dtype="string"),
+            "n_accounts": n.to_numpy(np.int64),
+            "country_entropy": country_entropy.to_numpy(np.float64).round(6),
+            "signup_span_days": span.to_numpy(np.float64).round(3),
+            "subnet_share": subnet_share.to_numpy(np.float64).round(6),
+        }
+    )
+    result["is_supernode"] = (
+        (result["n_accounts"] >= min_accounts)
+        & (result["country_entropy"] >= min_country_entropy)
+        & (result["signup_span_days"] >= min_signup_span_days)
+        & (result["subnet_share"] >= min_subnet_share)
+    )
+    return result.reset_index(drop=True)
