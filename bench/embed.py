@@ -429,7 +429,7 @@ def fastrp_world(
     from linker.graph.embed import fastrp_embed
 
     start = time.perf_counter()
-    if run_dir is not None:
+    if run_dir is not None and (run_dir / "observations.parquet").exists():
         import pandas as pd
 
         accounts_table = pd.read_parquet(run_dir / "tables" / "accounts.parquet")
@@ -437,6 +437,15 @@ def fastrp_world(
         bipartite, adjacency = linking_graph(accounts_table["account_id"], observations)
         n_accounts = len(bipartite.account_ids)
         del observations, accounts_table, bipartite
+    elif run_dir is not None:  # a world's raw tables
+        from linker.io.validate import validate_dataset
+        from linker.normalise import build_observations
+
+        tables = validate_dataset(run_dir).tables
+        observations = build_observations(tables)
+        bipartite, adjacency = linking_graph(tables["accounts"]["account_id"], observations)
+        n_accounts = len(bipartite.account_ids)
+        del observations, tables, bipartite
     else:
         adjacency, _, n_accounts = account_graph(accounts, seed, work, events_per_account)
     graph_seconds = time.perf_counter() - start
@@ -496,7 +505,8 @@ def main() -> None:
     parser.add_argument("--reference-budget", type=float, default=600.0)
     parser.add_argument("--fastrp-world", type=int, default=0, metavar="ACCOUNTS")
     parser.add_argument(
-        "--run-dir", help="with --fastrp-world: take the graph from a `linker run` directory"
+        "--run-dir",
+        help="with --fastrp-world: take the graph from a `linker run` directory or a world",
     )
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "embed"))
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)

@@ -17,6 +17,7 @@ Layout::
     RUN_DIR/clusters.parquet
     RUN_DIR/scores.parquet
     RUN_DIR/embeddings.parquet       only when the linking step produced embeddings
+    RUN_DIR/behaviour.parquet        per-account behaviour features (docs/behaviour.md)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ ARTEFACTS: dict[str, str] = {
     "clusters": "clusters.parquet",
     "scores": "scores.parquet",
     "embeddings": "embeddings.parquet",
+    "behaviour": "behaviour.parquet",
 }
 """Artefact name -> path relative to the run directory."""
 

@@ -183,6 +183,11 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     type=_ACTION_CHOICE,
     help="Actions to export (repeatable) [default: suspend and review].",
 )
+@click.option(
+    "--no-behaviour",
+    is_flag=True,
+    help="Link without behavioural evidence (lockstep, model pivot, traffic; docs/behaviour.md).",
+)
 def run_command(
     data_dir: Path,
     out: Path,
@@ -196,6 +201,7 @@ def run_command(
     allowlist: Path | None,
     min_score: float | None,
     actions: tuple[str, ...],
+    no_behaviour: bool,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
 
@@ -213,6 +219,7 @@ def run_command(
             "run.allowlist": str(allowlist) if allowlist is not None else None,
             "run.min_score": min_score,
             "run.actions": list(actions) if actions else None,
+            "link.behaviour.enabled": False if no_behaviour else None,
         },
     )
     result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt)

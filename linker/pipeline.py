@@ -573,11 +573,16 @@ def run(
         store.write_table("observations", observations)
         # Linking needs only the accounts from here on; the events table is by far the
         # largest object, and freeing it lowers the run's peak memory (docs/performance.md).
-        for name in ("events", "payments"):
-            tables.pop(name, None)
+        # Behavioural evidence (docs/behaviour.md) keeps the events until linking.
+        tables.pop("payments", None)
+        events = tables.pop("events", None) if settings.link.behaviour.enabled else None
+        tables.pop("events", None)
 
     with timer("link"):
-        result = link_accounts(tables["accounts"], observations, settings.link, seed=settings.seed)
+        result = link_accounts(
+            tables["accounts"], observations, settings.link, seed=settings.seed, events=events
+        )
+        del events
     scores = _complete_scores(result.scores, tables["accounts"])
 
     with timer("allowlist"):
@@ -590,6 +595,8 @@ def run(
         store.write_table("clusters", clusters)
         store.write_table("links", result.links)
         store.write_table("identifiers", result.identifiers)
+        if result.behaviour is not None:
+            store.write_table("behaviour", result.behaviour)
         embeddings = getattr(result, "embeddings", None)
         if isinstance(embeddings, pd.DataFrame):
             store.write_table("embeddings", embeddings)

@@ -116,6 +116,9 @@ class BehaviourSettings:
     min_jaccard: float = 0.3
     """Lockstep pairs need at least this estimated Jaccard similarity at some width."""
 
+    model_min_jaccard: float = 0.4
+    """... and at least this on (bucket, model) sets, where heavy users meet by chance."""
+
     min_tokens: int = 8
     """Accounts with fewer distinct actions at a width take no part in lockstep there."""
 
@@ -134,7 +137,7 @@ class BehaviourSettings:
     min_lockstep_partners: int = 3
     """An account shows lockstep in full with this many synchronised cluster members."""
 
-    output_heavy_ratio: float = 4.0
+    output_heavy_ratio: float = 3.0
     """Output/input token ratio at which an account counts as output-heavy in full."""
 
     min_rows: int = 3
@@ -172,8 +175,8 @@ class BehaviourSettings:
         found = []
         if not self.bucket_minutes or any(w < 1 for w in self.bucket_minutes):
             found.append("link.behaviour.bucket_minutes must list widths of at least 1 minute")
-        if not 0 < self.min_jaccard <= 1:
-            found.append("link.behaviour.min_jaccard must be in (0, 1]")
+        if not 0 < self.min_jaccard <= 1 or not 0 < self.model_min_jaccard <= 1:
+            found.append("link.behaviour.min_jaccard and model_min_jaccard must be in (0, 1]")
         for name in ("min_tokens", "n_hashes", "band_rows", "max_bucket", "min_lockstep_partners"):
             if getattr(self, name) < 1:
                 found.append(f"link.behaviour.{name} must be at least 1")

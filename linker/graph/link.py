@@ -8,6 +8,10 @@ Stages (each timed in :attr:`LinkResult.timings`):
 4. ``communities`` — strong-link components contracted, then Leiden;
 5. ``bursts`` — signup bursts along keys and inside clusters;
 6. ``scoring`` — cluster and account scores, actions and reasons.
+
+With ``events`` and ``link.behaviour.enabled``, two more stages run after ``bipartite``:
+``behaviour`` (per-account features, template populations) and ``lockstep`` (synchronised
+pairs); their evidence joins the graph and the scores (docs/behaviour.md).
 """
 
 from __future__ import annotations
@@ -18,15 +22,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from linker.graph.behaviour import account_behaviour, event_codes, template_populations
 from linker.graph.bipartite import Bipartite, build_bipartite, derived_observations
 from linker.graph.bursts import window_counts
 from linker.graph.communities import components_over, detect_communities, prune_weak_members
 from linker.graph.projection import Projection, project
+from linker.graph.lockstep import lockstep_pairs
 from linker.graph.scoring import (
     ACCOUNT_FEATURES,
+    BEHAVIOUR_FEATURES,
     FEATURES,
+    BehaviourEvidence,
     account_reasons,
+    behaviour_cluster_reasons,
+    behaviour_evidence,
+    behaviour_reasons,
     cluster_evidence,
     cluster_reasons,
     logistic,
@@ -54,6 +66,11 @@ class LinkResult:
     """Per cluster (``cluster_id``), the scoring features and their raw counts."""
     bipartite: Bipartite | None = field(default=None, repr=False, compare=False)
     """The incidence matrix, for :func:`~linker.graph.bipartite.subgraph_to_networkx`."""
+    behaviour: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Per account (accounts' order): behaviour features and score indicators, when computed
+    (saved as ``behaviour.parquet``; docs/behaviour.md)."""
+    lockstep_stats: dict[str, object] = field(default_factory=dict, compare=False)
+    """Lockstep cost and counts (comparisons, pairs, per width)."""
 
 
 class _Clock:
@@ -142,6 +159,7 @@ def link_accounts(
     settings: LinkSettings,
     *,
     seed: int = 42,
+    events: pd.DataFrame | None = None,
 ) -> LinkResult:
     """Link accounts into scored clusters.
 
@@ -155,6 +173,9 @@ def link_accounts(
     settings : LinkSettings
     seed : int, default 42
         Seed of community detection; the same inputs and seed give identical frames.
+    events : pandas.DataFrame, optional
+        The validated events table. With it (and ``settings.behaviour.enabled``), behaviour
+        features, template populations and lockstep pairs add evidence (docs/behaviour.md).
 
     Returns
     -------
@@ -200,13 +221,81 @@ def link_accounts(
     n_acc = bip.shape[0]
     clock.lap("bipartite")
 
+    cfg = settings.behaviour
+    use_behaviour = cfg.enabled and events is not None
+    behaviour: pd.DataFrame | None = None
+    lock_pairs = pd.DataFrame({"a": [], "b": [], "jaccard": [], "bucket_minutes": []})
+    lockstep_stats: dict[str, object] = {}
+    popular_templates = np.zeros(0, dtype=object)
+    if use_behaviour:
+        assert events is not None
+        ordered = accounts.assign(account_id=pd.array(bip.account_ids, dtype="string"))
+        codes = event_codes(events, ordered["account_id"])
+        behaviour = account_behaviour(
+            events, ordered, codes=codes, dormancy_days=cfg.dormancy_days, seed=seed
+        )
+        if "country" in accounts.columns:
+            templates = template_populations(
+                obs,
+                accounts,
+                min_accounts=cfg.template_min_accounts,
+                min_country_entropy=cfg.template_min_country_entropy,
+                min_signup_span_days=cfg.template_min_signup_span_days,
+                min_subnet_share=cfg.template_min_subnet_share,
+            )
+            popular_templates = templates.loc[templates["is_supernode"], "value"].to_numpy(
+                dtype=object
+            )
+        clock.lap("behaviour")
+        lock = lockstep_pairs(
+            codes,
+            ordered["account_id"],
+            bucket_minutes=cfg.bucket_minutes,
+            min_jaccard=cfg.min_jaccard,
+            model_min_jaccard=cfg.model_min_jaccard,
+            min_tokens=cfg.min_tokens,
+            n_hashes=cfg.n_hashes,
+            band_rows=cfg.band_rows,
+            max_bucket=cfg.max_bucket,
+            seed=seed,
+        )
+        del codes
+        lock_pairs = lock.pairs
+        lockstep_stats = {
+            "comparisons": lock.comparisons,
+            "pairs": len(lock.pairs),
+            "participants": lock.participants,
+            "memberships": lock.tokens,
+            "per_width": lock.per_width,
+            "popular_templates": len(popular_templates),
+        }
+        clock.lap("lockstep")
+
     weights, supernode = identifier_weights(bip.kinds, bip.n_accounts, settings)
+    if len(popular_templates):
+        # Templates used by a huge, diverse population (an app's system prompt, a public
+        # tutorial template) are super-nodes by their population statistics.
+        prompt_cols = np.flatnonzero(bip.kinds == "prompt")
+        popular = np.zeros(len(bip.kinds), dtype=bool)
+        popular[prompt_cols[np.isin(bip.values[prompt_cols], popular_templates)]] = True
+        supernode = supernode | popular
+        weights = np.where(popular, 0.0, weights)
     clock.lap("weights")
 
     projection = project(bip, weights, supernode, pair_max_accounts=settings.pair_max_accounts)
     adjacency = projection.adjacency.copy()
     adjacency.data[adjacency.data < settings.min_link_weight] = 0.0
     adjacency.eliminate_zeros()
+    lock_matrix = sp.csr_matrix(
+        (
+            np.full(len(lock_pairs), cfg.lockstep_weight),
+            (lock_pairs["a"].to_numpy(np.int64), lock_pairs["b"].to_numpy(np.int64)),
+        ),
+        shape=(n_acc, n_acc),
+    )
+    # Lockstep pairs do not reshape communities (a batch job in step with a ring must not be
+    # pulled into it); they bring back accounts that pruning left outside (below) and they
+    # are evidence in scores, reasons and links.
     clock.lap("projection")
 
     joinable = ~supernode & (bip.n_accounts >= 2)
@@ -231,6 +320,8 @@ def link_accounts(
         min_attachment=settings.min_attachment,
         relative_attachment=settings.relative_attachment,
     )
+    if lock_matrix.nnz:
+        community = _reattach_by_lockstep(community, lock_matrix, settings.min_attachment)
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
@@ -260,6 +351,21 @@ def link_accounts(
     feats = evidence.cluster_features
     w = {name: settings.score_weights.get(name, 0.0) for name in FEATURES}
     cluster_logit = settings.score_bias + sum(w[f] * feats[f].to_numpy() for f in FEATURES)
+    behaviour_terms: BehaviourEvidence | None = None
+    if behaviour is not None:
+        behaviour_terms = behaviour_evidence(
+            behaviour,
+            lock_pairs,
+            cluster_of,
+            n_clusters,
+            feats["customers"].to_numpy(),
+            {f: settings.score_weights.get(f, 0.0) for f in BEHAVIOUR_FEATURES},
+            settings,
+        )
+        cluster_logit = cluster_logit + behaviour_terms.cluster_logit
+        feats = pd.concat(
+            [feats, behaviour_terms.cluster_features.add_prefix("behaviour_")], axis=1
+        )
     cluster_score = logistic(np.asarray(cluster_logit, dtype=np.float64))
 
     acc = evidence.account_features
@@ -270,6 +376,8 @@ def link_accounts(
         if f in ACCOUNT_FEATURES:
             contribution = contribution * (0.5 + 0.5 * acc[f].to_numpy())
         account_logit = account_logit + contribution
+    if behaviour_terms is not None:
+        account_logit = account_logit + behaviour_terms.account_logit[acc["row"].to_numpy()]
     score = np.zeros(n_acc, dtype=np.float64)
     score[acc["row"].to_numpy()] = logistic(account_logit)
     action = np.full(n_acc, "none", dtype=object)
@@ -317,6 +425,10 @@ def link_accounts(
         window_minutes=settings.burst_window_minutes,
         burst_min=settings.burst_min_accounts,
     ).to_numpy(dtype=object)
+    if behaviour_terms is not None and behaviour is not None and len(flagged):
+        extra = behaviour_reasons(behaviour, behaviour_terms, flagged).to_numpy(dtype=object)
+        has = np.array([len(x) > 0 for x in extra], dtype=bool)
+        reasons[flagged[has]] = reasons[flagged[has]] + "; " + extra[has]
 
     scores = pd.DataFrame(
         {
@@ -334,6 +446,12 @@ def link_accounts(
     described = np.flatnonzero((n_suspend + n_review) > 0)
     cluster_text = np.full(n_clusters, "", dtype=object)
     cluster_text[described] = cluster_reasons(feats, described, settings.burst_window_minutes)
+    if behaviour_terms is not None and len(described):
+        extra_c = np.array(
+            behaviour_cluster_reasons(behaviour_terms.cluster_features, described), dtype=object
+        )
+        has_c = np.array([len(x) > 0 for x in extra_c], dtype=bool)
+        cluster_text[described[has_c]] = cluster_text[described[has_c]] + "; " + extra_c[has_c]
     clusters = pd.DataFrame(
         {
             "cluster_id": pd.array(cluster_label, dtype="string"),
@@ -350,6 +468,20 @@ def link_accounts(
     clock.lap("scoring")
 
     links = _pair_links(bip, projection, weights, cluster_of, settings)
+    if len(lock_pairs):
+        links = _with_lockstep_links(links, bip.account_ids, lock_pairs, cluster_of, cfg.lockstep_weight)
+    behaviour_out = None
+    if behaviour is not None and behaviour_terms is not None:
+        behaviour_out = pd.concat(
+            [
+                behaviour,
+                behaviour_terms.account_features.add_prefix("indicator_").rename(
+                    columns=lambda c: c.replace("indicator_lockstep_", "lockstep_")
+                    .replace("indicator_woke_with", "woke_with")
+                ),
+            ],
+            axis=1,
+        )
     identifiers = pd.DataFrame(
         {
             "kind": pd.array(bip.kinds, dtype="string"),
@@ -375,4 +507,75 @@ def link_accounts(
         timings=clock.timings,
         features=features_out,
         bipartite=bip,
+        behaviour=behaviour_out,
+        lockstep_stats=lockstep_stats,
     )
+
+
+def _reattach_by_lockstep(
+    community: np.ndarray, lock_matrix: sp.csr_matrix, min_attachment: float
+) -> np.ndarray:
+    """Put accounts left outside every community into the one they are in lockstep with.
+
+    An aged ring account shares no identifier with the ring, so pruning drops it; lockstep
+    pairs weighing at least ``min_attachment`` with one community bring it back.
+    """
+    coo = lock_matrix.tocoo()
+    left = np.r_[coo.row, coo.col]
+    right = np.r_[coo.col, coo.row]
+    w = np.r_[coo.data, coo.data]
+    outside = (community[left] < 0) & (community[right] >= 0)
+    if not outside.any():
+        return community
+    frame = pd.DataFrame(
+        {"row": left[outside], "comm": community[right[outside]], "w": w[outside]}
+    )
+    totals = frame.groupby(["row", "comm"], as_index=False)["w"].sum()
+    totals = totals.sort_values(["row", "w", "comm"], ascending=[True, False, True])
+    best = totals.drop_duplicates("row")
+    best = best[best["w"] >= min_attachment]
+    out = community.copy()
+    out[best["row"].to_numpy()] = best["comm"].to_numpy()
+    return out
+
+
+def _with_lockstep_links(
+    links: pd.DataFrame,
+    account_ids: np.ndarray,
+    pairs: pd.DataFrame,
+    cluster_of: np.ndarray,
+    weight: float,
+) -> pd.DataFrame:
+    """Add the intra-cluster lockstep pairs to the evidence links (weights add up)."""
+    a = pairs["a"].to_numpy(np.int64)
+    b = pairs["b"].to_numpy(np.int64)
+    inside = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
+    if not inside.any():
+        return links
+    left = account_ids[a[inside]].astype(str)
+    right = account_ids[b[inside]].astype(str)
+    swap = left > right
+    jac = pairs["jaccard"].to_numpy()[inside]
+    minutes = pairs["bucket_minutes"].to_numpy()[inside]
+    extra = pd.DataFrame(
+        {
+            "account_a": pd.array(np.where(swap, right, left), dtype="string"),
+            "account_b": pd.array(np.where(swap, left, right), dtype="string"),
+            "lock_weight": weight,
+            "lock_evidence": pd.array(
+                "lockstep:jaccard "
+                + np.round(jac, 2).astype(str).astype(object)
+                + " over "
+                + minutes.astype(str).astype(object)
+                + "-min buckets",
+                dtype="string",
+            ),
+        }
+    )
+    merged = links.merge(extra, on=["account_a", "account_b"], how="outer")
+    merged["weight"] = (merged["weight"].fillna(0.0) + merged["lock_weight"].fillna(0.0)).round(6)
+    ev = merged["evidence"].astype("string")
+    lock_ev = merged["lock_evidence"].astype("string")
+    merged["evidence"] = (ev + ";" + lock_ev).fillna(ev).fillna(lock_ev)
+    out = merged[["account_a", "account_b", "weight", "evidence"]]
+    return out.sort_values(["account_a", "account_b"], ignore_index=True)

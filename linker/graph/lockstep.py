@@ -1,7 +1,7 @@
 """Lockstep synchrony between accounts, in the style of SynchroTrap and CopyCatch.
 
-Each account's *actions* are the set of (time bucket, prompt template) and (time bucket,
-model) tokens of its events. Accounts that one controller dispatches act in the same buckets,
+Each account's *actions* are the set of (time bucket, prompt template) and the set of (time
+bucket, model) tokens of its events; each set is compared separately. Accounts that one controller dispatches act in the same buckets,
 so their action sets overlap far more than strangers' do. Synchrony is measured at several
 bucket widths (60 and 240 minutes by default), so that tens of minutes of jitter do not
 hide it.
@@ -46,8 +46,8 @@ class LockstepResult:
     ----------
     pairs : pandas.DataFrame
         ``a``, ``b`` (account rows, ``a < b``), ``jaccard`` (the highest estimate over the
-        bucket widths), ``bucket_minutes`` (the width that gave it); one row per pair at or
-        above the threshold, sorted by (a, b).
+        bucket widths and action kinds), ``bucket_minutes`` and ``action`` (``prompt`` or
+        ``model``) that gave it; one row per pair at or above the threshold, sorted by (a, b).
     comparisons : int
         Candidate pairs whose similarity was estimated (over all widths).
     tokens : int
@@ -55,7 +55,8 @@ class LockstepResult:
     participants : int
         Accounts with enough tokens to take part at some width.
     per_width : dict
-        Per width: ``comparisons``, ``pairs``, ``participants``.
+        Per width (both action kinds): ``comparisons``, ``pairs`` (before merging pairs
+        found at several widths), ``participants``.
     """
 
     pairs: pd.DataFrame
@@ -65,7 +66,9 @@ class LockstepResult:
     per_width: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-def action_tokens(codes: pd.DataFrame, bucket_minutes: int) -> tuple[np.ndarray, np.ndarray]:
+def action_tokens(
+    codes: pd.DataFrame, bucket_minutes: int, kinds: tuple[str, ...] = ("prompt", "model")
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (account, action token) memberships at one bucket width.
 
     Parameters
@@ -73,12 +76,14 @@ def action_tokens(codes: pd.DataFrame, bucket_minutes: int) -> tuple[np.ndarray,
     codes : pandas.DataFrame
         From :func:`linker.graph.behaviour.event_codes`.
     bucket_minutes : int
+    kinds : tuple of str, default ("prompt", "model")
+        Which actions: (bucket, template) and/or (bucket, model).
 
     Returns
     -------
     (accounts, tokens) : tuple of numpy.ndarray
-        Parallel int64 / uint64 arrays, sorted by account; a token hashes (bucket, template)
-        or (bucket, model).
+        Parallel int64 / uint64 arrays, grouped by account (ascending); a token hashes
+        (bucket, template) or (bucket, model).
 
     Notes
     -----
@@ -88,6 +93,8 @@ def action_tokens(codes: pd.DataFrame, bucket_minutes: int) -> tuple[np.ndarray,
     bucket = (codes["t"].to_numpy() // (60 * int(bucket_minutes))).astype(np.uint64)
     parts = []
     for kind, column in ((1, "prompt"), (2, "model")):
+        if column not in kinds:
+            continue
         value = codes[column].to_numpy()
         ok = value >= 0
         key = (bucket[ok] << np.uint64(24)) ^ (
@@ -96,9 +103,14 @@ def action_tokens(codes: pd.DataFrame, bucket_minutes: int) -> tuple[np.ndarray,
         parts.append((acc[ok], _mix64(key)))
     accounts = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     tokens = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
-    frame = pd.DataFrame({"a": accounts, "t": tokens}).drop_duplicates()
-    frame = frame.sort_values(["a", "t"], kind="stable")
-    return frame["a"].to_numpy(np.int64), frame["t"].to_numpy(np.uint64)
+    # Distinct (account, token): unique over one 64-bit hash of both (collisions are
+    # negligible at 2^-64 per pair), then back to account order. Each half is already in
+    # account order, so the stable sort merges two runs.
+    member = _mix64(tokens ^ (accounts.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    first = np.sort(np.unique(member, return_index=True)[1])
+    a, t = accounts[first], tokens[first]
+    order = np.argsort(a, kind="stable")
+    return a[order].astype(np.int64), t[order]
 
 
 def minhash_signatures(
@@ -176,6 +188,7 @@ def lockstep_pairs(
     *,
     bucket_minutes: tuple[int, ...] = (60, 240),
     min_jaccard: float | dict[int, float] = 0.3,
+    model_min_jaccard: float | None = None,
     min_tokens: int = 8,
     n_hashes: int = 24,
     band_rows: int = 2,
@@ -195,6 +208,9 @@ def lockstep_pairs(
         Bucket widths.
     min_jaccard : float or dict, default 0.3
         Pairs with an estimated Jaccard at least this (per width when a dict) are kept.
+    model_min_jaccard : float, optional
+        The threshold of (bucket, model) sets, when stricter: every account uses one of a
+        few models, so heavy users meet by chance more often than on templates.
     min_tokens : int, default 8
         Accounts with fewer distinct tokens at a width take no part in it: two accounts with
         one event each in the same hour are not "in lockstep".
@@ -216,7 +232,7 @@ def lockstep_pairs(
 
     Notes
     -----
-    Time O(w (k m + b n B)) and memory O(k n + pairs) for w widths, m events, n accounts,
+    Time O(2w (k m + b n B)) and memory O(k n + pairs) for w widths, m events, n accounts,
     k hashes, b bands and block size B: near-linear in the events. ``bench/lockstep.py``
     measures it.
 
@@ -246,15 +262,19 @@ def lockstep_pairs(
     comparisons = 0
     memberships = 0
     participating = np.zeros(n_acc, dtype=bool)
-    for width in bucket_minutes:
-        accounts, tokens = action_tokens(codes, width)
+    for width, action in [(w, k) for w in bucket_minutes for k in ("prompt", "model")]:
+        # Templates and models are separate action sets: an account that works other
+        # templates than its ring (or none) is still on the ring's clock and models.
+        accounts, tokens = action_tokens(codes, width, (action,))
         memberships += len(accounts)
         size = np.bincount(accounts, minlength=n_acc)
         keep = size[accounts] >= min_tokens
         accounts, tokens = accounts[keep], tokens[keep]
         live = np.flatnonzero(size >= min_tokens)
         participating[live] = True
-        sig = minhash_signatures(accounts, tokens, n_acc, n_hashes, seed=seed + width)[live]
+        sig = minhash_signatures(
+            accounts, tokens, n_acc, n_hashes, seed=seed + width + (0 if action == "model" else 7)
+        )[live]
         left_all, right_all = [], []
         for band in range(n_bands):
             cols = sig[:, band * band_rows : (band + 1) * band_rows].astype(np.uint64)
@@ -288,7 +308,10 @@ def lockstep_pairs(
                 axis=1
             )
         comparisons += len(pair_key)
-        good = estimate >= thresholds.get(width, 1.0)
+        threshold = thresholds.get(width, 1.0)
+        if action == "model" and model_min_jaccard is not None:
+            threshold = max(threshold, model_min_jaccard)
+        good = estimate >= threshold
         found.append(
             pd.DataFrame(
                 {
@@ -296,17 +319,17 @@ def lockstep_pairs(
                     "b": live[hi[good]],
                     "jaccard": estimate[good],
                     "bucket_minutes": np.full(int(good.sum()), width, dtype=np.int64),
+                    "action": action,
                 }
             )
         )
-        per_width[int(width)] = {
-            "comparisons": len(pair_key),
-            "pairs": int(good.sum()),
-            "participants": len(live),
-        }
-        logger.debug("lockstep %d min: %s", width, per_width[int(width)])
+        stats = per_width.setdefault(int(width), {"comparisons": 0, "pairs": 0, "participants": 0})
+        stats["comparisons"] += len(pair_key)
+        stats["pairs"] += int(good.sum())
+        stats["participants"] = max(stats["participants"], len(live))
+        logger.debug("lockstep %d min %s: %d comparisons", width, action, len(pair_key))
     pairs = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
-        {"a": [], "b": [], "jaccard": [], "bucket_minutes": []}
+        {"a": [], "b": [], "jaccard": [], "bucket_minutes": [], "action": []}
     )
     # One row per pair: its strongest width (ties: the narrower width).
     pairs = pairs.sort_values(
@@ -314,6 +337,7 @@ def lockstep_pairs(
     ).drop_duplicates(["a", "b"])
     pairs = pairs.astype({"a": np.int64, "b": np.int64, "jaccard": np.float64})
     pairs["bucket_minutes"] = pairs["bucket_minutes"].astype(np.int64)
+    pairs["action"] = pairs["action"].astype("string")
     return LockstepResult(
         pairs=pairs.reset_index(drop=True),
         comparisons=int(comparisons),

@@ -22,9 +22,14 @@ from linker.graph.bipartite import Bipartite
 from linker.settings import LinkSettings
 
 __all__ = [
+    "BEHAVIOUR_FEATURES",
     "FEATURES",
+    "BehaviourEvidence",
     "ClusterEvidence",
     "account_reasons",
+    "behaviour_cluster_reasons",
+    "behaviour_evidence",
+    "behaviour_reasons",
     "cluster_evidence",
     "cluster_reasons",
     "logistic",
@@ -43,6 +48,10 @@ FEATURES = (
     "density",
     "size",
 )
+# Behavioural features (docs/behaviour.md): each in [0, 1] per account and, as the members'
+# mean, per cluster. Synchrony and waking count only alongside ring-like traffic (see below).
+BEHAVIOUR_FEATURES = ("output_heavy", "model_pivot", "lockstep", "aged_wake")
+_GATED = ("lockstep", "aged_wake")
 # Features an account can show by itself (the others belong to the cluster only).
 ACCOUNT_FEATURES = ("ip_spread", "prompt_family", "bin_concentration", "email_pattern", "burst")
 
@@ -416,3 +425,262 @@ def account_reasons(
         "",
     )
     return pd.Series(head + tail, index=accounts.index, dtype="string")
+
+
+@dataclass(frozen=True)
+class BehaviourEvidence:
+    """Behavioural score terms of every cluster and clustered account.
+
+    Attributes
+    ----------
+    cluster_features : pandas.DataFrame
+        Per cluster (index 0..c-1): the members' mean of each of :data:`BEHAVIOUR_FEATURES`,
+        ``guard`` (behaviour credit allowed by the number of payers) and ``traffic`` (the gate
+        of synchrony and waking: the larger of output_heavy and model_pivot).
+    cluster_logit : numpy.ndarray
+        Per cluster, the behavioural addition to the cluster logit (never negative).
+    account_logit : numpy.ndarray
+        Per account (all rows; 0 outside clusters), the behavioural addition to its logit:
+        positive when it shows its cluster's behaviour, negative when it does not.
+    account_features : pandas.DataFrame
+        Per account row, the account indicators and ``lockstep_partners`` and
+        ``lockstep_jaccard`` (partners within its cluster, their mean Jaccard).
+    """
+
+    cluster_features: pd.DataFrame
+    cluster_logit: np.ndarray
+    account_logit: np.ndarray
+    account_features: pd.DataFrame
+
+
+def behaviour_evidence(
+    behaviour: pd.DataFrame,
+    lockstep: pd.DataFrame,
+    cluster_of: np.ndarray,
+    n_clusters: int,
+    customers: np.ndarray,
+    weights: dict[str, float],
+    settings: LinkSettings,
+) -> BehaviourEvidence:
+    """Behavioural score terms: output-heavy traffic, model pivot, lockstep, waking together.
+
+    Parameters
+    ----------
+    behaviour : pandas.DataFrame
+        :func:`linker.graph.behaviour.account_behaviour`, one row per account row.
+    lockstep : pandas.DataFrame
+        ``LockstepResult.pairs`` (``a``, ``b``, ``jaccard``, ``bucket_minutes``).
+    cluster_of : numpy.ndarray
+        Cluster index per account, ``-1`` when none.
+    n_clusters : int
+    customers : numpy.ndarray
+        The ``customers`` feature per cluster (0 = one payer).
+    weights : dict
+        Score weights of :data:`BEHAVIOUR_FEATURES`.
+    settings : LinkSettings
+
+    Returns
+    -------
+    BehaviourEvidence
+
+    Notes
+    -----
+    Precision first: the terms are scaled by ``guard = min(1, customers / guard_customers)``,
+    so a one-customer group (shared card or billing customer) gets no behavioural credit,
+    and synchrony and waking count only in proportion to the cluster's ring-like traffic
+    (``traffic``): batch pipelines, classes and hackathons are synchronised too. An account
+    term is ``weight × cluster feature × (2 × account indicator − 1)``: members who do not
+    behave like their cluster are pushed down, and positive terms count in full only for
+    accounts that show at least two of the behaviours (output-heavy, pivot, lockstep, waking
+    together), at half with one. O(n + pairs).
+    """
+    cfg = settings.behaviour
+    n_acc = len(cluster_of)
+    rows = np.flatnonzero(cluster_of >= 0)
+    has_traffic = behaviour["n_rows"].to_numpy(np.float64) >= cfg.min_rows
+
+    ratio = behaviour["output_input_ratio"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        heavy = np.clip(np.log(ratio) / np.log(cfg.output_heavy_ratio), 0.0, 1.0)
+    heavy = np.where(has_traffic, np.nan_to_num(heavy, nan=0.0), 0.0)
+
+    total = behaviour["pivot_requests_72h"].to_numpy(np.float64)
+    share = np.nan_to_num(behaviour["pivot_share_72h"].to_numpy(np.float64), nan=0.0)
+    pop = behaviour["pivot_population_72h"].to_numpy(np.float64)
+    pop_value = float(np.nanmax(pop)) if np.isfinite(pop).any() else 0.0
+    shrunk = (share * total + pop_value * cfg.pivot_prior_requests) / (
+        total + cfg.pivot_prior_requests
+    )
+    span = max(cfg.pivot_full_share - pop_value, 1e-6)
+    pivot = np.clip((shrunk - pop_value) / span, 0.0, 1.0)
+
+    a = lockstep["a"].to_numpy(np.int64)
+    b = lockstep["b"].to_numpy(np.int64)
+    same = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
+    ends = np.r_[a[same], b[same]]
+    jac = np.r_[lockstep["jaccard"].to_numpy()[same], lockstep["jaccard"].to_numpy()[same]]
+    partners = np.bincount(ends, minlength=n_acc).astype(np.int64)
+    mean_j = np.bincount(ends, weights=jac, minlength=n_acc) / np.maximum(partners, 1)
+    widths = np.r_[lockstep["bucket_minutes"].to_numpy()[same]] if same.any() else np.zeros(0)
+    width_of = np.zeros(n_acc, dtype=np.int64)
+    if same.any():
+        # The most frequent width among the account's partners (cited in the reason).
+        w_all = np.r_[widths, widths].astype(np.int64)
+        frame = pd.DataFrame({"row": ends, "w": w_all}).value_counts().reset_index()
+        frame = frame.sort_values(["row", "count", "w"], ascending=[True, False, True])
+        first = frame.drop_duplicates("row")
+        width_of[first["row"].to_numpy()] = first["w"].to_numpy()
+    lock = np.clip(partners / cfg.min_lockstep_partners, 0.0, 1.0)
+
+    from linker.graph.bursts import window_counts  # local: bursts imports nothing of ours
+
+    awake = behaviour["awakened"].to_numpy(bool) & (cluster_of >= 0)
+    first_event = pd.to_datetime(behaviour["first_event_at"], utc=True)
+    first_s = np.asarray(
+        ((first_event - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).fillna(0.0),
+        dtype=np.float64,
+    )
+    woke_with = np.zeros(n_acc, dtype=np.int64)
+    woken = np.flatnonzero(awake)
+    if len(woken):
+        woke_with[woken] = window_counts(
+            cluster_of[woken], first_s[woken], cfg.wake_window_hours * 3600.0
+        )
+    wake = (awake & (woke_with >= 2)).astype(np.float64)
+
+    indicators = {"output_heavy": heavy, "model_pivot": pivot, "lockstep": lock, "aged_wake": wake}
+    features = pd.DataFrame(index=pd.RangeIndex(n_clusters))
+    size = np.maximum(np.bincount(cluster_of[rows], minlength=n_clusters), 1)
+    for name, values in indicators.items():
+        sums = np.bincount(cluster_of[rows], weights=values[rows], minlength=n_clusters)
+        features[name] = sums / size
+    features["guard"] = np.clip(np.asarray(customers) / cfg.guard_customers, 0.0, 1.0)
+    features["traffic"] = np.maximum(features["output_heavy"], features["model_pivot"])
+
+    # An account earns full positive behavioural credit only when it shows at least two of
+    # the ring behaviours itself (output-heavy, pivot, lockstep with min_lockstep_partners
+    # members, waking together), half with
+    # one: plenty of honest users are output-heavy, and a few meet a ring's clock by chance.
+    support = (heavy >= 0.5).astype(int) + (pivot >= 0.5) + (lock >= 1.0) + (wake >= 1.0)
+    corroborated = np.clip(support / 2.0, 0.0, 1.0)
+    cluster_logit = np.zeros(n_clusters)
+    account_logit = np.zeros(n_acc)
+    guard = features["guard"].to_numpy()
+    traffic = features["traffic"].to_numpy()
+    for name, values in indicators.items():
+        f = features[name].to_numpy() * guard * weights.get(name, 0.0)
+        if name in _GATED:
+            f = f * traffic
+        cluster_logit += f
+        term = f[cluster_of[rows]] * (2.0 * values[rows] - 1.0)
+        account_logit[rows] += np.where(term > 0, term * corroborated[rows], term)
+
+    acc = pd.DataFrame(
+        {
+            **{name: values for name, values in indicators.items()},
+            "lockstep_partners": partners,
+            "lockstep_jaccard": mean_j,
+            "lockstep_minutes": width_of,
+            "woke_with": woke_with,
+        }
+    )
+    return BehaviourEvidence(features, cluster_logit, account_logit, acc)
+
+
+def behaviour_reasons(
+    behaviour: pd.DataFrame, evidence: BehaviourEvidence, rows: np.ndarray
+) -> pd.Series:
+    """Behavioural reason text of the given account rows ("" when they show none).
+
+    Parameters
+    ----------
+    behaviour : pandas.DataFrame
+        :func:`linker.graph.behaviour.account_behaviour`.
+    evidence : BehaviourEvidence
+    rows : numpy.ndarray
+        Account rows to explain.
+
+    Returns
+    -------
+    pandas.Series of str, indexed 0..len(rows)-1
+
+    Notes
+    -----
+    Vectorised string building over the given rows.
+    """
+    acc = evidence.account_features.iloc[rows].reset_index(drop=True)
+    beh = behaviour.iloc[rows].reset_index(drop=True)
+    n = len(rows)
+    text = pd.Series([""] * n, dtype=object)
+
+    def add(mask: np.ndarray, part: pd.Series) -> None:
+        sep = np.where(text[mask].str.len() > 0, "; ", "")
+        text[mask] = text[mask] + sep + part[mask]
+
+    lock = acc["lockstep_partners"].to_numpy() >= 1
+    add(
+        lock,
+        "in lockstep with "
+        + acc["lockstep_partners"].astype(str)
+        + " cluster members (Jaccard "
+        + acc["lockstep_jaccard"].map(lambda v: f"{v:.2f}")
+        + " over "
+        + acc["lockstep_minutes"].astype(str)
+        + "-min buckets)",
+    )
+    heavy = acc["output_heavy"].to_numpy() >= 0.5
+    add(
+        heavy,
+        "output-heavy traffic ("
+        + beh["output_input_ratio"].map(lambda v: f"{v:.1f}")
+        + "x output over input tokens)",
+    )
+    pivot = acc["model_pivot"].to_numpy() >= 0.5
+    hours = beh["pivot_hours"].fillna(0.0).map(lambda v: f"{v:.0f}")
+    add(
+        pivot,
+        "moved "
+        + beh["pivot_share_72h"].fillna(0.0).map(lambda v: f"{v:.0%}")
+        + " of its traffic to model "
+        + beh["pivot_model"].astype(str)
+        + " within "
+        + hours
+        + " h of release (population: "
+        + beh["pivot_population_72h"].fillna(0.0).map(lambda v: f"{v:.0%}")
+        + ")",
+    )
+    wake = acc["aged_wake"].to_numpy() >= 1
+    add(
+        wake,
+        "woke after "
+        + beh["dormant_days"].fillna(0.0).map(lambda v: f"{v:.0f}")
+        + " dormant days together with "
+        + acc["woke_with"].astype(str)
+        + " cluster members",
+    )
+    return text.astype("string")
+
+
+def behaviour_cluster_reasons(features: pd.DataFrame, which: np.ndarray) -> list[str]:
+    """Behavioural summary of the given clusters ("" when they show none).
+
+    Notes
+    -----
+    A Python loop over the given (flagged) clusters only.
+    """
+    out = []
+    for c in which.tolist():
+        f = features.iloc[c]
+        parts = []
+        if f["lockstep"] > 0:
+            parts.append(f"{f['lockstep']:.0%} in lockstep")
+        if f["output_heavy"] > 0.05:
+            parts.append(f"output-heavy traffic {f['output_heavy']:.0%}")
+        if f["model_pivot"] > 0.05:
+            parts.append(f"model pivot {f['model_pivot']:.0%}")
+        if f["aged_wake"] > 0:
+            parts.append(f"{f['aged_wake']:.0%} woke together after dormancy")
+        if parts and f["guard"] < 1:
+            parts.append(f"behaviour credit x{f['guard']:.2f} (few payers)")
+        out.append("; ".join(parts))
+    return out

@@ -6,6 +6,16 @@
 part-way completes when run again. Labels and relationship types cannot be parameters: each one
 has its own query file in ``queries/load/``, picked from the fixed mapping :data:`KIND_SCHEMA`.
 The schema is drawn in ``docs/neo4j.md``.
+
+:func:`prepare_load` turns the run directory into :class:`LoadStep` tables, one per query; the
+``UNWIND`` loader and the bulk importer (:mod:`linker.neo4j.bulk`) both write exactly these, so
+the two paths give the same graph.
+
+Speed (measured in ``bench/neo4j_load.py``, see ``docs/performance.md``): the tables are built
+with vectorised pandas, and each batch travels *column-wise* (one list per column, timestamps as
+integer epoch seconds and nanoseconds) rather than as a list of maps: the driver then packs
+plain ints and strings, with no per-row map keys and no per-value ``datetime`` conversion.
+A background thread prepares the next batch while the server commits the current one.
 """
 
 from __future__ import annotations
@@ -14,12 +24,16 @@ import ipaddress
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from linker.errors import InputError
 from linker.progress import progress
@@ -30,11 +44,15 @@ from .runner import QueryRunner, resolve_connection
 __all__ = [
     "IDENTIFIER_LABELS",
     "KIND_SCHEMA",
+    "LoadStep",
     "LoadSummary",
+    "PreparedLoad",
+    "batch_parameters",
     "clear_graph",
     "create_schema",
     "graph_counts",
     "load_run",
+    "prepare_load",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +88,40 @@ ACCOUNT_COLUMNS = (
 SCORE_COLUMNS = ("billing_customer_id", "cluster_id", "cluster_size", "score", "action", "reasons")
 CLUSTER_COLUMNS = ("cluster_id", "size", "score", "n_suspend", "n_review", "reasons")
 OBSERVATION_COLUMNS = ("account_id", "kind", "value", "first_seen", "last_seen", "count")
+RELATIONSHIP_COLUMNS = ("account_id", "value", "first_seen", "last_seen", "count")
+
+_MICROS = 1_000_000
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """One write step: a table whose rows one ``queries/load`` query writes.
+
+    A node step has ``label`` set and its key in the first column. A relationship step has
+    ``rel_type`` set; ``start`` and ``end`` name the (label, column) of its two end nodes'
+    keys, and the remaining columns are relationship properties.
+    """
+
+    query: str
+    frame: pd.DataFrame
+    label: str | None = None
+    rel_type: str | None = None
+    start: tuple[str, str] | None = None
+    end: tuple[str, str] | None = None
+
+    @property
+    def name(self) -> str:
+        """The step's name in :attr:`LoadSummary.rows_written` (the query without ``load/``)."""
+        return self.query.removeprefix("load/")
+
+
+@dataclass(frozen=True)
+class PreparedLoad:
+    """A run directory turned into write steps, in load order."""
+
+    run_dir: Path
+    steps: list[LoadStep]
+    skipped: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -86,6 +138,11 @@ class LoadSummary:
     """Relationships per type in the database after the load."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Rows not written, by reason (e.g. IP values that are not addresses get no IN_SUBNET)."""
+    seconds: float = 0.0
+    """Wall time of the writes (schema, batches and the final counts), for benchmarks."""
+
+
+# -- reading the run directory ------------------------------------------------------------------
 
 
 def _read_table(path: Path, columns: tuple[str, ...], *, required: bool = True) -> pd.DataFrame:
@@ -103,27 +160,6 @@ def _read_table(path: Path, columns: tuple[str, ...], *, required: bool = True) 
     return frame
 
 
-def _python_values(series: pd.Series) -> list[Any]:
-    """Column values as plain Python objects the driver can send (None for missing)."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series):
-        stamps = pd.to_datetime(series, utc=True)
-        return [None if pd.isna(v) else v.to_pydatetime() for v in stamps]
-    out: list[Any] = []
-    for value in series.astype(object):
-        if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
-            out.append(None)
-        elif hasattr(value, "item"):
-            out.append(value.item())
-        else:
-            out.append(value)
-    return out
-
-
-def _rows(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
-    values = {c: _python_values(frame[c]) for c in columns}
-    return [dict(zip(columns, vals, strict=True)) for vals in zip(*values.values(), strict=True)]
-
-
 def _subnet_of(value: str) -> str | None:
     try:
         address = ipaddress.ip_address(value)
@@ -133,7 +169,7 @@ def _subnet_of(value: str) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def _account_rows(run_dir: Path) -> list[dict[str, Any]]:
+def _account_step(run_dir: Path) -> LoadStep:
     accounts = _read_table(run_dir / "tables" / "accounts.parquet", ACCOUNT_COLUMNS)
     scores = _read_table(run_dir / "scores.parquet", ("account_id", *SCORE_COLUMNS))
     scores = scores[["account_id", *(c for c in SCORE_COLUMNS if c != "billing_customer_id")]]
@@ -141,19 +177,15 @@ def _account_rows(run_dir: Path) -> list[dict[str, Any]]:
     if merged["account_id"].duplicated().any():
         dup = merged.loc[merged["account_id"].duplicated(), "account_id"].iloc[0]
         raise InputError(f"{run_dir}: account {dup!r} appears twice in accounts or scores")
-    props = [c for c in merged.columns if c != "account_id"]
-    return [
-        {"account_id": row["account_id"], "props": {k: row[k] for k in props}}
-        for row in _rows(merged, ["account_id", *props])
-    ]
+    return LoadStep("load/accounts", merged.reset_index(drop=True), label="Account")
 
 
 def _observation_steps(
-    run_dir: Path, account_ids: set[str], skipped: dict[str, int]
-) -> list[tuple[str, list[dict[str, Any]]]]:
+    run_dir: Path, account_ids: pd.Series, skipped: dict[str, int]
+) -> list[LoadStep]:
     path = run_dir / "observations.parquet"
     obs = _read_table(path, OBSERVATION_COLUMNS)
-    unknown = sorted(set(obs["kind"].dropna().astype(str)) - set(KIND_SCHEMA))
+    unknown = sorted(set(obs["kind"].dropna().astype(str).unique()) - set(KIND_SCHEMA))
     if unknown:
         raise InputError(
             f"{path}: column kind has unknown value(s) {', '.join(unknown)} "
@@ -167,14 +199,15 @@ def _observation_steps(
             f"tables/accounts.parquet ({int(orphans.sum())} such rows)"
         )
     obs = obs.dropna(subset=["value"])
-    obs = obs.assign(label=obs["kind"].map(lambda k: KIND_SCHEMA[k][0]))
+    labels = {kind: label for kind, (label, _) in KIND_SCHEMA.items()}
+    obs = obs.assign(label=obs["kind"].astype(str).map(labels))
 
     idents = _read_table(
         run_dir / "identifiers.parquet",
         ("kind", "value", "n_accounts", "weight", "is_supernode"),
         required=False,
     )
-    idents = idents.assign(label=idents["kind"].map(lambda k: KIND_SCHEMA.get(str(k), ("", ""))[0]))
+    idents = idents.assign(label=idents["kind"].astype(str).map(labels)).dropna(subset=["label"])
     ident_stats = (
         idents.groupby(["label", "value"], sort=True)
         .agg(weight=("weight", "max"), is_supernode=("is_supernode", "max"))
@@ -189,25 +222,33 @@ def _observation_steps(
         .reset_index()
         .merge(ident_stats, on=["label", "value"], how="left")
     )
+    nodes["n_accounts"] = nodes["n_accounts"].astype("int64")
+    nodes["weight"] = nodes["weight"].astype("Float64")
     nodes["is_supernode"] = nodes["is_supernode"].astype("boolean")
 
-    steps: list[tuple[str, list[dict[str, Any]]]] = []
+    steps: list[LoadStep] = []
+    by_label = dict(iter(nodes.groupby("label", sort=False)))
     for label in IDENTIFIER_LABELS:
-        part = nodes[nodes["label"] == label]
+        part = by_label.get(label, nodes.iloc[:0])
+        frame = part[["value", "n_accounts", "weight", "is_supernode"]].reset_index(drop=True)
+        steps.append(LoadStep(f"load/identifier_{label}", frame, label=label))
+    by_kind = dict(iter(obs.groupby("kind", sort=False)))
+    for kind, (label, rel_type) in KIND_SCHEMA.items():
+        part = by_kind.get(kind, obs.iloc[:0])
+        frame = part[list(RELATIONSHIP_COLUMNS)].reset_index(drop=True)
         steps.append(
-            (
-                f"load/identifier_{label}",
-                _rows(part, ["value", "n_accounts", "weight", "is_supernode"]),
+            LoadStep(
+                f"load/rel_{rel_type}",
+                frame,
+                rel_type=rel_type,
+                start=("Account", "account_id"),
+                end=(label, "value"),
             )
         )
-    for kind, (_label, rel_type) in KIND_SCHEMA.items():
-        part = obs[obs["kind"] == kind]
-        columns = ["account_id", "value", "first_seen", "last_seen", "count"]
-        steps.append((f"load/rel_{rel_type}", _rows(part, columns)))
 
     ips = sorted(set(obs.loc[obs["label"] == "IP", "value"].astype(str)))
     subnets = set(obs.loc[obs["label"] == "Subnet", "value"].astype(str))
-    links = []
+    links: list[tuple[str, str]] = []
     for ip in ips:
         subnet = _subnet_of(ip)
         if subnet is None:
@@ -215,29 +256,48 @@ def _observation_steps(
         elif subnet not in subnets:
             skipped["ip_subnet_not_observed"] = skipped.get("ip_subnet_not_observed", 0) + 1
         else:
-            links.append({"ip": ip, "subnet": subnet})
-    steps.append(("load/ip_in_subnet", links))
+            links.append((ip, subnet))
+    in_subnet = pd.DataFrame(links, columns=["ip", "subnet"], dtype="string")
+    steps.append(
+        LoadStep(
+            "load/ip_in_subnet",
+            in_subnet,
+            rel_type="IN_SUBNET",
+            start=("IP", "ip"),
+            end=("Subnet", "subnet"),
+        )
+    )
     return steps
 
 
-def _cluster_steps(run_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+def _cluster_steps(run_dir: Path) -> list[LoadStep]:
     clusters = _read_table(run_dir / "clusters.parquet", CLUSTER_COLUMNS)
     scores = _read_table(run_dir / "scores.parquet", ("account_id", "cluster_id"))
     members = scores.dropna(subset=["cluster_id"]).sort_values(["cluster_id", "account_id"])
     return [
-        ("load/clusters", _rows(clusters.sort_values("cluster_id"), list(CLUSTER_COLUMNS))),
-        ("load/in_cluster", _rows(members, ["account_id", "cluster_id"])),
+        LoadStep(
+            "load/clusters",
+            clusters.sort_values("cluster_id")[list(CLUSTER_COLUMNS)].reset_index(drop=True),
+            label="Cluster",
+        ),
+        LoadStep(
+            "load/in_cluster",
+            members[["account_id", "cluster_id"]].reset_index(drop=True),
+            rel_type="IN_CLUSTER",
+            start=("Account", "account_id"),
+            end=("Cluster", "cluster_id"),
+        ),
     ]
 
 
-def _model_steps(run_dir: Path, account_ids: set[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+def _model_steps(run_dir: Path, account_ids: pd.Series) -> list[LoadStep]:
     path = run_dir / "tables" / "events.parquet"
     if not path.exists():
         return []
     events = _read_table(path, ("account_id", "ts", "model"))
     if "requests" not in events.columns:
         events = events.assign(requests=1)
-    events = events.dropna(subset=["model", "ts"])
+    events = events[["account_id", "ts", "model", "requests"]].dropna(subset=["model", "ts"])
     events = events[events["account_id"].isin(account_ids)]
     if events.empty:
         return []
@@ -250,20 +310,152 @@ def _model_steps(run_dir: Path, account_ids: set[str]) -> list[tuple[str, list[d
         events.groupby("model", sort=True)["ts"].min().rename("first_seen").reset_index()
     ).rename(columns={"model": "name"})
     return [
-        ("load/models", _rows(models, ["name", "first_seen"])),
-        (
+        LoadStep("load/models", models[["name", "first_seen"]], label="Model"),
+        LoadStep(
             "load/used_model",
-            _rows(use, ["account_id", "model", "first_seen", "last_seen", "requests"]),
+            use[["account_id", "model", "first_seen", "last_seen", "requests"]],
+            rel_type="USED_MODEL",
+            start=("Account", "account_id"),
+            end=("Model", "model"),
         ),
     ]
 
 
-def _batches(
-    steps: list[tuple[str, list[dict[str, Any]]]], batch_size: int
-) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    for name, rows in steps:
-        for start in range(0, len(rows), batch_size):
-            yield name, rows[start : start + batch_size]
+def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
+    """Read and check a run directory and turn it into write steps, in load order.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory (``tables/``, ``observations.parquet``, ``identifiers.parquet``,
+        ``scores.parquet``, ``clusters.parquet``; ``manifest.json`` is checked when present).
+
+    Returns
+    -------
+    PreparedLoad
+        Accounts, identifier nodes (one step per label), account -> identifier relationships
+        (one step per type), ``IN_SUBNET``, clusters, ``IN_CLUSTER``, models and
+        ``USED_MODEL``, plus the rows skipped by reason.
+
+    Raises
+    ------
+    InputError
+        A missing or malformed run file (the message names the file, and row and column
+        where it applies).
+
+    Notes
+    -----
+    Vectorised pandas: O(n log n) in the observations (one sort-based group-by); the only
+    Python loop is over distinct IP values, for their subnet.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a run directory")
+    manifest = root / "manifest.json"
+    if manifest.exists():
+        try:
+            json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(f"{manifest}: not valid JSON ({exc})") from None
+    skipped: dict[str, int] = {}
+    accounts = _account_step(root)
+    account_ids = accounts.frame["account_id"]
+    steps = [accounts]
+    steps += _observation_steps(root, account_ids, skipped)
+    steps += _cluster_steps(root)
+    steps += _model_steps(root, account_ids)
+    return PreparedLoad(run_dir=root, steps=steps, skipped=skipped)
+
+
+# -- batches as column-wise parameters ----------------------------------------------------------
+
+
+def _is_datetime(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
+        series
+    )
+
+
+def _epoch_parts(series: pd.Series) -> tuple[pa.Array, pa.Array]:
+    """Epoch seconds and nanoseconds of a timestamp column (UTC), nulls kept."""
+    stamps = pd.to_datetime(series, utc=True).dt.as_unit("us")
+    micros = stamps.to_numpy(dtype="datetime64[us]").view("int64")
+    missing = stamps.isna().to_numpy()
+    seconds = np.floor_divide(micros, _MICROS)
+    nanos = (micros - seconds * _MICROS) * 1000
+    return pa.array(seconds, mask=missing), pa.array(nanos, mask=missing)
+
+
+def _column_arrays(frame: pd.DataFrame) -> dict[str, pa.Array]:
+    """The step's columns as Arrow arrays; a timestamp column ``c`` becomes ``c_s`` and
+    ``c_ns`` (the arguments of Cypher's ``datetime.fromepoch``)."""
+    arrays: dict[str, pa.Array] = {}
+    for column in frame.columns:
+        series = frame[column]
+        if _is_datetime(series):
+            arrays[f"{column}_s"], arrays[f"{column}_ns"] = _epoch_parts(series)
+        else:
+            arrays[column] = pa.array(series, from_pandas=True)
+    return arrays
+
+
+def batch_parameters(
+    step: LoadStep, batch_size: int
+) -> Iterator[tuple[int, dict[str, list[Any]]]]:
+    """The query parameters of each batch of ``step``: one list per column.
+
+    Parameters
+    ----------
+    step : LoadStep
+        The table to send.
+    batch_size : int
+        Rows per batch.
+
+    Yields
+    ------
+    (int, dict)
+        The number of rows in the batch and its parameters, e.g.
+        ``{"account_id": [...], "value": [...], "first_seen_s": [...], ...}``.
+    """
+    arrays = _column_arrays(step.frame)
+    total = len(step.frame)
+    for start in range(0, total, batch_size):
+        size = min(batch_size, total - start)
+        yield size, {name: arr.slice(start, size).to_pylist() for name, arr in arrays.items()}
+
+
+def _all_batches(
+    steps: list[LoadStep], batch_size: int
+) -> Iterator[tuple[LoadStep, int, dict[str, list[Any]]]]:
+    for step in steps:
+        for size, params in batch_parameters(step, batch_size):
+            yield step, size, params
+
+
+def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Yield ``items`` while a worker thread builds the next ones.
+
+    The driver waits on the socket (releasing the GIL) while the server runs a batch; the
+    worker uses that time to convert the following batch to Python lists.
+    """
+    sentinel = object()
+
+    def take() -> Any:
+        return next(items, sentinel)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="neo4j-load-prep") as pool:
+        pending: list[Future[Any]] = [pool.submit(take) for _ in range(depth)]
+        while True:
+            item = pending.pop(0).result()
+            if item is sentinel:
+                for future in pending:
+                    future.cancel()
+                return
+            pending.append(pool.submit(take))
+            yield item
+
+
+# -- schema, counts and the load ----------------------------------------------------------------
 
 
 def create_schema(runner: QueryRunner) -> int:
@@ -351,56 +543,52 @@ def load_run(
     Every write is a ``MERGE`` on a key backed by a uniqueness constraint, in batches of
     ``batch_size`` rows, one transaction each: cost is O(rows) index look-ups. A killed load
     leaves whole batches behind, and re-running merges them again without duplicates.
+
+    Examples
+    --------
+    >>> summary = load_run("runs/2025-03-01.run", batch_size=5000)  # doctest: +SKIP
+    >>> summary.relationships["USED_IP"]  # doctest: +SKIP
+    282162
     """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a run directory")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
-    manifest = root / "manifest.json"
-    if manifest.exists():
-        try:
-            json.loads(manifest.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise InputError(f"{manifest}: not valid JSON ({exc})") from None
-
-    skipped: dict[str, int] = {}
-    accounts = _account_rows(root)
-    account_ids = {str(r["account_id"]) for r in accounts}
-    steps: list[tuple[str, list[dict[str, Any]]]] = [("load/accounts", accounts)]
-    steps += _observation_steps(root, account_ids, skipped)
-    steps += _cluster_steps(root)
-    steps += _model_steps(root, account_ids)
+    prepared = prepare_load(run_dir)
+    steps = prepared.steps
 
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
     try:
         active.verify()
+        began = time.perf_counter()
         if replace:
             logger.info("deleted %d nodes before loading", clear_graph(active))
         create_schema(active)
-        total = sum(-(-len(rows) // batch_size) for _, rows in steps)
-        texts = {name: load_query(name) for name, _ in steps}
+        total = sum(-(-len(step.frame) // batch_size) for step in steps)
+        texts = {step.query: load_query(step.query) for step in steps}
         written: dict[str, int] = {}
         batches = 0
-        for name, batch in progress(
-            _batches(steps, batch_size), total=total, desc="neo4j load", unit="batch"
+        for step, size, params in progress(
+            _prefetched(_all_batches(steps, batch_size)),
+            total=total,
+            desc="neo4j load",
+            unit="batch",
         ):
-            active.run(texts[name], {"rows": batch}, write=True)
-            key = name.removeprefix("load/")
-            written[key] = written.get(key, 0) + len(batch)
+            active.run(texts[step.query], params, write=True)
+            written[step.name] = written.get(step.name, 0) + size
             batches += 1
-            logger.debug("%s: wrote %d rows", name, len(batch))
+            logger.debug("%s: wrote %d rows", step.query, size)
         nodes, relationships = graph_counts(active)
+        seconds = time.perf_counter() - began
     finally:
         if own:
             active.close()
-    logger.info("loaded %s in %d batches", root, batches)
+    logger.info("loaded %s in %d batches (%.1f s)", prepared.run_dir, batches, seconds)
     return LoadSummary(
-        run_dir=root,
+        run_dir=prepared.run_dir,
         batches=batches,
         rows_written=written,
         nodes=nodes,
         relationships=relationships,
-        skipped=skipped,
+        skipped=prepared.skipped,
+        seconds=seconds,
     )

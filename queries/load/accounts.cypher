@@ -1,7 +1,32 @@
 // Purpose: write one batch of (:Account) nodes (MERGE on account_id) with every contract
 //   attribute of tables/accounts.parquet plus score, action, cluster_id, cluster_size and
 //   reasons from scores.parquet. A null property is removed, so a re-run converges.
-// Param rows (list, required): maps with account_id and props (a map of the properties).
-UNWIND $rows AS row
-MERGE (a:Account {account_id: row.account_id})
-SET a += row.props
+//   Column-wise parameters: row i of the batch is the i-th element of every list; created_at
+//   travels as epoch seconds and nanoseconds (UTC).
+// Param account_id (list, required): the accounts (the key).
+// Param created_at_s (list, required): signup time, epoch seconds.
+// Param created_at_ns (list, required): signup time, nanoseconds within the second.
+// Param email (list, required): emails.
+// Param signup_ip (list, required): signup IPs.
+// Param device_id (list, required): signup devices.
+// Param country (list, required): countries.
+// Param billing_customer_id (list, required): billing customers.
+// Param cluster_id (list, required): clusters from scores.parquet, or null.
+// Param cluster_size (list, required): cluster sizes.
+// Param score (list, required): scores in [0, 1].
+// Param action (list, required): suspend, review or none.
+// Param reasons (list, required): the reasons text.
+UNWIND range(0, size($account_id) - 1) AS i
+MERGE (a:Account {account_id: $account_id[i]})
+SET a.created_at = CASE WHEN $created_at_s[i] IS NULL THEN null
+                        ELSE datetime.fromepoch($created_at_s[i], $created_at_ns[i]) END,
+    a.email = $email[i],
+    a.signup_ip = $signup_ip[i],
+    a.device_id = $device_id[i],
+    a.country = $country[i],
+    a.billing_customer_id = $billing_customer_id[i],
+    a.cluster_id = $cluster_id[i],
+    a.cluster_size = $cluster_size[i],
+    a.score = $score[i],
+    a.action = $action[i],
+    a.reasons = $reasons[i]

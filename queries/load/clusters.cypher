@@ -1,9 +1,15 @@
 // Purpose: write one batch of (:Cluster) nodes from clusters.parquet (MERGE on cluster_id).
-// Param rows (list, required): maps with cluster_id, size, score, n_suspend, n_review, reasons.
-UNWIND $rows AS row
-MERGE (c:Cluster {cluster_id: row.cluster_id})
-SET c.size = row.size,
-    c.score = row.score,
-    c.n_suspend = row.n_suspend,
-    c.n_review = row.n_review,
-    c.reasons = row.reasons
+//   Column-wise parameters: row i of the batch is the i-th element of every list.
+// Param cluster_id (list, required): the clusters (the key).
+// Param size (list, required): accounts per cluster.
+// Param score (list, required): cluster scores.
+// Param n_suspend (list, required): accounts to suspend per cluster.
+// Param n_review (list, required): accounts to review per cluster.
+// Param reasons (list, required): the reasons text.
+UNWIND range(0, size($cluster_id) - 1) AS i
+MERGE (c:Cluster {cluster_id: $cluster_id[i]})
+SET c.size = $size[i],
+    c.score = $score[i],
+    c.n_suspend = $n_suspend[i],
+    c.n_review = $n_review[i],
+    c.reasons = $reasons[i]

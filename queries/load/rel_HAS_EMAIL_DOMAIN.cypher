@@ -1,10 +1,20 @@
 // Purpose: write one batch of (:Account)-[:HAS_EMAIL_DOMAIN]->(:EmailDomain) relationships from the
 //   observations of kind `email_domain` (MERGE, so re-running a batch changes nothing).
-// Param rows (list, required): maps with account_id, value, first_seen, last_seen, count.
-UNWIND $rows AS row
-MATCH (a:Account {account_id: row.account_id})
-MATCH (i:EmailDomain {value: row.value})
-MERGE (a)-[r:HAS_EMAIL_DOMAIN]->(i)
-SET r.first_seen = row.first_seen,
-    r.last_seen = row.last_seen,
-    r.count = row.count
+//   Column-wise parameters: row i of the batch is the i-th element of every list; timestamps
+//   travel as epoch seconds and nanoseconds (UTC).
+// Param account_id (list, required): the accounts.
+// Param value (list, required): the identifier values.
+// Param first_seen_s (list, required): first seen, epoch seconds.
+// Param first_seen_ns (list, required): first seen, nanoseconds within the second.
+// Param last_seen_s (list, required): last seen, epoch seconds.
+// Param last_seen_ns (list, required): last seen, nanoseconds within the second.
+// Param count (list, required): observation counts (requests for event kinds).
+UNWIND range(0, size($account_id) - 1) AS i
+MATCH (a:Account {account_id: $account_id[i]})
+MATCH (n:EmailDomain {value: $value[i]})
+MERGE (a)-[r:HAS_EMAIL_DOMAIN]->(n)
+SET r.first_seen = CASE WHEN $first_seen_s[i] IS NULL THEN null
+                   ELSE datetime.fromepoch($first_seen_s[i], $first_seen_ns[i]) END,
+    r.last_seen = CASE WHEN $last_seen_s[i] IS NULL THEN null
+                  ELSE datetime.fromepoch($last_seen_s[i], $last_seen_ns[i]) END,
+    r.count = $count[i]

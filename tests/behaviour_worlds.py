@@ -1,0 +1,343 @@
+"""Small hand-built worlds with known answers for the behavioural-evidence tests.
+
+One world holds a background of solo users and the populations of issue 5: an active ring
+(proxy IPs, distinct virtual cards, a template family, controller slots, output-heavy traffic,
+a pivot to ``m-4``), its aged accounts (no shared identifier at all: own IP, card, mailbox and
+prompts; they only act on the ring's clock and models), a ring split across two controllers
+whose clocks are 6 hours apart, a company batch pipeline (templated, synchronised, one NAT,
+one card, one billing customer, one domain, a long history, and, to make it hard, output-heavy
+and pivoting too) and a hackathon burst (one venue IP, one starter template, a 36-hour event).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from linker.normalise import build_observations
+
+START = pd.Timestamp("2026-06-01", tz="UTC")
+RELEASE = START + pd.Timedelta(days=60, hours=16)
+HOUR = pd.Timedelta(hours=1)
+DAY = pd.Timedelta(days=1)
+
+
+class _Builder:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.accounts: list[dict[str, object]] = []
+        self.payments: list[dict[str, object]] = []
+        self.events: list[pd.DataFrame] = []
+        self.labels: list[dict[str, object]] = []
+
+    def account(
+        self,
+        group: str,
+        created: pd.Timestamp,
+        *,
+        email: str,
+        ip: str,
+        card: str | None,
+        bin_: str = "411111",
+        billing: str | None = None,
+        country: str = "US",
+        role: str = "",
+    ) -> str:
+        aid = f"acc{len(self.accounts):05d}"
+        self.accounts.append(
+            {
+                "account_id": aid,
+                "created_at": created,
+                "email": email,
+                "signup_ip": ip,
+                "device_id": f"dev-{aid}",
+                "country": country,
+                "billing_customer_id": billing or f"cust-{aid}",
+            }
+        )
+        if card is not None:
+            self.payments.append(
+                {
+                    "account_id": aid,
+                    "payment_fingerprint": card,
+                    "card_bin": bin_,
+                    "billing_country": "US",
+                    "added_at": created + pd.Timedelta(minutes=5),
+                }
+            )
+        self.labels.append({"account_id": aid, "group": group, "role": role})
+        return aid
+
+    def traffic(
+        self,
+        aid: str,
+        times: np.ndarray,
+        *,
+        ips: list[str],
+        prompts: list[str],
+        ratio: float,
+        pivot_share: float = 0.0,
+        pivot_after: pd.Timestamp | None = None,
+        requests: int = 10,
+    ) -> None:
+        n = len(times)
+        ts = pd.to_datetime(np.sort(times), utc=True)
+        model = np.where(self.rng.random(n) < 0.9, "m-2", "m-1").astype(object)
+        if pivot_after is not None:
+            moved = (ts >= pivot_after) & (self.rng.random(n) < pivot_share)
+            model[np.asarray(moved)] = "m-4"
+        inp = np.full(n, 300 * requests)
+        self.events.append(
+            pd.DataFrame(
+                {
+                    "account_id": aid,
+                    "ts": ts,
+                    "ip": np.asarray(ips, dtype=object)[self.rng.integers(0, len(ips), n)],
+                    "device_id": f"dev-{aid}",
+                    "user_agent": "python-requests/2.31",
+                    "model": model,
+                    "requests": requests,
+                    "input_tokens": inp,
+                    "output_tokens": (inp * ratio).astype(np.int64),
+                    "prompt_fingerprint": np.asarray(prompts, dtype=object)[
+                        self.rng.integers(0, len(prompts), n)
+                    ],
+                }
+            )
+        )
+
+    def human_times(self, n: int, first: pd.Timestamp, days: float) -> np.ndarray:
+        day = self.rng.integers(0, int(days), n)
+        hour = self.rng.normal(14, 3.5, n).clip(6, 23.5)
+        offset = pd.to_timedelta(day, unit="D") + pd.to_timedelta(hour, unit="h")
+        return np.asarray(first + offset)
+
+    def slot_times(
+        self, n: int, first_day: pd.Timestamp, n_days: int, slots: np.ndarray, jitter_min: float
+    ) -> np.ndarray:
+        day = self.rng.integers(0, n_days, n)
+        slot = slots[self.rng.integers(0, len(slots), n)]
+        jitter = self.rng.normal(0, jitter_min, n)
+        offset = (
+            pd.to_timedelta(day, unit="D")
+            + pd.to_timedelta(slot, unit="h")
+            + pd.to_timedelta(jitter, unit="min")
+        )
+        return np.asarray(first_day + offset)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        accounts = pd.DataFrame(self.accounts)
+        for c in ("account_id", "email", "signup_ip", "device_id", "country", "billing_customer_id"):
+            accounts[c] = accounts[c].astype("string")
+        accounts["created_at"] = pd.to_datetime(accounts["created_at"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+        payments = pd.DataFrame(self.payments)
+        for c in ("account_id", "payment_fingerprint", "card_bin", "billing_country"):
+            payments[c] = payments[c].astype("string")
+        payments["added_at"] = pd.to_datetime(payments["added_at"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+        events = pd.concat(self.events, ignore_index=True)
+        for c in ("account_id", "ip", "device_id", "user_agent", "model", "prompt_fingerprint"):
+            events[c] = events[c].astype("string")
+        events["ts"] = events["ts"].astype("datetime64[us, UTC]")
+        events["requests"] = events["requests"].astype(np.int64)
+        for c in ("input_tokens", "output_tokens"):
+            events[c] = events[c].astype("Int64")
+        return {"accounts": accounts, "payments": payments, "events": events}
+
+
+def _ring(
+    b: _Builder,
+    name: str,
+    *,
+    n: int,
+    n_aged: int,
+    campaign: pd.Timestamp,
+    slots: np.ndarray,
+    family: list[str],
+    pool_prefix: int,
+    role: str = "member",
+) -> None:
+    rng = b.rng
+    pool = [f"{pool_prefix}.{rng.integers(0, 250)}.{k}.{rng.integers(2, 250)}" for k in range(60)]
+    n_days = 20
+    for k in range(n):
+        created = campaign + pd.Timedelta(minutes=int(rng.integers(0, 90)))
+        email = f"{name}{rng.choice(['bold', 'calm', 'dark'])}wolf{rng.integers(1000, 9999)}@gmail.com"
+        ips = [pool[i] for i in rng.integers(0, len(pool), 3)]
+        aid = b.account(
+            "ring",
+            created,
+            email=email,
+            ip=ips[0],
+            card=f"vc-{name}-{k}",
+            bin_="479038",
+            role=role,
+        )
+        shard = [family[i] for i in rng.choice(len(family), 3, replace=False)]
+        times = b.slot_times(70, campaign + DAY, n_days, slots, 15.0)
+        b.traffic(
+            aid,
+            times,
+            ips=ips,
+            prompts=shard + [f"own-{aid}"],
+            ratio=4.5,
+            pivot_share=0.6,
+            pivot_after=RELEASE + 2 * HOUR,
+        )
+    for k in range(n_aged):
+        # Aged: opened weeks early at a human hour, nothing shared with the ring.
+        created = campaign - pd.Timedelta(days=int(rng.integers(25, 60)), hours=-10)
+        aid = b.account(
+            "ring",
+            created,
+            email=f"jane.doe.{name}.{k}@outlook.com",
+            ip=f"100.{rng.integers(0, 250)}.{k}.{rng.integers(2, 250)}",
+            card=f"aged-{name}-{k}",
+            bin_=str(520000 + k),
+            role="aged",
+        )
+        wake = campaign + pd.Timedelta(hours=float(rng.uniform(0, 30)))
+        times = b.slot_times(60, wake.normalize() + DAY, n_days - 1, slots, 15.0)
+        b.traffic(
+            aid,
+            times,
+            ips=[f"100.{rng.integers(0, 250)}.{k}.{rng.integers(2, 250)}"],
+            prompts=[f"aged-own-{aid}-{j}" for j in range(3)],
+            ratio=4.5,
+            pivot_share=0.6,
+            pivot_after=RELEASE + 2 * HOUR,
+        )
+
+
+def behaviour_world(seed: int = 5) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The world's input tables, its observations and its labels (group, role)."""
+    b = _Builder(seed)
+    rng = b.rng
+    public = [f"public-template-{i}" for i in range(4)]
+
+    # Background: solo users at human hours, a few early adopters of m-4, a public template.
+    for k in range(400):
+        created = START - pd.Timedelta(days=int(rng.integers(30, 900)))
+        ip = f"{rng.integers(11, 90)}.{rng.integers(0, 250)}.{rng.integers(0, 250)}.{k % 250 + 2}"
+        aid = b.account(
+            "solo",
+            created,
+            email=f"user{k}x@{rng.choice(['gmail.com', 'yahoo.com'])}",
+            ip=ip,
+            card=f"card-solo-{k}",
+            bin_=str(400000 + int(rng.integers(0, 300))),
+            country=str(rng.choice(["US", "GB", "DE", "FR", "BR", "IN", "JP", "CA"])),
+        )
+        prompts = [f"own-{aid}-{j}" for j in range(3)]
+        if rng.random() < 0.4:
+            prompts.append(str(rng.choice(public)))
+        adopter = rng.random() < 0.15
+        b.traffic(
+            aid,
+            b.human_times(int(rng.integers(5, 40)), START, 90),
+            ips=[ip],
+            prompts=prompts,
+            ratio=float(rng.lognormal(np.log(0.5), 0.6)),
+            pivot_share=0.5 if adopter else 0.0,
+            pivot_after=RELEASE + pd.Timedelta(days=float(rng.exponential(2.5))),
+            requests=int(rng.integers(1, 5)),
+        )
+
+    family = [f"ring-tmpl-{i}" for i in range(10)] + public[:1]
+    # The active ring with its aged accounts.
+    _ring(
+        b,
+        "alpha",
+        n=50,
+        n_aged=8,
+        campaign=START + pd.Timedelta(days=45),
+        slots=np.array([2.0, 5.5, 9.0, 13.0, 17.5, 21.0]),
+        family=family,
+        pool_prefix=23,
+    )
+    # A ring split across two controllers, clocks 6 hours apart, own proxy pools.
+    split_family = [f"split-tmpl-{i}" for i in range(8)]
+    slots = np.array([1.0, 4.0, 8.0, 11.0])
+    _ring(
+        b,
+        "splitA",
+        n=30,
+        n_aged=0,
+        campaign=START + pd.Timedelta(days=44),
+        slots=slots,
+        family=split_family,
+        pool_prefix=45,
+        role="member",
+    )
+    _ring(
+        b,
+        "splitB",
+        n=30,
+        n_aged=0,
+        campaign=START + pd.Timedelta(days=48),
+        slots=slots + 6.0,
+        family=split_family,
+        pool_prefix=67,
+        role="controller_b",
+    )
+
+    # A company batch pipeline: one card, one billing customer, one domain, one NAT, a long
+    # history; templated, synchronised to the minute, and (the hard part) output-heavy and
+    # pivoting like a ring.
+    nat = "198.51.100.7"
+    launch = START + pd.Timedelta(days=15)
+    for k in range(40):
+        created = START - pd.Timedelta(days=int(rng.integers(200, 400)))
+        aid = b.account(
+            "company",
+            created,
+            email=f"svc.batch{k}@acme-corp.com",
+            ip=nat,
+            card="card-acme",
+            bin_="545454",
+            billing="cust-acme",
+            role="batch",
+        )
+        times = b.slot_times(60, launch, 70, np.array([2.0, 2.5]), 2.0)
+        b.traffic(
+            aid,
+            times,
+            ips=[nat],
+            prompts=["acme-etl-1", "acme-etl-2", "acme-etl-3"],
+            ratio=4.5,
+            pivot_share=0.6,
+            pivot_after=RELEASE + 3 * HOUR,
+        )
+
+    # A hackathon: signups within 3 hours from one venue IP, individual cards, a starter
+    # template sent during a 36-hour event.
+    venue = "203.0.113.50"
+    event = START + pd.Timedelta(days=40)
+    for k in range(40):
+        created = event + pd.Timedelta(minutes=int(rng.integers(0, 180)))
+        aid = b.account(
+            "hackathon",
+            created,
+            email=f"hacker{k}{rng.integers(10, 99)}@{rng.choice(['gmail.com', 'uni.edu'])}",
+            ip=venue,
+            card=f"card-hack-{k}",
+            bin_=str(410000 + int(rng.integers(0, 50))),
+        )
+        times = np.asarray(
+            event + pd.to_timedelta(rng.uniform(3, 39, int(rng.integers(15, 30))), unit="h")
+        )
+        b.traffic(
+            aid,
+            times,
+            ips=[venue],
+            prompts=["starter-template", f"own-{aid}"],
+            ratio=float(rng.lognormal(np.log(0.6), 0.4)),
+        )
+
+    tables = b.tables()
+    observations = build_observations(tables)
+    labels = pd.DataFrame(b.labels).astype("string")
+    return tables, observations, labels
