@@ -128,7 +128,7 @@ class BehaviourSettings:
     band_rows: int = 2
     """MinHash rows per LSH band."""
 
-    max_bucket: int = 100
+    max_bucket: int = 30
     """LSH buckets larger than this are cut into random blocks (bounds the comparisons)."""
 
     lockstep_weight: float = 0.75
@@ -137,7 +137,7 @@ class BehaviourSettings:
     min_lockstep_partners: int = 3
     """An account shows lockstep in full with this many synchronised cluster members."""
 
-    output_heavy_ratio: float = 3.0
+    output_heavy_ratio: float = 4.0
     """Output/input token ratio at which an account counts as output-heavy in full."""
 
     min_rows: int = 3

@@ -127,7 +127,14 @@ class _Builder:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         accounts = pd.DataFrame(self.accounts)
-        for c in ("account_id", "email", "signup_ip", "device_id", "country", "billing_customer_id"):
+        for c in (
+            "account_id",
+            "email",
+            "signup_ip",
+            "device_id",
+            "country",
+            "billing_customer_id",
+        ):
             accounts[c] = accounts[c].astype("string")
         accounts["created_at"] = pd.to_datetime(accounts["created_at"], utc=True).astype(
             "datetime64[us, UTC]"
@@ -162,10 +169,12 @@ def _ring(
 ) -> None:
     rng = b.rng
     pool = [f"{pool_prefix}.{rng.integers(0, 250)}.{k}.{rng.integers(2, 250)}" for k in range(60)]
-    n_days = 20
+    n_days = 15
     for k in range(n):
         created = campaign + pd.Timedelta(minutes=int(rng.integers(0, 90)))
-        email = f"{name}{rng.choice(['bold', 'calm', 'dark'])}wolf{rng.integers(1000, 9999)}@gmail.com"
+        email = (
+            f"{name}{rng.choice(['bold', 'calm', 'dark'])}wolf{rng.integers(1000, 9999)}@gmail.com"
+        )
         ips = [pool[i] for i in rng.integers(0, len(pool), 3)]
         aid = b.account(
             "ring",
@@ -182,7 +191,7 @@ def _ring(
             aid,
             times,
             ips=ips,
-            prompts=shard + [f"own-{aid}"],
+            prompts=[*shard, f"own-{aid}"],
             ratio=4.5,
             pivot_share=0.6,
             pivot_after=RELEASE + 2 * HOUR,
@@ -254,7 +263,7 @@ def behaviour_world(seed: int = 5) -> tuple[dict[str, pd.DataFrame], pd.DataFram
         n=50,
         n_aged=8,
         campaign=START + pd.Timedelta(days=45),
-        slots=np.array([2.0, 5.5, 9.0, 13.0, 17.5, 21.0]),
+        slots=np.array([3.0, 9.5, 14.0, 20.0]),
         family=family,
         pool_prefix=23,
     )

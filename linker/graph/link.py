@@ -28,8 +28,8 @@ from linker.graph.behaviour import account_behaviour, event_codes, template_popu
 from linker.graph.bipartite import Bipartite, build_bipartite, derived_observations
 from linker.graph.bursts import window_counts
 from linker.graph.communities import components_over, detect_communities, prune_weak_members
-from linker.graph.projection import Projection, project
 from linker.graph.lockstep import lockstep_pairs
+from linker.graph.projection import Projection, project
 from linker.graph.scoring import (
     ACCOUNT_FEATURES,
     BEHAVIOUR_FEATURES,
@@ -469,15 +469,18 @@ def link_accounts(
 
     links = _pair_links(bip, projection, weights, cluster_of, settings)
     if len(lock_pairs):
-        links = _with_lockstep_links(links, bip.account_ids, lock_pairs, cluster_of, cfg.lockstep_weight)
+        links = _with_lockstep_links(
+            links, bip.account_ids, lock_pairs, cluster_of, cfg.lockstep_weight
+        )
     behaviour_out = None
     if behaviour is not None and behaviour_terms is not None:
         behaviour_out = pd.concat(
             [
                 behaviour,
                 behaviour_terms.account_features.add_prefix("indicator_").rename(
-                    columns=lambda c: c.replace("indicator_lockstep_", "lockstep_")
-                    .replace("indicator_woke_with", "woke_with")
+                    columns=lambda c: c.replace("indicator_lockstep_", "lockstep_").replace(
+                        "indicator_woke_with", "woke_with"
+                    )
                 ),
             ],
             axis=1,
@@ -527,10 +530,8 @@ def _reattach_by_lockstep(
     outside = (community[left] < 0) & (community[right] >= 0)
     if not outside.any():
         return community
-    frame = pd.DataFrame(
-        {"row": left[outside], "comm": community[right[outside]], "w": w[outside]}
-    )
-    totals = frame.groupby(["row", "comm"], as_index=False)["w"].sum()
+    frame = pd.DataFrame({"row": left[outside], "comm": community[right[outside]], "w": w[outside]})
+    totals = frame.groupby(["row", "comm"], as_index=False).agg(w=("w", "sum"))
     totals = totals.sort_values(["row", "w", "comm"], ascending=[True, False, True])
     best = totals.drop_duplicates("row")
     best = best[best["w"] >= min_attachment]

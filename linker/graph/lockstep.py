@@ -1,8 +1,9 @@
 """Lockstep synchrony between accounts, in the style of SynchroTrap and CopyCatch.
 
 Each account's *actions* are the set of (time bucket, prompt template) and the set of (time
-bucket, model) tokens of its events; each set is compared separately. Accounts that one controller dispatches act in the same buckets,
-so their action sets overlap far more than strangers' do. Synchrony is measured at several
+bucket, model) tokens of its events; each set is compared separately. Accounts that one
+controller dispatches act in the same buckets, so their action sets overlap far more than
+strangers' do. Synchrony is measured at several
 bucket widths (60 and 240 minutes by default), so that tens of minutes of jitter do not
 hide it.
 
@@ -22,11 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from linker.graph.behaviour import event_codes
+from linker.graph.behaviour import event_codes, sorted_unique
 
 __all__ = ["LockstepResult", "action_tokens", "jaccard", "lockstep_pairs", "minhash_signatures"]
 
 logger = logging.getLogger(__name__)
+
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: a fast, well-spread 64-bit hash of integer keys."""
@@ -152,7 +154,9 @@ def minhash_signatures(
     return sig
 
 
-def jaccard(first: set[object] | frozenset[object], second: set[object] | frozenset[object]) -> float:
+def jaccard(
+    first: set[object] | frozenset[object], second: set[object] | frozenset[object]
+) -> float:
     """Exact Jaccard similarity of two sets (0 for two empty sets).
 
     Examples
@@ -192,7 +196,7 @@ def lockstep_pairs(
     min_tokens: int = 8,
     n_hashes: int = 24,
     band_rows: int = 2,
-    max_bucket: int = 100,
+    max_bucket: int = 30,
     seed: int = 0,
 ) -> LockstepResult:
     """Pairs of accounts acting in lockstep.
@@ -221,7 +225,7 @@ def lockstep_pairs(
         candidate with probability ``1 - (1 - J**r)**b`` (J = 0.3: 68%, J = 0.5: 97%, J = 0.1:
         11% with the defaults); a ring member has hundreds of synchronised partners, so
         finding a fraction of them suffices.
-    max_bucket : int, default 100
+    max_bucket : int, default 30
         Band buckets larger than this are cut into seeded random blocks of this size.
     seed : int, default 0
         Seeds the hash functions and the block cuts.
@@ -287,9 +291,7 @@ def lockstep_pairs(
             order = np.lexsort((noise, key))
             sorted_key = key[order]
             starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
-            rank = np.arange(len(order)) - np.repeat(
-                starts, np.diff(np.r_[starts, len(order)])
-            )
+            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
             bucket_no = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
             block = bucket_no.astype(np.int64) * np.int64(1 << 20) + rank // max_bucket
             left, right = _pairs_within_blocks(order, block)
@@ -298,7 +300,7 @@ def lockstep_pairs(
         left = np.concatenate(left_all) if left_all else np.zeros(0, np.int64)
         right = np.concatenate(right_all) if right_all else np.zeros(0, np.int64)
         lo, hi = np.minimum(left, right), np.maximum(left, right)
-        pair_key = np.unique(lo.astype(np.int64) * np.int64(len(live)) + hi)
+        pair_key = sorted_unique(lo.astype(np.int64) * np.int64(len(live)) + hi)
         lo = pair_key // np.int64(max(len(live), 1))
         hi = pair_key % np.int64(max(len(live), 1))
         estimate = np.zeros(len(pair_key))
@@ -328,8 +330,10 @@ def lockstep_pairs(
         stats["pairs"] += int(good.sum())
         stats["participants"] = max(stats["participants"], len(live))
         logger.debug("lockstep %d min %s: %d comparisons", width, action, len(pair_key))
-    pairs = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
-        {"a": [], "b": [], "jaccard": [], "bucket_minutes": [], "action": []}
+    pairs = (
+        pd.concat(found, ignore_index=True)
+        if found
+        else pd.DataFrame({"a": [], "b": [], "jaccard": [], "bucket_minutes": [], "action": []})
     )
     # One row per pair: its strongest width (ties: the narrower width).
     pairs = pairs.sort_values(

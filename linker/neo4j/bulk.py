@@ -1,0 +1,439 @@
+"""First load of a run into an empty local database with ``neo4j-admin database import full``.
+
+``linker neo4j load RUN_DIR --bulk`` calls :func:`bulk_load`. It writes the same tables as the
+``UNWIND`` loader (:func:`linker.neo4j.loader.prepare_load`) as typed CSV files
+(``account_id:ID(Account)``, ``:START_ID(Account)``, ``first_seen:datetime``, ...) into a
+temporary folder, then:
+
+1. checks that the database ``neo4j`` of the local server is empty (or that ``replace`` was
+   given: the import overwrites it);
+2. stops the server (Neo4j Community has one user database, and the importer needs it
+   offline);
+3. runs Neo4j's own importer, ``org.neo4j.cli.AdminTool database import full
+   --overwrite-destination=true ... neo4j``, from the same jars as the server;
+4. starts the server again on the same ports and with the same memory settings;
+5. creates the constraints and indexes of ``queries/load/schema.cypher``, as the ``UNWIND``
+   loader does, and counts what is there.
+
+The importer writes the store files directly, without transactions, so it is much faster
+than transactional Cypher for a first load (figures in ``docs/performance.md``); it cannot
+add to an existing graph, so later loads use the idempotent ``UNWIND`` loader.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from linker.errors import EnvironmentProblem, LinkerError
+from linker.queries import load_query
+
+from . import server
+from .loader import LoadStep, PreparedLoad, create_schema, graph_counts, prepare_load
+from .runner import QueryRunner, resolve_connection
+
+__all__ = ["BulkSummary", "ImportFiles", "bulk_load", "write_import_files"]
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "neo4j"
+"""The one user database of Neo4j Community (its default database)."""
+
+IMPORT_LOG = "logs/bulk-import.log"
+
+
+@dataclass(frozen=True)
+class ImportFiles:
+    """The CSV files of one import, with the label or type each one carries."""
+
+    folder: Path
+    nodes: list[tuple[str, Path]]
+    """(label, file) pairs, each file with its typed header on the first line."""
+    relationships: list[tuple[str, Path]]
+    """(relationship type, file) pairs."""
+    rows: dict[str, int]
+    """Data rows per step name (``accounts``, ``rel_USED_IP``, ...)."""
+    multiline: bool
+    """True when a value holds a line break (the importer must then parse multi-line fields)."""
+
+
+@dataclass(frozen=True)
+class BulkSummary:
+    """What a bulk import wrote, how long each phase took, and what the database holds."""
+
+    run_dir: Path
+    data_dir: Path
+    rows_written: dict[str, int]
+    nodes: dict[str, int]
+    relationships: dict[str, int]
+    skipped: dict[str, int]
+    seconds: float
+    """Wall time from the first file written to the schema online and counted."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase: ``write_csv``, ``stop``, ``import``, ``start``, ``schema``."""
+    replaced: bool = False
+    """True when a non-empty database was overwritten."""
+
+
+# -- CSV files ----------------------------------------------------------------------------------
+
+
+def _neo4j_type(array: pa.Array) -> str:
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        return "datetime"
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_integer(kind):
+        return "long"
+    if pa.types.is_floating(kind):
+        return "double"
+    return "string"
+
+
+def _as_text_timestamps(array: pa.Array) -> pa.Array:
+    """ISO 8601 text in UTC with microseconds, e.g. ``2025-03-01T00:30:00.000000Z``."""
+    if array.type.tz is not None:
+        array = array.cast(pa.timestamp(array.type.unit))  # the same instants, as UTC wall time
+    return pc.strftime(array.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def _column(series: pd.Series) -> pa.Array:
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series):
+        return pa.array(pd.to_datetime(series, utc=True).dt.as_unit("us"), from_pandas=True)
+    return pa.array(series, from_pandas=True)
+
+
+def _header(step: LoadStep, column: str, array: pa.Array) -> str:
+    if step.label is not None and column == step.frame.columns[0]:
+        return f"{column}:ID({step.label})"
+    if step.start is not None and column == step.start[1]:
+        return f":START_ID({step.start[0]})"
+    if step.end is not None and column == step.end[1]:
+        return f":END_ID({step.end[0]})"
+    return f"{column}:{_neo4j_type(array)}"
+
+
+def _has_line_break(array: pa.Array) -> bool:
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return False
+    found = pc.any(pc.match_substring_regex(array, r"[\r\n]")).as_py()
+    return bool(found)
+
+
+def _write_step(step: LoadStep, path: Path) -> bool:
+    """Write one step as a headed CSV file; return True when a value spans lines."""
+    arrays = {c: _column(step.frame[c]) for c in step.frame.columns}
+    headers = [_header(step, c, a) for c, a in arrays.items()]
+    cells = {
+        c: _as_text_timestamps(a) if pa.types.is_timestamp(a.type) else a for c, a in arrays.items()
+    }
+    table = pa.table(cells)
+    with open(path, "wb") as handle:
+        handle.write((",".join(headers) + "\n").encode("utf-8"))
+        # Every present value is quoted and a null is an empty field, so the importer reads
+        # "" as an empty string and ,, as a missing property (as the UNWIND loader writes them).
+        pacsv.write_csv(
+            table,
+            handle,
+            pacsv.WriteOptions(include_header=False, quoting_style="all_valid"),
+        )
+    return any(_has_line_break(a) for a in cells.values())
+
+
+def _complete_clusters(steps: list[LoadStep]) -> list[LoadStep]:
+    """Bulk needs every relationship end to exist: add bare clusters named only in scores, and
+    drop cluster memberships of accounts absent from the accounts table (the ``UNWIND`` loader
+    likewise creates the former with MERGE and cannot MATCH the latter)."""
+    by_name = {s.name: s for s in steps}
+    clusters, members = by_name.get("clusters"), by_name.get("in_cluster")
+    accounts = by_name["accounts"].frame["account_id"]
+    if clusters is None or members is None:
+        return steps
+    kept = members.frame[members.frame["account_id"].isin(accounts)].reset_index(drop=True)
+    extra = sorted(set(kept["cluster_id"].dropna()) - set(clusters.frame["cluster_id"].dropna()))
+    frame = clusters.frame
+    if extra:
+        bare = pd.DataFrame({"cluster_id": pd.Series(extra, dtype="string")})
+        frame = pd.concat([frame, bare], ignore_index=True)
+    out = []
+    for step in steps:
+        if step is clusters:
+            step = LoadStep(step.query, frame, label=step.label)
+        elif step is members:
+            step = LoadStep(
+                step.query, kept, rel_type=step.rel_type, start=step.start, end=step.end
+            )
+        out.append(step)
+    return out
+
+
+def write_import_files(prepared: PreparedLoad, folder: str | os.PathLike[str]) -> ImportFiles:
+    """Write the steps of ``prepared`` as ``neo4j-admin database import`` CSV files.
+
+    Parameters
+    ----------
+    prepared : PreparedLoad
+        From :func:`linker.neo4j.loader.prepare_load`.
+    folder : path
+        An empty folder to write into (the caller makes it temporary).
+
+    Returns
+    -------
+    ImportFiles
+        The files and, for each, its label or relationship type.
+
+    Notes
+    -----
+    Headers are typed from the column types: ``long``, ``double``, ``boolean``, ``datetime``
+    (ISO 8601, UTC, microseconds) and ``string``. A node step's key column becomes
+    ``key:ID(Label)`` (one ID space per label, so the same text may be an IP and a device), a
+    relationship's ends ``:START_ID(Label)`` and ``:END_ID(Label)``. O(rows), in Arrow.
+    """
+    root = Path(folder)
+    nodes: list[tuple[str, Path]] = []
+    rels: list[tuple[str, Path]] = []
+    rows: dict[str, int] = {}
+    multiline = False
+    for step in _complete_clusters(prepared.steps):
+        rows[step.name] = len(step.frame)
+        if step.frame.empty:
+            continue
+        path = root / f"{step.name}.csv"
+        multiline |= _write_step(step, path)
+        if step.label is not None:
+            nodes.append((step.label, path))
+        elif step.rel_type is not None:
+            rels.append((step.rel_type, path))
+    return ImportFiles(root, nodes, rels, rows, multiline)
+
+
+# -- the server and the importer ----------------------------------------------------------------
+
+
+def _conf_value(home: Path, key: str, default: str) -> str:
+    try:
+        lines = (home / "conf" / "neo4j.conf").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return default
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            return value.strip()
+    return default
+
+
+def _local_runner(home: Path) -> QueryRunner:
+    # The bulk import works on this data directory's store, so always talk to its server,
+    # whatever NEO4J_URI says.
+    env = {k: v for k, v in os.environ.items() if k not in ("NEO4J_URI", "NEO4J_DATABASE")}
+    return QueryRunner(resolve_connection(home, env=env))
+
+
+def _database_size(home: Path, *, timeout: float = 0.0) -> tuple[int, int]:
+    """Nodes and relationships in the database; waits up to ``timeout`` seconds for it to
+    come online after a start (Bolt answers before the database is available)."""
+    deadline = time.monotonic() + timeout
+    with _local_runner(home) as runner:
+        while True:
+            try:
+                row = runner.run(load_query("load/database_size")).rows[0]
+                return int(row[0]), int(row[1])
+            except LinkerError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+
+
+def _run_import(home: Path, files: ImportFiles, *, heap: str, threads: int) -> float:
+    java = shutil.which("java")
+    if java is None:
+        raise EnvironmentProblem("java not found on PATH: install Java 17 or 21")
+    lib = server.ensure_jars()
+    cmd = [
+        java,
+        f"-Xmx{heap}",
+        *server.JVM_FLAGS,
+        "-cp",
+        f"{lib}/*",
+        "org.neo4j.cli.AdminTool",
+        "database",
+        "import",
+        "full",
+        DATABASE,  # before the file lists: --nodes/--relationships take several values
+        "--overwrite-destination=true",
+        f"--threads={threads}",
+        "--max-off-heap-memory=2g",
+        f"--report-file={files.folder / 'import.report'}",
+        *(["--multiline-fields=true"] if files.multiline else []),
+        *(f"--nodes={label}={path}" for label, path in files.nodes),
+        *(f"--relationships={rel_type}={path}" for rel_type, path in files.relationships),
+    ]
+    env = dict(os.environ)
+    env["NEO4J_HOME"] = str(home)
+    env["NEO4J_CONF"] = str(home / "conf")
+    env.pop("NEO4J_PASSWORD", None)
+    log_path = home / IMPORT_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, check=False
+        )
+    if proc.returncode != 0:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        detail = next(
+            (ln.strip() for ln in reversed(lines) if "rror" in ln or "xception" in ln),
+            lines[-1].strip() if lines else "no output",
+        )
+        raise LinkerError(
+            f"neo4j-admin database import failed (exit {proc.returncode}): {detail[:300]}; "
+            f"see {log_path}"
+        )
+    return time.perf_counter() - began
+
+
+def bulk_load(
+    run_dir: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    replace: bool = False,
+    threads: int = 2,
+    import_heap: str = "1g",
+    timeout: float = 180.0,
+) -> BulkSummary:
+    """Import ``run_dir`` into the local server's empty database with ``neo4j-admin``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory, as for :func:`linker.neo4j.loader.load_run`.
+    data_dir : path, optional
+        The local server's data directory (``linker neo4j start --data-dir``); default
+        :func:`linker.neo4j.server.default_data_dir`. ``NEO4J_URI`` is not used: the import
+        writes this directory's store.
+    replace : bool
+        Overwrite a database that is not empty. Without it a non-empty database is refused.
+    threads : int
+        Importer threads (this machine has 2 cores).
+    import_heap : str
+        JVM heap of the importer, e.g. ``"1g"``.
+    timeout : float
+        Seconds to wait for the restarted server's Bolt port.
+
+    Returns
+    -------
+    BulkSummary
+        Counts after the import, and the seconds of each phase.
+
+    Raises
+    ------
+    InputError
+        A missing or malformed run file (checked before the server is touched).
+    LinkerError
+        The database is not empty and ``replace`` is False; no server was ever started in
+        ``data_dir``; or the importer failed (the message names its log; the server is
+        restarted either way).
+    EnvironmentProblem
+        Java missing, or the server did not come back up.
+
+    Notes
+    -----
+    The server is unavailable between the stop and the restart (the import itself plus two
+    start-ups). The importer is O(nodes + relationships) with no per-row transaction or index
+    look-up; the constraints are built afterwards in one pass per index.
+
+    Examples
+    --------
+    >>> summary = bulk_load("runs/2025-03-01.run")  # doctest: +SKIP
+    >>> summary.phases["import"]  # doctest: +SKIP
+    21.4
+    """
+    prepared = prepare_load(run_dir)  # every input error before the server is touched
+    home = Path(data_dir).expanduser() if data_dir is not None else server.default_data_dir()
+    home = home.resolve()
+    state = server.read_state(home)
+    if state is None or not (home / "conf" / "neo4j.conf").exists():
+        raise LinkerError(
+            f"no local Neo4j server in {home}: start one with `linker neo4j start` "
+            "(and the same --data-dir) before a --bulk load"
+        )
+    status = server.server_status(data_dir=home)
+    store = home / "data" / "databases" / DATABASE
+    replaced = False
+    if status.running:
+        nodes, rels = _database_size(home)
+        if nodes or rels:
+            if not replace:
+                raise LinkerError(
+                    f"database {DATABASE} in {home} is not empty ({nodes:,} nodes, "
+                    f"{rels:,} relationships): --bulk only loads into an empty database; "
+                    "pass --replace to overwrite it (its whole graph is deleted), "
+                    "or load without --bulk"
+                )
+            replaced = True
+    elif store.exists() and not replace:
+        raise LinkerError(
+            f"the server of {home} is stopped, so database {DATABASE} cannot be checked for "
+            "emptiness: start it with `linker neo4j start`, or pass --replace to overwrite it"
+        )
+
+    heap = _conf_value(home, "server.memory.heap.max_size", server.DEFAULT_HEAP)
+    pagecache = _conf_value(home, "server.memory.pagecache.size", server.DEFAULT_PAGECACHE)
+    phases: dict[str, float] = {}
+    began = time.perf_counter()
+    (home / "import").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bulk.", suffix=".tmp", dir=home / "import"))
+    try:
+        files = write_import_files(prepared, folder)
+        phases["write_csv"] = time.perf_counter() - began
+        mark = time.perf_counter()
+        server.stop_server(data_dir=home)
+        phases["stop"] = time.perf_counter() - mark
+        try:
+            phases["import"] = _run_import(home, files, heap=import_heap, threads=threads)
+        finally:
+            mark = time.perf_counter()
+            server.start_server(
+                data_dir=home,
+                bolt_port=int(state["bolt_port"]),
+                http_port=int(state["http_port"]),
+                heap=heap,
+                pagecache=pagecache,
+                auth=bool(state.get("auth")),
+                timeout=timeout,
+            )
+            phases["start"] = time.perf_counter() - mark
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    mark = time.perf_counter()
+    _database_size(home, timeout=timeout)
+    with _local_runner(home) as runner:
+        create_schema(runner)
+        phases["schema"] = time.perf_counter() - mark
+        node_counts, rel_counts = graph_counts(runner)
+    seconds = time.perf_counter() - began
+    logger.info("bulk-imported %s into %s in %.1f s", prepared.run_dir, home, seconds)
+    return BulkSummary(
+        run_dir=prepared.run_dir,
+        data_dir=home,
+        rows_written=files.rows,
+        nodes=node_counts,
+        relationships=rel_counts,
+        skipped=prepared.skipped,
+        seconds=seconds,
+        phases=phases,
+        replaced=replaced,
+    )
