@@ -188,6 +188,12 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     is_flag=True,
     help="Link without behavioural evidence (lockstep, model pivot, traffic; docs/behaviour.md).",
 )
+@click.option(
+    "--neo4j",
+    "load_neo4j",
+    is_flag=True,
+    help="Then load the run into Neo4j (NEO4J_URI or the local server), as `linker neo4j load`.",
+)
 def run_command(
     data_dir: Path,
     out: Path,
@@ -202,6 +208,7 @@ def run_command(
     min_score: float | None,
     actions: tuple[str, ...],
     no_behaviour: bool,
+    load_neo4j: bool,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
 
@@ -224,6 +231,12 @@ def run_command(
     )
     result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt)
     click.echo(result.render())
+    if load_neo4j:
+        from linker.neo4j.loader import load_run
+
+        summary = load_run(result.run_dir)
+        click.echo(f"loaded {summary.run_dir} into Neo4j in {summary.batches:,} batches")
+        _echo_load_counts(summary.nodes, summary.relationships, summary.skipped)
 
 
 @cli.command("export")
