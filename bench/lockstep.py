@@ -24,13 +24,16 @@ the load average is recorded beside the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -108,26 +111,41 @@ def _scaling(size: int, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def _run_once(world: Path, out: Path, behaviour: bool) -> dict[str, float]:
+def _run_once(world: Path, out: Path, behaviour: bool) -> dict[str, Any]:
+    """One `linker run` in a fresh child process: wall and CPU seconds, stages, quality."""
     cmd = [str(Path(sys.executable).parent / "linker"), "run", str(world), "-o", str(out)]
     if not behaviour:
         cmd.append("--no-behaviour")
+    load_before = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     manifest = json.loads((out.with_name(out.stem + ".run") / "manifest.json").read_text())
     timings = manifest["timings_seconds"]
     labels = _read(world, "labels")
     ev = evaluate(labels, pd.read_csv(out, dtype="string", keep_default_na=False))
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "link_s": float(timings["link"]),
         "total_s": float(timings["total"]),
         "precision": ev.suspend.precision,
         "recall": ev.suspend.recall,
+        "rings_suspend_recall": {r.ring_id: r.recall_suspend for r in ev.rings},
+        "groups_suspended": {g.group: g.suspended for g in ev.benign_groups},
+        "export_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "load_before": load_before,
         "load": os.getloadavg()[0],
+        **{f"stage_{k}": float(v) for k, v in timings.items() if isinstance(v, int | float)},
         **{f"engine_{k}": float(v) for k, v in timings["engine"].items()},
     }
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r.get(key, 0.0)) for r in rows)
 
 
 def main() -> None:
@@ -165,27 +183,60 @@ def main() -> None:
             previous = row["s_per_m_events"]
     if args.run:
         world = _world(args.sizes[-1], args)
-        runs: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
+        runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
         for _ in range(args.repeats):
             for name in ("without", "with"):
                 out = Path(args.work) / f"takedown-{name}.csv"
                 runs[name].append(_run_once(world, out, name == "with"))
         report["runs"] = runs
-        med = {k: statistics.median(r["total_s"] for r in v) for k, v in runs.items()}
-        link = {k: statistics.median(r["link_s"] for r in v) for k, v in runs.items()}
         lines += [
             "",
-            "| `linker run` | total s (median) | link stage s | suspend precision | recall |",
-            "|---|---|---|---|---|",
+            "| `linker run` | wall s (median) | CPU s (median) | link stage s | "
+            "suspend precision | recall | export sha256 (all repeats) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name in ("without", "with"):
             r = runs[name][-1]
+            digests = sorted({x["export_sha256"][:12] for x in runs[name]})
             lines.append(
-                f"| {name} behaviour | {med[name]:.1f} | {link[name]:.1f} | "
-                f"{r['precision']:.4f} | {r['recall']:.4f} |"
+                f"| {name} behaviour | {_median(runs[name], 'total_s'):.1f} | "
+                f"{_median(runs[name], 'cpu_s'):.1f} | {_median(runs[name], 'link_s'):.1f} | "
+                f"{r['precision']:.4f} | {r['recall']:.4f} | {', '.join(digests)} |"
             )
-        lines.append(f"\nwith / without: {med['with'] / med['without']:.2f}x total time")
-        report["ratio_total"] = med["with"] / med["without"]
+        # Ratios of each alternating pair (run i with / run i without), then their median:
+        # both runs of a pair saw about the same load.
+        pairs = list(zip(runs["with"], runs["without"], strict=True))
+        pair_wall = [w["total_s"] / o["total_s"] for w, o in pairs]
+        pair_cpu = [w["cpu_s"] / o["cpu_s"] for w, o in pairs]
+        ratio_wall = _median(runs["with"], "total_s") / _median(runs["without"], "total_s")
+        ratio_cpu = _median(runs["with"], "cpu_s") / _median(runs["without"], "cpu_s")
+        lines.append(
+            f"\nwith / without: {ratio_wall:.2f}x wall time ({ratio_cpu:.2f}x CPU time), "
+            f"medians of {args.repeats}; per alternating pair: wall "
+            f"{', '.join(f'{x:.2f}' for x in pair_wall)} (median "
+            f"{statistics.median(pair_wall):.2f}), CPU "
+            f"{', '.join(f'{x:.2f}' for x in pair_cpu)} (median {statistics.median(pair_cpu):.2f})"
+        )
+        stages = sorted(
+            {k for r in runs["with"] for k in r if k.startswith(("stage_", "engine_"))}
+            - {"stage_total"}
+        )
+        extra = {
+            k: _median(runs["with"], k) - _median(runs["without"], k)
+            for k in stages
+            if abs(_median(runs["with"], k) - _median(runs["without"], k)) >= 0.05
+        }
+        lines.append(
+            "extra seconds with behaviour, by stage (median with - median without): "
+            + ", ".join(f"{k.split('_', 1)[1]} {v:+.2f}" for k, v in extra.items())
+        )
+        loads = [r["load_before"] for v in runs.values() for r in v]
+        lines.append(f"1-minute load average before the runs: {min(loads):.1f}-{max(loads):.1f}")
+        report["ratio_total"] = ratio_wall
+        report["ratio_cpu"] = ratio_cpu
+        report["ratio_pairs_wall"] = pair_wall
+        report["ratio_pairs_cpu"] = pair_cpu
+        report["extra_by_stage"] = extra
     text = "\n".join(lines)
     print(text)
     tag = "-".join(str(s) for s in args.sizes)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.neo4j.bulk import bulk_load
-from linker.neo4j.loader import load_run
+from linker.neo4j.loader import batch_parameters, load_run, prepare_load
 from linker.neo4j.runner import ConnectionSettings, QueryRunner
 from linker.neo4j.server import start_server, stop_server
 from linker.pipeline import run as run_pipeline
@@ -136,6 +136,34 @@ def _bulk(run_dir: Path, args: argparse.Namespace) -> dict:
     )
 
 
+def _packing(run_dir: Path, batch_size: int) -> dict[str, float]:
+    """Seconds to pack every batch into Bolt bytes, with the driver's Rust and pure-Python
+    packers (``neo4j-rust-ext`` against the driver's fallback), no server involved."""
+    from neo4j._codec.packstream.v1 import Packer  # the driver's internals: bench only
+
+    class Sink:
+        size = 0
+
+        def write(self, data: bytes) -> None:
+            self.size += len(data)
+
+    prepared = prepare_load(run_dir)
+    batches = [p for step in prepared.steps for _, p in batch_parameters(step, batch_size)]
+    out: dict[str, float] = {}
+    for name in ("rust", "python"):
+        sink = Sink()
+        packer = Packer(sink)
+        began = time.perf_counter()
+        for params in batches:
+            if name == "rust":
+                packer.pack(params)
+            else:
+                packer._py_pack(params, Packer._inject_hooks())
+        out[name] = time.perf_counter() - began
+        out[f"{name}_bytes"] = sink.size
+    return out
+
+
 def _table(rows: list[dict], peer: dict | None) -> str:
     lines = [
         "| mode | batch size | seconds | nodes | relationships | nodes/s | relationships/s |"
@@ -161,6 +189,9 @@ def main() -> None:
     parser.add_argument("--tmp", default=None, help="Parent of the servers' data directories.")
     parser.add_argument("--batch-sizes", default="1000,5000,20000")
     parser.add_argument("--no-bulk", action="store_true", help="Skip the bulk importer.")
+    parser.add_argument(
+        "--no-packing", action="store_true", help="Skip the Rust vs Python packing figure."
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args()
@@ -188,6 +219,13 @@ def main() -> None:
         import_rate = bulk["relationships"] / bulk["phases"]["import"]
         print(f"bulk phases: {phases}; the importer alone: {import_rate:,.0f} relationships/s")
         print(f"bulk vs best UNWIND: {best['seconds'] / bulk['seconds']:.2f}× faster end to end")
+    packing = None if args.no_packing else _packing(run_dir, 5000)
+    if packing is not None:
+        print(
+            f"packing every batch (5,000 rows) into Bolt: neo4j-rust-ext {packing['rust']:.1f} s, "
+            f"pure-Python driver {packing['python']:.1f} s "
+            f"({packing['python'] / packing['rust']:.1f}× slower)"
+        )
     print(f"load average (1/5/15 min) at start: {started_load}; at end: {_load_average()}")
 
     results = ROOT / "bench" / "results"
@@ -200,6 +238,7 @@ def main() -> None:
                 "machine": platform.platform(),
                 "cpus": os.cpu_count(),
                 "rows": rows,
+                "packing_seconds": packing,
             },
             indent=2,
         )

@@ -293,6 +293,62 @@ def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
     click.echo(pipeline.explain(run_dir, account_id).render(max_links=max_links))
 
 
+@cli.command("expand")
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--seeds",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV of confirmed accounts, with an account_id column.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="How many accounts to rank.",
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The ranking to write (CSV: account_id, score, reasons; best first).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="The run of DATA_DIR to reuse, or where to run it "
+    "[default: a matching run under the working directory, else <DATA_DIR name>.run].",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(path_type=Path),
+    help="A TOML settings file (link, link.embedding, embed, seed).",
+)
+def expand_command(
+    data_dir: Path,
+    seeds: Path,
+    top: int,
+    out: Path,
+    run_dir: Path | None,
+    settings_file: Path | None,
+) -> None:
+    """Rank accounts by graph-embedding similarity to the confirmed ones in --seeds.
+
+    DATA_DIR is a dataset or a run directory. A saved run of DATA_DIR is reused when its
+    manifest names DATA_DIR and its input files are unchanged; otherwise `linker run` runs
+    first. Seeds are left out of the ranking; each row names its nearest confirmed accounts
+    and the identifiers it shares with them (docs/embeddings.md).
+    """
+    from linker.expand import expand
+
+    settings = load_settings(settings_file)
+    ranked = expand(data_dir, seeds, top=top, settings=settings, run_dir=run_dir, out=out)
+    click.echo(f"wrote {out} ({len(ranked):,} accounts)")
+
+
 @cli.command("evaluate")
 @click.option(
     "--labels",

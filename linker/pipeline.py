@@ -31,7 +31,9 @@ from linker import __version__
 from linker.allowlist import AllowList, apply_allowlist, load_allowlist
 from linker.backend import ARTEFACTS, RunStore
 from linker.errors import InputError
+from linker.graph.behaviour import event_codes
 from linker.graph.link import link_accounts
+from linker.graph.proximity import ProximityResult, embedding_review
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.validate import validate_dataset
 from linker.normalise import build_observations
@@ -494,6 +496,12 @@ def _recount_clusters(clusters: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFr
     return clusters
 
 
+def _account_order(accounts: pd.DataFrame) -> pd.Series:
+    """The account ids in the linking engine's row order (first occurrence of each id)."""
+    ids = accounts["account_id"].astype("string")
+    return ids.drop_duplicates() if ids.duplicated().any() else ids
+
+
 def run(
     data_dir: str | Path,
     out: str | Path,
@@ -573,17 +581,35 @@ def run(
         store.write_table("observations", observations)
         # Linking needs only the accounts from here on; the events table is by far the
         # largest object, and freeing it lowers the run's peak memory (docs/performance.md).
-        # Behavioural evidence (docs/behaviour.md) keeps the events until linking.
+        # Behavioural evidence (docs/behaviour.md) needs the events only as integer codes:
+        # encode them once, here, and free the table.
         tables.pop("payments", None)
-        events = tables.pop("events", None) if settings.link.behaviour.enabled else None
-        tables.pop("events", None)
+        raw_events = tables.pop("events", None)
+        events = None
+        if settings.link.behaviour.enabled and raw_events is not None:
+            events = event_codes(raw_events, _account_order(tables["accounts"]))
+        del raw_events
 
     with timer("link"):
         result = link_accounts(
             tables["accounts"], observations, settings.link, seed=settings.seed, events=events
         )
         del events
-    scores = _complete_scores(result.scores, tables["accounts"])
+        # Embedding proximity may move an unflagged account to review, never to suspend
+        # (docs/embeddings.md); off unless settings.link.embedding.enabled.
+        proximity = (
+            embedding_review(
+                result.scores,
+                result.bipartite,
+                settings.link,
+                seed=settings.seed,
+                hops=settings.embed.hops,
+                whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
+            )
+            if result.bipartite is not None
+            else ProximityResult(result.scores, None, 0)
+        )
+    scores = _complete_scores(proximity.scores, tables["accounts"])
 
     with timer("allowlist"):
         outcome = apply_allowlist(scores, tables["accounts"], allow)
@@ -598,6 +624,8 @@ def run(
         if result.behaviour is not None:
             store.write_table("behaviour", result.behaviour)
         embeddings = getattr(result, "embeddings", None)
+        if proximity.embeddings is not None:
+            embeddings = proximity.embeddings
         if isinstance(embeddings, pd.DataFrame):
             store.write_table("embeddings", embeddings)
 
@@ -616,6 +644,7 @@ def run(
         **{a: int((scores["action"] == a).sum()) for a in ACTIONS},
         "allowlisted": outcome.n_matched,
         "spared_by_allowlist": outcome.n_spared,
+        "review_by_embedding": proximity.moved,
     }
     manifest: dict[str, Any] = {
         "linker_version": __version__,

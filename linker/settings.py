@@ -22,6 +22,7 @@ from linker.errors import SettingsError
 __all__ = [
     "BehaviourSettings",
     "EmbedSettings",
+    "EmbeddingReviewSettings",
     "IngestSettings",
     "LinkSettings",
     "RunSettings",
@@ -195,6 +196,34 @@ class BehaviourSettings:
 
 
 @dataclass(frozen=True)
+class EmbeddingReviewSettings:
+    """Embedding proximity as review evidence (``[link.embedding]``; docs/embeddings.md)."""
+
+    enabled: bool = False
+    """Move unflagged accounts near a flagged cluster to review (never to suspend)."""
+
+    threshold: float = 0.9
+    """Cosine similarity to the flagged cluster's centroid from which an account is near it."""
+
+    dimensions: int = 256
+    """Length of the FastRP vectors for the rule and for ``linker expand`` (also the Neo4j
+    vector index's dimension); bench/expand.py measured 256 against 64 (docs/embeddings.md)."""
+
+    min_shared: int = 1
+    """Non-supernode identifiers the account must share with that cluster's accounts."""
+
+    def problems(self) -> list[str]:
+        found = []
+        if not -1 <= self.threshold <= 1:
+            found.append(f"link.embedding.threshold must be in [-1, 1], not {self.threshold}")
+        if not 1 <= self.dimensions <= 4096:
+            found.append(f"link.embedding.dimensions must be in [1, 4096], not {self.dimensions}")
+        if self.min_shared < 1:
+            found.append(f"link.embedding.min_shared must be at least 1, not {self.min_shared}")
+        return found
+
+
+@dataclass(frozen=True)
 class LinkSettings:
     """How accounts are linked, clustered and scored (see docs/linking.md)."""
 
@@ -265,8 +294,11 @@ class LinkSettings:
     behaviour: BehaviourSettings = field(default_factory=BehaviourSettings)
     """Behavioural evidence: features, lockstep, template populations (docs/behaviour.md)."""
 
+    embedding: EmbeddingReviewSettings = field(default_factory=EmbeddingReviewSettings)
+    """Embedding proximity as review-only evidence (docs/embeddings.md)."""
+
     def problems(self) -> list[str]:
-        found = self.behaviour.problems()
+        found = self.behaviour.problems() + self.embedding.problems()
         for kind, prior in self.kind_priors.items():
             if prior < 0:
                 found.append(f"link.kind_priors.{kind} must be at least 0, not {prior}")

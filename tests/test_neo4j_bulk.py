@@ -25,6 +25,8 @@ from linker.neo4j.loader import load_run
 from linker.neo4j.runner import ConnectionSettings, QueryRunner
 from linker.neo4j.server import ServerInfo, start_server, stop_server
 
+pytestmark = pytest.mark.neo4j
+
 MULTILINE_AGENT = 'agent "quoted",\nsecond line'
 
 NODES = (
@@ -41,8 +43,13 @@ SCHEMA = "SHOW INDEXES YIELD name, type, labelsOrTypes, properties WHERE type <>
 
 def _dump(runner: Any, query: str) -> list[str]:
     """Every row as text (temporal values included), sorted: a graph-wide fingerprint."""
-    rows = runner.run(query).records()
-    return sorted(repr(sorted((k, repr(v)) for k, v in row.items())) for row in rows)
+
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return repr(sorted((k, text(v)) for k, v in value.items()))
+        return repr(value)
+
+    return sorted(text(row) for row in runner.run(query).records())
 
 
 def _world_run(tmp_path: Path) -> Path:
@@ -108,6 +115,8 @@ def test_bulk_and_unwind_loads_give_the_same_graph(
         assert db_counts(again) == before
 
 
+# A second stop-import-start cycle (about 35 s here): run with -m slow.
+@pytest.mark.slow
 def test_cli_bulk_refuses_a_populated_database_and_replaces_it(
     bulk_server: ServerInfo, tmp_path: Path
 ) -> None:

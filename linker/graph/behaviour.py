@@ -17,6 +17,8 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
@@ -60,18 +62,79 @@ BEHAVIOUR_COLUMNS: tuple[str, ...] = (
 """Columns of :func:`account_behaviour` (followed by ``hour_00`` ... ``hour_23``)."""
 
 
+_TICKS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
 def _seconds(stamps: pd.Series) -> np.ndarray:
-    """UTC epoch seconds of a datetime column (int64; missing values become the minimum)."""
-    values = pd.to_datetime(stamps, utc=True)
-    secs = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    fill = int(secs.min()) if secs.notna().any() else 0
-    return np.asarray(secs.fillna(fill).to_numpy(dtype=np.int64))
+    """UTC epoch seconds of a datetime column (int64, floored; missing values become the
+    minimum)."""
+    values = pd.to_datetime(pd.Series(stamps, copy=False), utc=True)
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    # The integer ticks of the column, floored to seconds: no Timedelta objects per row.
+    naive = values.dt.tz_localize(None).to_numpy()
+    ticks = naive.view(np.int64)
+    secs = np.floor_divide(ticks, _TICKS_PER_SECOND[np.datetime_data(naive.dtype)[0]])
+    missing = np.asarray(values.isna().to_numpy(), dtype=bool)
+    if missing.any():
+        secs[missing] = int(secs[~missing].min()) if (~missing).any() else 0
+    return secs
 
 
-def _codes(values: pd.Series) -> np.ndarray:
-    """Dense int64 codes of a column, ``-1`` for missing values."""
-    codes, _ = pd.factorize(values, use_na_sentinel=True)
-    return np.asarray(codes, dtype=np.int64)
+def _arrow_column(values: pd.Series | pd.Index | np.ndarray) -> pa.ChunkedArray:
+    """A column as an Arrow chunked array (zero-copy for Arrow-backed pandas columns)."""
+    array = getattr(values, "array", values)
+    if hasattr(array, "__arrow_array__"):
+        out = array.__arrow_array__()
+    else:
+        out = pa.array(np.asarray(values, dtype=object), from_pandas=True)
+    return out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out])
+
+
+def _indices(encoded: pa.ChunkedArray) -> np.ndarray:
+    """Int64 indices of an Arrow dictionary or ``index_in`` result, ``-1`` for nulls."""
+    if pa.types.is_dictionary(encoded.type):
+        index_type = encoded.type.index_type
+        encoded = pa.chunked_array([c.indices for c in encoded.chunks], type=index_type)
+    filled = pc.fill_null(encoded, -1)
+    return np.asarray(filled.to_numpy(), dtype=np.int64)
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Dense int64 codes of a column in order of first appearance (``-1`` for missing
+    values, as ``pandas.factorize``), and the distinct values as text."""
+    try:
+        encoded = pc.dictionary_encode(_arrow_column(values))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return np.asarray(codes, dtype=np.int64), pd.Index(uniques).astype(str).tolist()
+    names = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
+    return _indices(encoded), [str(v) for v in names.to_pylist()]
+
+
+def _ranked_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a string column ranked in code-point order of the values (``-1`` for
+    missing values), and the distinct values in that order."""
+    encoded = pc.dictionary_encode(
+        _arrow_column(pd.Series(values, copy=False).astype("string"))
+    ).combine_chunks()
+    dictionary = encoded.dictionary
+    order = np.asarray(pc.sort_indices(dictionary).to_numpy(), dtype=np.int64)
+    rank = np.empty(len(order) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = -1
+    codes = _indices(pa.chunked_array([encoded.indices]))
+    names = np.asarray(dictionary.to_numpy(zero_copy_only=False), dtype=object)[order]
+    return rank[codes], names
+
+
+def _rows_of(values: pd.Series, account_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Row of each value in ``account_ids`` (first occurrence), ``-1`` when absent."""
+    needles = _arrow_column(pd.Series(values, copy=False).astype("string"))
+    haystack = _arrow_column(pd.Series(account_ids, copy=False).astype("string"))
+    if needles.type != haystack.type:
+        haystack = haystack.cast(needles.type)
+    return _indices(pc.index_in(needles, value_set=haystack.combine_chunks()))
 
 
 def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd.DataFrame:
@@ -89,48 +152,59 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
     -------
     pandas.DataFrame
         ``acc`` (row of ``account_ids``), ``t`` (epoch seconds), ``model``, ``prompt``, ``ip``
-        (int64 codes, -1 when missing), ``requests``, ``input_tokens``, ``output_tokens``
-        (int64, missing = 0). Events of unknown accounts are dropped.
+        (int64 codes in order of first appearance, -1 when missing), ``requests``,
+        ``input_tokens``, ``output_tokens`` (int64, missing = 0). Events of unknown accounts
+        are dropped. ``attrs["models"]`` names the model codes and ``attrs["n_accounts"]``
+        is ``len(account_ids)``.
 
     Notes
     -----
-    O(m log m) for m events (one hash lookup per row and one sort).
+    O(m) hash passes with Arrow (``index_in``, ``dictionary_encode``) for m events, plus
+    one sort unless the events already come in (account, time) order, as the validated
+    tables of ``linker synth`` do.
     """
-    index = pd.Index(pd.Series(account_ids).astype("string"))
-    acc = index.get_indexer(pd.Index(events["account_id"].astype("string")))
     n = len(events)
+    acc = _rows_of(events["account_id"], account_ids) if n else np.zeros(0, np.int64)
 
     def ints(name: str, default: int) -> np.ndarray:
         if name not in events.columns:
             return np.full(n, default, dtype=np.int64)
-        return np.asarray(
-            pd.to_numeric(events[name]).fillna(default).to_numpy(dtype=np.int64), dtype=np.int64
-        )
+        column = events[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            column = pd.to_numeric(column)
+        return np.asarray(column.to_numpy(dtype=np.int64, na_value=default), dtype=np.int64)
 
-    def codes(name: str) -> np.ndarray:
-        if name not in events.columns:
-            return np.full(n, -1, dtype=np.int64)
-        return _codes(events[name])
+    models: list[str] = []
+    columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
+    for out_name, name in (("model", "model"), ("prompt", "prompt_fingerprint"), ("ip", "ip")):
+        if name in events.columns and n:
+            columns[out_name], names = _codes(events[name])
+            if out_name == "model":
+                models = names
+        else:
+            columns[out_name] = np.full(n, -1, dtype=np.int64)
+    columns["requests"] = np.maximum(ints("requests", 1), 1)
+    columns["input_tokens"] = ints("input_tokens", 0)
+    columns["output_tokens"] = ints("output_tokens", 0)
 
-    frame = pd.DataFrame(
-        {
-            "acc": acc.astype(np.int64),
-            "t": _seconds(events["ts"]) if n else np.zeros(0, np.int64),
-            "model": codes("model"),
-            "prompt": codes("prompt_fingerprint"),
-            "ip": codes("ip"),
-            "requests": np.maximum(ints("requests", 1), 1),
-            "input_tokens": ints("input_tokens", 0),
-            "output_tokens": ints("output_tokens", 0),
-        }
-    )
-    frame.attrs["models"] = (
-        pd.factorize(events["model"])[1].astype(str).tolist() if "model" in events else []
-    )
-    frame = frame[frame["acc"] >= 0]
-    order = np.lexsort((frame["t"].to_numpy(), frame["acc"].to_numpy()))
-    out = frame.iloc[order].reset_index(drop=True)
-    out.attrs = frame.attrs
+    known = acc >= 0
+    t = columns["t"]
+    if not known.all():
+        columns = {k: v[known] for k, v in columns.items()}
+        acc, t = columns["acc"], columns["t"]
+    if len(acc) > 1:
+        span = int(t.max()) - int(t.min()) + 1
+        if len(account_ids) * span < 2**62:
+            key = acc * np.int64(span) + (t - t.min())
+            in_order = bool((key[1:] >= key[:-1]).all())
+            order = None if in_order else np.argsort(key, kind="stable")
+        else:
+            order = np.lexsort((t, acc))
+        if order is not None:
+            columns = {k: v[order] for k, v in columns.items()}
+    out = pd.DataFrame(columns, copy=False)
+    out.attrs["models"] = models
+    out.attrs["n_accounts"] = len(account_ids)
     return out
 
 
@@ -143,13 +217,27 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 
+def _sum_by_key(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and the sum of ``weights`` over each (exact for integer-valued
+    weights, which requests and token counts are). Keys already in order, as (account,
+    day) keys of the sorted event codes are, need no sort."""
+    if len(keys) == 0:
+        return keys, np.zeros(0)
+    if not (keys[1:] >= keys[:-1]).all():
+        order = np.argsort(keys, kind="stable")
+        keys, weights = keys[order], weights[order]
+    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    return keys[starts], np.add.reduceat(weights, starts)
+
+
 def _distinct_per_account(acc: np.ndarray, key: np.ndarray, n_acc: int) -> np.ndarray:
     """Number of distinct non-negative ``key`` values per account."""
     ok = key >= 0
     if not ok.any():
         return np.zeros(n_acc, dtype=np.int64)
     pair = acc[ok] * (np.int64(key[ok].max()) + 1) + key[ok]
-    uniq = sorted_unique(pair)
+    in_order = len(pair) < 2 or bool((pair[1:] >= pair[:-1]).all())
+    uniq = pair[np.r_[True, pair[1:] != pair[:-1]]] if in_order else sorted_unique(pair)
     return np.bincount(uniq // (np.int64(key[ok].max()) + 1), minlength=n_acc).astype(np.int64)
 
 
@@ -240,9 +328,7 @@ def account_behaviour(
     n_templates = np.zeros(n_acc, dtype=np.int64)
     if with_prompt.any():
         base = np.int64(prompt.max()) + 1
-        key = acc[with_prompt] * base + prompt[with_prompt]
-        uniq, inverse = np.unique(key, return_inverse=True)
-        per = np.bincount(inverse, weights=req[with_prompt])
+        uniq, per = _sum_by_key(acc[with_prompt] * base + prompt[with_prompt], req[with_prompt])
         owner = uniq // base
         order = np.lexsort((-per, owner))
         owner_sorted, per_sorted = owner[order], per[order]
@@ -266,9 +352,13 @@ def account_behaviour(
     ok_ip = ip >= 0
     session_ips = np.zeros(n_acc)
     if ok_ip.any():
-        skey = session[ok_ip] * (np.int64(ip.max()) + 1) + ip[ok_ip]
-        first = np.unique(skey, return_index=True)[1]
-        session_ips = np.bincount(acc[ok_ip][first], minlength=n_acc).astype(np.float64)
+        base = np.int64(ip.max()) + 1
+        # Each session belongs to one account: count its distinct IPs for that account.
+        session_owner = acc[new_session]
+        distinct = sorted_unique(session[ok_ip] * base + ip[ok_ip])
+        session_ips = np.bincount(session_owner[distinct // base], minlength=n_acc).astype(
+            np.float64
+        )
     ips_per_request = np.where(has, distinct_ips / np.maximum(requests, 1), np.nan)
     ips_per_session = np.where(has, session_ips / np.maximum(sessions, 1), np.nan)
 
@@ -287,8 +377,7 @@ def account_behaviour(
     first_event[acc[starts_acc]] = t[starts_acc]
     dormant = np.where(has, (first_event - created) / DAY, np.nan)
     day_key = acc * np.int64(1 << 20) + (day - (day.min() if len(day) else 0))
-    dkeys, dinv = np.unique(day_key, return_inverse=True)
-    day_req = np.bincount(dinv, weights=req)
+    dkeys, day_req = _sum_by_key(day_key, req)
     heavy = day_req >= heavy_day_requests
     heavy_day = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
     heavy_owner = dkeys[heavy] // np.int64(1 << 20)
@@ -433,11 +522,6 @@ def template_populations(
     -----
     O(p log p) for p prompt observations: group-bys over integer codes.
     """
-    prompts = observations.loc[observations["kind"] == "prompt", ["account_id", "value"]]
-    prompts = prompts.drop_duplicates()
-    counts = prompts["value"].value_counts()
-    shared_values = counts.index[counts >= 2]
-    prompts = prompts[prompts["value"].isin(shared_values)]
     columns = [
         "value",
         "n_accounts",
@@ -446,22 +530,56 @@ def template_populations(
         "subnet_share",
         "is_supernode",
     ]
-    if prompts.empty:
+    kind = observations["kind"].astype("string")
+    prompts = observations.loc[(kind == "prompt").to_numpy(bool, na_value=False)]
+    prompts = prompts[prompts["value"].notna().to_numpy(bool)]
+    subnets = observations.loc[(kind == "signup_subnet").to_numpy(bool, na_value=False)]
+    # Integer codes instead of string group-bys: accounts (the accounts table first, so its
+    # rows keep their order), prompt values and countries ranked in code-point order, so
+    # that sorting codes sorts the strings.
+    n_table = len(accounts)
+    everyone = pa.chunked_array(
+        [
+            _arrow_column(pd.Series(x, copy=False).astype("string")).combine_chunks()
+            for x in (accounts["account_id"], prompts["account_id"], subnets["account_id"])
+        ]
+    )
+    who = _indices(pc.dictionary_encode(everyone))
+    n_codes = int(who.max()) + 1 if len(who) else 0
+    table_code = who[:n_table]
+    prompt_acc = who[n_table : n_table + len(prompts)]
+    subnet_acc = who[n_table + len(prompts) :]
+    value_rank, value_names = _ranked_codes(prompts["value"])
+    # Distinct (value, account) pairs held by at least two accounts.
+    pairs = sorted_unique(value_rank * np.int64(max(n_codes, 1)) + prompt_acc)
+    value_of, acc_of = np.divmod(pairs, np.int64(max(n_codes, 1)))
+    holders = np.bincount(value_of, minlength=len(value_names))
+    shared = holders[value_of] >= 2
+    value_of, acc_of = value_of[shared], acc_of[shared]
+    if not len(value_of):
         return pd.DataFrame({c: [] for c in columns})
-    acc = accounts.set_index(accounts["account_id"].astype("string"))
-    country = acc["country"].astype("string") if "country" in acc else None
-    created_days = pd.Series(_seconds(acc["created_at"]) / DAY, index=acc.index)
-    subnets = observations.loc[observations["kind"] == "signup_subnet", ["account_id", "value"]]
-    subnet_of = subnets.drop_duplicates("account_id").set_index("account_id")["value"]
 
-    frame = prompts.assign(
-        created=created_days.reindex(prompts["account_id"]).to_numpy(),
-        subnet=subnet_of.reindex(prompts["account_id"]).to_numpy(),
-        country=(
-            country.reindex(prompts["account_id"]).to_numpy()
-            if country is not None
-            else np.full(len(prompts), "", dtype=object)
-        ),
+    row_of = np.full(n_codes, -1, dtype=np.int64)
+    row_of[table_code[::-1]] = np.arange(n_table)[::-1]  # first row of each account
+    created_days = _seconds(accounts["created_at"]) / DAY if n_table else np.zeros(0)
+    country = accounts["country"].astype("string") if "country" in accounts else None
+    country_rank = _ranked_codes(country)[0] if country is not None else np.zeros(n_table, np.int64)
+    first_subnet = np.full(n_codes, np.nan)
+    if len(subnets):
+        subnet_code, _ = _codes(subnets["value"])
+        _, first = np.unique(subnet_acc, return_index=True)
+        first_subnet[subnet_acc[first]] = np.where(
+            subnet_code[first] >= 0, subnet_code[first], np.nan
+        )
+    row = row_of[acc_of]
+    known = row >= 0
+    frame = pd.DataFrame(
+        {
+            "value": value_of,
+            "created": np.where(known, created_days[np.maximum(row, 0)], np.nan),
+            "subnet": first_subnet[acc_of],
+            "country": np.where(known, country_rank[np.maximum(row, 0)], -1),
+        }
     )
     grouped = frame.groupby("value", sort=True)
     n = grouped.size()
@@ -471,7 +589,7 @@ def template_populations(
         return float(-(p * np.log2(p)).sum())
 
     pop_entropy = entropy(country.value_counts().to_numpy(np.float64)) if country is not None else 0
-    by_country = frame.groupby(["value", "country"], sort=True).size()
+    by_country = frame[frame["country"] >= 0].groupby(["value", "country"], sort=True).size()
     totals = by_country.groupby(level=0).transform("sum")
     p = (by_country / totals).to_numpy()
     terms = pd.Series(-p * np.log2(p), index=by_country.index)
@@ -480,6 +598,7 @@ def template_populations(
     upper, lower = grouped["created"].quantile(0.75), grouped["created"].quantile(0.25)
     span = (upper - lower).reindex(n.index)
     subnet_share = grouped["subnet"].nunique() / n
+    n.index = pd.Index(value_names[n.index.to_numpy()])
     result = pd.DataFrame(
         {
             "value": pd.array(np.asarray(n.index.astype(str), dtype=object), dtype="string"),

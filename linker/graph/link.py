@@ -84,6 +84,20 @@ class _Clock:
         self._last = now
 
 
+def _event_codes_for(events: pd.DataFrame, account_ids: pd.Series) -> pd.DataFrame:
+    """The events as :func:`~linker.graph.behaviour.event_codes` of these accounts: encoded
+    here, or already encoded by the caller (``linker run`` encodes them once, right after
+    normalisation, and frees the events table)."""
+    if not {"acc", "t"} <= set(events.columns):
+        return event_codes(events, account_ids)
+    if events.attrs.get("n_accounts") != len(account_ids):
+        raise ValueError(
+            f"events are encoded for {events.attrs.get('n_accounts')} accounts, "
+            f"not the {len(account_ids)} given"
+        )
+    return events
+
+
 def _seconds(created_at: pd.Series) -> np.ndarray:
     stamps = pd.to_datetime(created_at, utc=True)
     seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -115,7 +129,10 @@ def _pair_links(
     weights: np.ndarray,
     cluster_of: np.ndarray,
     settings: LinkSettings,
+    lockstep: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """The intra-cluster evidence links; with ``lockstep`` pairs, those inside a cluster
+    join them (their weight adds up, their evidence is appended; docs/behaviour.md)."""
     a, b, ident = projection.pair_a, projection.pair_b, projection.pair_identifier
     inside = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
     a, b, ident = a[inside], b[inside], ident[inside]
@@ -138,19 +155,67 @@ def _pair_links(
         at = rank == r
         evidence[slot[at]] = evidence[slot[at]] + ";" + text[at]
     n = np.int64(bipartite.shape[0])
+    keys = pair_keys[kept_pairs]
+    weight = totals[kept_pairs].round(6)
+    if lockstep is not None and len(lockstep):
+        keys, weight, evidence = _with_lockstep_links(
+            keys, weight, evidence, lockstep, cluster_of, n, settings.behaviour.lockstep_weight
+        )
     ids = bipartite.account_ids
-    left = ids[pair_keys[kept_pairs] // n].astype(str)
-    right = ids[pair_keys[kept_pairs] % n].astype(str)
+    left = ids[keys // n].astype(str)
+    right = ids[keys % n].astype(str)
     swap = left > right
     links = pd.DataFrame(
         {
             "account_a": pd.array(np.where(swap, right, left), dtype="string"),
             "account_b": pd.array(np.where(swap, left, right), dtype="string"),
-            "weight": totals[kept_pairs].round(6),
+            "weight": weight,
             "evidence": pd.array(evidence, dtype="string"),
         }
     )
     return links.sort_values(["account_a", "account_b"], ignore_index=True)
+
+
+def _with_lockstep_links(
+    keys: np.ndarray,
+    weight: np.ndarray,
+    evidence: np.ndarray,
+    pairs: pd.DataFrame,
+    cluster_of: np.ndarray,
+    n_accounts: np.int64,
+    lock_weight: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add the intra-cluster lockstep pairs to the identifier links, by pair key
+    ``a * n + b`` (``a < b``; ``keys`` sorted): a pair in both gets the sum of the weights
+    and both evidences, a lockstep-only pair its own. O((l + p) log l) for l links and p
+    pairs, with no string join."""
+    a = pairs["a"].to_numpy(np.int64)
+    b = pairs["b"].to_numpy(np.int64)
+    inside = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
+    if not inside.any():
+        return keys, weight, evidence
+    jac = pairs["jaccard"].to_numpy()[inside]
+    minutes = pairs["bucket_minutes"].to_numpy()[inside]
+    lock_text = (
+        "lockstep:jaccard "
+        + np.round(jac, 2).astype(str).astype(object)
+        + " over "
+        + minutes.astype(str).astype(object)
+        + "-min buckets"
+    )
+    lock_keys = np.minimum(a[inside], b[inside]) * n_accounts + np.maximum(a[inside], b[inside])
+    at = np.minimum(np.searchsorted(keys, lock_keys), max(len(keys) - 1, 0))
+    both = keys[at] == lock_keys if len(keys) else np.zeros(len(lock_keys), dtype=bool)
+    added = np.zeros(len(keys))
+    added[at[both]] = lock_weight
+    evidence = evidence.copy()
+    evidence[at[both]] = evidence[at[both]] + ";" + lock_text[both]
+    alone = ~both
+    return (
+        np.r_[keys, lock_keys[alone]],
+        np.r_[(weight + added).round(6), np.full(int(alone.sum()), 0.0 + lock_weight).round(6)],
+        np.r_[evidence, lock_text[alone]].astype(object),
+    )
 
 
 def link_accounts(
@@ -174,7 +239,8 @@ def link_accounts(
     seed : int, default 42
         Seed of community detection; the same inputs and seed give identical frames.
     events : pandas.DataFrame, optional
-        The validated events table. With it (and ``settings.behaviour.enabled``), behaviour
+        The validated events table, or its :func:`~linker.graph.behaviour.event_codes` for
+        these accounts in this order. With it (and ``settings.behaviour.enabled``), behaviour
         features, template populations and lockstep pairs add evidence (docs/behaviour.md).
 
     Returns
@@ -230,9 +296,9 @@ def link_accounts(
     if use_behaviour:
         assert events is not None
         ordered = accounts.assign(account_id=pd.array(bip.account_ids, dtype="string"))
-        codes = event_codes(events, ordered["account_id"])
+        codes = _event_codes_for(events, ordered["account_id"])
         behaviour = account_behaviour(
-            events, ordered, codes=codes, dormancy_days=cfg.dormancy_days, seed=seed
+            codes, ordered, codes=codes, dormancy_days=cfg.dormancy_days, seed=seed
         )
         if "country" in accounts.columns:
             templates = template_populations(
@@ -277,7 +343,7 @@ def link_accounts(
         # tutorial template) are super-nodes by their population statistics.
         prompt_cols = np.flatnonzero(bip.kinds == "prompt")
         popular = np.zeros(len(bip.kinds), dtype=bool)
-        popular[prompt_cols[np.isin(bip.values[prompt_cols], popular_templates)]] = True
+        popular[prompt_cols[pd.Index(bip.values[prompt_cols]).isin(popular_templates)]] = True
         supernode = supernode | popular
         weights = np.where(popular, 0.0, weights)
     clock.lap("weights")
@@ -467,11 +533,9 @@ def link_accounts(
     features_out = features_out.iloc[order].reset_index(drop=True)
     clock.lap("scoring")
 
-    links = _pair_links(bip, projection, weights, cluster_of, settings)
-    if len(lock_pairs):
-        links = _with_lockstep_links(
-            links, bip.account_ids, lock_pairs, cluster_of, cfg.lockstep_weight
-        )
+    links = _pair_links(
+        bip, projection, weights, cluster_of, settings, lock_pairs if len(lock_pairs) else None
+    )
     behaviour_out = None
     if behaviour is not None and behaviour_terms is not None:
         behaviour_out = pd.concat(
@@ -538,45 +602,3 @@ def _reattach_by_lockstep(
     out = community.copy()
     out[best["row"].to_numpy()] = best["comm"].to_numpy()
     return out
-
-
-def _with_lockstep_links(
-    links: pd.DataFrame,
-    account_ids: np.ndarray,
-    pairs: pd.DataFrame,
-    cluster_of: np.ndarray,
-    weight: float,
-) -> pd.DataFrame:
-    """Add the intra-cluster lockstep pairs to the evidence links (weights add up)."""
-    a = pairs["a"].to_numpy(np.int64)
-    b = pairs["b"].to_numpy(np.int64)
-    inside = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
-    if not inside.any():
-        return links
-    left = account_ids[a[inside]].astype(str)
-    right = account_ids[b[inside]].astype(str)
-    swap = left > right
-    jac = pairs["jaccard"].to_numpy()[inside]
-    minutes = pairs["bucket_minutes"].to_numpy()[inside]
-    extra = pd.DataFrame(
-        {
-            "account_a": pd.array(np.where(swap, right, left), dtype="string"),
-            "account_b": pd.array(np.where(swap, left, right), dtype="string"),
-            "lock_weight": weight,
-            "lock_evidence": pd.array(
-                "lockstep:jaccard "
-                + np.round(jac, 2).astype(str).astype(object)
-                + " over "
-                + minutes.astype(str).astype(object)
-                + "-min buckets",
-                dtype="string",
-            ),
-        }
-    )
-    merged = links.merge(extra, on=["account_a", "account_b"], how="outer")
-    merged["weight"] = (merged["weight"].fillna(0.0) + merged["lock_weight"].fillna(0.0)).round(6)
-    ev = merged["evidence"].astype("string")
-    lock_ev = merged["lock_evidence"].astype("string")
-    merged["evidence"] = (ev + ";" + lock_ev).fillna(ev).fillna(lock_ev)
-    out = merged[["account_a", "account_b", "weight", "evidence"]]
-    return out.sort_values(["account_a", "account_b"], ignore_index=True)

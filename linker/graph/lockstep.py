@@ -18,6 +18,7 @@ accounts: ``accounts × bands × max_bucket`` in the worst case. See docs/behavi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,103 @@ class LockstepResult:
     per_width: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
+_KINDS = {"prompt": 1, "model": 2}
+_VALUE_BITS = 22
+"""Codes below ``2**22`` keep ``value << 2`` clear of the bucket's bits (``<< 24``) in a
+token's pre-hash key, so distinct (bucket, value) pairs give distinct keys."""
+
+
+def _token_hashes(bucket: np.ndarray, value: np.ndarray, kind: int) -> np.ndarray:
+    """The 64-bit token of each (bucket, value) action of one kind."""
+    key = (bucket.astype(np.uint64) << np.uint64(24)) ^ (
+        (value.astype(np.uint64) << np.uint64(2)) | np.uint64(kind)
+    )
+    return _mix64(key)
+
+
+@dataclass(frozen=True)
+class _Actions:
+    """Distinct (account, bucket, value) actions, sorted, as one packed int64 key each."""
+
+    keys: np.ndarray
+    bucket_min: int
+    n_buckets: int
+    n_values: int
+
+    def unpack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rest, value = np.divmod(self.keys, np.int64(self.n_values))
+        acc, bucket = np.divmod(rest, np.int64(self.n_buckets))
+        return acc, bucket + np.int64(self.bucket_min), value
+
+
+def _distinct_actions(
+    acc: np.ndarray, bucket: np.ndarray, value: np.ndarray, n_accounts: int
+) -> _Actions | None:
+    """Distinct (account, bucket, value) triples by one sort of packed int64 keys; ``None``
+    when the key would not fit in 63 bits or the values in :data:`_VALUE_BITS`."""
+    if len(acc) == 0:
+        return _Actions(np.zeros(0, np.int64), 0, 1, 1)
+    low, high = int(bucket.min()), int(bucket.max())
+    n_buckets, n_values = high - low + 1, int(value.max()) + 1
+    if n_values > 2**_VALUE_BITS or max(n_accounts, 1) * n_buckets * n_values >= 2**62:
+        return None
+    keys = (acc * np.int64(n_buckets) + (bucket - np.int64(low))) * np.int64(n_values) + value
+    return _Actions(sorted_unique(keys), low, n_buckets, n_values)
+
+
+def _hashed_tokens(
+    acc: np.ndarray, bucket: np.ndarray, value: np.ndarray, kind: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (account, token) by a hash of both: the general path, for codes too large
+    to pack (collisions are negligible at 2^-64 per pair)."""
+    tokens = _token_hashes(bucket, value, kind)
+    member = _mix64(tokens ^ (acc.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    first = np.sort(np.unique(member, return_index=True)[1])
+    a, t = acc[first], tokens[first]
+    order = np.argsort(a, kind="stable")
+    return a[order].astype(np.int64), t[order]
+
+
+def _memberships(
+    codes: pd.DataFrame, widths: tuple[int, ...], action: str
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(width, accounts, tokens) of one action kind at each width, in the order of
+    ``widths``; a width that is a multiple of an earlier one is derived from that width's
+    distinct actions (``t // (60 w) == (t // (60 v)) // (w / v)``), not from the events."""
+    n_accounts = int(codes.attrs.get("n_accounts", 0))
+    acc = codes["acc"].to_numpy(np.int64)
+    value = codes[action].to_numpy(np.int64)
+    ok = value >= 0
+    acc, value, t = acc[ok], value[ok], codes["t"].to_numpy(np.int64)[ok]
+    n_accounts = max(n_accounts, int(acc.max()) + 1 if len(acc) else 0)
+    kind = _KINDS[action]
+    done: dict[int, _Actions] = {}
+    for position, width in enumerate(widths):
+        width = int(width)
+        finer = [w for w in done if width % w == 0]
+        if finer:
+            base = max(finer)
+            a, b, v = done[base].unpack()
+            source = (a, b // np.int64(width // base), v)
+        else:
+            source = (acc, t // np.int64(60 * width), value)
+        actions = _distinct_actions(*source, n_accounts)
+        if actions is None:
+            yield width, *_hashed_tokens(*source, kind)
+            continue
+        del source
+        later = [int(w) for w in widths[position + 1 :]]
+        if any(w % width == 0 and w != width for w in later):
+            done[width] = actions
+        if all(any(w % d == 0 for d in done) for w in later):
+            # The remaining widths derive from cached actions: free the event columns.
+            acc = value = t = np.zeros(0, np.int64)
+        a, b, v = actions.unpack()
+        yield width, a, _token_hashes(b, v, kind)
+        del a, b, v
+        done = {w: x for w, x in done.items() if any(u % w == 0 for u in later)}
+
+
 def action_tokens(
     codes: pd.DataFrame, bucket_minutes: int, kinds: tuple[str, ...] = ("prompt", "model")
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -89,30 +187,21 @@ def action_tokens(
 
     Notes
     -----
-    O(m log m) for m events.
+    O(m log m) for m events: one sort of packed (account, bucket, value) keys per kind.
     """
-    acc = codes["acc"].to_numpy()
-    bucket = (codes["t"].to_numpy() // (60 * int(bucket_minutes))).astype(np.uint64)
-    parts = []
-    for kind, column in ((1, "prompt"), (2, "model")):
-        if column not in kinds:
-            continue
-        value = codes[column].to_numpy()
-        ok = value >= 0
-        key = (bucket[ok] << np.uint64(24)) ^ (
-            (value[ok].astype(np.uint64) << np.uint64(2)) | np.uint64(kind)
-        )
-        parts.append((acc[ok], _mix64(key)))
-    accounts = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-    tokens = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
-    # Distinct (account, token): unique over one 64-bit hash of both (collisions are
-    # negligible at 2^-64 per pair), then back to account order. Each half is already in
-    # account order, so the stable sort merges two runs.
-    member = _mix64(tokens ^ (accounts.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
-    first = np.sort(np.unique(member, return_index=True)[1])
-    a, t = accounts[first], tokens[first]
-    order = np.argsort(a, kind="stable")
-    return a[order].astype(np.int64), t[order]
+    parts = [
+        (a, tok)
+        for kind in ("prompt", "model")
+        if kind in kinds
+        for _, a, tok in _memberships(codes, (int(bucket_minutes),), kind)
+    ]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    accounts = np.concatenate([p[0] for p in parts])
+    tokens = np.concatenate([p[1] for p in parts])
+    # The same (bucket, value) of two kinds never share a token (the kind is in the key).
+    order = np.argsort(accounts, kind="stable")
+    return accounts[order], tokens[order]
 
 
 def minhash_signatures(
@@ -147,9 +236,11 @@ def minhash_signatures(
     # multiplier is a good enough family of hash functions (one multiply per token and hash).
     multipliers = _mix64(np.arange(n_hashes, dtype=np.uint64) + np.uint64(seed) * np.uint64(7919))
     multipliers |= np.uint64(1)
+    hashed = np.empty(len(tokens), dtype=np.uint64)
     for k in range(n_hashes):
         with np.errstate(over="ignore"):
-            hashed = ((tokens * multipliers[k]) >> np.uint64(32)).astype(np.uint32)
+            np.multiply(tokens, multipliers[k], out=hashed)
+        np.right_shift(hashed, np.uint64(32), out=hashed)
         sig[owners, k] = np.minimum.reduceat(hashed, starts)
     return sig
 
@@ -184,6 +275,53 @@ def _pairs_within_blocks(members: np.ndarray, block: np.ndarray) -> tuple[np.nda
     offsets = np.arange(total) - np.repeat(np.cumsum(partners) - partners, partners)
     right = left + 1 + offsets
     return members[left], members[right]
+
+
+def _candidate_pairs(
+    sig: np.ndarray, n_bands: int, band_rows: int, max_bucket: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Distinct candidate pairs ``lo * n + hi`` (``lo < hi``, rows of ``sig``) from LSH bands.
+
+    Rows whose band collides are candidates; a band bucket of more than ``max_bucket`` rows
+    is cut into blocks of that size after a seeded random shuffle (one ``rng.random(n)``
+    draw per band, whether or not a bucket is cut).
+    """
+    n = len(sig)
+    found: list[np.ndarray] = []
+    for band in range(n_bands):
+        cols = sig[:, band * band_rows : (band + 1) * band_rows].astype(np.uint64)
+        key = np.zeros(n, dtype=np.uint64)
+        for c in range(cols.shape[1]):
+            key = _mix64(key ^ cols[:, c])
+        noise = rng.random(n)
+        # An unstable argsort is enough: ties matter only in buckets that are cut, and
+        # those are put in (noise, row) order below.
+        order = np.argsort(key)
+        sorted_key = key[order]
+        same = sorted_key[1:] == sorted_key[:-1]
+        if not same.any():
+            continue
+        # Most rows share their band with nobody: keep the rows of shared buckets.
+        shared = np.r_[same, False] | np.r_[False, same]
+        order, sorted_key = order[shared], sorted_key[shared]
+        starts = np.r_[0, np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1]
+        sizes = np.diff(np.r_[starts, len(order)])
+        bucket_no = np.repeat(np.arange(len(starts)), sizes)
+        big = sizes[bucket_no] > max_bucket
+        if big.any():
+            # Cut big buckets into random blocks: within each, order by the noise (then by
+            # row), number the members and divide by the block size. Small buckets are one
+            # block, whatever their order.
+            at = np.flatnonzero(big)
+            members = order[at]
+            order[at] = members[np.lexsort((members, noise[members], bucket_no[at]))]
+        rank = np.arange(len(order)) - np.repeat(starts, sizes)
+        block = bucket_no.astype(np.int64) * np.int64(1 << 20) + rank // max_bucket
+        left, right = _pairs_within_blocks(order, block)
+        found.append(np.minimum(left, right) * np.int64(n) + np.maximum(left, right))
+    if not found:
+        return np.zeros(0, np.int64)
+    return sorted_unique(np.concatenate(found))
 
 
 def lockstep_pairs(
@@ -251,9 +389,11 @@ def lockstep_pairs(
     >>> r.pairs[["a", "b", "jaccard"]].values.tolist()
     [[0, 1, 1.0]]
     """
-    ids = pd.Series(account_ids).astype("string")
-    n_acc = len(ids)
-    codes = events if {"acc", "t"} <= set(events.columns) else event_codes(events, ids)
+    n_acc = len(account_ids)
+    if {"acc", "t"} <= set(events.columns):
+        codes = events
+    else:
+        codes = event_codes(events, pd.Series(account_ids).astype("string"))
     thresholds = (
         dict(min_jaccard)
         if isinstance(min_jaccard, dict)
@@ -266,49 +406,35 @@ def lockstep_pairs(
     comparisons = 0
     memberships = 0
     participating = np.zeros(n_acc, dtype=bool)
+    streams = {action: _memberships(codes, tuple(bucket_minutes), action) for action in _KINDS}
     for width, action in [(w, k) for w in bucket_minutes for k in ("prompt", "model")]:
         # Templates and models are separate action sets: an account that works other
         # templates than its ring (or none) is still on the ring's clock and models.
-        accounts, tokens = action_tokens(codes, width, (action,))
+        _, accounts, tokens = next(streams[action])
         memberships += len(accounts)
         size = np.bincount(accounts, minlength=n_acc)
-        keep = size[accounts] >= min_tokens
-        accounts, tokens = accounts[keep], tokens[keep]
         live = np.flatnonzero(size >= min_tokens)
         participating[live] = True
+        keep = size[accounts] >= min_tokens
+        # Signatures of the live accounts only, indexed by their position in ``live``.
+        position = np.cumsum(size >= min_tokens) - 1
         sig = minhash_signatures(
-            accounts, tokens, n_acc, n_hashes, seed=seed + width + (0 if action == "model" else 7)
-        )[live]
-        left_all, right_all = [], []
-        for band in range(n_bands):
-            cols = sig[:, band * band_rows : (band + 1) * band_rows].astype(np.uint64)
-            key = np.zeros(len(live), dtype=np.uint64)
-            for c in range(cols.shape[1]):
-                key = _mix64(key ^ cols[:, c])
-            # Cut big buckets into random blocks: sort by (bucket, random), then number the
-            # members of each bucket and divide by the block size.
-            noise = rng.random(len(live))
-            order = np.lexsort((noise, key))
-            sorted_key = key[order]
-            starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
-            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-            bucket_no = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
-            block = bucket_no.astype(np.int64) * np.int64(1 << 20) + rank // max_bucket
-            left, right = _pairs_within_blocks(order, block)
-            left_all.append(left)
-            right_all.append(right)
-        left = np.concatenate(left_all) if left_all else np.zeros(0, np.int64)
-        right = np.concatenate(right_all) if right_all else np.zeros(0, np.int64)
-        lo, hi = np.minimum(left, right), np.maximum(left, right)
-        pair_key = sorted_unique(lo.astype(np.int64) * np.int64(len(live)) + hi)
+            position[accounts[keep]],
+            tokens[keep],
+            len(live),
+            n_hashes,
+            seed=seed + width + (0 if action == "model" else 7),
+        )
+        del accounts, tokens, keep
+        pair_key = _candidate_pairs(sig, n_bands, band_rows, max_bucket, rng)
         lo = pair_key // np.int64(max(len(live), 1))
         hi = pair_key % np.int64(max(len(live), 1))
-        estimate = np.zeros(len(pair_key))
-        chunk = 500_000
-        for s in range(0, len(pair_key), chunk):
-            estimate[s : s + chunk] = (sig[lo[s : s + chunk]] == sig[hi[s : s + chunk]]).mean(
-                axis=1
-            )
+        # Agreement counted one hash function at a time: a gather from one contiguous
+        # column is far cheaper than gathering whole signature rows.
+        agree: np.ndarray = np.zeros(len(pair_key), dtype=np.int32)
+        for column in np.ascontiguousarray(sig.T):
+            agree += column[lo] == column[hi]
+        estimate = agree / n_hashes
         comparisons += len(pair_key)
         threshold = thresholds.get(width, 1.0)
         if action == "model" and model_min_jaccard is not None:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from linker.errors import InputError
+from linker.errors import InputError, LinkerError
 from linker.progress import progress
 from linker.queries import load_query, split_statements
 
@@ -50,6 +50,8 @@ __all__ = [
     "batch_parameters",
     "clear_graph",
     "create_schema",
+    "create_vector_index",
+    "embedding_dimensions",
     "graph_counts",
     "load_run",
     "prepare_load",
@@ -122,6 +124,10 @@ class PreparedLoad:
     run_dir: Path
     steps: list[LoadStep]
     skipped: dict[str, int]
+    embeddings: LoadStep | None = None
+    """``Account.embedding`` vectors, written after the steps (not by the bulk import)."""
+    embedding_dimensions: int | None = None
+    """Their length: the dimension of the ``account_embedding`` vector index."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,52 @@ def _account_step(run_dir: Path) -> LoadStep:
         dup = merged.loc[merged["account_id"].duplicated(), "account_id"].iloc[0]
         raise InputError(f"{run_dir}: account {dup!r} appears twice in accounts or scores")
     return LoadStep("load/accounts", merged.reset_index(drop=True), label="Account")
+
+
+def _embedding_step(run_dir: Path, account_ids: pd.Series) -> tuple[LoadStep | None, int | None]:
+    """``Account.embedding`` from ``embeddings.parquet``, when the run has one, and the
+    vectors' common length (the dimension of the vector index)."""
+    path = run_dir / "embeddings.parquet"
+    if not path.exists():
+        return None, None
+    frame = _read_table(path, ("account_id", "embedding"))[["account_id", "embedding"]]
+    orphans = ~frame["account_id"].isin(account_ids)
+    if orphans.any():
+        first = frame.index[orphans][0]
+        raise InputError(
+            f"{path}: row {first}: column account_id: {frame.at[first, 'account_id']!r} is not "
+            "in tables/accounts.parquet"
+        )
+    if frame["account_id"].duplicated().any():
+        first = frame.index[frame["account_id"].duplicated()][0]
+        raise InputError(f"{path}: row {first}: column account_id: appears twice")
+    frame = frame.dropna(subset=["embedding"]).reset_index(drop=True)
+    dimensions = embedding_dimensions(frame["embedding"], path)
+    return LoadStep("load/account_embeddings", frame), dimensions
+
+
+def embedding_dimensions(vectors: pd.Series, path: Path) -> int | None:
+    """The common length of the vectors (None when there are none).
+
+    Raises
+    ------
+    InputError
+        When vectors differ in length or the length is outside 1..4096 (Neo4j's range).
+    """
+    vectors = vectors.dropna()
+    if vectors.empty:
+        return None
+    lengths = vectors.map(len).to_numpy()
+    if (lengths != lengths[0]).any():
+        first = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise InputError(
+            f"{path}: row {vectors.index[first]}: column embedding: {int(lengths[first])} "
+            f"values, not {int(lengths[0])} like the first vector"
+        )
+    dimensions = int(lengths[0])
+    if not 1 <= dimensions <= 4096:
+        raise InputError(f"{path}: column embedding: {dimensions} dimensions, not 1..4096")
+    return dimensions
 
 
 def _observation_steps(
@@ -364,7 +416,14 @@ def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
     steps += _observation_steps(root, account_ids, skipped)
     steps += _cluster_steps(root)
     steps += _model_steps(root, account_ids)
-    return PreparedLoad(run_dir=root, steps=steps, skipped=skipped)
+    embeddings, dimensions = _embedding_step(root, account_ids)
+    return PreparedLoad(
+        run_dir=root,
+        steps=steps,
+        skipped=skipped,
+        embeddings=embeddings,
+        embedding_dimensions=dimensions,
+    )
 
 
 # -- batches as column-wise parameters ----------------------------------------------------------
@@ -399,9 +458,7 @@ def _column_arrays(frame: pd.DataFrame) -> dict[str, pa.Array]:
     return arrays
 
 
-def batch_parameters(
-    step: LoadStep, batch_size: int
-) -> Iterator[tuple[int, dict[str, list[Any]]]]:
+def batch_parameters(step: LoadStep, batch_size: int) -> Iterator[tuple[int, dict[str, list[Any]]]]:
     """The query parameters of each batch of ``step``: one list per column.
 
     Parameters
@@ -471,6 +528,33 @@ def create_schema(runner: QueryRunner) -> int:
         runner.run(statement, write=True)
     runner.run(load_query("load/await_indexes"), write=True)
     return len(statements)
+
+
+def create_vector_index(runner: QueryRunner, dimensions: int) -> bool:
+    """Create the ``account_embedding`` cosine vector index on ``Account.embedding``.
+
+    Parameters
+    ----------
+    runner : QueryRunner
+    dimensions : int
+        The vectors' length, 1..4096; passed as a query parameter.
+
+    Returns
+    -------
+    bool
+        True when the index exists and is online; False when the server has no vector
+        indexes (before Neo4j 5.13), which is logged: the load goes on without it.
+    """
+    dimensions = int(dimensions)
+    if not 1 <= dimensions <= 4096:
+        raise InputError(f"vector index dimension must be in 1..4096, not {dimensions}")
+    try:
+        runner.run(load_query("load/vector_index"), {"dimensions": dimensions}, write=True)
+    except LinkerError as exc:
+        logger.warning("no vector index on Account.embedding: %s", str(exc).splitlines()[0])
+        return False
+    runner.run(load_query("load/await_indexes"), write=True)
+    return True
 
 
 def clear_graph(runner: QueryRunner, *, batch: int = 10_000) -> int:
@@ -554,6 +638,8 @@ def load_run(
         raise InputError(f"batch size must be at least 1, not {batch_size}")
     prepared = prepare_load(run_dir)
     steps = prepared.steps
+    if prepared.embeddings is not None:
+        steps = [*steps, prepared.embeddings]
 
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
@@ -563,6 +649,8 @@ def load_run(
         if replace:
             logger.info("deleted %d nodes before loading", clear_graph(active))
         create_schema(active)
+        if prepared.embedding_dimensions is not None:
+            create_vector_index(active, prepared.embedding_dimensions)
         total = sum(-(-len(step.frame) // batch_size) for step in steps)
         texts = {step.query: load_query(step.query) for step in steps}
         written: dict[str, int] = {}

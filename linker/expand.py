@@ -1,0 +1,344 @@
+"""``linker expand``: rank accounts by graph-embedding similarity to confirmed ones.
+
+Given accounts an analyst confirmed (the seeds), :func:`expand` embeds the account–identifier
+graph around them with FastRP (:func:`~linker.graph.proximity.embed_accounts`) and ranks every
+other embedded account by its mean cosine similarity to its nearest seeds. Each row says why:
+the nearest confirmed accounts and the non-supernode identifiers it shares with them.
+
+Which run it uses (:func:`resolve_run`):
+
+1. ``source`` is a run directory (it holds ``manifest.json``): that run.
+2. ``run_dir`` is given: the run there if its manifest's ``data_dir`` is ``source`` and its
+   input files still have the recorded SHA-256; otherwise ``linker run`` writes a fresh run
+   there.
+3. Otherwise the first run directory directly under the working directory (``<DATA_DIR
+   name>.run`` first, then the others by name) whose manifest matches ``source`` the same
+   way; failing that, ``linker run`` writes a fresh run into ``<DATA_DIR name>.run`` in the
+   working directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linker.backend import MANIFEST, RunStore
+from linker.errors import InputError
+from linker.graph.bipartite import build_bipartite
+from linker.graph.proximity import embed_accounts, linking_columns, shared_identifiers
+from linker.io.atomic import atomic_path
+from linker.settings import Settings
+
+__all__ = ["EXPAND_COLUMNS", "expand", "read_seeds", "resolve_run", "write_ranked"]
+
+logger = logging.getLogger(__name__)
+
+EXPAND_COLUMNS: tuple[str, ...] = ("account_id", "score", "reasons")
+"""The columns of ``ranked.csv``, in file order."""
+
+NEAREST_SEEDS = 3
+"""How many nearest seeds a score averages over and a reason names."""
+
+SCORE_DECIMALS = 4
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run_matches(run_dir: Path, data_dir: Path) -> bool:
+    """Whether ``run_dir`` is a finished run of ``data_dir``'s current files."""
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("data_dir") != str(data_dir.resolve()):
+        return False
+    inputs = manifest.get("inputs") or {}
+    for name, info in inputs.items():
+        path = data_dir / name
+        if not path.is_file() or _sha256(path) != info.get("sha256"):
+            logger.info("%s: %s changed since the run, not reusing it", run_dir, name)
+            return False
+    return bool(inputs)
+
+
+def resolve_run(
+    source: str | Path,
+    *,
+    run_dir: str | Path | None = None,
+    settings: Settings | None = None,
+    cwd: str | Path | None = None,
+) -> Path:
+    """The run directory of ``source``: reused when one matches, else computed.
+
+    Parameters
+    ----------
+    source : str or Path
+        A run directory, or a dataset directory.
+    run_dir : str or Path, optional
+        Where the run of a dataset directory is (or goes).
+    settings : Settings, optional
+        Settings of a fresh run.
+    cwd : str or Path, optional
+        Where to look for saved runs (default: the working directory).
+
+    Returns
+    -------
+    Path
+        A finished run directory.
+
+    Raises
+    ------
+    InputError
+        When ``source`` does not exist, or the run fails on its input.
+
+    Notes
+    -----
+    Checking a saved run hashes the dataset's files: O(bytes of input).
+    """
+    source = Path(source)
+    if (source / MANIFEST).is_file():
+        return source
+    if not source.is_dir():
+        raise InputError(f"{source}: no such data directory or run directory")
+    if run_dir is not None:
+        target = Path(run_dir)
+        if _run_matches(target, source):
+            return target
+    else:
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        preferred = base / f"{source.resolve().name}.run"
+        others = sorted(p.parent for p in base.glob(f"*/{MANIFEST}"))
+        for candidate in [preferred, *[p for p in others if p != preferred]]:
+            if _run_matches(candidate, source):
+                logger.info("reusing the run at %s", candidate)
+                return candidate
+        target = preferred
+    from linker.pipeline import run
+
+    logger.info("no saved run of %s: running the pipeline into %s", source, target)
+    run(source, target / "takedown.csv", run_dir=target, settings=settings)
+    return target
+
+
+def read_seeds(path: str | Path) -> list[str]:
+    """The ``account_id`` column of a CSV file of confirmed accounts, in file order, deduplicated.
+
+    Raises
+    ------
+    InputError
+        When the file is unreadable, has no ``account_id`` column or has an empty id (the
+        message names the file, the row and the column).
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "account_id" not in reader.fieldnames:
+                found = ", ".join(reader.fieldnames or []) or "none"
+                raise InputError(f"{path}: no account_id column (columns: {found})")
+            ids: list[str] = []
+            for number, row in enumerate(reader, start=2):
+                value = (row.get("account_id") or "").strip()
+                if not value:
+                    raise InputError(f"{path}: row {number}: column account_id: empty account id")
+                ids.append(value)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read seeds file ({exc.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+    if not ids:
+        raise InputError(f"{path}: no account ids (column account_id is empty)")
+    return list(dict.fromkeys(ids))
+
+
+def expand(
+    source: str | Path,
+    seeds: str | Path | Iterable[str],
+    *,
+    top: int,
+    settings: Settings | None = None,
+    run_dir: str | Path | None = None,
+    out: str | Path | None = None,
+) -> pd.DataFrame:
+    """Rank the accounts most similar to confirmed ones, with reasons.
+
+    Parameters
+    ----------
+    source : str or Path
+        A dataset directory or a run directory (see :func:`resolve_run` for which run is
+        used).
+    seeds : str, Path or iterable of str
+        A CSV file with an ``account_id`` column, or the account ids.
+    top : int
+        The most rows returned.
+    settings : Settings, optional
+        ``link`` (super-node thresholds), ``link.embedding.dimensions``, ``embed.hops``,
+        ``embed.whole_graph_max_nodes`` and ``seed``; defaults when omitted.
+    run_dir : str or Path, optional
+        The run directory of a dataset directory.
+    out : str or Path, optional
+        Also write the ranking there as CSV, atomically.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`EXPAND_COLUMNS`, best first: score (mean cosine similarity to the
+        ``NEAREST_SEEDS`` nearest seeds, rounded to 4 decimals) descending, then account_id.
+        Seeds are left out.
+
+    Raises
+    ------
+    InputError
+        When the seeds file is malformed or names accounts not in the run (the message
+        names the file, row and column), or ``top`` is below 1.
+
+    Notes
+    -----
+    FastRP on the seeds' candidate subgraph, O(edges · dimensions), then
+    O(candidates · seeds · dimensions) for the similarities. The result is identical for
+    the same run, seeds and settings.
+
+    Examples
+    --------
+    >>> ranked = expand("world/", "confirmed.csv", top=100)  # doctest: +SKIP
+    >>> list(ranked.columns)  # doctest: +SKIP
+    ['account_id', 'score', 'reasons']
+    """
+    if top < 1:
+        raise InputError(f"top must be at least 1, not {top}")
+    settings = (settings or Settings()).validate()
+    if isinstance(seeds, str | Path):
+        seed_file: str | None = str(seeds)
+        seed_ids = read_seeds(seeds)
+    else:
+        seed_file = None
+        seed_ids = list(dict.fromkeys(str(s) for s in seeds))
+        if not seed_ids:
+            raise InputError("no seed accounts given")
+    store = RunStore.open(resolve_run(source, run_dir=run_dir, settings=settings))
+    accounts = store.read_table("accounts", columns=["account_id"])["account_id"].astype("string")
+    accounts = accounts.drop_duplicates()
+    observations = store.read_table("observations")
+    bipartite = build_bipartite(accounts, observations)
+    ids = bipartite.account_ids.astype(str)
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    known = pd.Index(ids)
+    unknown = [s for s in seed_ids if s not in known]
+    if unknown:
+        where = f"{seed_file}: " if seed_file else ""
+        row = ""
+        if seed_file:
+            row = f"row {_first_row(seed_file, unknown[0])}: column account_id: "
+        raise InputError(
+            f"{where}{row}{unknown[0]!r} is not an account of the run at {store.root} "
+            f"({len(unknown)} unknown id{'s' if len(unknown) > 1 else ''})"
+        )
+    seed_rows = position.loc[seed_ids].to_numpy(dtype=np.int64)
+    is_seed = np.zeros(len(ids), dtype=bool)
+    is_seed[seed_rows] = True
+    embedding = embed_accounts(
+        bipartite,
+        is_seed,
+        settings.link,
+        dimensions=settings.link.embedding.dimensions,
+        hops=settings.embed.hops,
+        whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
+        seed=settings.seed,
+    )
+    rows, unit = embedding.rows, embedding.vectors
+    at = {int(r): k for k, r in enumerate(rows)}
+    seed_at = np.array([at[int(r)] for r in seed_rows if int(r) in at], dtype=np.int64)
+    candidates = np.flatnonzero(~is_seed[rows] & (np.abs(unit).sum(axis=1) > 0))
+    frame = _ranked(bipartite, settings, rows, unit, seed_at, candidates, top)
+    if out is not None:
+        write_ranked(frame, out)
+    return frame
+
+
+def _first_row(path: str, account_id: str) -> int:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            if (row.get("account_id") or "").strip() == account_id:
+                return number
+    return 0
+
+
+def _ranked(
+    bipartite: Any,
+    settings: Settings,
+    rows: np.ndarray,
+    unit: np.ndarray,
+    seed_at: np.ndarray,
+    candidates: np.ndarray,
+    top: int,
+) -> pd.DataFrame:
+    empty = pd.DataFrame({"account_id": [], "score": [], "reasons": []}).astype(
+        {"account_id": "string", "score": "float64", "reasons": "string"}
+    )
+    if len(seed_at) == 0 or len(candidates) == 0:
+        return empty
+    k = min(NEAREST_SEEDS, len(seed_at))
+    seed_vectors = unit[seed_at].astype(np.float64)
+    similarity = unit[candidates].astype(np.float64) @ seed_vectors.T
+    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    near_sim = np.take_along_axis(similarity, nearest, axis=1)
+    score = np.round(near_sim.mean(axis=1), SCORE_DECIMALS)
+    cand_ids = bipartite.account_ids[rows[candidates]].astype(str)
+    order = np.lexsort((cand_ids, -score))[:top]
+    linking = linking_columns(bipartite, settings.link)
+    seed_ids = bipartite.account_ids[rows[seed_at]].astype(str)
+    reasons = []
+    for i in order:
+        names = [f"{seed_ids[j]} ({near_sim[i, n]:.3f})" for n, j in enumerate(nearest[i])]
+        shared_parts = []
+        for j in nearest[i]:
+            shared = shared_identifiers(
+                bipartite, linking, int(rows[candidates[i]]), np.array([rows[seed_at[j]]])
+            )
+            if shared:
+                shared_parts.append(f"{', '.join(shared)} with {seed_ids[j]}")
+        text = "nearest confirmed: " + ", ".join(names)
+        text += (
+            "; shares " + "; ".join(shared_parts)
+            if shared_parts
+            else ("; no identifier shared directly with them")
+        )
+        reasons.append(text)
+    return pd.DataFrame(
+        {
+            "account_id": pd.array(cand_ids[order], dtype="string"),
+            "score": score[order].astype(np.float64),
+            "reasons": pd.array(reasons, dtype="string"),
+        }
+    )
+
+
+def write_ranked(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write a ranking from :func:`expand` as CSV (UTF-8, ``\\n``), atomically.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    out = Path(out)
+    text = frame[list(EXPAND_COLUMNS)].copy()
+    text["score"] = frame["score"].map(lambda x: f"{x:.{SCORE_DECIMALS}f}")
+    with atomic_path(out) as tmp:
+        text.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
+    logger.info("wrote %s (%d rows)", out, len(frame))
+    return out

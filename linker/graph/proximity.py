@@ -1,0 +1,374 @@
+"""Embedding proximity: account vectors, and the review-only rule of the linking engine.
+
+:func:`embed_accounts` embeds the accounts of the account–identifier graph with FastRP
+(:mod:`linker.graph.embed`) on the candidate subgraph around some seed accounts, with
+super-node and single-account identifiers left out. :func:`embedding_review` is the step
+after :func:`~linker.graph.link.link_accounts`: an account the engine left at ``none`` whose
+vector is close to a flagged cluster's centroid, and which shares at least one non-supernode
+identifier with that cluster, moves to ``review``. It never produces ``suspend``
+(docs/embeddings.md says why).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from linker.graph.bipartite import Bipartite
+from linker.graph.embed import bipartite_adjacency, candidate_subgraph, fastrp_embed
+from linker.graph.weights import supernode_thresholds
+from linker.settings import LinkSettings
+
+__all__ = [
+    "FASTRP_ITERATION_WEIGHTS",
+    "FASTRP_NORMALIZATION_STRENGTH",
+    "AccountEmbedding",
+    "ProximityResult",
+    "embed_accounts",
+    "embedding_frame",
+    "embedding_review",
+    "linking_columns",
+    "shared_identifiers",
+]
+
+logger = logging.getLogger(__name__)
+
+FASTRP_ITERATION_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+"""FastRP terms of 1 to 4 hops: on the bipartite graph, 2 and 4 hops reach accounts."""
+
+FASTRP_NORMALIZATION_STRENGTH = -0.5
+"""Damps busy identifiers' random vectors (the setting bench/embed.py chose on accounts)."""
+
+
+@dataclass(frozen=True)
+class AccountEmbedding:
+    """Unit-length vectors of some accounts of a :class:`~linker.graph.bipartite.Bipartite`.
+
+    Attributes
+    ----------
+    rows : numpy.ndarray of int64
+        Account rows (indices into ``Bipartite.account_ids``) that were embedded, ascending.
+    vectors : numpy.ndarray of float32, shape (len(rows), dimensions)
+        Row ``k`` is account ``rows[k]``'s vector, L2-normalised (all zero for an account
+        with no linking identifier).
+    """
+
+    rows: np.ndarray
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProximityResult:
+    """What :func:`embedding_review` returns.
+
+    Attributes
+    ----------
+    scores : pandas.DataFrame
+        The scores, with accounts moved to review (their score raised to the review
+        threshold, their reason extended).
+    embeddings : pandas.DataFrame or None
+        ``account_id`` and ``embedding`` (list of float32) of the embedded accounts, in the
+        accounts' order; ``None`` when the rule is disabled.
+    moved : int
+        Accounts moved from ``none`` to ``review``.
+    """
+
+    scores: pd.DataFrame
+    embeddings: pd.DataFrame | None
+    moved: int
+
+
+def linking_columns(bipartite: Bipartite, settings: LinkSettings) -> np.ndarray:
+    """Identifiers that can link accounts: held by 2 or more accounts, not super-nodes.
+
+    Parameters
+    ----------
+    bipartite : Bipartite
+    settings : LinkSettings
+        Its super-node thresholds (``supernode_max_accounts``, ``supernode_by_kind``).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_identifiers,)
+
+    Notes
+    -----
+    O(n_identifiers).
+    """
+    limit = supernode_thresholds(bipartite.kinds, settings)
+    counts = np.asarray(bipartite.n_accounts)
+    return np.asarray((counts >= 2) & (counts <= limit), dtype=bool)
+
+
+def embed_accounts(
+    bipartite: Bipartite,
+    seeds: np.ndarray,
+    settings: LinkSettings,
+    *,
+    dimensions: int = 256,
+    hops: int = 4,
+    whole_graph_max_nodes: int = 200_000,
+    seed: int = 0,
+) -> AccountEmbedding:
+    """FastRP vectors of the accounts near ``seeds`` in the account–identifier graph.
+
+    Parameters
+    ----------
+    bipartite : Bipartite
+        The incidence matrix of the linking engine.
+    seeds : numpy.ndarray of bool, shape (n_accounts,)
+        Accounts whose neighbourhood is embedded.
+    settings : LinkSettings
+        Super-node thresholds: super-nodes and single-account identifiers are left out.
+    dimensions : int, default 256
+    hops : int, default 4
+        Candidate subgraph radius in edges (4 = accounts two shared identifiers away).
+    whole_graph_max_nodes : int, default 200000
+        Embed every node when the graph (exclusions aside) has at most this many.
+    seed : int, default 0
+        FastRP's seed; the vectors are bit-identical for a seed.
+
+    Returns
+    -------
+    AccountEmbedding
+
+    Raises
+    ------
+    EnvironmentProblem
+        If numba (the ``embed`` extra) is not installed.
+
+    Notes
+    -----
+    O(edges) for the subgraph search plus O(4 · edges · dimensions) for FastRP.
+    """
+    n_accounts = bipartite.shape[0]
+    seeds = np.asarray(seeds, dtype=bool)
+    if seeds.shape != (n_accounts,):
+        raise ValueError(f"seeds has shape {seeds.shape}, not ({n_accounts},)")
+    adjacency = bipartite_adjacency(bipartite.matrix)
+    exclude = np.concatenate(
+        [np.zeros(n_accounts, dtype=bool), ~linking_columns(bipartite, settings)]
+    )
+    node_seeds = np.concatenate([seeds, np.zeros(bipartite.shape[1], dtype=bool)])
+    nodes = candidate_subgraph(
+        adjacency,
+        node_seeds,
+        hops=hops,
+        exclude=exclude,
+        whole_graph_max_nodes=whole_graph_max_nodes,
+    )
+    sub = adjacency[nodes][:, nodes]
+    vectors = fastrp_embed(
+        sub,
+        dimensions=dimensions,
+        iteration_weights=FASTRP_ITERATION_WEIGHTS,
+        normalization_strength=FASTRP_NORMALIZATION_STRENGTH,
+        seed=seed,
+    )
+    is_account = nodes < n_accounts
+    rows = nodes[is_account].astype(np.int64)
+    account_vectors = np.asarray(vectors[is_account], dtype=np.float32)
+    norms = np.linalg.norm(account_vectors, axis=1, keepdims=True)
+    unit = np.divide(
+        account_vectors, norms, out=np.zeros_like(account_vectors), where=norms > 0
+    ).astype(np.float32)
+    logger.info("embedded %d of %d accounts (%d dimensions)", len(rows), n_accounts, dimensions)
+    return AccountEmbedding(rows=rows, vectors=unit)
+
+
+def embedding_frame(bipartite: Bipartite, embedding: AccountEmbedding) -> pd.DataFrame:
+    """``account_id`` and ``embedding`` (a list of float32 per account), in row order.
+
+    Accounts whose vector is all zero (no linking identifier) are left out: they have no
+    direction, so no cosine similarity (and Neo4j's cosine vector index rejects them).
+    """
+    keep = np.abs(embedding.vectors).sum(axis=1) > 0
+    return pd.DataFrame(
+        {
+            "account_id": pd.array(bipartite.account_ids[embedding.rows[keep]], dtype="string"),
+            "embedding": list(embedding.vectors[keep]),
+        }
+    )
+
+
+def shared_identifiers(
+    bipartite: Bipartite,
+    linking: np.ndarray,
+    row: int,
+    others: np.ndarray,
+    *,
+    limit: int = 2,
+) -> list[str]:
+    """Linking identifiers that account ``row`` shares with any account of ``others``.
+
+    Parameters
+    ----------
+    bipartite : Bipartite
+    linking : numpy.ndarray of bool
+        From :func:`linking_columns`.
+    row : int
+        The account.
+    others : numpy.ndarray of int
+        The other accounts' rows.
+    limit : int, default 2
+        The most identifiers returned.
+
+    Returns
+    -------
+    list of str
+        ``kind:value``, rarest first (fewest accounts), then by kind and value.
+
+    Notes
+    -----
+    O(identifiers of ``row`` + identifiers of ``others``).
+    """
+    matrix = bipartite.matrix
+    mine = matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]
+    mine = mine[linking[mine]]
+    if len(mine) == 0 or len(others) == 0:
+        return []
+    theirs = np.unique(sp.csr_matrix(matrix[np.asarray(others)]).indices)
+    common = np.intersect1d(mine, theirs)
+    if len(common) == 0:
+        return []
+    counts = np.asarray(bipartite.n_accounts)[common]
+    kinds = bipartite.kinds[common].astype(str)
+    values = bipartite.values[common].astype(str)
+    order = np.lexsort((values, kinds, counts))[:limit]
+    return [f"{kinds[k]}:{values[k]}" for k in order]
+
+
+def embedding_review(
+    scores: pd.DataFrame,
+    bipartite: Bipartite,
+    settings: LinkSettings,
+    *,
+    seed: int = 42,
+    hops: int = 4,
+    whole_graph_max_nodes: int = 200_000,
+) -> ProximityResult:
+    """Move unflagged accounts near a flagged cluster to review, on embedding proximity.
+
+    A cluster is flagged when one of its accounts is suspended. An account whose action is
+    ``none`` moves to ``review`` when (1) the cosine similarity of its FastRP vector to the
+    centroid of its nearest flagged cluster is at least ``settings.embedding.threshold`` and
+    (2) it shares at least ``settings.embedding.min_shared`` non-supernode identifiers with
+    that cluster's accounts, which the reason names. No account ever moves to ``suspend``.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        ``link_accounts``' scores (``account_id``, ``cluster_id``, ``score``, ``action``,
+        ``reasons``), one row per account in ``bipartite``'s row order.
+    bipartite : Bipartite
+        The engine's incidence matrix (``LinkResult.bipartite``).
+    settings : LinkSettings
+        ``settings.embedding`` (enabled, threshold, dimensions, min_shared), the super-node
+        thresholds and ``review_threshold``.
+    seed : int, default 42
+        FastRP's seed.
+    hops, whole_graph_max_nodes : int
+        The candidate subgraph (see :func:`embed_accounts`).
+
+    Returns
+    -------
+    ProximityResult
+        The scores unchanged and no embeddings when ``settings.embedding.enabled`` is false.
+
+    Raises
+    ------
+    ValueError
+        When ``scores`` and ``bipartite`` disagree on the accounts.
+
+    Notes
+    -----
+    O(edges · dimensions) for FastRP on the candidate subgraph around the flagged clusters,
+    plus O(candidates · flagged clusters · dimensions) for the similarities.
+
+    Examples
+    --------
+    >>> from linker.settings import LinkSettings
+    >>> result = embedding_review(scores, bipartite, LinkSettings())  # doctest: +SKIP
+    >>> result.moved  # doctest: +SKIP
+    0
+    """
+    options = settings.embedding
+    if not options.enabled:
+        return ProximityResult(scores, None, 0)
+    if len(scores) != bipartite.shape[0] or not np.array_equal(
+        scores["account_id"].astype(str).to_numpy(), bipartite.account_ids.astype(str)
+    ):
+        raise ValueError("scores must list the bipartite graph's accounts in its row order")
+    action = scores["action"].astype(str).to_numpy()
+    cluster = scores["cluster_id"].astype("string")
+    flagged_ids = np.unique(cluster[(action == "suspend") & cluster.notna().to_numpy()].astype(str))
+    in_flagged = cluster.isin(flagged_ids).fillna(False).to_numpy(dtype=bool)
+    embedding = embed_accounts(
+        bipartite,
+        in_flagged,
+        settings,
+        dimensions=options.dimensions,
+        hops=hops,
+        whole_graph_max_nodes=whole_graph_max_nodes,
+        seed=seed,
+    )
+    frame = embedding_frame(bipartite, embedding)
+    if len(flagged_ids) == 0:
+        return ProximityResult(scores, frame, 0)
+
+    rows, unit = embedding.rows, embedding.vectors
+    member_cluster = np.asarray(cluster.fillna("").astype(str).to_numpy())[rows]
+    centroids = np.zeros((len(flagged_ids), unit.shape[1]), dtype=np.float64)
+    members: list[np.ndarray] = []
+    for k, cid in enumerate(flagged_ids):
+        inside = member_cluster == cid
+        members.append(rows[inside])
+        mean = unit[inside].astype(np.float64).sum(axis=0)
+        norm = np.linalg.norm(mean)
+        if norm > 0:
+            centroids[k] = mean / norm
+    candidate = (action[rows] == "none") & ~in_flagged[rows]
+    cand_rows = rows[candidate]
+    if len(cand_rows) == 0:
+        return ProximityResult(scores, frame, 0)
+    similarity = unit[candidate].astype(np.float64) @ centroids.T
+    nearest = np.argmax(similarity, axis=1)
+    best = similarity[np.arange(len(cand_rows)), nearest]
+    near = np.flatnonzero(best >= options.threshold)
+
+    linking = linking_columns(bipartite, settings)
+    new_action = action.astype(object)
+    new_score = scores["score"].to_numpy(dtype=np.float64, copy=True)
+    new_reasons = scores["reasons"].astype("string").fillna("").to_numpy(dtype=object)
+    moved = 0
+    for hit in near.tolist():
+        row = int(cand_rows[hit])
+        target = int(nearest[hit])
+        shared = shared_identifiers(
+            bipartite, linking, row, members[target], limit=max(options.min_shared, 2)
+        )
+        if len(shared) < options.min_shared:
+            continue
+        reason = (
+            f"embedding: near flagged cluster {flagged_ids[target]} "
+            f"(cosine {best[hit]:.3f}), shares {', '.join(shared)}"
+        )
+        before = str(new_reasons[row])
+        new_reasons[row] = f"{before}; {reason}" if before else reason
+        new_action[row] = "review"
+        new_score[row] = max(new_score[row], settings.review_threshold)
+        moved += 1
+    out = scores.copy()
+    out["action"] = pd.Series(new_action, index=out.index).astype(scores["action"].dtype)
+    out["score"] = new_score
+    out["reasons"] = pd.array(new_reasons, dtype="string")
+    logger.info(
+        "embedding proximity: %d accounts moved to review (%d near a flagged cluster)",
+        moved,
+        len(near),
+    )
+    return ProximityResult(out, frame, moved)
