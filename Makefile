@@ -54,6 +54,6 @@ browser-deps: $(BROWSER_STAMP)
 docs: venv
 	$(BIN)/python tools/gen_cli_docs.py
 
-# Neo4j Community jars from Maven Central (neo4j/pom.xml) into ~/.cache/linker, once.
+# Neo4j Community jars from Maven Central (linker/neo4j/pom.xml) into ~/.cache/linker, once.
 neo4j-jars: venv
 	$(BIN)/linker neo4j jars

@@ -1,8 +1,8 @@
 """A local Neo4j Community server, provisioned from Maven Central and run from plain jars.
 
 ``linker neo4j start | stop | status`` call :func:`start_server`, :func:`stop_server` and
-:func:`server_status`. The jars are resolved once by Maven from ``neo4j/pom.xml`` into a cache
-folder (:func:`ensure_jars`); each server instance lives in one *data directory* holding its
+:func:`server_status`. The jars are resolved once by Maven from ``linker/neo4j/pom.xml``
+(package data) into a cache folder (:func:`ensure_jars`); each server instance lives in one *data directory* holding its
 ``conf/neo4j.conf``, ``data/``, ``logs/``, ``run/`` (pid file), the password file (mode 0600,
 only with auth) and ``state.json``, which :mod:`linker.neo4j.runner` reads to connect.
 
@@ -53,10 +53,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NEO4J_VERSION = "5.26.30"
-"""The Neo4j Community version in ``neo4j/pom.xml``."""
+"""The Neo4j Community version in ``linker/neo4j/pom.xml``."""
 
 BROWSER_VERSION = "5.24.0"
-"""The Neo4j Browser version in ``neo4j/pom.xml``."""
+"""The Neo4j Browser version in ``linker/neo4j/pom.xml``."""
 
 DEFAULT_BOLT_PORT = 7687
 DEFAULT_HTTP_PORT = 7474
@@ -172,7 +172,7 @@ def default_data_dir() -> Path:
 
 
 def _pom_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "neo4j" / "pom.xml"
+    return Path(__file__).resolve().parent / "pom.xml"
 
 
 # -- provisioning ------------------------------------------------------------------------------
