@@ -1,9 +1,12 @@
-"""``linker expand``: rank accounts by graph-embedding similarity to confirmed ones.
+"""``linker expand``: rank accounts by their similarity and shared evidence with confirmed ones.
 
 Given accounts an analyst confirmed (the seeds), :func:`expand` embeds the account–identifier
 graph around them with FastRP (:func:`~linker.graph.proximity.embed_accounts`) and ranks every
-other embedded account by its mean cosine similarity to its nearest seeds. Each row says why:
-the nearest confirmed accounts and the non-supernode identifiers it shares with them.
+other embedded account by a hybrid score: half its mean cosine similarity to its nearest
+seeds, half the rarity-weighted identifier evidence it shares with the whole seed set
+(:func:`~linker.graph.proximity.seed_evidence`, squashed to [0, 1)). Each row says why: the
+nearest confirmed accounts, the non-supernode identifiers it shares with them, and both parts
+of the score.
 
 Which run it uses (:func:`resolve_run`):
 
@@ -33,7 +36,13 @@ import pandas as pd
 from linker.backend import MANIFEST, RunStore
 from linker.errors import InputError
 from linker.graph.bipartite import build_bipartite
-from linker.graph.proximity import embed_accounts, linking_columns, shared_identifiers
+from linker.graph.proximity import (
+    embed_accounts,
+    linking_columns,
+    seed_evidence,
+    shared_identifiers,
+)
+from linker.graph.weights import identifier_weights
 from linker.io.atomic import atomic_path
 from linker.settings import Settings
 
@@ -46,6 +55,12 @@ EXPAND_COLUMNS: tuple[str, ...] = ("account_id", "score", "reasons")
 
 NEAREST_SEEDS = 3
 """How many nearest seeds a score averages over and a reason names."""
+
+EMBEDDING_SHARE = 0.5
+"""The cosine part's share of the score; the shared-identifier evidence has the rest."""
+
+EVIDENCE_HALF = 1.0
+"""Evidence that counts half of its part: ``evidence / (evidence + EVIDENCE_HALF)``."""
 
 SCORE_DECIMALS = 4
 
@@ -196,9 +211,12 @@ def expand(
     Returns
     -------
     pandas.DataFrame
-        :data:`EXPAND_COLUMNS`, best first: score (mean cosine similarity to the
-        ``NEAREST_SEEDS`` nearest seeds, rounded to 4 decimals) descending, then account_id.
-        Seeds are left out.
+        :data:`EXPAND_COLUMNS`, best first: score descending (rounded to 4 decimals), then
+        account_id. The score is ``EMBEDDING_SHARE`` times the mean cosine similarity to
+        the ``NEAREST_SEEDS`` nearest seeds plus the rest times ``E / (E + EVIDENCE_HALF)``,
+        ``E`` the rarity-weighted evidence of identifiers shared with the seed set
+        (:func:`~linker.graph.proximity.seed_evidence`, weights as in the linking
+        engine). Seeds are left out.
 
     Raises
     ------
@@ -209,8 +227,8 @@ def expand(
     Notes
     -----
     FastRP on the seeds' candidate subgraph, O(edges · dimensions), then
-    O(candidates · seeds · dimensions) for the similarities. The result is identical for
-    the same run, seeds and settings.
+    O(candidates · seeds · dimensions) for the similarities and O(edges) for the evidence.
+    The result is identical for the same run, seeds and settings.
 
     Examples
     --------
@@ -263,7 +281,12 @@ def expand(
     at = {int(r): k for k, r in enumerate(rows)}
     seed_at = np.array([at[int(r)] for r in seed_rows if int(r) in at], dtype=np.int64)
     candidates = np.flatnonzero(~is_seed[rows] & (np.abs(unit).sum(axis=1) > 0))
-    frame = _ranked(bipartite, settings, rows, unit, seed_at, candidates, top)
+    weights, _ = identifier_weights(
+        bipartite.kinds, np.asarray(bipartite.n_accounts), settings.link
+    )
+    linking = linking_columns(bipartite, settings.link)
+    evidence = seed_evidence(bipartite, seed_rows, rows[candidates], weights, linking)
+    frame = _ranked(bipartite, linking, rows, unit, seed_at, candidates, evidence, top)
     if out is not None:
         write_ranked(frame, out)
     return frame
@@ -279,11 +302,12 @@ def _first_row(path: str, account_id: str) -> int:
 
 def _ranked(
     bipartite: Any,
-    settings: Settings,
+    linking: np.ndarray,
     rows: np.ndarray,
     unit: np.ndarray,
     seed_at: np.ndarray,
     candidates: np.ndarray,
+    evidence: np.ndarray,
     top: int,
 ) -> pd.DataFrame:
     empty = pd.DataFrame({"account_id": [], "score": [], "reasons": []}).astype(
@@ -296,10 +320,11 @@ def _ranked(
     similarity = unit[candidates].astype(np.float64) @ seed_vectors.T
     nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     near_sim = np.take_along_axis(similarity, nearest, axis=1)
-    score = np.round(near_sim.mean(axis=1), SCORE_DECIMALS)
+    cosine = near_sim.mean(axis=1)
+    squashed = evidence / (evidence + EVIDENCE_HALF)
+    score = np.round(EMBEDDING_SHARE * cosine + (1.0 - EMBEDDING_SHARE) * squashed, SCORE_DECIMALS)
     cand_ids = bipartite.account_ids[rows[candidates]].astype(str)
     order = np.lexsort((cand_ids, -score))[:top]
-    linking = linking_columns(bipartite, settings.link)
     seed_ids = bipartite.account_ids[rows[seed_at]].astype(str)
     reasons = []
     for i in order:
@@ -317,6 +342,7 @@ def _ranked(
             if shared_parts
             else ("; no identifier shared directly with them")
         )
+        text += f"; cosine {cosine[i]:.3f}, shared-identifier evidence {evidence[i]:.3f}"
         reasons.append(text)
     return pd.DataFrame(
         {

@@ -294,3 +294,52 @@ def test_run_with_the_rule_saves_embeddings_and_keeps_suspensions(
     assert {len(v) for v in embeddings["embedding"]} == {32}
     assert np.isfinite(np.stack(embeddings["embedding"].to_numpy())).all()
     assert not (tmp_path / "off.run" / "embeddings.parquet").exists()
+
+
+def _parts(reasons: str) -> tuple[float, float]:
+    cosine = float(reasons.split("; cosine ")[1].split(",")[0])
+    evidence = float(reasons.split("shared-identifier evidence ")[1])
+    return cosine, evidence
+
+
+def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path) -> None:
+    # "x" shares one rare card with the seed a0, and a device and subnet with ring B; "y"
+    # shares a device with
+    # a ring-A account that is not a seed, so it sits near the ring in the embedding without
+    # sharing anything with a seed.
+    world = write_world(tmp_path / "world")
+    accounts = pd.read_csv(world / "accounts.csv", dtype=str)
+    payments = pd.read_csv(world / "payments.csv", dtype=str)
+    extra = {"created_at": "2025-06-01T08:00:00Z", "country": "FR"}
+    accounts = pd.concat(
+        [
+            accounts,
+            pd.DataFrame(
+                [
+                    {**extra, "account_id": "x", "email": "x@x.example", "signup_ip": "10.0.2.99",
+                     "device_id": "dev-b-0", "billing_customer_id": "cust-x"},
+                    {**extra, "account_id": "y", "email": "y@y.example", "signup_ip": "198.51.100.1",
+                     "device_id": "dev-a-3", "billing_customer_id": "cust-y"},
+                ]
+            ),
+        ]
+    )
+    payments = pd.concat(
+        [
+            payments,
+            pd.DataFrame(
+                [{"account_id": aid, "payment_fingerprint": "card-rare", "card_bin": "",
+                  "billing_country": "FR", "added_at": "2026-03-05T00:00:00Z"}
+                 for aid in ("a0", "x")]
+            ),
+        ]
+    )
+    accounts.to_csv(world / "accounts.csv", index=False)
+    payments.to_csv(world / "payments.csv", index=False)
+    ranked = expand(world, ["a0"], top=100, run_dir=tmp_path / "world.run").set_index("account_id")
+    x_cos, x_evidence = _parts(str(ranked.loc["x", "reasons"]))
+    y_cos, y_evidence = _parts(str(ranked.loc["y", "reasons"]))
+    print(ranked.loc[["x", "y"]].to_dict())
+    assert y_cos > x_cos and y_evidence == 0 < x_evidence  # embedding alone prefers y
+    assert ranked.loc["x", "score"] > ranked.loc["y", "score"]
+    assert "card-rare with a0" in str(ranked.loc["x", "reasons"])

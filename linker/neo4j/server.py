@@ -2,9 +2,10 @@
 
 ``linker neo4j start | stop | status`` call :func:`start_server`, :func:`stop_server` and
 :func:`server_status`. The jars are resolved once by Maven from ``linker/neo4j/pom.xml``
-(package data) into a cache folder (:func:`ensure_jars`); each server instance lives in one *data directory* holding its
-``conf/neo4j.conf``, ``data/``, ``logs/``, ``run/`` (pid file), the password file (mode 0600,
-only with auth) and ``state.json``, which :mod:`linker.neo4j.runner` reads to connect.
+(package data) into a cache folder (:func:`ensure_jars`); each server instance lives in one
+*data directory* holding its ``conf/neo4j.conf``, ``data/``, ``logs/``, ``run/`` (pid file),
+the password file (mode 0600, only with auth) and ``state.json``, which
+:mod:`linker.neo4j.runner` reads to connect.
 
 The server binds 127.0.0.1 only. Its password is set with Neo4j's own
 ``neo4j-admin dbms set-initial-password`` (main class ``org.neo4j.cli.AdminTool``) before the
