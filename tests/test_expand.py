@@ -316,10 +316,22 @@ def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path
             accounts,
             pd.DataFrame(
                 [
-                    {**extra, "account_id": "x", "email": "x@x.example", "signup_ip": "10.0.2.99",
-                     "device_id": "dev-b-0", "billing_customer_id": "cust-x"},
-                    {**extra, "account_id": "y", "email": "y@y.example", "signup_ip": "198.51.100.1",
-                     "device_id": "dev-a-3", "billing_customer_id": "cust-y"},
+                    {
+                        **extra,
+                        "account_id": "x",
+                        "email": "x@x.example",
+                        "signup_ip": "10.0.2.99",
+                        "device_id": "dev-b-0",
+                        "billing_customer_id": "cust-x",
+                    },
+                    {
+                        **extra,
+                        "account_id": "y",
+                        "email": "y@y.example",
+                        "signup_ip": "198.51.100.1",
+                        "device_id": "dev-a-3",
+                        "billing_customer_id": "cust-y",
+                    },
                 ]
             ),
         ]
@@ -328,9 +340,25 @@ def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path
         [
             payments,
             pd.DataFrame(
-                [{"account_id": aid, "payment_fingerprint": "card-rare", "card_bin": "",
-                  "billing_country": "FR", "added_at": "2026-03-05T00:00:00Z"}
-                 for aid in ("a0", "x")]
+                [
+                    {
+                        "account_id": aid,
+                        "payment_fingerprint": "card-rare",
+                        "card_bin": "",
+                        "billing_country": "FR",
+                        "added_at": "2026-03-05T00:00:00Z",
+                    }
+                    for aid in ("a0", "x")
+                ]
+                + [
+                    {
+                        "account_id": "y",
+                        "payment_fingerprint": "card-a-1",
+                        "card_bin": "",
+                        "billing_country": "FR",
+                        "added_at": "2026-03-05T00:00:00Z",
+                    }
+                ]
             ),
         ]
     )
@@ -339,7 +367,6 @@ def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path
     ranked = expand(world, ["a0"], top=100, run_dir=tmp_path / "world.run").set_index("account_id")
     x_cos, x_evidence = _parts(str(ranked.loc["x", "reasons"]))
     y_cos, y_evidence = _parts(str(ranked.loc["y", "reasons"]))
-    print(ranked.loc[["x", "y"]].to_dict())
     assert y_cos > x_cos and y_evidence == 0 < x_evidence  # embedding alone prefers y
     assert ranked.loc["x", "score"] > ranked.loc["y", "score"]
     assert "card-rare with a0" in str(ranked.loc["x", "reasons"])
