@@ -490,7 +490,7 @@ def fastrp_world(
         "accounts": n_accounts,
         "nodes": adjacency.shape[0],
         "edges": adjacency.nnz // 2,
-        "events_per_account": events_per_account,
+        "events_per_account": None if run_dir else events_per_account,
         "graph_seconds": graph_seconds,
         "source": str(run_dir) if run_dir else "generated",
         "seconds": seconds,

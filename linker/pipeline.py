@@ -585,16 +585,21 @@ def run(
         # encode them once, here, and free the table.
         tables.pop("payments", None)
         raw_events = tables.pop("events", None)
-        events = None
+        coded: dict[str, pd.DataFrame] = {}
         if settings.link.behaviour.enabled and raw_events is not None:
-            events = event_codes(raw_events, _account_order(tables["accounts"]))
+            coded["events"] = event_codes(raw_events, _account_order(tables["accounts"]))
         del raw_events
 
     with timer("link"):
+        # Popped, not passed by name: the engine then holds the only reference and frees
+        # the columns it has finished with.
         result = link_accounts(
-            tables["accounts"], observations, settings.link, seed=settings.seed, events=events
+            tables["accounts"],
+            observations,
+            settings.link,
+            seed=settings.seed,
+            events=coded.pop("events", None),
         )
-        del events
         # Embedding proximity may move an unflagged account to review, never to suspend
         # (docs/embeddings.md); off unless settings.link.embedding.enabled.
         proximity = (

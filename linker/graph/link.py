@@ -289,17 +289,14 @@ def link_accounts(
 
     cfg = settings.behaviour
     use_behaviour = cfg.enabled and events is not None
+    if not use_behaviour:
+        del obs, derived  # the observations with derived kinds are needed no further
     behaviour: pd.DataFrame | None = None
     lock_pairs = pd.DataFrame({"a": [], "b": [], "jaccard": [], "bucket_minutes": []})
     lockstep_stats: dict[str, object] = {}
     popular_templates = np.zeros(0, dtype=object)
     if use_behaviour:
         assert events is not None
-        ordered = accounts.assign(account_id=pd.array(bip.account_ids, dtype="string"))
-        codes = _event_codes_for(events, ordered["account_id"])
-        behaviour = account_behaviour(
-            codes, ordered, codes=codes, dormancy_days=cfg.dormancy_days, seed=seed
-        )
         if "country" in accounts.columns:
             templates = template_populations(
                 obs,
@@ -312,6 +309,16 @@ def link_accounts(
             popular_templates = templates.loc[templates["is_supernode"], "value"].to_numpy(
                 dtype=object
             )
+        del obs, derived
+        ordered = accounts.assign(account_id=pd.array(bip.account_ids, dtype="string"))
+        codes = _event_codes_for(events, ordered["account_id"])
+        # ``linker run`` hands over its only reference to the coded events: once the
+        # features are computed, lockstep keeps only the columns it reads.
+        del events
+        behaviour = account_behaviour(
+            codes, ordered, codes=codes, dormancy_days=cfg.dormancy_days, seed=seed
+        )
+        codes = codes[["acc", "t", "prompt", "model"]]
         clock.lap("behaviour")
         lock = lockstep_pairs(
             codes,
