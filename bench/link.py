@@ -17,6 +17,7 @@ Usage::
 
     python bench/link.py --accounts 100000                        # the docs/performance.md table
     python bench/link.py --accounts 1000000 --events-per-account 30 --format parquet --no-compare
+    python bench/link.py --accounts 100000 --no-compare --no-behaviour   # the same, without
 
 Results are printed as Markdown and saved under ``bench/results/``.
 """
@@ -96,21 +97,29 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _e2e(world: Path, work: Path, fmt: str) -> dict[str, float]:
-    """`linker run` in a fresh child process: wall time and peak RSS."""
+def _e2e(world: Path, work: Path, fmt: str, behaviour: bool = True) -> dict[str, float]:
+    """`linker run` in a fresh child process: wall and CPU time, peak RSS, load average."""
     out = work / f"e2e-takedown.{'parquet' if fmt == 'parquet' else 'csv'}"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage.ru_maxrss
+    cpu_before = usage.ru_utime + usage.ru_stime
+    load_before = os.getloadavg()
+    cmd = [str(Path(sys.executable).with_name("linker")), "run", str(world), "--out", str(out)]
+    if not behaviour:
+        cmd.append("--no-behaviour")
     start = time.perf_counter()
-    subprocess.run(
-        [str(Path(sys.executable).with_name("linker")), "run", str(world), "--out", str(out)],
-        check=True,
-    )
+    subprocess.run(cmd, check=True)
     wall = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = usage.ru_maxrss
     manifest = json.loads((out.with_name(out.stem + ".run") / "manifest.json").read_text())
     timings = manifest["timings_seconds"]
     return {
         "wall_seconds": wall,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+        "load_before": load_before[0],
+        "load_after": os.getloadavg()[0],
+        "behaviour": float(behaviour),
         "peak_rss_gib": peak_kib / 2**20,
         "peak_rss_is_exact": float(before == 0),
         **{f"stage_{k}": v for k, v in timings.items() if isinstance(v, int | float)},
@@ -130,15 +139,20 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "link"))
     parser.add_argument("--no-compare", action="store_true", help="only the end-to-end run")
     parser.add_argument("--keep", action="store_true", help="keep the generated world")
+    parser.add_argument(
+        "--no-behaviour", action="store_true", help="end to end without behavioural evidence"
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     world = _world(args)
 
     # End to end first, so the child is the only one getrusage has seen.
-    e2e = _e2e(world, work, args.format)
+    e2e = _e2e(world, work, args.format, behaviour=not args.no_behaviour)
     print(
-        f"linker run end to end: {e2e['wall_seconds']:.1f}s, peak RSS {e2e['peak_rss_gib']:.2f} GiB"
+        f"linker run end to end: {e2e['wall_seconds']:.1f}s wall, {e2e['cpu_seconds']:.1f}s CPU, "
+        f"peak RSS {e2e['peak_rss_gib']:.2f} GiB, 1-minute load {e2e['load_before']:.1f} "
+        f"before and {e2e['load_after']:.1f} after"
     )
 
     rows: list[dict[str, object]] = []
@@ -221,6 +235,7 @@ def main() -> None:
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     tag = f"link-{args.accounts}-{args.format}" + ("-e2e" if args.no_compare else "")
+    tag += "-no-behaviour" if args.no_behaviour else ""
     (results / f"{tag}.json").write_text(
         json.dumps(
             {

@@ -8,13 +8,16 @@ between consecutive sizes (1.0 = linear).
 
 Part 2 (end to end, ``--run``): ``linker run`` on the largest world with and without
 behavioural evidence (``--no-behaviour``), each in a fresh child process, alternating
-``--repeats`` times; reported: median wall time of each and their ratio, plus the quality
-figures of ``linker evaluate``.
+``--repeats`` times; reported: the median wall time (the run's own total) and CPU time (the
+child's user + system time) of each, their ratios, the ratio of each alternating pair, the
+extra seconds per stage with behaviour, the SHA-256 of every export (the same input and seed
+must give the same bytes), and the quality figures of ``linker evaluate`` (suspend precision
+and recall, per-ring recall and suspended accounts per benign group in the JSON).
 
 Usage::
 
     python bench/lockstep.py                              # scaling at 25k/50k/100k
-    python bench/lockstep.py --run --repeats 2            # + with/without at 100k
+    python bench/lockstep.py --run --repeats 5            # + with/without at 100k
     python bench/lockstep.py --sizes 1000000 --events-per-account 30 --format parquet --run
 
 Results are printed as Markdown and saved under ``bench/results/``. The machine is shared:

@@ -18,27 +18,55 @@ accounts: ``accounts × bands × max_bucket`` in the worst case. See docs/behavi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from linker.graph.behaviour import event_codes, sorted_unique
+from linker.graph.behaviour import event_codes
 
 __all__ = ["LockstepResult", "action_tokens", "jaccard", "lockstep_pairs", "minhash_signatures"]
 
 logger = logging.getLogger(__name__)
 
 
+_KINDS = {"prompt": 1, "model": 2}
+_MIX_BLOCK = 1 << 16
+"""Keys per block of the splitmix64 finaliser."""
+_MINHASH_BLOCK = 1 << 15
+"""Tokens per block of MinHash work (about 256 KB of hashes)."""
+_PAIR_BLOCK = 1 << 16
+"""Candidate pairs per block when signature rows are gathered."""
+_VALUE_BITS = 22
+"""Codes below ``2**22`` keep ``value << 2`` clear of the bucket's bits (``<< 24``) in a
+token's pre-hash key, so distinct (bucket, value) pairs give distinct keys."""
+
+
 def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a fast, well-spread 64-bit hash of integer keys."""
-    z = np.asarray(x, dtype=np.uint64)
+    """splitmix64 finaliser: a fast, well-spread 64-bit hash of integer keys.
+
+    Computed in place on a copy, in blocks that stay in the CPU cache.
+    """
+    z = np.array(x, dtype=np.uint64)
+    scratch = np.empty(min(len(z), _MIX_BLOCK), dtype=np.uint64) if z.ndim == 1 else None
+    if scratch is None:
+        return _mix64_block(z, np.empty_like(z))
+    for s in range(0, len(z), _MIX_BLOCK):
+        block = z[s : s + _MIX_BLOCK]
+        _mix64_block(block, scratch[: len(block)])
+    return z
+
+
+def _mix64_block(z: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.asarray(z ^ (z >> np.uint64(31)), dtype=np.uint64)
+        z += np.uint64(0x9E3779B97F4A7C15)
+        for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            np.right_shift(z, np.uint64(shift), out=scratch)
+            z ^= scratch
+            z *= np.uint64(multiplier)
+        np.right_shift(z, np.uint64(31), out=scratch)
+        z ^= scratch
+    return z
 
 
 @dataclass(frozen=True)
@@ -69,16 +97,6 @@ class LockstepResult:
     per_width: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-_KINDS = {"prompt": 1, "model": 2}
-_MINHASH_BLOCK = 1 << 15
-"""Tokens per block of MinHash work (about 256 KB of hashes)."""
-_PAIR_BLOCK = 1 << 16
-"""Candidate pairs per block when signature rows are gathered."""
-_VALUE_BITS = 22
-"""Codes below ``2**22`` keep ``value << 2`` clear of the bucket's bits (``<< 24``) in a
-token's pre-hash key, so distinct (bucket, value) pairs give distinct keys."""
-
-
 def _token_hashes(bucket: np.ndarray, value: np.ndarray, kind: int) -> np.ndarray:
     """The 64-bit token of each (bucket, value) action of one kind."""
     key = (bucket.astype(np.uint64) << np.uint64(24)) ^ (
@@ -103,13 +121,34 @@ class _Actions:
         bucket = (rest & np.int64((1 << self.bucket_bits) - 1)) + np.int64(self.bucket_min)
         return rest >> np.int64(self.bucket_bits), bucket, value
 
+    def tokens(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
+        acc, bucket, value = self.unpack()
+        return acc, _token_hashes(bucket, value, kind)
+
+
+def _sorted_unique_inplace(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an int array the caller gives up (it is
+    sorted in place, saving a copy)."""
+    keys.sort()
+    if len(keys) < 2:
+        return keys
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
+
 
 def _distinct_actions(
-    acc: np.ndarray, bucket: np.ndarray, value: np.ndarray, n_accounts: int
+    acc: np.ndarray,
+    bucket: np.ndarray,
+    value: np.ndarray,
+    n_accounts: int,
+    ok: np.ndarray | None = None,
 ) -> _Actions | None:
-    """Distinct (account, bucket, value) triples by one sort of packed int64 keys; ``None``
-    when the key would not fit in 63 bits or the values in :data:`_VALUE_BITS`."""
-    if len(acc) == 0:
+    """Distinct (account, bucket, value) triples (of the rows where ``ok``) by one sort of
+    packed int64 keys; ``None`` when the key would not fit in 63 bits or the values in
+    :data:`_VALUE_BITS`."""
+    if len(acc) == 0 or (ok is not None and not ok.any()):
         return _Actions(np.zeros(0, np.int64), 0, 0, 0)
     low = int(bucket.min())
     bucket_bits = (int(bucket.max()) - low).bit_length()
@@ -120,7 +159,9 @@ def _distinct_actions(
     keys = acc << np.int64(bucket_bits + value_bits)
     keys |= (bucket - np.int64(low)) << np.int64(value_bits)
     keys |= value
-    return _Actions(sorted_unique(keys), low, bucket_bits, value_bits)
+    if ok is not None:
+        keys = keys[ok]  # rows without a value were packed with garbage: drop them
+    return _Actions(_sorted_unique_inplace(keys), low, bucket_bits, value_bits)
 
 
 def _hashed_tokens(
@@ -136,46 +177,62 @@ def _hashed_tokens(
     return a[order].astype(np.int64), t[order]
 
 
-def _memberships(
-    codes: pd.DataFrame, widths: tuple[int, ...], action: str
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(width, accounts, tokens) of one action kind at each width, in the order of
-    ``widths``; a width that is a multiple of an earlier one is derived from that width's
-    distinct actions (``t // (60 w) == (t // (60 v)) // (w / v)``), not from the events."""
-    n_accounts = int(codes.attrs.get("n_accounts", 0))
-    acc = codes["acc"].to_numpy(np.int64)
-    value = codes[action].to_numpy(np.int64)
-    t = codes["t"].to_numpy(np.int64)
-    ok = value >= 0
-    if not ok.all():
-        acc, value, t = acc[ok], value[ok], t[ok]
-    n_accounts = max(n_accounts, int(acc.max()) + 1 if len(acc) else 0)
-    kind = _KINDS[action]
-    done: dict[int, _Actions] = {}
-    for position, width in enumerate(widths):
-        width = int(width)
-        finer = [w for w in done if width % w == 0]
-        if finer:
-            base = max(finer)
-            a, b, v = done[base].unpack()
-            source = (a, b // np.int64(width // base), v)
-        else:
-            source = (acc, t // np.int64(60 * width), value)
-        actions = _distinct_actions(*source, n_accounts)
+class _Memberships:
+    """(accounts, tokens) of one action kind, width after width, in the order of ``widths``.
+
+    A width that is a multiple of an earlier one is derived from that width's distinct
+    actions (``t // (60 w) == (t // (60 v)) // (w / v)``), not from the events. Only what a
+    later width needs is kept between calls, and the arrays returned are the caller's own,
+    so a pass frees its memory as soon as the caller drops them.
+    """
+
+    def __init__(self, codes: pd.DataFrame, widths: tuple[int, ...], action: str) -> None:
+        self.codes = codes
+        self.action = action
+        self.kind = _KINDS[action]
+        self.widths = [int(w) for w in widths]
+        acc = codes["acc"].to_numpy(np.int64)
+        self.n_accounts = max(
+            int(codes.attrs.get("n_accounts", 0)), int(acc.max()) + 1 if len(acc) else 0
+        )
+        self.done: dict[int, _Actions] = {}
+
+    def next(self) -> tuple[int, np.ndarray, np.ndarray]:
+        width = self.widths.pop(0)
+        later = self.widths
+        finer = [w for w in self.done if width % w == 0]
+        actions = self._derived(width, max(finer)) if finer else self._from_events(width)
         if actions is None:
-            yield width, *_hashed_tokens(*source, kind)
-            continue
-        del source
-        later = [int(w) for w in widths[position + 1 :]]
+            return width, *self._hashed(width, max(finer) if finer else None)
         if any(w % width == 0 and w != width for w in later):
-            done[width] = actions
-        if all(any(w % d == 0 for d in done) for w in later):
-            # The remaining widths derive from cached actions: free the event columns.
-            acc = value = t = np.zeros(0, np.int64)
-        a, b, v = actions.unpack()
-        yield width, a, _token_hashes(b, v, kind)
-        del a, b, v
-        done = {w: x for w, x in done.items() if any(u % w == 0 for u in later)}
+            self.done[width] = actions
+        self.done = {w: x for w, x in self.done.items() if any(u % w == 0 for u in later)}
+        return width, *actions.tokens(self.kind)
+
+    def _event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        acc = self.codes["acc"].to_numpy(np.int64)
+        value = self.codes[self.action].to_numpy(np.int64)
+        ok = value >= 0
+        return acc, self.codes["t"].to_numpy(np.int64), value, None if ok.all() else ok
+
+    def _from_events(self, width: int) -> _Actions | None:
+        acc, t, value, ok = self._event_columns()
+        return _distinct_actions(acc, t // np.int64(60 * width), value, self.n_accounts, ok)
+
+    def _derived(self, width: int, base: int) -> _Actions | None:
+        acc, bucket, value = self.done[base].unpack()
+        bucket //= np.int64(width // base)
+        return _distinct_actions(acc, bucket, value, self.n_accounts)
+
+    def _hashed(self, width: int, base: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if base is not None:
+            acc, bucket, value = self.done[base].unpack()
+            bucket //= np.int64(width // base)
+            return _hashed_tokens(acc, bucket, value, self.kind)
+        acc, t, value, ok = self._event_columns()
+        if ok is not None:
+            acc, t, value = acc[ok], t[ok], value[ok]
+        return _hashed_tokens(acc, t // np.int64(60 * width), value, self.kind)
 
 
 def action_tokens(
@@ -202,10 +259,9 @@ def action_tokens(
     O(m log m) for m events: one sort of packed (account, bucket, value) keys per kind.
     """
     parts = [
-        (a, tok)
+        _Memberships(codes, (int(bucket_minutes),), kind).next()[1:]
         for kind in ("prompt", "model")
         if kind in kinds
-        for _, a, tok in _memberships(codes, (int(bucket_minutes),), kind)
     ]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.uint64)
@@ -396,10 +452,16 @@ def _candidate_pairs(
         rank = np.arange(len(order)) - np.repeat(starts, sizes)
         block = bucket_no.astype(np.int64) * np.int64(1 << 20) + rank // max_bucket
         left, right = _pairs_within_blocks(order, block)
-        found.append(np.minimum(left, right) * np.int64(n) + np.maximum(left, right))
+        pair = np.minimum(left, right)
+        pair *= np.int64(n)
+        pair += np.maximum(left, right)
+        found.append(pair)
+        del left, right
     if not found:
         return np.zeros(0, np.int64)
-    return sorted_unique(np.concatenate(found))
+    keys = np.concatenate(found)
+    del found
+    return _sorted_unique_inplace(keys)
 
 
 def lockstep_pairs(
@@ -464,8 +526,8 @@ def lockstep_pairs(
     ...     "ts": list(ts) * 2 + list(ts + pd.Timedelta(hours=7)),
     ...     "model": "m-1", "prompt_fingerprint": "pf_x"})
     >>> r = lockstep_pairs(ev, ["a", "b", "c"], bucket_minutes=(60,))
-    >>> r.pairs[["a", "b", "jaccard"]].values.tolist()
-    [[0, 1, 1.0]]
+    >>> r.pairs[["a", "b"]].values.tolist(), r.pairs["jaccard"].tolist()
+    ([[0, 1]], [1.0])
     """
     n_acc = len(account_ids)
     if {"acc", "t"} <= set(events.columns):
@@ -484,11 +546,11 @@ def lockstep_pairs(
     comparisons = 0
     memberships = 0
     participating = np.zeros(n_acc, dtype=bool)
-    streams = {action: _memberships(codes, tuple(bucket_minutes), action) for action in _KINDS}
+    streams = {action: _Memberships(codes, tuple(bucket_minutes), action) for action in _KINDS}
     for width, action in [(w, k) for w in bucket_minutes for k in ("prompt", "model")]:
         # Templates and models are separate action sets: an account that works other
         # templates than its ring (or none) is still on the ring's clock and models.
-        _, accounts, tokens = next(streams[action])
+        _, accounts, tokens = streams[action].next()
         memberships += len(accounts)
         size = np.bincount(accounts, minlength=n_acc)
         live = np.flatnonzero(size >= min_tokens)
@@ -505,30 +567,34 @@ def lockstep_pairs(
         )
         del accounts, tokens, keep
         pair_key = _candidate_pairs(sig, n_bands, band_rows, max_bucket, rng)
-        lo = pair_key // np.int64(max(len(live), 1))
-        hi = pair_key % np.int64(max(len(live), 1))
-        estimate = _agreement(sig, lo, hi) / n_hashes
+        lo, hi = np.divmod(pair_key, np.int64(max(len(live), 1)))
         comparisons += len(pair_key)
         threshold = thresholds.get(width, 1.0)
         if action == "model" and model_min_jaccard is not None:
             threshold = max(threshold, model_min_jaccard)
-        good = estimate >= threshold
+        # The fewest agreeing hashes whose estimate (agree / n_hashes) reaches the
+        # threshold, in the same floating-point arithmetic as the estimate itself.
+        enough = int(np.searchsorted(np.arange(n_hashes + 1) / n_hashes >= threshold, True))
+        agree = _agreement(sig, lo, hi)
+        good = np.flatnonzero(agree >= enough)
         found.append(
             pd.DataFrame(
                 {
                     "a": live[lo[good]],
                     "b": live[hi[good]],
-                    "jaccard": estimate[good],
-                    "bucket_minutes": np.full(int(good.sum()), width, dtype=np.int64),
+                    "jaccard": agree[good] / n_hashes,
+                    "bucket_minutes": np.full(len(good), width, dtype=np.int64),
                     "action": action,
                 }
             )
         )
+        n_compared, n_good = len(pair_key), len(good)
+        del pair_key, lo, hi, agree, good, sig
         stats = per_width.setdefault(int(width), {"comparisons": 0, "pairs": 0, "participants": 0})
-        stats["comparisons"] += len(pair_key)
-        stats["pairs"] += int(good.sum())
+        stats["comparisons"] += n_compared
+        stats["pairs"] += n_good
         stats["participants"] = max(stats["participants"], len(live))
-        logger.debug("lockstep %d min %s: %d comparisons", width, action, len(pair_key))
+        logger.debug("lockstep %d min %s: %d comparisons", width, action, n_compared)
     pairs = (
         pd.concat(found, ignore_index=True)
         if found
