@@ -6,9 +6,9 @@ Two graphs, each in one run of this script:
   the published protocol of node2vec's Table 2: 50% of nodes labelled, one-vs-rest logistic
   regression (liblinear), each test node given its top-k labels (k = its true label count),
   Macro-F1 and Micro-F1 averaged over ``--splits`` random splits. d=128, r=10, l=80, k=10,
-  one skip-gram epoch, 5 negatives for every node2vec implementation; p and q are picked by a
-  small grid with our implementation on a selection split whose seed no evaluation split
-  uses, then every implementation gets the same p and q.
+  ``--epochs`` (default 2) skip-gram epochs, 5 negatives for every node2vec implementation;
+  p and q are picked by a small grid with our implementation on a selection split whose seed
+  no evaluation split uses, then every implementation gets the same p and q.
 * **A synthetic account world** (``linker.synth.generate_world``, default 100,000 accounts):
   the account–identifier graph of the validated tables, with super-node identifiers (the
   engine's per-kind thresholds) and identifiers held by one account left out. Quality is
@@ -58,7 +58,8 @@ BLOGCATALOG = Path("/work/shared/data/blogcatalog/blogcatalog.mat")
 
 # The published setting (node2vec, Table 2) and the skip-gram knobs every method shares.
 D, R, L, K = 128, 10, 80, 10
-EPOCHS, NEGATIVE, WORKERS = 1, 5, 2
+NEGATIVE, WORKERS = 5, 2
+EPOCHS = 2  # skip-gram passes (``--epochs``); the same for every implementation
 PQ_GRID = [(0.25, 0.25), (0.25, 4.0), (1.0, 1.0), (4.0, 0.25), (4.0, 4.0)]
 SELECTION_SEED = 1000  # the p, q selection split; evaluation splits use seeds 1, 2, ...
 
@@ -75,7 +76,14 @@ FASTRP_ACCOUNTS: dict[str, Any] = {
     "normalization_strength": -0.5,
 }
 
-METHODS = ["ours-node2vec", "ours-fastrp", "pecanpy-SparseOTF", "pecanpy-PreComp", "node2vec-pypi"]
+METHODS = [
+    "ours-node2vec",
+    "ours-walks+gensim",
+    "ours-fastrp",
+    "pecanpy-SparseOTF",
+    "pecanpy-PreComp",
+    "node2vec-pypi",
+]
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -163,14 +171,14 @@ def macro_micro_f1(
 
 
 def choose_pq(
-    adjacency: sp.csr_matrix, labels: np.ndarray, *, seed: int = 0
+    adjacency: sp.csr_matrix, labels: np.ndarray, *, seed: int = 0, epochs: int = EPOCHS
 ) -> tuple[float, float]:
     """The (p, q) of :data:`PQ_GRID` with the best Macro-F1 on the selection split."""
     from linker.graph.embed import node2vec_embed
 
     best: tuple[float, float, float] | None = None
     for p, q in PQ_GRID:
-        vectors = node2vec_embed(adjacency, p=p, q=q, workers=WORKERS, seed=seed)
+        vectors = node2vec_embed(adjacency, p=p, q=q, epochs=epochs, workers=WORKERS, seed=seed)
         macro, _ = macro_micro_f1(vectors, labels, splits=1, seed=SELECTION_SEED)
         print(f"  grid p={p:g} q={q:g}: Macro-F1 {macro:.4f}", file=sys.stderr, flush=True)
         if best is None or macro > best[2]:
@@ -280,9 +288,11 @@ def _numpy2_aliases_for_nptyping() -> None:
             setattr(np, name, value)
 
 
-def _run_method(method: str, adjacency: sp.csr_matrix, p: float, q: float, seed: int) -> np.ndarray:
+def _run_method(
+    method: str, adjacency: sp.csr_matrix, p: float, q: float, seed: int, epochs: int
+) -> np.ndarray:
     n = adjacency.shape[0]
-    if method == "ours-node2vec":
+    if method in ("ours-node2vec", "ours-walks+gensim"):
         from linker.graph.embed import node2vec_embed
 
         return node2vec_embed(
@@ -294,8 +304,9 @@ def _run_method(method: str, adjacency: sp.csr_matrix, p: float, q: float, seed:
             p=p,
             q=q,
             negative=NEGATIVE,
-            epochs=EPOCHS,
+            epochs=epochs,
             workers=WORKERS,
+            trainer="numba" if method == "ours-node2vec" else "gensim",
             seed=seed,
         )
     if method == "ours-fastrp":
@@ -319,7 +330,7 @@ def _run_method(method: str, adjacency: sp.csr_matrix, p: float, q: float, seed:
         graph.set_node_ids([str(i) for i in range(n)])
         graph.preprocess_transition_probs()
         return np.asarray(
-            graph.embed(dim=D, num_walks=R, walk_length=L, window_size=K, epochs=EPOCHS),
+            graph.embed(dim=D, num_walks=R, walk_length=L, window_size=K, epochs=epochs),
             dtype=np.float32,
         )
     if method == "node2vec-pypi":
@@ -338,7 +349,7 @@ def _run_method(method: str, adjacency: sp.csr_matrix, p: float, q: float, seed:
             workers=1,
             quiet=True,
             seed=seed,
-        ).fit(window=K, min_count=1, negative=NEGATIVE, epochs=EPOCHS, workers=WORKERS, seed=seed)
+        ).fit(window=K, min_count=1, negative=NEGATIVE, epochs=epochs, workers=WORKERS, seed=seed)
         return np.stack([model.wv[str(i)] for i in range(n)]).astype(np.float32)
     raise ValueError(f"unknown method {method}")
 
@@ -363,14 +374,21 @@ def worker(args: argparse.Namespace) -> None:
     n = int(graph["n"])
     adjacency = sp.csr_matrix((graph["data"], graph["indices"], graph["indptr"]), shape=(n, n))
     start = time.perf_counter()
-    vectors = _run_method(args.worker, adjacency, args.p, args.q, args.seed)
+    vectors = _run_method(args.worker, adjacency, args.p, args.q, args.seed, args.epochs)
     seconds = time.perf_counter() - start
     np.save(args.vectors, vectors)
     print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
 
 
 def _in_child(
-    method: str, graph_file: Path, dataset: str, p: float, q: float, seed: int, work: Path
+    method: str,
+    graph_file: Path,
+    dataset: str,
+    p: float,
+    q: float,
+    seed: int,
+    epochs: int,
+    work: Path,
 ) -> dict[str, Any]:
     vectors = work / f"{dataset}-{method}.npy"
     command = [
@@ -388,6 +406,8 @@ def _in_child(
         str(q),
         "--seed",
         str(seed),
+        "--epochs",
+        str(epochs),
     ]
     env = dict(os.environ, BENCH_DATASET=dataset, PYTHONHASHSEED="0")
     print(f"  {dataset}: {method} ...", file=sys.stderr, flush=True)
@@ -417,7 +437,7 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     p, q = args.p, args.q
     if dataset == "blogcatalog" and (p is None or q is None):
         print("choosing p, q on the selection split", file=sys.stderr, flush=True)
-        p, q = choose_pq(adjacency, labels, seed=args.seed)
+        p, q = choose_pq(adjacency, labels, seed=args.seed, epochs=args.epochs)
     p, q = p if p is not None else 1.0, q if q is not None else 1.0
     sum_deg2 = float((np.diff(adjacency.indptr).astype(np.float64) ** 2).sum())
     rows: list[dict[str, Any]] = []
@@ -435,7 +455,7 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                 )
                 rows.append(row)
                 continue
-        result = _in_child(method, graph_file, dataset, p, q, args.seed, work)
+        result = _in_child(method, graph_file, dataset, p, q, args.seed, args.epochs, work)
         vectors = result.pop("vectors")
         row.update(result)
         if dataset == "blogcatalog":
@@ -451,6 +471,8 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
         "accounts": n_accounts,
         "p": p,
         "q": q,
+        "epochs": args.epochs,
+        "workers": WORKERS,
         "rows": rows,
     }
 
@@ -507,7 +529,8 @@ def _markdown(result: dict[str, Any]) -> str:
     quality = "Macro-F1 | Micro-F1" if blog else "ring ARI (KMeans) | ring kNN@10"
     lines = [
         f"{result['dataset']}: {result['nodes']:,} nodes, {result['edges']:,} edges, "
-        f"Σ deg² = {result['sum_deg2']:.3g}; p={result['p']:g}, q={result['q']:g}",
+        f"Σ deg² = {result['sum_deg2']:.3g}; p={result['p']:g}, q={result['q']:g}, "
+        f"{result['epochs']} epoch(s), {result['workers']} training threads",
         "",
         f"| method | wall s | × ours-node2vec | peak RSS MiB | {quality} |",
         "|---|---:|---:|---:|---:|---:|",
@@ -534,6 +557,7 @@ def main() -> None:
     parser.add_argument("--p", type=float, default=None)
     parser.add_argument("--q", type=float, default=None)
     parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--reference-budget", type=float, default=600.0)
     parser.add_argument("--fastrp-world", type=int, default=0, metavar="ACCOUNTS")

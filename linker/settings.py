@@ -369,14 +369,16 @@ class RunSettings:
 
 
 EmbedMethod = Literal["node2vec", "fastrp"]
+SkipgramTrainer = Literal["numba", "gensim"]
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
     """How graph embeddings are computed (see docs/embeddings.md)."""
 
-    method: EmbedMethod = "node2vec"
-    """``node2vec`` (biased walks + skip-gram) or ``fastrp`` (linear-time random projection)."""
+    method: EmbedMethod = "fastrp"
+    """``fastrp`` (linear-time random projection) or ``node2vec`` (biased walks + skip-gram):
+    the embedding of ``linker expand`` and of :func:`linker.graph.embed.embed`."""
 
     dimensions: int = 128
     """Length of each embedding vector."""
@@ -399,11 +401,20 @@ class EmbedSettings:
     negative: int = 5
     """node2vec: negative samples per positive pair."""
 
-    epochs: int = 1
+    epochs: int = 2
     """node2vec: passes of skip-gram over the walks."""
 
-    workers: int = 2
+    workers: int = 1
     """Skip-gram training threads; only 1 gives the same vectors on every run."""
+
+    alpha: float = 0.025
+    """node2vec: skip-gram learning rate at the start of training."""
+
+    min_alpha: float = 0.0001
+    """node2vec: learning rate at the end of training (linear decay, any thread count)."""
+
+    trainer: SkipgramTrainer = "numba"
+    """node2vec: ``numba`` (our skip-gram kernel) or ``gensim`` (the measured reference)."""
 
     weighted: bool = False
     """Walk and propagate by edge weight (identifier rarity) instead of uniformly."""
@@ -424,6 +435,8 @@ class EmbedSettings:
         found = []
         if self.method not in ("node2vec", "fastrp"):
             found.append(f"embed.method must be 'node2vec' or 'fastrp', not {self.method!r}")
+        if self.trainer not in ("numba", "gensim"):
+            found.append(f"embed.trainer must be 'numba' or 'gensim', not {self.trainer!r}")
         for name in ("dimensions", "walks_per_node", "walk_length", "window", "epochs", "workers"):
             if getattr(self, name) < 1:
                 found.append(f"embed.{name} must be at least 1, not {getattr(self, name)}")
@@ -431,6 +444,11 @@ class EmbedSettings:
             found.append(f"embed.negative must be at least 0, not {self.negative}")
         if not self.p > 0 or not self.q > 0:
             found.append("embed.p and embed.q must be greater than 0")
+        if not 0 <= self.min_alpha <= self.alpha:
+            found.append(
+                "embed.min_alpha must be at least 0 and at most embed.alpha, "
+                f"not {self.min_alpha} (alpha {self.alpha})"
+            )
         if not self.fastrp_weights:
             found.append("embed.fastrp_weights must name at least one iteration weight")
         if self.hops < 0:
