@@ -12,9 +12,11 @@ Usage::
 
     .venv/bin/python bench/expand.py                       # 100k world, 3 largest rings
     .venv/bin/python bench/expand.py --accounts 100000 --rings 0
+    .venv/bin/python bench/expand.py --dimensions 256 --method node2vec   # node2vec instead
 
 The world and its run directory are cached under bench/out/expand/; results go to
-bench/results/expand-<accounts>-d<dimensions>.json.
+bench/results/expand-<accounts>-d<dimensions>.json (``-node2vec`` appended for that method;
+node2vec uses the ``[embed]`` defaults, 128 dimensions, and ignores ``--dimensions``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ def main() -> None:
     parser.add_argument("--rings", type=int, default=3, help="largest rings to test (0 = all)")
     parser.add_argument("--seed-share", type=float, default=0.05)
     parser.add_argument("--dimensions", type=int, default=64, help="FastRP vector length")
+    parser.add_argument("--method", choices=["fastrp", "node2vec"], default="fastrp")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="node2vec training threads (1 = repeatable)"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "expand")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -90,7 +96,8 @@ def main() -> None:
         Settings().link,
         embedding=dataclasses.replace(Settings().link.embedding, dimensions=args.dimensions),
     )
-    settings = Settings(link=link)
+    embed = dataclasses.replace(Settings().embed, method=args.method, workers=args.workers)
+    settings = Settings(link=link, embed=embed)
     rows: list[dict[str, Any]] = []
     for index, (ring_id, members) in enumerate(rings.items()):
         rng = np.random.default_rng([args.seed, index])
@@ -121,12 +128,15 @@ def main() -> None:
         "accounts": args.accounts,
         "world_seed": args.seed,
         "seed_share": args.seed_share,
-        "dimensions": args.dimensions,
+        "dimensions": args.dimensions if args.method == "fastrp" else embed.dimensions,
+        "method": args.method,
+        "workers": args.workers,
         "run_seconds_or_reuse": round(run_seconds, 1),
         "rings": rows,
         "min_precision_at_N": min(r["precision_at_N"] for r in rows),
     }
-    out = ROOT / "results" / f"expand-{args.accounts}-d{args.dimensions}.json"
+    suffix = "" if args.method == "fastrp" else f"-{args.method}"
+    out = ROOT / "results" / f"expand-{args.accounts}-d{args.dimensions}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     logger.info("wrote %s", out)
 

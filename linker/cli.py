@@ -322,6 +322,12 @@ def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
     "[default: a matching run under the working directory, else <DATA_DIR name>.run].",
 )
 @click.option(
+    "--method",
+    type=click.Choice(["fastrp", "node2vec"]),
+    help="The embedding: fastrp (linear time) or node2vec (walks and skip-gram) "
+    "[default: embed.method of --settings, else fastrp].",
+)
+@click.option(
     "--settings",
     "settings_file",
     type=click.Path(path_type=Path),
@@ -333,6 +339,7 @@ def expand_command(
     top: int,
     out: Path,
     run_dir: Path | None,
+    method: str | None,
     settings_file: Path | None,
 ) -> None:
     """Rank accounts by graph-embedding similarity to the confirmed ones in --seeds.
@@ -344,7 +351,7 @@ def expand_command(
     """
     from linker.expand import expand
 
-    settings = load_settings(settings_file)
+    settings = load_settings(settings_file, overrides={"embed.method": method})
     ranked = expand(data_dir, seeds, top=top, settings=settings, run_dir=run_dir, out=out)
     click.echo(f"wrote {out} ({len(ranked):,} accounts)")
 

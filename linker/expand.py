@@ -201,8 +201,9 @@ def expand(
     top : int
         The most rows returned.
     settings : Settings, optional
-        ``link`` (super-node thresholds), ``link.embedding.dimensions``, ``embed.hops``,
-        ``embed.whole_graph_max_nodes`` and ``seed``; defaults when omitted.
+        ``link`` (super-node thresholds), ``embed.method`` (``fastrp``, with
+        ``link.embedding.dimensions``, or ``node2vec``, with the rest of ``embed``),
+        ``embed.hops``, ``embed.whole_graph_max_nodes`` and ``seed``; defaults when omitted.
     run_dir : str or Path, optional
         The run directory of a dataset directory.
     out : str or Path, optional
@@ -226,7 +227,7 @@ def expand(
 
     Notes
     -----
-    FastRP on the seeds' candidate subgraph, O(edges · dimensions), then
+    FastRP (or node2vec) on the seeds' candidate subgraph, O(edges · dimensions), then
     O(candidates · seeds · dimensions) for the similarities and O(edges) for the evidence.
     The result is identical for the same run, seeds and settings.
 
@@ -275,6 +276,7 @@ def expand(
         dimensions=settings.link.embedding.dimensions,
         hops=settings.embed.hops,
         whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
+        node2vec=settings.embed if settings.embed.method == "node2vec" else None,
         seed=settings.seed,
     )
     rows, unit = embedding.rows, embedding.vectors

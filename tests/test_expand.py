@@ -118,6 +118,28 @@ def test_expand_is_deterministic_and_writes_atomically(run_dir: Path, tmp_path: 
     assert {p.name for p in tmp_path.iterdir()} == {"one.csv", "two.csv"}  # no temp files left
 
 
+def test_expand_with_node2vec_finds_the_ring_and_repeats_byte_for_byte(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    seeds = tmp_path / "confirmed.csv"
+    seeds.write_text("account_id\na0\na3\n")
+    outputs = [tmp_path / "n2v-1.csv", tmp_path / "n2v-2.csv"]
+    for out in outputs:
+        done = CliRunner().invoke(
+            cli,
+            ["expand", str(run_dir), "--seeds", str(seeds), "--top", "10", "--out", str(out),
+             "--method", "node2vec"],
+        )  # fmt: skip
+        assert done.exit_code == 0, done.output
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    ranked = pd.read_csv(outputs[0], dtype={"account_id": str})
+    ring_a = {f"a{i}" for i in range(RING_SIZE)} - {"a0", "a3"}
+    assert set(ranked["account_id"].head(len(ring_a))) == ring_a
+    fastrp = expand(run_dir, ["a0", "a3"], top=10)
+    # A different embedding: the same ring, other similarities.
+    assert not np.array_equal(ranked["score"].to_numpy(), fastrp["score"].to_numpy())
+
+
 def test_seed_file_errors_name_the_file_row_and_column(run_dir: Path, tmp_path: Path) -> None:
     no_column = tmp_path / "confirmed.csv"
     no_column.write_text("id\na0\n")

@@ -11,6 +11,7 @@ identifier with that cluster, moves to ``review``. It never produces ``suspend``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -19,9 +20,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from linker.graph.bipartite import Bipartite
-from linker.graph.embed import bipartite_adjacency, candidate_subgraph, fastrp_embed
+from linker.graph.embed import bipartite_adjacency, candidate_subgraph, embed, fastrp_embed
 from linker.graph.weights import supernode_thresholds
-from linker.settings import LinkSettings
+from linker.settings import EmbedSettings, LinkSettings
 
 __all__ = [
     "FASTRP_ITERATION_WEIGHTS",
@@ -113,9 +114,10 @@ def embed_accounts(
     dimensions: int = 256,
     hops: int = 4,
     whole_graph_max_nodes: int = 200_000,
+    node2vec: EmbedSettings | None = None,
     seed: int = 0,
 ) -> AccountEmbedding:
-    """FastRP vectors of the accounts near ``seeds`` in the account–identifier graph.
+    """Unit vectors of the accounts near ``seeds`` in the account–identifier graph.
 
     Parameters
     ----------
@@ -126,12 +128,17 @@ def embed_accounts(
     settings : LinkSettings
         Super-node thresholds: super-nodes and single-account identifiers are left out.
     dimensions : int, default 256
+        FastRP's vector length.
     hops : int, default 4
         Candidate subgraph radius in edges (4 = accounts two shared identifiers away).
     whole_graph_max_nodes : int, default 200000
         Embed every node when the graph (exclusions aside) has at most this many.
+    node2vec : EmbedSettings, optional
+        Embed with node2vec and these settings (``dimensions``, walks, ``p``, ``q``,
+        training) instead of FastRP.
     seed : int, default 0
-        FastRP's seed; the vectors are bit-identical for a seed.
+        The embedding's seed; the vectors are bit-identical for a seed (node2vec: with
+        ``workers=1``, its default).
 
     Returns
     -------
@@ -144,7 +151,8 @@ def embed_accounts(
 
     Notes
     -----
-    O(edges) for the subgraph search plus O(4 · edges · dimensions) for FastRP.
+    O(edges) for the subgraph search plus O(4 · edges · dimensions) for FastRP, or
+    node2vec's O(nodes · walks · length · window · negatives · dimensions).
     """
     n_accounts = bipartite.shape[0]
     seeds = np.asarray(seeds, dtype=bool)
@@ -163,13 +171,17 @@ def embed_accounts(
         whole_graph_max_nodes=whole_graph_max_nodes,
     )
     sub = adjacency[nodes][:, nodes]
-    vectors = fastrp_embed(
-        sub,
-        dimensions=dimensions,
-        iteration_weights=FASTRP_ITERATION_WEIGHTS,
-        normalization_strength=FASTRP_NORMALIZATION_STRENGTH,
-        seed=seed,
-    )
+    if node2vec is not None:
+        vectors = embed(sub, settings=dataclasses.replace(node2vec, method="node2vec"), seed=seed)
+        dimensions = node2vec.dimensions
+    else:
+        vectors = fastrp_embed(
+            sub,
+            dimensions=dimensions,
+            iteration_weights=FASTRP_ITERATION_WEIGHTS,
+            normalization_strength=FASTRP_NORMALIZATION_STRENGTH,
+            seed=seed,
+        )
     is_account = nodes < n_accounts
     rows = nodes[is_account].astype(np.int64)
     account_vectors = np.asarray(vectors[is_account], dtype=np.float32)
@@ -338,7 +350,7 @@ def embedding_review(
 
     Examples
     --------
-    >>> from linker.settings import LinkSettings
+    >>> from linker.settings import EmbedSettings, LinkSettings
     >>> result = embedding_review(scores, bipartite, LinkSettings())  # doctest: +SKIP
     >>> result.moved  # doctest: +SKIP
     0
