@@ -7,16 +7,19 @@ holds the UNWIND load that the bulk graph is compared with.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import linker_cli
 from neo4j_world import build_run_dir, random_world, small_world
+from test_expand import write_world
 from test_neo4j_load import db_counts, expected_counts
 
 from linker.errors import LinkerError
@@ -24,6 +27,8 @@ from linker.neo4j.bulk import bulk_load
 from linker.neo4j.loader import load_run
 from linker.neo4j.runner import ConnectionSettings, QueryRunner
 from linker.neo4j.server import ServerInfo, start_server, stop_server
+from linker.pipeline import run
+from linker.settings import EmbeddingReviewSettings, LinkSettings, Settings
 
 pytestmark = pytest.mark.neo4j
 
@@ -143,3 +148,34 @@ def test_cli_bulk_refuses_a_populated_database_and_replaces_it(
     assert f"(:Account) {nodes['Account']}" in done.stdout
     with _runner(bulk_server) as runner:
         assert db_counts(runner) == (nodes, rels)
+
+
+def test_bulk_load_writes_the_run_embeddings_and_their_vector_index(
+    bulk_server: ServerInfo, tmp_path: Path
+) -> None:
+    world = write_world(tmp_path / "world")
+    link = dataclasses.replace(LinkSettings(), embedding=EmbeddingReviewSettings(enabled=True))
+    run_dir = tmp_path / "t.run"
+    run(world, tmp_path / "t.csv", run_dir=run_dir, settings=Settings(link=link))
+    embeddings = pd.read_parquet(run_dir / "embeddings.parquet")
+    assert len(embeddings) > 0
+
+    summary = bulk_load(run_dir, data_dir=bulk_server.data_dir, replace=True)
+    assert summary.rows_written["account_embeddings"] == len(embeddings)
+    assert "embeddings" in summary.phases
+    with _runner(bulk_server) as runner:
+        stored = {
+            row["id"]: row["embedding"]
+            for row in runner.run(
+                "MATCH (a:Account) WHERE a.embedding IS NOT NULL "
+                "RETURN a.account_id AS id, a.embedding AS embedding"
+            ).records()
+        }
+        index = runner.run(
+            "SHOW INDEXES YIELD name, type, labelsOrTypes, properties "
+            "WHERE name = 'account_embedding' RETURN type, labelsOrTypes, properties"
+        ).rows
+    assert sorted(stored) == sorted(embeddings["account_id"].astype(str))
+    for account_id, vector in zip(embeddings["account_id"], embeddings["embedding"], strict=True):
+        np.testing.assert_allclose(stored[str(account_id)], vector, rtol=1e-6)
+    assert [list(row) for row in index] == [["VECTOR", ["Account"], ["embedding"]]]

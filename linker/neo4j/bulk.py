@@ -13,7 +13,9 @@ temporary folder, then:
    --overwrite-destination=true ... neo4j``, from the same jars as the server;
 4. starts the server again on the same ports and with the same memory settings;
 5. creates the constraints and indexes of ``queries/load/schema.cypher``, as the ``UNWIND``
-   loader does, and counts what is there.
+   loader does, and, when the run has ``embeddings.parquet``, writes ``Account.embedding``
+   with the ``account_embedding`` vector index through the ``UNWIND`` loader's own step;
+   then counts what is there.
 
 The importer writes the store files directly, without transactions, so it is much faster
 than transactional Cypher for a first load (figures in ``docs/performance.md``); it cannot
@@ -40,7 +42,15 @@ from linker.errors import EnvironmentProblem, LinkerError
 from linker.queries import load_query
 
 from . import server
-from .loader import LoadStep, PreparedLoad, create_schema, graph_counts, prepare_load
+from .loader import (
+    LoadStep,
+    PreparedLoad,
+    create_schema,
+    create_vector_index,
+    graph_counts,
+    prepare_load,
+    write_steps,
+)
 from .runner import QueryRunner, resolve_connection
 
 __all__ = ["BulkSummary", "ImportFiles", "bulk_load", "write_import_files"]
@@ -81,7 +91,8 @@ class BulkSummary:
     seconds: float
     """Wall time from the first file written to the schema online and counted."""
     phases: dict[str, float] = field(default_factory=dict)
-    """Seconds per phase: ``write_csv``, ``stop``, ``import``, ``start``, ``schema``."""
+    """Seconds per phase: ``write_csv``, ``stop``, ``import``, ``start``, ``schema`` and,
+    when the run has vectors, ``embeddings``."""
     replaced: bool = False
     """True when a non-empty database was overwritten."""
 
@@ -312,6 +323,7 @@ def bulk_load(
     threads: int = 2,
     import_heap: str = "1g",
     timeout: float = 180.0,
+    embedding_batch: int = 2000,
 ) -> BulkSummary:
     """Import ``run_dir`` into the local server's empty database with ``neo4j-admin``.
 
@@ -331,6 +343,10 @@ def bulk_load(
         JVM heap of the importer, e.g. ``"1g"``.
     timeout : float
         Seconds to wait for the restarted server's Bolt port.
+    embedding_batch : int
+        Accounts per transaction when the run has ``embeddings.parquet``: the vectors are
+        written after the import, as ``Account.embedding``, with the ``account_embedding``
+        vector index.
 
     Returns
     -------
@@ -420,16 +436,26 @@ def bulk_load(
 
     mark = time.perf_counter()
     _database_size(home, timeout=timeout)
+    rows_written = dict(files.rows)
     with _local_runner(home) as runner:
         create_schema(runner)
         phases["schema"] = time.perf_counter() - mark
+        if prepared.embeddings is not None and prepared.embedding_dimensions is not None:
+            # Vectors go in as the UNWIND loader writes them: one list property per account.
+            mark = time.perf_counter()
+            create_vector_index(runner, prepared.embedding_dimensions)
+            written, _ = write_steps(
+                runner, [prepared.embeddings], embedding_batch, desc="neo4j embeddings"
+            )
+            rows_written.update(written)
+            phases["embeddings"] = time.perf_counter() - mark
         node_counts, rel_counts = graph_counts(runner)
     seconds = time.perf_counter() - began
     logger.info("bulk-imported %s into %s in %.1f s", prepared.run_dir, home, seconds)
     return BulkSummary(
         run_dir=prepared.run_dir,
         data_dir=home,
-        rows_written=files.rows,
+        rows_written=rows_written,
         nodes=node_counts,
         relationships=rel_counts,
         skipped=prepared.skipped,

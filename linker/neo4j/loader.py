@@ -55,6 +55,7 @@ __all__ = [
     "graph_counts",
     "load_run",
     "prepare_load",
+    "write_steps",
 ]
 
 logger = logging.getLogger(__name__)
@@ -557,6 +558,30 @@ def create_vector_index(runner: QueryRunner, dimensions: int) -> bool:
     return True
 
 
+def write_steps(
+    runner: QueryRunner, steps: list[LoadStep], batch_size: int, *, desc: str = "neo4j load"
+) -> tuple[dict[str, int], int]:
+    """Write ``steps`` in ``UNWIND`` batches of ``batch_size`` rows, one transaction each.
+
+    Returns
+    -------
+    tuple of (dict, int)
+        Rows written per step name, and the number of batches.
+    """
+    total = sum(-(-len(step.frame) // batch_size) for step in steps)
+    texts = {step.query: load_query(step.query) for step in steps}
+    written: dict[str, int] = {}
+    batches = 0
+    for step, size, params in progress(
+        _prefetched(_all_batches(steps, batch_size)), total=total, desc=desc, unit="batch"
+    ):
+        runner.run(texts[step.query], params, write=True)
+        written[step.name] = written.get(step.name, 0) + size
+        batches += 1
+        logger.debug("%s: wrote %d rows", step.query, size)
+    return written, batches
+
+
 def clear_graph(runner: QueryRunner, *, batch: int = 10_000) -> int:
     """Delete every node and relationship, ``batch`` nodes per transaction.
 
@@ -651,20 +676,7 @@ def load_run(
         create_schema(active)
         if prepared.embedding_dimensions is not None:
             create_vector_index(active, prepared.embedding_dimensions)
-        total = sum(-(-len(step.frame) // batch_size) for step in steps)
-        texts = {step.query: load_query(step.query) for step in steps}
-        written: dict[str, int] = {}
-        batches = 0
-        for step, size, params in progress(
-            _prefetched(_all_batches(steps, batch_size)),
-            total=total,
-            desc="neo4j load",
-            unit="batch",
-        ):
-            active.run(texts[step.query], params, write=True)
-            written[step.name] = written.get(step.name, 0) + size
-            batches += 1
-            logger.debug("%s: wrote %d rows", step.query, size)
+        written, batches = write_steps(active, steps, batch_size)
         nodes, relationships = graph_counts(active)
         seconds = time.perf_counter() - began
     finally:
