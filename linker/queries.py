@@ -44,8 +44,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-QUERY_DIR = Path(__file__).resolve().parents[1] / "queries"
-"""The folder of ``.cypher`` files (the repository's ``queries/``)."""
+
+def _query_dir() -> Path:
+    # A wheel ships the repository's queries/ as linker/cypher/ (pyproject.toml maps that
+    # package onto queries/); a checkout or an editable install reads queries/ itself.
+    installed = Path(__file__).resolve().parent / "cypher"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "queries"
+
+
+QUERY_DIR = _query_dir()
+"""The folder of ``.cypher`` files: the repository's ``queries/``, or ``linker/cypher`` when
+installed from a wheel."""
 
 _NAME = re.compile(r"^(load/)?[A-Za-z0-9_]+$")
 _PARAM = re.compile(
