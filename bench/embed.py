@@ -16,7 +16,8 @@ Two graphs, each in one run of this script:
   accounts' vectors against their ``ring_id``, and the share of each ring account's 10
   nearest accounts (cosine, among all accounts) that belong to its ring.
 
-Every method runs in a fresh child process (``--worker``), given the graph as CSR arrays: its
+Every method runs ``--repeats`` times (seeds ``seed``, ``seed + 1``, ...; the ``node2vec``
+package once), each time in a fresh child process (``--worker``), given the graph as CSR arrays: its
 wall time covers everything from the CSR graph in memory to the ``(n, d)`` matrix (graph
 conversion, JIT compilation, walks, training), and its peak RSS is the child's ``VmHWM``.
 The ``node2vec`` package precomputes O(Σ deg²) transition tables in Python; before it runs,
@@ -455,13 +456,31 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                 )
                 rows.append(row)
                 continue
-        result = _in_child(method, graph_file, dataset, p, q, args.seed, args.epochs, work)
-        vectors = result.pop("vectors")
-        row.update(result)
-        if dataset == "blogcatalog":
-            row["macro_f1"], row["micro_f1"] = macro_micro_f1(vectors, labels, splits=args.splits)
-        else:
-            row["ring_ari"], row["ring_knn10"] = ring_recovery(vectors[:n_accounts], labels)
+        repeats = 1 if method == "node2vec-pypi" else args.repeats
+        runs: list[dict[str, Any]] = []
+        for repeat in range(repeats):
+            result = _in_child(
+                method, graph_file, dataset, p, q, args.seed + repeat, args.epochs, work
+            )
+            vectors = result.pop("vectors")
+            if dataset == "blogcatalog":
+                result["macro_f1"], result["micro_f1"] = macro_micro_f1(
+                    vectors, labels, splits=args.splits
+                )
+            else:
+                result["ring_ari"], result["ring_knn10"] = ring_recovery(
+                    vectors[:n_accounts], labels
+                )
+            runs.append(result)
+        # Seconds: the median run; quality: the mean over runs (seeds seed, seed+1, ...).
+        row["runs"] = runs
+        row["seconds"] = float(np.median([r["seconds"] for r in runs]))
+        row["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+        for key in ("macro_f1", "micro_f1", "ring_ari", "ring_knn10"):
+            if key in runs[0]:
+                values = [r[key] for r in runs]
+                row[key] = float(np.mean(values))
+                row[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         rows.append(row)
     return {
         "dataset": dataset,
@@ -473,6 +492,7 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
         "q": q,
         "epochs": args.epochs,
         "workers": WORKERS,
+        "repeats": args.repeats,
         "rows": rows,
     }
 
@@ -532,18 +552,22 @@ def _markdown(result: dict[str, Any]) -> str:
         f"Σ deg² = {result['sum_deg2']:.3g}; p={result['p']:g}, q={result['q']:g}, "
         f"{result['epochs']} epoch(s), {result['workers']} training threads",
         "",
-        f"| method | wall s | × ours-node2vec | peak RSS MiB | {quality} |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| method | wall s (median) | × ours-node2vec | peak RSS MiB | {quality} | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         if "skipped" in row:
-            lines.append(f"| {row['method']} | skipped: {row['skipped']} | | | | |")
+            lines.append(f"| {row['method']} | skipped: {row['skipped']} | | | | | |")
             continue
         ratio = row["seconds"] / ours["seconds"] if ours else float("nan")
-        a, b = (row["macro_f1"], row["micro_f1"]) if blog else (row["ring_ari"], row["ring_knn10"])
+        keys = ("macro_f1", "micro_f1") if blog else ("ring_ari", "ring_knn10")
+        cells = []
+        for key in keys:
+            spread = row.get(f"{key}_sd")
+            cells.append(f"{row[key]:.4f}" + (f" ± {spread:.4f}" if spread else ""))
         lines.append(
             f"| {row['method']} | {row['seconds']:.1f} | {ratio:.2f} | "
-            f"{row['peak_rss_mib']:.0f} | {a:.4f} | {b:.4f} |"
+            f"{row['peak_rss_mib']:.0f} | {cells[0]} | {cells[1]} | {len(row['runs'])} |"
         )
     return "\n".join(lines)
 
@@ -558,6 +582,12 @@ def main() -> None:
     parser.add_argument("--q", type=float, default=None)
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per method, seeds seed..seed+repeats-1 (the node2vec package runs once)",
+    )
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--reference-budget", type=float, default=600.0)
     parser.add_argument("--fastrp-world", type=int, default=0, metavar="ACCOUNTS")
