@@ -11,9 +11,10 @@ compared, to show they are bit-identical.
 Usage::
 
     python bench/skipgram.py                 # the docs/embeddings.md trainer table
-    python bench/skipgram.py --epochs 1 --threads 1 2
+    python bench/skipgram.py --epochs 1 --trainers gensim   # gensim's schedule on 1 and 2 threads
 
-Results are printed as Markdown and saved as ``bench/results/skipgram-blogcatalog.json``.
+Results are printed as Markdown and saved as
+``bench/results/skipgram-blogcatalog-e<epochs>.json``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def main() -> None:
             "load_average": os.getloadavg(),
         },
     }
-    out = ROOT / "bench" / "results" / "skipgram-blogcatalog.json"
+    epochs_tag = "-".join(str(e) for e in args.epochs)
+    out = ROOT / "bench" / "results" / f"skipgram-blogcatalog-e{epochs_tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n".join(lines))

@@ -401,7 +401,7 @@ class EmbedSettings:
     negative: int = 5
     """node2vec: negative samples per positive pair."""
 
-    epochs: int = 2
+    epochs: int = 3
     """node2vec: passes of skip-gram over the walks."""
 
     workers: int = 1
