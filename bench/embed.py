@@ -174,7 +174,7 @@ def macro_micro_f1(
 
 
 def choose_pq(
-    adjacency: sp.csr_matrix, labels: np.ndarray, *, seed: int = 0, epochs: int = EPOCHS
+    adjacency: sp.csr_matrix, labels: np.ndarray, *, seed: int = 0, epochs: int = OUR_EPOCHS
 ) -> tuple[float, float]:
     """The (p, q) of :data:`PQ_GRID` with the best Macro-F1 on the selection split."""
     from linker.graph.embed import node2vec_embed
