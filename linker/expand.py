@@ -23,7 +23,6 @@ Which run it uses (:func:`resolve_run`):
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -44,6 +43,7 @@ from linker.graph.proximity import (
 )
 from linker.graph.weights import identifier_weights
 from linker.io.atomic import atomic_path
+from linker.pipeline import file_sha256
 from linker.settings import Settings
 
 __all__ = ["EXPAND_COLUMNS", "expand", "read_seeds", "resolve_run", "write_ranked"]
@@ -65,14 +65,6 @@ EVIDENCE_HALF = 1.0
 SCORE_DECIMALS = 4
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _run_matches(run_dir: Path, data_dir: Path) -> bool:
     """Whether ``run_dir`` is a finished run of ``data_dir``'s current files."""
     try:
@@ -84,7 +76,7 @@ def _run_matches(run_dir: Path, data_dir: Path) -> bool:
     inputs = manifest.get("inputs") or {}
     for name, info in inputs.items():
         path = data_dir / name
-        if not path.is_file() or _sha256(path) != info.get("sha256"):
+        if not path.is_file() or file_sha256(path) != info.get("sha256"):
             logger.info("%s: %s changed since the run, not reusing it", run_dir, name)
             return False
     return bool(inputs)

@@ -388,7 +388,8 @@ _WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
 }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks (manifests record it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -425,7 +426,7 @@ def write_export(
     fmt = export_format(out, fmt)
     with atomic_path(out) as tmp:
         _WRITERS[fmt](frame, tmp)
-        sha256 = _sha256(tmp)
+        sha256 = file_sha256(tmp)
     by_action = {a: int((frame["action"] == a).sum()) for a in ACTIONS}
     manifest_path = out.with_name(out.name + ".manifest.json")
     content = {
