@@ -13,8 +13,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 from linker.io.validate import validate_dataset
-from linker.normalise import build_observations
-from linker.pipeline import cluster_graph
+from linker.observations import build_observations
+from linker.pipeline import cluster_graph, link_accounts
 from linker.synth import WorldSummary, generate_world
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "build_observations",
     "cluster_graph",
     "generate_world",
+    "link_accounts",
     "validate_dataset",
 ]

@@ -23,7 +23,6 @@ Which run it uses (:func:`resolve_run`):
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,18 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from linker.backend import MANIFEST, RunStore
+from linker.engine import RunDirectory
 from linker.errors import InputError
-from linker.graph.bipartite import build_bipartite
-from linker.graph.proximity import (
-    embed_accounts,
-    linking_columns,
-    seed_evidence,
-    shared_identifiers,
-)
-from linker.graph.weights import identifier_weights
+from linker.graph.bipartite import identifier_graph
+from linker.graph.proximity import embed_accounts, seed_evidence, shared_identifiers
 from linker.io.atomic import atomic_path
-from linker.pipeline import file_sha256
+from linker.io.files import file_sha256
 from linker.settings import Settings
 
 __all__ = ["EXPAND_COLUMNS", "expand", "read_seeds", "resolve_run", "write_ranked"]
@@ -67,9 +60,11 @@ SCORE_DECIMALS = 4
 
 def _run_matches(run_dir: Path, data_dir: Path) -> bool:
     """Whether ``run_dir`` is a finished run of ``data_dir``'s current files."""
+    if not RunDirectory.is_run(run_dir):
+        return False
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = RunDirectory(run_dir).read_json("manifest")
+    except InputError:
         return False
     if not isinstance(manifest, dict) or manifest.get("data_dir") != str(data_dir.resolve()):
         return False
@@ -117,7 +112,7 @@ def resolve_run(
     Checking a saved run hashes the dataset's files: O(bytes of input).
     """
     source = Path(source)
-    if (source / MANIFEST).is_file():
+    if RunDirectory.is_run(source):
         return source
     if not source.is_dir():
         raise InputError(f"{source}: no such data directory or run directory")
@@ -128,7 +123,7 @@ def resolve_run(
     else:
         base = Path(cwd) if cwd is not None else Path.cwd()
         preferred = base / f"{source.resolve().name}.run"
-        others = sorted(p.parent for p in base.glob(f"*/{MANIFEST}"))
+        others = sorted(p for p in base.iterdir() if p.is_dir() and RunDirectory.is_run(p))
         for candidate in [preferred, *[p for p in others if p != preferred]]:
             if _run_matches(candidate, source):
                 logger.info("reusing the run at %s", candidate)
@@ -240,11 +235,13 @@ def expand(
         seed_ids = list(dict.fromkeys(str(s) for s in seeds))
         if not seed_ids:
             raise InputError("no seed accounts given")
-    store = RunStore.open(resolve_run(source, run_dir=run_dir, settings=settings))
-    accounts = store.read_table("accounts", columns=["account_id"])["account_id"].astype("string")
-    accounts = accounts.drop_duplicates()
-    observations = store.read_table("observations")
-    bipartite = build_bipartite(accounts, observations)
+    store = RunDirectory.open(resolve_run(source, run_dir=run_dir, settings=settings))
+    graph = identifier_graph(
+        store.read("accounts", columns=["account_id"])["account_id"].astype("string"),
+        store.read("observations"),
+        store.read("identifiers"),
+    )
+    bipartite = graph.bipartite
     ids = bipartite.account_ids.astype(str)
     position = pd.Series(np.arange(len(ids)), index=ids)
     known = pd.Index(ids)
@@ -262,9 +259,8 @@ def expand(
     is_seed = np.zeros(len(ids), dtype=bool)
     is_seed[seed_rows] = True
     embedding = embed_accounts(
-        bipartite,
+        graph,
         is_seed,
-        settings.link,
         dimensions=settings.link.embedding.dimensions,
         hops=settings.embed.hops,
         whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
@@ -275,11 +271,8 @@ def expand(
     at = {int(r): k for k, r in enumerate(rows)}
     seed_at = np.array([at[int(r)] for r in seed_rows if int(r) in at], dtype=np.int64)
     candidates = np.flatnonzero(~is_seed[rows] & (np.abs(unit).sum(axis=1) > 0))
-    weights, _ = identifier_weights(
-        bipartite.kinds, np.asarray(bipartite.n_accounts), settings.link
-    )
-    linking = linking_columns(bipartite, settings.link)
-    evidence = seed_evidence(bipartite, seed_rows, rows[candidates], weights, linking)
+    linking = graph.linkable
+    evidence = seed_evidence(bipartite, seed_rows, rows[candidates], graph.weights, linking)
     frame = _ranked(bipartite, linking, rows, unit, seed_at, candidates, evidence, top)
     if out is not None:
         write_ranked(frame, out)

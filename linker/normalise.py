@@ -1,11 +1,11 @@
-"""Identifier normalisation and the long observations table.
+"""Identifier normalisation: the normal form of every kind of identifier.
 
 Two spellings of one identifier must become one value, or linking misses the link: a Gmail
 address with dots or a ``+tag``, an IPv6 address written in full, a device id in upper case.
-The scalar functions here define each normal form; :func:`build_observations` applies them
-once per distinct value and gathers every identifier of every account into one table::
-
-    account_id, kind, value, first_seen, last_seen, count
+The scalar functions (``normalise_*``, :func:`ip_prefix`) define each normal form; the
+``*_array`` functions apply them to an Arrow array of distinct values, vectorised where the
+text allows. :mod:`linker.kinds` names the normaliser of each identifier kind and
+:func:`linker.observations.build_observations` applies them.
 
 Every function is idempotent: a normalised value normalises to itself.
 """
@@ -14,53 +14,34 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
-    "KINDS",
-    "OBSERVATION_COLUMNS",
-    "build_observations",
+    "ArrayNormaliser",
+    "Memo",
     "canonical_ipv4_mask",
     "email_domain",
+    "email_domain_array",
+    "email_pattern_array",
+    "ip_array",
     "ip_prefix",
+    "mailbox_array",
+    "map_distinct",
     "normalise_email",
     "normalise_ip",
     "normalise_token",
     "normalise_user_agent",
+    "subnet_array",
+    "token_array",
+    "user_agent_array",
+    "verbatim_array",
 ]
 
 logger = logging.getLogger(__name__)
-
-OBSERVATION_COLUMNS: tuple[str, ...] = (
-    "account_id",
-    "kind",
-    "value",
-    "first_seen",
-    "last_seen",
-    "count",
-)
-"""Columns of the observations table, in order."""
-
-KINDS: tuple[str, ...] = (
-    "payment",
-    "card_bin",
-    "mailbox",
-    "email_domain",
-    "signup_ip",
-    "ip",
-    "signup_subnet",
-    "subnet",
-    "device",
-    "user_agent",
-    "prompt",
-)
-"""Every identifier kind in the observations table."""
 
 _DOMAIN_ALIASES: dict[str, str] = {"googlemail.com": "gmail.com"}
 
@@ -90,9 +71,7 @@ _PLUS_TAG_DOMAINS: frozenset[str] = frozenset(
 # Providers that ignore dots in the local part.
 _DOTLESS_DOMAINS: frozenset[str] = frozenset({"gmail.com"})
 
-_STRING = pd.StringDtype("pyarrow")
 _TEXT = pa.large_string()  # what pandas' pyarrow-backed strings hold: converts without a copy
-_TIMESTAMP = pd.DatetimeTZDtype(unit="us", tz="UTC")
 
 
 def normalise_email(s: str) -> str:
@@ -248,11 +227,22 @@ def canonical_ipv4_mask(values: pa.Array) -> np.ndarray:
 Memo = dict[str, str]
 """Raw value to normal form, shared by the kinds drawn from one column in one call."""
 
+ArrayNormaliser = Callable[[pa.Array, Memo], pa.Array]
+"""A vectorised normaliser: distinct raw values in, normal forms out (``""`` drops a value).
 
-def _map_distinct(
+The memo is shared by every kind that draws on the same column in one call, so an e-mail
+address or an IP address is parsed once however many kinds derive from it."""
+
+
+def map_distinct(
     values: pa.Array, function: Callable[[str], str], memo: Memo | None = None
 ) -> pa.Array:
-    """``function`` over distinct non-null strings, ``""`` where it raises ``ValueError``."""
+    """``function`` over distinct non-null strings, ``""`` where it raises ``ValueError``.
+
+    Notes
+    -----
+    One Python call per value not yet in ``memo``.
+    """
     memo = {} if memo is None else memo
 
     def safe(value: str) -> str:
@@ -268,291 +258,107 @@ def _map_distinct(
     return pa.array([safe(v) for v in values.to_pylist()], _TEXT)
 
 
-def _map_ips(values: pa.Array, memo: Memo, *, prefix: bool) -> pa.Array:
-    """Canonical IPs (or their prefixes) of distinct values; ``""`` for a malformed one."""
+def ip_array(values: pa.Array, memo: Memo | None = None, *, prefix: bool = False) -> pa.Array:
+    """Canonical IPs (:func:`normalise_ip`) or their networks (:func:`ip_prefix`: /24 for
+    IPv4, /48 for IPv6) of an array of texts; ``""`` for a text that is not an address.
+
+    Canonical IPv4 text needs no Python call: its /24 is a regular-expression rewrite.
+    Every other value is parsed once (``memo`` keeps its canonical form).
+
+    Examples
+    --------
+    >>> ip_array(pa.array(["10.1.2.3", "2001:db8:1:2::5", "x"]), prefix=True).to_pylist()
+    ['10.1.2.0/24', '2001:db8:1::/48', '']
+    """
+    memo = {} if memo is None else memo
+    values = pc.cast(values, _TEXT)
     fast = canonical_ipv4_mask(values)
     result = pc.replace_substring_regex(values, r"\.[0-9]+$", ".0/24") if prefix else values
     if fast.all():
         return result
-    # Parse each remaining value once, for both kinds (the memo holds the canonical text).
-    canonical = _map_distinct(values.filter(pa.array(~fast)), normalise_ip, memo)
+    canonical = map_distinct(values.filter(pa.array(~fast)), normalise_ip, memo)
     if prefix:
-        canonical = _map_distinct(canonical, _prefix_of_canonical)
+        canonical = map_distinct(canonical, _prefix_of_canonical)
     return pc.replace_with_mask(result, pa.array(~fast), canonical)
 
 
+def subnet_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """:func:`ip_array` with ``prefix=True``: the network of each address."""
+    return ip_array(values, memo, prefix=True)
+
+
 def _prefix_of_canonical(canonical: str) -> str:
-    if not canonical:
-        return ""
-    address = ipaddress.ip_address(canonical)
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(ipaddress.IPv4Network((int(address) >> 8 << 8, 24)))
-    return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
+    return ip_prefix(canonical) if canonical else ""
 
 
-def _domains(mailboxes: pa.Array) -> pa.Array:
-    """The part after the last ``@`` of each normalised address, ``""`` without one."""
+def mailbox_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """:func:`normalise_email` of each text (one Python call per distinct address)."""
+    return map_distinct(values, normalise_email, memo)
+
+
+def email_domain_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """The domain of each address after :func:`normalise_email`, ``""`` without an ``@``.
+
+    Examples
+    --------
+    >>> email_domain_array(pa.array(["A@GoogleMail.com", "nobody"])).to_pylist()
+    ['gmail.com', '']
+    """
+    mailboxes = mailbox_array(values, memo)
     has_at = pc.fill_null(pc.match_substring(mailboxes, "@"), False)
     after = pc.replace_substring_regex(mailboxes, r"(?s)^.*@", "")
     return pc.if_else(has_at, after, pa.scalar("", _TEXT))
 
 
-Vectorised = Callable[[pa.Array, Memo], pa.Array]
+def email_pattern_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """A coarse shape of each mailbox: its local part without digits and separators.
+
+    ``anna.lee1987@gmail.com`` and ``annalee_2231@gmail.com`` share the pattern
+    ``annalee#@gmail.com``: generated mailboxes share it, namesakes rarely do. A local part
+    without digits, or with fewer than three letters left, has no pattern (``""``): a plain
+    name is not a generated one.
+
+    Examples
+    --------
+    >>> email_pattern_array(pa.array(["Anna.Lee1987@gmail.com", "anna@x.org"])).to_pylist()
+    ['annalee#@gmail.com', '']
+    """
+    mailboxes = mailbox_array(values, memo)
+    parts = pc.extract_regex(mailboxes, r"^(?P<local>[^@]+)@(?P<domain>.+)$")
+    local = pc.struct_field(parts, "local")
+    domain = pc.struct_field(parts, "domain")
+    has_digit = pc.match_substring_regex(local, r"\d")
+    stem = pc.replace_substring_regex(local, r"[\d._+\-]+", "")
+    pattern = pc.binary_join_element_wise(stem, domain, pa.scalar("#@", _TEXT))
+    keep = pc.and_(pc.fill_null(has_digit, False), pc.greater_equal(pc.utf8_length(stem), 3))
+    return pc.cast(pc.if_else(pc.fill_null(keep, False), pattern, pa.scalar("", _TEXT)), _TEXT)
 
 
 # What str.strip() removes from ASCII text (str.isspace() includes the separators \x1c-\x1f).
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 
 
-def _tokens(values: pa.Array, memo: Memo | None = None) -> pa.Array:
-    """:func:`normalise_token` over distinct values: vectorised for ASCII, Python otherwise."""
+def token_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """:func:`normalise_token` of each text: vectorised for ASCII, one Python call per
+    distinct non-ASCII value."""
+    values = pc.cast(values, _TEXT)
     is_ascii = np.asarray(
         pc.fill_null(pc.string_is_ascii(values), False).to_numpy(zero_copy_only=False), dtype=bool
     )
     fast = pc.ascii_lower(pc.ascii_trim(values, characters=_ASCII_WHITESPACE))
     if is_ascii.all():
         return fast
-    slow = _map_distinct(values.filter(pa.array(~is_ascii)), normalise_token)
+    slow = map_distinct(values.filter(pa.array(~is_ascii)), normalise_token, memo)
     return pc.replace_with_mask(fast, pa.array(~is_ascii), slow)
 
 
-# kind -> (normaliser over an array of distinct values, memo name, [(table, column), ...]).
-# Kinds with the same memo name share one memo per call: an email or IP is parsed once.
-_SOURCES: dict[str, tuple[Vectorised, str, tuple[tuple[str, str], ...]]] = {
-    "payment": (_tokens, "payment", (("payments", "payment_fingerprint"),)),
-    "card_bin": (_tokens, "card_bin", (("payments", "card_bin"),)),
-    "mailbox": (
-        lambda v, m: _map_distinct(v, normalise_email, m),
-        "email",
-        (("accounts", "email"),),
-    ),
-    "email_domain": (
-        lambda v, m: _domains(_map_distinct(v, normalise_email, m)),
-        "email",
-        (("accounts", "email"),),
-    ),
-    "signup_ip": (lambda v, m: _map_ips(v, m, prefix=False), "ip", (("accounts", "signup_ip"),)),
-    "ip": (lambda v, m: _map_ips(v, m, prefix=False), "ip", (("events", "ip"),)),
-    "signup_subnet": (
-        lambda v, m: _map_ips(v, m, prefix=True),
-        "ip",
-        (("accounts", "signup_ip"),),
-    ),
-    "subnet": (lambda v, m: _map_ips(v, m, prefix=True), "ip", (("events", "ip"),)),
-    "device": (_tokens, "device", (("accounts", "device_id"), ("events", "device_id"))),
-    "user_agent": (
-        lambda v, m: _map_distinct(v, normalise_user_agent, m),
-        "user_agent",
-        (("events", "user_agent"),),
-    ),
-    "prompt": (_tokens, "prompt", (("events", "prompt_fingerprint"),)),
-}
-
-_SCHEMA = pa.schema(
-    [
-        ("account_id", _TEXT),
-        ("kind", _TEXT),
-        ("value", _TEXT),
-        ("first_seen", pa.timestamp("us", tz="UTC")),
-        ("last_seen", pa.timestamp("us", tz="UTC")),
-        ("count", pa.int64()),
-    ]
-)
+def user_agent_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """:func:`normalise_user_agent` of each text."""
+    return map_distinct(values, normalise_user_agent, memo)
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """One source column's rows: account codes, raw values, times and counts."""
-
-    account_codes: pa.Array
-    values: pa.Array
-    first: pa.Array
-    last: pa.Array
-    counts: pa.Array
-
-
-def build_observations(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Gather every identifier of every account into one long table.
-
-    Parameters
-    ----------
-    tables : mapping of str to pandas.DataFrame
-        Validated tables (as in ``ValidationResult.tables``): ``accounts`` is required;
-        ``payments`` and ``events`` are used when present.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``account_id`` (string), ``kind`` (string), ``value`` (string, normalised),
-        ``first_seen`` and ``last_seen`` (``datetime64[us, UTC]``), ``count`` (int64); one row
-        per (account_id, kind, value), sorted by (kind, value, account_id). Kinds are listed
-        in :data:`KINDS`. Account attributes are seen at ``created_at`` with count 1;
-        payments at ``added_at`` (``created_at`` when missing), count = payment rows;
-        event identifiers from the first to the last ``ts``, count = sum of ``requests``.
-        Values that normalise to ``""`` (or are not IP addresses, for IP kinds) are dropped.
-
-    Raises
-    ------
-    KeyError
-        If ``tables`` has no ``accounts``.
-
-    Notes
-    -----
-    Each normaliser runs once per distinct raw value (canonical IPv4 text needs no Python
-    call at all); rows are grouped on integer codes by Arrow's hash aggregation and sorted
-    by integer ranks. O(n) in rows plus O(u log u) to sort the u distinct values, and O(u)
-    Python calls.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> accounts = pd.DataFrame({
-    ...     "account_id": ["a", "b"],
-    ...     "created_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
-    ...     "email": ["J.Doe@gmail.com", "jdoe+x@googlemail.com"],
-    ... })
-    >>> obs = build_observations({"accounts": accounts})
-    >>> obs[obs.kind == "mailbox"][["account_id", "value"]].values.tolist()
-    [['a', 'jdoe@gmail.com'], ['b', 'jdoe@gmail.com']]
-    """
-    accounts = tables["accounts"]
-    id_arrays = {
-        name: _strings(frame["account_id"])
-        for name, frame in tables.items()
-        if name in ("accounts", "payments", "events") and "account_id" in frame.columns
-    }
-    # Account codes are ranks in sorted order, so sorting by code sorts by account_id.
-    every_id = pc.unique(pa.chunked_array(list(id_arrays.values()), _TEXT))
-    sorted_ids = every_id.take(pc.sort_indices(every_id))
-    codes = {name: pc.index_in(ids, value_set=sorted_ids) for name, ids in id_arrays.items()}
-    created = _timestamps(accounts["created_at"])
-    created_by_code = pc.take(created, pc.index_in(sorted_ids, value_set=id_arrays["accounts"]))
-    pieces = []
-    memos: dict[str, Memo] = {}
-    for kind in sorted(_SOURCES):
-        normaliser, memo_name, sources = _SOURCES[kind]
-        rows = [
-            _source_rows(tables[name], column, name, codes[name], created_by_code)
-            for name, column in sources
-            if name in tables and column in tables[name].columns and len(tables[name])
-        ]
-        if rows:
-            memo = memos.setdefault(memo_name, {})
-            pieces.append(_aggregate(rows, kind, normaliser, memo, sorted_ids))
-    result = pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
-    return _to_frame(result)
-
-
-def _source_rows(
-    frame: pd.DataFrame,
-    column: str,
-    table_name: str,
-    account_codes: pa.Array,
-    created_by_code: pa.Array,
-) -> _Rows:
-    ones = pa.array(np.ones(len(frame), dtype=np.int64))
-    if table_name == "events":
-        first = _timestamps(frame["ts"])
-        counts = (
-            pa.array(frame["requests"].to_numpy(dtype=np.int64))
-            if "requests" in frame.columns
-            else ones
-        )
-    else:
-        created = pc.take(created_by_code, account_codes)
-        first = created
-        if table_name == "payments" and "added_at" in frame.columns:
-            first = pc.coalesce(_timestamps(frame["added_at"]), created)
-        counts = ones
-    return _Rows(account_codes, _strings(frame[column]), first, first, counts)
-
-
-def _aggregate(
-    sources: list[_Rows],
-    kind: str,
-    normaliser: Vectorised,
-    memo: Memo,
-    sorted_ids: pa.Array,
-) -> pa.Table:
-    """One kind's observations: normalise each distinct value once, group, sort."""
-    values = _concat([s.values for s in sources])
-    present = pc.and_(
-        pc.and_(pc.is_valid(values), pc.is_valid(_concat([s.account_codes for s in sources]))),
-        pc.is_valid(_concat([s.first for s in sources])),
-    )
-    encoded = pc.dictionary_encode(values.filter(present))
-    if len(encoded.dictionary) == 0:
-        return _SCHEMA.empty_table()
-    normalised = pc.dictionary_encode(normaliser(encoded.dictionary, memo))
-    # Rank the distinct normalised values, so that one integer sort orders the output.
-    by_value = pc.sort_indices(normalised.dictionary)
-    sorted_values = normalised.dictionary.take(by_value)
-    value_rank = np.empty(len(by_value), dtype=np.int64)
-    value_rank[by_value.to_numpy()] = np.arange(len(by_value), dtype=np.int64)
-    row_rank = value_rank[normalised.indices.to_numpy()][encoded.indices.to_numpy()]
-    accounts = _concat([s.account_codes for s in sources]).filter(present).to_numpy()
-    n_accounts = max(len(sorted_ids), 1)
-    key = row_rank * n_accounts + accounts.astype(np.int64)
-    order = np.argsort(key)  # ties are aggregated, so their order does not matter
-    key = key[order]
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    first = _micros(_concat([s.first for s in sources]).filter(present))[order]
-    last = _micros(_concat([s.last for s in sources]).filter(present))[order]
-    counts = _concat([s.counts for s in sources]).filter(present).to_numpy()[order]
-    unique_key = key[starts]
-    timestamp = pa.timestamp("us", tz="UTC")
-    out = pa.table(
-        {
-            "account_id": sorted_ids.take(pa.array(unique_key % n_accounts)),
-            "kind": pa.array([kind], _TEXT).take(np.zeros(len(starts), dtype=np.int32)),
-            "value": sorted_values.take(pa.array(unique_key // n_accounts)),
-            "first_seen": pa.array(np.minimum.reduceat(first, starts), timestamp),
-            "last_seen": pa.array(np.maximum.reduceat(last, starts), timestamp),
-            "count": pa.array(np.add.reduceat(counts, starts).astype(np.int64)),
-        },
-        schema=_SCHEMA,
-    )
-    return out.filter(pc.not_equal(out["value"], ""))
-
-
-def _micros(timestamps: pa.Array) -> np.ndarray:
-    return np.asarray(timestamps.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def _concat(arrays: list[pa.Array]) -> pa.Array:
-    if len(arrays) == 1:
-        return arrays[0]
-    return pa.concat_arrays(arrays)
-
-
-def _strings(series: pd.Series) -> pa.Array:
-    array = pa.array(series, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):  # pragma: no cover - depends on the pandas dtype
-        array = array.combine_chunks()
-    if array.type != _TEXT:
-        array = pc.cast(array, _TEXT)
-    return array
-
-
-def _timestamps(series: pd.Series) -> pa.Array:
-    converted = pd.to_datetime(series, utc=True).astype(_TIMESTAMP)
-    return pa.array(converted, type=pa.timestamp("us", tz="UTC"))
-
-
-def _to_frame(table: pa.Table) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "account_id": table["account_id"].to_pandas(types_mapper=_string_mapper),
-            "kind": table["kind"].to_pandas(types_mapper=_string_mapper),
-            "value": table["value"].to_pandas(types_mapper=_string_mapper),
-            "first_seen": table["first_seen"].to_pandas().astype(_TIMESTAMP),
-            "last_seen": table["last_seen"].to_pandas().astype(_TIMESTAMP),
-            "count": table["count"].to_numpy().astype(np.int64),
-        }
-    )
-
-
-def _string_mapper(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return _STRING
-    return None
+def verbatim_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
+    """The values as they are: for identifiers the warehouse already keys exactly (a billing
+    customer id is copied into exports and must match billing's own key)."""
+    del memo
+    return pc.cast(values, _TEXT)

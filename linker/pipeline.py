@@ -1,22 +1,20 @@
-"""The main job: validate, normalise, link, score, allow-list and export.
+"""The main job: the run's declared stages, and what reuses a saved run.
 
-:func:`run` does the whole job and saves its artefacts in a run directory
-(:class:`~linker.backend.RunStore`); :func:`export_run`, :func:`explain` and
-:func:`cluster_graph` reuse a saved run instead of recomputing. The export format, its row
-order and the run directory layout are specified in ``docs/pipeline.md``.
+:func:`run` runs :data:`linker.stages.RUN_STAGES` (validate, normalise, behaviour,
+identifiers, communities, signals, score, proximity, decide, export) against a run directory,
+then writes the run's manifest and the export's. :func:`link_accounts` runs the linking stages
+in memory, for notebooks and tests. :func:`export_run`, :func:`explain` and
+:func:`cluster_graph` read a saved run's artefacts instead of recomputing. The export format,
+its row order and the run directory are specified in ``docs/pipeline.md``; the stages and
+artefacts are drawn in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import datetime as dt
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,90 +22,41 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from linker import __version__
-from linker.allowlist import AllowList, apply_allowlist, load_allowlist
-from linker.backend import ARTEFACTS, RunStore
+from linker.allowlist import AllowList, load_allowlist
+from linker.engine import MemoryStore, RunContext, RunDirectory, StageReport, run_stages
 from linker.errors import InputError
-from linker.graph.behaviour import event_codes
-from linker.graph.link import link_accounts
-from linker.graph.proximity import ProximityResult, embedding_review
-from linker.io.atomic import atomic_path, write_text_atomic
-from linker.io.validate import validate_dataset
-from linker.normalise import build_observations
-from linker.progress import progress
-from linker.settings import Settings
+from linker.export import (
+    SCORE_DECIMALS,
+    ExportResult,
+    export_format,
+    takedown_frame,
+    write_export,
+    write_export_manifest,
+)
+from linker.graph.bipartite import Bipartite
+from linker.kinds import all_kinds
+from linker.observations import build_observations
+from linker.settings import LinkSettings, Settings
+from linker.signals import all_signals
+from linker.stages import LINK_STAGES, RUN_STAGES, VIEWS, stage_names
 
 __all__ = [
-    "ACTIONS",
-    "EXPORT_COLUMNS",
-    "FORMATS",
     "Explanation",
-    "ExportResult",
+    "LinkResult",
     "LinkedAccount",
     "RunResult",
+    "SignalTerm",
     "cluster_graph",
     "default_run_dir",
     "explain",
     "export_run",
+    "link_accounts",
     "run",
-    "takedown_frame",
-    "write_export",
 ]
 
 logger = logging.getLogger(__name__)
-
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "account_id",
-    "billing_customer_id",
-    "cluster_id",
-    "cluster_size",
-    "score",
-    "action",
-    "reasons",
-)
-"""The takedown list's columns, in file order."""
-
-ACTIONS: tuple[str, ...] = ("suspend", "review", "none")
-"""The actions, in export order."""
-
-FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
-
-SCORE_DECIMALS = 4
-"""Scores are rounded to this many decimals in every export (and before sorting)."""
-
-_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-_INPUT_TABLES = ("accounts", "payments", "events")
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """An export that was written.
-
-    Attributes
-    ----------
-    path : Path
-        The export file.
-    format : str
-        ``csv``, ``jsonl`` or ``parquet``.
-    rows : int
-        Data rows written.
-    by_action : dict
-        Rows per action.
-    sha256 : str
-        Hash of the file's bytes.
-    manifest_path : Path
-        The manifest written beside the export.
-    """
-
-    path: Path
-    format: str
-    rows: int
-    by_action: dict[str, int]
-    sha256: str
-    manifest_path: Path
 
 
 @dataclass(frozen=True)
@@ -173,6 +122,20 @@ class LinkedAccount:
 
 
 @dataclass(frozen=True)
+class SignalTerm:
+    """One signal's part in an account's score."""
+
+    name: str
+    level: str
+    own: float | None
+    """The account's own value (``None`` for a cluster-level signal)."""
+    cluster: float
+    """Its cluster's value."""
+    term: float
+    """What it added to the account's logit."""
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Why an account got its action: its cluster, its links and their evidence."""
 
@@ -186,6 +149,8 @@ class Explanation:
     cluster: dict[str, Any] | None
     links: list[LinkedAccount] = field(default_factory=list)
     identifiers: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[SignalTerm] = field(default_factory=list)
+    """Each registered signal's value for the account and its cluster, and its score term."""
 
     def render(self, max_links: int = 25) -> str:
         """The text ``linker explain`` prints."""
@@ -205,6 +170,14 @@ class Explanation:
             lines.append(f"  reasons: {c.get('reasons') or '-'}")
         else:
             lines.append("cluster: none")
+        if self.signals:
+            lines.append("signals (own value, cluster value, score term):")
+            for t in self.signals:
+                own = "-" if t.own is None else f"{t.own:.2f}"
+                lines.append(
+                    f"  {t.name:<18} {t.level:<8} own {own:>5}  cluster {t.cluster:.2f}  "
+                    f"term {t.term:+.3f}"
+                )
         if self.identifiers:
             lines.append("identifiers shared with other accounts (strongest first):")
             for ident in self.identifiers[:10]:
@@ -224,6 +197,24 @@ class Explanation:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LinkResult:
+    """What :func:`link_accounts` returns (docs/linking.md describes every column)."""
+
+    scores: pd.DataFrame
+    clusters: pd.DataFrame
+    links: pd.DataFrame
+    identifiers: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage."""
+    bipartite: Bipartite | None = field(default=None, repr=False, compare=False)
+    """The incidence matrix, for :func:`~linker.graph.bipartite.subgraph_to_networkx`."""
+    behaviour: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Per account: behaviour features, when computed (docs/behaviour.md)."""
+    evidence: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Per account: each signal's value and score term."""
+
+
 def default_run_dir(out: str | Path) -> Path:
     """The run directory used when none is given: ``<export stem>.run`` beside the export.
 
@@ -236,273 +227,6 @@ def default_run_dir(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.run")
 
 
-def export_format(out: str | Path, fmt: str | None) -> str:
-    """``fmt`` if given, else the format named by the file suffix.
-
-    Raises
-    ------
-    InputError
-        When ``fmt`` is unknown, or is ``None`` and the suffix names no format.
-    """
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise InputError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
-        return fmt
-    suffix = Path(out).suffix.lower()
-    if suffix not in _SUFFIX_FORMATS:
-        raise InputError(
-            f"{out}: cannot tell the export format from the suffix {suffix!r}; "
-            "use .csv, .jsonl or .parquet, or pass a format"
-        )
-    return _SUFFIX_FORMATS[suffix]
-
-
-def takedown_frame(
-    scores: pd.DataFrame,
-    *,
-    actions: Iterable[str] = ("suspend", "review"),
-    min_score: float = 0.0,
-) -> pd.DataFrame:
-    """Select, round and order the rows of a takedown list.
-
-    Parameters
-    ----------
-    scores : pandas.DataFrame
-        Per-account scores with the :data:`EXPORT_COLUMNS`.
-    actions : iterable of str
-        Actions to keep.
-    min_score : float
-        Keep rows whose rounded score is at least this.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The :data:`EXPORT_COLUMNS`, score rounded to :data:`SCORE_DECIMALS`, sorted by action
-        (suspend, review, none), score descending, cluster_id (rows without one last), then
-        account_id; strings compare by code point. The index is 0..n-1.
-
-    Examples
-    --------
-    >>> scores = pd.DataFrame({"account_id": ["b", "a", "c"], "billing_customer_id": ["x"] * 3,
-    ...     "cluster_id": ["C-1", "C-1", None], "cluster_size": [2, 2, 1],
-    ...     "score": [0.91234, 0.91236, 0.6], "action": ["suspend", "suspend", "review"],
-    ...     "reasons": ["r"] * 3})
-    >>> takedown_frame(scores)["account_id"].tolist()
-    ['a', 'b', 'c']
-    """
-    actions = list(actions)
-    unknown = [a for a in actions if a not in ACTIONS]
-    if unknown:
-        raise InputError(f"unknown action(s) {', '.join(unknown)} (one of {', '.join(ACTIONS)})")
-    missing = [c for c in EXPORT_COLUMNS if c not in scores.columns]
-    if missing:
-        raise InputError(f"scores lack the export column(s) {', '.join(missing)}")
-    frame = pd.DataFrame(
-        {
-            "account_id": scores["account_id"].astype("string"),
-            "billing_customer_id": scores["billing_customer_id"].astype("string"),
-            "cluster_id": scores["cluster_id"].astype("string"),
-            "cluster_size": scores["cluster_size"].fillna(0).astype(np.int64),
-            "score": scores["score"].astype(np.float64).round(SCORE_DECIMALS),
-            "action": scores["action"].astype("string"),
-            "reasons": scores["reasons"].astype("string").fillna(""),
-        }
-    )
-    frame = frame[frame["action"].isin(actions) & (frame["score"] >= min_score)]
-    rank = frame["action"].map({a: i for i, a in enumerate(ACTIONS)}).astype(np.int64)
-    # Ordinal comparison of the ids: independent of locale and of the pandas string backend.
-    order = np.lexsort(
-        (
-            _ordinal_keys(frame["account_id"]),
-            _ordinal_keys(frame["cluster_id"]),
-            frame["cluster_id"].isna().to_numpy(),
-            -frame["score"].to_numpy(),
-            rank.to_numpy(),
-        )
-    )
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def _ordinal_keys(values: pd.Series) -> np.ndarray:
-    """Integer ranks of strings in code-point order (missing values rank first)."""
-    filled = values.fillna("").to_numpy(dtype=object).astype(str)
-    return np.unique(filled, return_inverse=True)[1]
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    text = frame.copy()
-    text["score"] = frame["score"].map(lambda x: f"{x:.{SCORE_DECIMALS}f}")
-    text.to_csv(
-        path,
-        index=False,
-        lineterminator="\n",
-        na_rep="",
-        encoding="utf-8",
-        quoting=csv.QUOTE_MINIMAL,
-    )
-
-
-def _write_jsonl(frame: pd.DataFrame, path: Path) -> None:
-    columns = [
-        frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in EXPORT_COLUMNS
-    ]
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for row in zip(*columns, strict=True):
-            record = dict(zip(EXPORT_COLUMNS, row, strict=True))
-            record["cluster_size"] = int(record["cluster_size"])
-            record["score"] = round(float(record["score"]), SCORE_DECIMALS)
-            handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-
-
-EXPORT_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("billing_customer_id", pa.string()),
-        ("cluster_id", pa.string()),
-        ("cluster_size", pa.int64()),
-        ("score", pa.float64()),
-        ("action", pa.string()),
-        ("reasons", pa.string()),
-    ]
-)
-"""The Parquet export's schema (no pandas metadata is stored)."""
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    arrays = [
-        pa.array(
-            frame[f.name].to_numpy(dtype=object if f.type == pa.string() else None),
-            type=f.type,
-            from_pandas=True,
-        )
-        for f in EXPORT_SCHEMA
-    ]
-    table = pa.Table.from_arrays(arrays, schema=EXPORT_SCHEMA)
-    pq.write_table(table, path, compression="zstd")
-
-
-_WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
-    "csv": _write_csv,
-    "jsonl": _write_jsonl,
-    "parquet": _write_parquet,
-}
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB blocks (manifests record it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_export(
-    frame: pd.DataFrame,
-    out: str | Path,
-    *,
-    fmt: str | None = None,
-    manifest: dict[str, Any] | None = None,
-) -> ExportResult:
-    """Write a takedown frame (from :func:`takedown_frame`) atomically, with its manifest.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Rows in export order.
-    out : str or Path
-        The export file; replaced atomically (a crash leaves the old file or the new one).
-    fmt : str, optional
-        ``csv``, ``jsonl`` or ``parquet``; by default taken from the suffix of ``out``.
-    manifest : dict, optional
-        Extra content for the manifest written beside the export as
-        ``<out name>.manifest.json`` (the run manifest, the filters used).
-
-    Returns
-    -------
-    ExportResult
-    """
-    out = Path(out)
-    fmt = export_format(out, fmt)
-    with atomic_path(out) as tmp:
-        _WRITERS[fmt](frame, tmp)
-        sha256 = file_sha256(tmp)
-    by_action = {a: int((frame["action"] == a).sum()) for a in ACTIONS}
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    content = {
-        "export": {
-            "file": out.name,
-            "format": fmt,
-            "rows": len(frame),
-            "by_action": by_action,
-            "sha256": sha256,
-            "columns": list(EXPORT_COLUMNS),
-            "score_decimals": SCORE_DECIMALS,
-            "order": ["action (suspend, review, none)", "score desc", "cluster_id", "account_id"],
-        },
-        **(manifest or {}),
-    }
-    write_text_atomic(manifest_path, json.dumps(content, indent=2, sort_keys=True) + "\n")
-    logger.info("wrote %s (%d rows, %s)", out, len(frame), fmt)
-    return ExportResult(out, fmt, len(frame), by_action, sha256, manifest_path)
-
-
-_STAGES = ("validate", "normalise", "link", "allowlist", "save", "export")
-
-
-class _Timer:
-    """Times the stages of a run and shows them as a progress bar on a terminal."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._bar = progress(_STAGES, desc="linker run", unit="stage")
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        next(self._bar, None)
-        start = time.perf_counter()
-        yield
-        self.seconds[stage] = round(time.perf_counter() - start, 3)
-        logger.info("%s took %.2fs", stage, self.seconds[stage])
-
-    def close(self) -> None:
-        """Finish the progress bar."""
-        for _ in self._bar:
-            pass
-
-
-def _complete_scores(scores: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
-    """Give the engine's scores the export columns that come from the accounts table."""
-    scores = scores.copy()
-    if "billing_customer_id" not in scores.columns:
-        billing = accounts.drop_duplicates("account_id").set_index("account_id")[
-            "billing_customer_id"
-        ]
-        scores.insert(1, "billing_customer_id", scores["account_id"].map(billing))
-    scores["billing_customer_id"] = scores["billing_customer_id"].astype("string")
-    scores["cluster_id"] = scores["cluster_id"].astype("string")
-    scores["reasons"] = scores["reasons"].astype("string").fillna("")
-    return scores
-
-
-def _recount_clusters(clusters: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Recount n_suspend/n_review per cluster after the allow-list changed some actions."""
-    if clusters.empty:
-        return clusters
-    clustered = scores.dropna(subset=["cluster_id"])
-    clusters = clusters.copy()
-    for column, action in (("n_suspend", "suspend"), ("n_review", "review")):
-        counts = clustered.loc[clustered["action"] == action, "cluster_id"].value_counts()
-        clusters[column] = clusters["cluster_id"].map(counts).fillna(0).astype(np.int64)
-    return clusters
-
-
-def _account_order(accounts: pd.DataFrame) -> pd.Series:
-    """The account ids in the linking engine's row order (first occurrence of each id)."""
-    ids = accounts["account_id"].astype("string")
-    return ids.drop_duplicates() if ids.duplicated().any() else ids
-
-
 def run(
     data_dir: str | Path,
     out: str | Path,
@@ -510,8 +234,9 @@ def run(
     run_dir: str | Path | None = None,
     settings: Settings | None = None,
     fmt: str | None = None,
+    start: str | None = None,
 ) -> RunResult:
-    """Validate, normalise, link, score, apply the allow-list and export a takedown list.
+    """Validate, link, score, apply the allow-list and export a takedown list.
 
     Parameters
     ----------
@@ -526,6 +251,9 @@ def run(
         Defaults when omitted. ``settings.run`` selects the allow-list and the exported rows.
     fmt : str, optional
         ``csv``, ``jsonl`` or ``parquet``.
+    start : str, optional
+        Start at this stage (:func:`linker.stages.stage_names`), reusing what the earlier
+        stages saved in ``run_dir`` (``linker run --from``).
 
     Returns
     -------
@@ -534,183 +262,232 @@ def run(
     Raises
     ------
     InputError
-        When the dataset, the allow-list or the export path is rejected (exit 2).
+        When the dataset, the allow-list, the export path or the stage is rejected (exit 2).
     SettingsError
         When the settings are invalid.
 
     Notes
     -----
     The export depends only on the input files, the settings and the seed: the same inputs
-    give a byte-identical file. Timings live in the manifests only.
+    give a byte-identical file. Timings and peak memory per stage live in the manifests.
     """
     settings = (settings or Settings()).validate()
-    data_dir = Path(data_dir)
     out = Path(out)
     fmt = export_format(out, fmt)
-    allow: AllowList | None = None
-    if settings.run.allowlist:
-        allow = load_allowlist(settings.run.allowlist)
-    store = RunStore(run_dir if run_dir is not None else default_run_dir(out))
-    timer = _Timer()
-    started = time.perf_counter()
-
-    with timer("validate"):
-        validation = validate_dataset(
-            data_dir,
-            on_error=settings.ingest.on_error,
-            max_reported_rows=settings.ingest.max_reported_rows,
-            observations=False,  # built below, from the input tables only
-        )
-        # Labels are ground truth for `linker evaluate`; the linking never sees them.
-        validation = dataclasses.replace(
-            validation,
-            tables={k: v for k, v in validation.tables.items() if k in _INPUT_TABLES},
-            summary={k: v for k, v in validation.summary.items() if k in _INPUT_TABLES},
-            problems=[p for p in validation.problems if p.table in _INPUT_TABLES],
-            quarantine={k: v for k, v in validation.quarantine.items() if k in _INPUT_TABLES},
-            files={k: v for k, v in validation.files.items() if k in _INPUT_TABLES},
-            sha256={k: v for k, v in validation.sha256.items() if k in _INPUT_TABLES},
-        )
-        store.begin()
-        store.write_validation(validation)
-        tables = validation.tables
-    for problem in validation.problems:
-        logger.warning("%s", problem)
-
-    with timer("normalise"):
-        observations = build_observations(tables)
-        store.write_table("observations", observations)
-        # Linking needs only the accounts from here on; the events table is by far the
-        # largest object, and freeing it lowers the run's peak memory (docs/performance.md).
-        # Behavioural evidence (docs/behaviour.md) needs the events only as integer codes:
-        # encode them once, here, and free the table.
-        tables.pop("payments", None)
-        raw_events = tables.pop("events", None)
-        coded: dict[str, pd.DataFrame] = {}
-        if settings.link.behaviour.enabled and raw_events is not None:
-            coded["events"] = event_codes(raw_events, _account_order(tables["accounts"]))
-        del raw_events
-
-    with timer("link"):
-        # Popped, not passed by name: the engine then holds the only reference and frees
-        # the columns it has finished with.
-        result = link_accounts(
-            tables["accounts"],
-            observations,
-            settings.link,
-            seed=settings.seed,
-            events=coded.pop("events", None),
-        )
-        # Embedding proximity may move an unflagged account to review, never to suspend
-        # (docs/embeddings.md); off unless settings.link.embedding.enabled.
-        proximity = (
-            embedding_review(
-                result.scores,
-                result.bipartite,
-                settings.link,
-                seed=settings.seed,
-                hops=settings.embed.hops,
-                whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
-            )
-            if result.bipartite is not None
-            else ProximityResult(result.scores, None, 0)
-        )
-    scores = _complete_scores(proximity.scores, tables["accounts"])
-
-    with timer("allowlist"):
-        outcome = apply_allowlist(scores, tables["accounts"], allow)
-        scores = outcome.scores
-        clusters = _recount_clusters(result.clusters, scores)
-
-    with timer("save"):
-        store.write_table("scores", scores)
-        store.write_table("clusters", clusters)
-        store.write_table("links", result.links)
-        store.write_table("identifiers", result.identifiers)
-        if result.behaviour is not None:
-            store.write_table("behaviour", result.behaviour)
-        embeddings = getattr(result, "embeddings", None)
-        if proximity.embeddings is not None:
-            embeddings = proximity.embeddings
-        if isinstance(embeddings, pd.DataFrame):
-            store.write_table("embeddings", embeddings)
-
-    identifiers = result.identifiers
-    counts: dict[str, Any] = {
-        "tables": {
-            name: {"read": c.read, "accepted": c.accepted, "rejected": c.rejected}
-            for name, c in validation.summary.items()
+    allow: AllowList | None = (
+        load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
+    )
+    store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
+    previous = _resumed(store, start)
+    ctx = RunContext(
+        settings,
+        store,
+        VIEWS,
+        inputs={"data_dir": Path(data_dir), "out": out, "fmt": fmt, "allowlist": allow},
+    )
+    began = time.perf_counter()
+    reused = _reuse(previous, start, ctx)
+    reports = reused + run_stages(RUN_STAGES, ctx, start=start)
+    export: ExportResult = ctx.inputs["export"]
+    manifest = _manifest(ctx, reports, previous, time.perf_counter() - began)
+    write_export_manifest(
+        export,
+        {
+            "filters": {"actions": list(settings.run.actions), "min_score": settings.run.min_score},
+            "run_dir": str(store.root.resolve()),
+            "run": manifest,
         },
-        "observations": len(observations),
-        "identifiers": len(identifiers),
-        "supernodes": int(identifiers["is_supernode"].sum()) if len(identifiers) else 0,
-        "links": len(result.links),
-        "clusters": len(clusters),
-        "accounts": len(scores),
-        **{a: int((scores["action"] == a).sum()) for a in ACTIONS},
-        "allowlisted": outcome.n_matched,
-        "spared_by_allowlist": outcome.n_spared,
-        "review_by_embedding": proximity.moved,
+    )
+    manifest["export"] = {"file": str(out.resolve()), "rows": export.rows, "sha256": export.sha256}
+    store.write_json("manifest", manifest)
+    logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
+    return RunResult(store.root, export, manifest)
+
+
+def _resumed(store: RunDirectory, start: str | None) -> dict[str, Any] | None:
+    """Prepare the store: a fresh run forgets everything; a resumed one reads the earlier
+    run's manifest and forgets only what the stages from ``start`` on will write again."""
+    if start is None:
+        store.begin()
+        return None
+    if start not in stage_names():
+        raise InputError(f"no stage {start!r} (stages: {', '.join(stage_names())})")
+    previous = RunDirectory.open(store.root).read_json("manifest")
+    first = stage_names().index(start)
+    store.remove(["manifest", *(name for s in RUN_STAGES[first:] for name in s.writes)])
+    return previous
+
+
+def _reuse(
+    previous: Mapping[str, Any] | None, start: str | None, ctx: RunContext
+) -> list[StageReport]:
+    """The earlier run's records of the stages before ``start``, marked as reused."""
+    if previous is None or start is None:
+        return []
+    records = previous.get("stages", {})
+    reports = []
+    for name in stage_names()[: stage_names().index(start)]:
+        record = dict(records.get(name, {"name": name}))
+        record.update(name=name, reused=True)
+        record.setdefault("seconds", 0.0)
+        record.setdefault("peak_rss_bytes", None)
+        record.setdefault("reads", {})
+        record.setdefault("writes", {})
+        record.setdefault("settings", {})
+        record.setdefault("facts", {})
+        reports.append(StageReport(**record))
+        ctx.remember_hashes(record["writes"])
+    return reports
+
+
+def _manifest(
+    ctx: RunContext,
+    reports: list[StageReport],
+    previous: Mapping[str, Any] | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """The run's manifest: inputs, settings, counts, problems, artefacts and every stage."""
+    validation = ctx.store.read_json("validation")
+    facts: dict[str, Any] = {"review_by_embedding": 0}
+    for report in reports:
+        facts.update(report.facts)
+    allow: AllowList | None = ctx.inputs.get("allowlist")
+    tables = validation["tables"]
+    counts = {
+        "tables": {
+            name: {k: t[k] for k in ("read", "accepted", "rejected")} for name, t in tables.items()
+        },
+        **facts,
     }
-    manifest: dict[str, Any] = {
+    data_dir: Path = ctx.inputs["data_dir"]
+    inputs = (
+        previous["inputs"]
+        if previous is not None
+        else {
+            t["file"]: {"sha256": t["sha256"], "bytes": (data_dir / t["file"]).stat().st_size}
+            for t in tables.values()
+        }
+    )
+    return {
         "linker_version": __version__,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data_dir": str(data_dir.resolve()),
-        "inputs": {
-            validation.files[name].name: {
-                "sha256": validation.sha256[name],
-                "bytes": validation.files[name].stat().st_size,
-            }
-            for name in validation.files
-        },
+        "data_dir": str(data_dir.resolve()) if previous is None else previous["data_dir"],
+        "inputs": inputs,
         "allowlist": None
         if allow is None
         else {
             "file": allow.source,
             "sha256": allow.sha256,
             "entries": allow.counts(),
-            "matched": outcome.n_matched,
-            "spared": outcome.n_spared,
+            "matched": facts.get("allowlisted", 0),
+            "spared": facts.get("spared_by_allowlist", 0),
         },
-        "settings": settings.to_dict(),
+        "settings": ctx.settings.to_dict(),
         "counts": counts,
-        "problems": [str(p) for p in validation.problems[:100]],
-        "quarantine": {
-            name: str(path.relative_to(store.root))
-            for name, path in validation.quarantine_paths.items()
-        },
+        "problems": [p["line"] for p in validation["problems"][:100]],
+        "quarantine": {n: t["quarantine"] for n, t in tables.items() if t.get("quarantine")},
         "artefacts": {
-            name: relative for name, relative in ARTEFACTS.items() if store.has_table(name)
+            name: str(Path(where).relative_to(ctx.store.root))
+            for name, where in ctx.store.written().items()
+            if ctx.store.root is not None and name != "manifest"
         },
+        "stages": {r.name: r.to_dict() for r in reports},
         "timings_seconds": {
-            **timer.seconds,
-            "engine": _plain(getattr(result, "timings", {})),
+            **{r.name: r.seconds for r in reports if not r.reused},
+            "total": round(seconds, 3),
         },
     }
-    with timer("export"):
-        frame = takedown_frame(
-            scores, actions=settings.run.actions, min_score=settings.run.min_score
-        )
-        export = write_export(
-            frame,
-            out,
-            fmt=fmt,
-            manifest={
-                "filters": {
-                    "actions": list(settings.run.actions),
-                    "min_score": settings.run.min_score,
-                },
-                "run_dir": str(store.root.resolve()),
-                "run": manifest,
-            },
-        )
-    timer.close()
-    manifest["timings_seconds"]["export"] = timer.seconds["export"]
-    manifest["timings_seconds"]["total"] = round(time.perf_counter() - started, 3)
-    manifest["export"] = {"file": str(out.resolve()), "rows": export.rows, "sha256": export.sha256}
-    store.write_manifest(manifest)
-    logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
-    return RunResult(store.root, export, manifest)
+
+
+def link_accounts(
+    accounts: pd.DataFrame,
+    observations: pd.DataFrame,
+    settings: LinkSettings,
+    *,
+    seed: int = 42,
+    events: pd.DataFrame | None = None,
+) -> LinkResult:
+    """Link accounts into scored clusters, in memory: the linking stages of a run.
+
+    Parameters
+    ----------
+    accounts : pandas.DataFrame
+        Validated accounts table (``account_id``, ``created_at``, ``billing_customer_id`` ...).
+    observations : pandas.DataFrame
+        Observations (:func:`linker.observations.build_observations`). Kinds it lacks whose
+        sources are columns of ``accounts`` are built from them.
+    settings : LinkSettings
+    seed : int, default 42
+        Seed of community detection; the same inputs and seed give identical frames.
+    events : pandas.DataFrame, optional
+        The validated events table; with it (and ``settings.behaviour.enabled``) behaviour
+        features and lockstep pairs add evidence (docs/behaviour.md).
+
+    Returns
+    -------
+    LinkResult
+
+    Raises
+    ------
+    ValueError
+        When a required column is missing.
+
+    Notes
+    -----
+    Near-linear: O(m log m) for m observations, plus O(sum n^2) over values shared by at most
+    ``pair_max_accounts`` accounts, plus Leiden on the contracted account graph.
+
+    Examples
+    --------
+    >>> accounts = pd.DataFrame({"account_id": ["a", "b"],
+    ...     "created_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+    ...     "billing_customer_id": [None, None]})
+    >>> obs = pd.DataFrame({"account_id": ["a", "b"], "kind": ["payment", "payment"],
+    ...     "value": ["fp1", "fp1"], "first_seen": accounts["created_at"],
+    ...     "last_seen": accounts["created_at"], "count": [1, 1]})
+    >>> link_accounts(accounts, obs, LinkSettings(min_cluster_size=2)).scores["cluster_id"].tolist()
+    ['C-0001', 'C-0001']
+    """
+    for name, frame, needed in (
+        ("accounts", accounts, ["account_id", "created_at"]),
+        ("observations", observations, ["account_id", "kind", "value"]),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks column(s): {', '.join(missing)}")
+    store = MemoryStore()
+    store.write("accounts", accounts)
+    store.write("observations", _completed(accounts, observations))
+    if events is not None:
+        store.write("events", events)
+    ctx = RunContext(Settings(seed=seed, link=settings), store, VIEWS)
+    reports = run_stages(LINK_STAGES, ctx, keep=("bipartite",), desc="linking")
+    return LinkResult(
+        scores=store.read("engine_scores"),
+        clusters=store.read("engine_clusters"),
+        links=store.read("links"),
+        identifiers=store.read("identifiers"),
+        timings={r.name: r.seconds for r in reports},
+        bipartite=ctx.view("bipartite"),
+        behaviour=store.read("behaviour") if store.has("behaviour") else None,
+        evidence=store.read("evidence"),
+    )
+
+
+def _completed(accounts: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
+    """``observations`` plus the kinds it lacks that the accounts table's columns give."""
+    present = set(observations["kind"].astype(str).unique())
+    missing = [
+        k
+        for k in all_kinds()
+        if k.name not in present
+        and all(s.table == "accounts" and s.column in accounts.columns for s in k.sources)
+    ]
+    if not missing:
+        return observations
+    built = build_observations({"accounts": accounts}, missing)
+    columns = [c for c in observations.columns if c in built.columns]
+    return pd.concat([observations[columns], built[columns]], ignore_index=True)
 
 
 def _plain(value: Any) -> Any:
@@ -765,8 +542,8 @@ def export_run(
     InputError
         When the run directory is missing or incomplete, or a filter is invalid.
     """
-    store = RunStore.open(run_dir)
-    manifest = store.read_manifest()
+    store = RunDirectory.open(run_dir)
+    manifest = store.read_json("manifest")
     run_settings = manifest.get("settings", {}).get("run", {})
     chosen_actions = (
         list(actions) if actions else list(run_settings.get("actions", ["suspend", "review"]))
@@ -774,7 +551,7 @@ def export_run(
     chosen_min = float(min_score if min_score is not None else run_settings.get("min_score", 0.0))
     if not 0.0 <= chosen_min <= 1.0:
         raise InputError(f"min score must be in [0, 1], not {chosen_min}")
-    frame = takedown_frame(store.read_table("scores"), actions=chosen_actions, min_score=chosen_min)
+    frame = takedown_frame(store.read("scores"), actions=chosen_actions, min_score=chosen_min)
     return write_export(
         frame,
         out,
@@ -806,8 +583,8 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
     InputError
         When the run directory is missing or the account is not in the run.
     """
-    store = RunStore.open(run_dir)
-    scores = store.read_table("scores")
+    store = RunDirectory.open(run_dir)
+    scores = store.read("scores")
     row = scores[scores["account_id"] == account_id]
     if row.empty:
         raise InputError(f"account {account_id!r} is not in the run at {store.root}")
@@ -815,12 +592,12 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
     cluster_id = me["cluster_id"]
     cluster: dict[str, Any] | None = None
     if cluster_id is not None:
-        clusters = store.read_table("clusters")
+        clusters = store.read("clusters")
         match = clusters[clusters["cluster_id"] == cluster_id]
         if not match.empty:
             cluster = _record(match.iloc[0])
 
-    links = store.read_table("links")
+    links = store.read("links")
     mine = links[(links["account_a"] == account_id) | (links["account_b"] == account_id)]
     other = mine["account_b"].where(mine["account_a"] == account_id, mine["account_a"])
     neighbours = scores[scores["account_id"].isin(other)].set_index("account_id")
@@ -840,14 +617,12 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
     linked.sort(key=lambda link: (-link.weight, link.account_id))
 
     identifiers: list[dict[str, Any]] = []
-    if store.has_table("observations") and store.has_table("identifiers"):
-        observed = pd.read_parquet(
-            store.path("observations"),
-            columns=["kind", "value"],
-            filters=[("account_id", "==", account_id)],
+    if store.has("observations") and store.has("identifiers"):
+        observed = store.read(
+            "observations", columns=["kind", "value"], filters=[("account_id", "==", account_id)]
         )
         if not observed.empty:
-            table = store.read_table("identifiers")
+            table = store.read("identifiers")
             joined = observed.drop_duplicates().merge(table, on=["kind", "value"], how="inner")
             joined = joined[joined["n_accounts"] > 1].sort_values(
                 ["weight", "n_accounts", "kind", "value"],
@@ -856,6 +631,7 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
             )
             identifiers = [_record(r) for _, r in joined.iterrows()]
     return Explanation(
+        signals=_signal_terms(store, account_id),
         account_id=account_id,
         billing_customer_id=me["billing_customer_id"],
         score=float(me["score"]),
@@ -867,6 +643,28 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
         links=linked,
         identifiers=identifiers,
     )
+
+
+def _signal_terms(store: RunDirectory, account_id: str) -> list[SignalTerm]:
+    """The account's row of the evidence artefacts, signal by signal."""
+    if not (store.has("evidence") and store.has("cluster_evidence")):
+        return []
+    mine = store.read("evidence", filters=[("account_id", "==", account_id)])
+    if mine.empty or int(mine["cluster"].iloc[0]) < 0:
+        return []
+    row = mine.iloc[0]
+    cluster = store.read("cluster_evidence", filters=[("cluster", "==", int(row["cluster"]))])
+    terms = []
+    for s in all_signals():
+        if s.name not in cluster.columns or f"{s.name}:term" not in mine.columns:
+            continue
+        own = float(row[s.name]) if s.name in mine.columns else None
+        terms.append(
+            SignalTerm(
+                s.name, s.level, own, float(cluster[s.name].iloc[0]), float(row[f"{s.name}:term"])
+            )
+        )
+    return terms
 
 
 def cluster_graph(run_dir: str | Path, cluster_id: str) -> nx.Graph:
@@ -895,12 +693,12 @@ def cluster_graph(run_dir: str | Path, cluster_id: str) -> nx.Graph:
     -----
     Reads the scores and links tables once: O(n + m).
     """
-    store = RunStore.open(run_dir)
-    scores = store.read_table("scores")
+    store = RunDirectory.open(run_dir)
+    scores = store.read("scores")
     members = scores[scores["cluster_id"] == cluster_id]
     if members.empty:
         raise InputError(f"cluster {cluster_id!r} is not in the run at {store.root}")
-    clusters = store.read_table("clusters")
+    clusters = store.read("clusters")
     row = clusters[clusters["cluster_id"] == cluster_id]
     graph = nx.Graph()
     if len(row):
@@ -915,7 +713,7 @@ def cluster_graph(run_dir: str | Path, cluster_id: str) -> nx.Graph:
             reasons=node["reasons"] or "",
         )
     ids = set(members["account_id"])
-    links = store.read_table("links")
+    links = store.read("links")
     inside = links[links["account_a"].isin(ids) & links["account_b"].isin(ids)]
     for a, b, w, e in zip(
         inside["account_a"], inside["account_b"], inside["weight"], inside["evidence"], strict=True

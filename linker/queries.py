@@ -38,6 +38,7 @@ __all__ = [
     "format_result",
     "load_query",
     "query_info",
+    "render_template",
     "run_query",
     "split_statements",
 ]
@@ -133,6 +134,41 @@ def load_query(name: str) -> str:
     True
     """
     return _path_for(name).read_text(encoding="utf-8")
+
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PLACEHOLDER = re.compile(r"\{(label|rel_type|name)\}")
+
+
+def render_template(name: str, **names: str) -> str:
+    """A loader query template with its schema names filled in.
+
+    Labels, relationship types and constraint names cannot be Cypher parameters, so a few
+    loader queries are templates with ``{label}``, ``{rel_type}`` or ``{name}`` in them. Only
+    plain identifiers (letters, digits, ``_``) are accepted: the names come from the kind
+    registry (:mod:`linker.kinds`), and values still travel as parameters.
+
+    Raises
+    ------
+    LinkerError
+        For a name that is not a plain identifier, or a placeholder left unfilled.
+
+    Examples
+    --------
+    >>> "MERGE (n:IP {value: $value[i]})" in render_template("load/identifier", label="IP")
+    True
+    """
+    for key, value in names.items():
+        if not _SCHEMA_NAME.match(value):
+            raise LinkerError(f"query {name}: {key} {value!r} is not a plain identifier")
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in names:
+            raise LinkerError(f"query {name}: no value for {{{key}}}")
+        return names[key]
+
+    return _PLACEHOLDER.sub(fill, load_query(name))
 
 
 def query_info(name: str) -> QueryInfo:

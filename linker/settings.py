@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from linker import kinds, signals
 from linker.errors import SettingsError
 
 __all__ = [
@@ -52,55 +53,6 @@ class IngestSettings:
         if self.max_reported_rows < 1:
             found.append("ingest.max_reported_rows must be at least 1")
         return found
-
-
-def _default_kind_priors() -> dict[str, float]:
-    # Strength of an exact shared value of each kind, before the rarity adjustment.
-    # Exact payment instruments and mailboxes are near-proof of a common owner; shared
-    # network and template identifiers are circumstantial; a BIN or a domain alone is weak.
-    return {
-        "payment": 3.0,
-        "billing_customer": 3.0,
-        "mailbox": 3.0,
-        "device": 1.5,
-        "signup_ip": 1.0,
-        "ip": 1.0,
-        "prompt": 1.0,
-        "email_pattern": 0.5,
-        # Feature-only kinds: they describe clusters and bursts but link nobody, because a
-        # residential /24, a popular domain, a BIN or a user agent is shared by strangers.
-        "user_agent": 0.0,
-        "signup_subnet": 0.0,
-        "subnet": 0.0,
-        "email_domain": 0.0,
-        "card_bin": 0.0,
-    }
-
-
-def _default_supernode_by_kind() -> dict[str, int]:
-    # A card or a billing customer shared by hundreds of accounts is a corporate customer;
-    # it must still keep its accounts together, so it never becomes a super-node.
-    # A prompt template family of a large ring is shared by hundreds of its accounts; an app's
-    # system prompt by thousands of strangers.
-    return {"payment": 1_000_000, "billing_customer": 1_000_000, "prompt": 2_000}
-
-
-def _default_score_weights() -> dict[str, float]:
-    return {
-        "customers": 1.0,
-        "ip_spread": 1.2,
-        "prompt_family": 1.0,
-        "bin_concentration": 1.0,
-        "email_pattern": 0.8,
-        "burst": 1.0,
-        "density": 0.4,
-        "size": 0.4,
-        # Behavioural evidence (docs/behaviour.md); used only when link.behaviour.enabled.
-        "output_heavy": 1.5,
-        "model_pivot": 1.0,
-        "lockstep": 1.0,
-        "aged_wake": 0.5,
-    }
 
 
 @dataclass(frozen=True)
@@ -227,19 +179,20 @@ class EmbeddingReviewSettings:
 class LinkSettings:
     """How accounts are linked, clustered and scored (see docs/linking.md)."""
 
-    kind_priors: dict[str, float] = field(default_factory=_default_kind_priors)
-    """Prior strength of an exact shared value per observation kind; unknown kinds get 0."""
+    kind_priors: dict[str, float] = field(default_factory=kinds.default_priors)
+    """Prior strength of an exact shared value per identifier kind (default: each registered
+    kind's prior, :mod:`linker.kinds`); unknown kinds get 0."""
 
-    strong_kinds: tuple[str, ...] = ("payment", "billing_customer", "mailbox")
+    strong_kinds: tuple[str, ...] = field(default_factory=kinds.strong_kinds)
     """Kinds whose shared value always keeps the accounts in one cluster."""
 
-    customer_kinds: tuple[str, ...] = ("payment", "billing_customer")
+    customer_kinds: tuple[str, ...] = field(default_factory=kinds.customer_kinds)
     """Kinds whose shared value means 'one paying customer' (used to count customers)."""
 
     supernode_max_accounts: int = 200
     """A value shared by more accounts than this creates no links (it stays a feature)."""
 
-    supernode_by_kind: dict[str, int] = field(default_factory=_default_supernode_by_kind)
+    supernode_by_kind: dict[str, int] = field(default_factory=kinds.default_supernode_limits)
     """Per-kind overrides of ``supernode_max_accounts``."""
 
     pair_max_accounts: int = 48
@@ -270,13 +223,13 @@ class LinkSettings:
     burst_min_accounts: int = 5
     """An account is in a burst when this many others with its key signed up in the window."""
 
-    burst_kinds: tuple[str, ...] = ("signup_subnet", "email_pattern", "card_bin", "email_domain")
+    burst_kinds: tuple[str, ...] = field(default_factory=kinds.burst_kinds)
     """Keys along which signup bursts are counted."""
 
     burst_excess: float = 5.0
     """A key burst needs this many times the signups the key's base rate predicts."""
 
-    score_weights: dict[str, float] = field(default_factory=_default_score_weights)
+    score_weights: dict[str, float] = field(default_factory=signals.default_weights)
     """Weights of the cluster features in the cluster score (see docs/linking.md)."""
 
     score_bias: float = -3.0
@@ -327,7 +280,7 @@ class LinkSettings:
             found.append("link.burst_excess must be at least 1")
         if self.burst_min_accounts < 1:
             found.append("link.burst_min_accounts must be at least 1")
-        unknown = set(self.score_weights) - set(_default_score_weights())
+        unknown = set(self.score_weights) - set(signals.default_weights())
         if unknown:
             found.append(f"link.score_weights has unknown features: {', '.join(sorted(unknown))}")
         if not 0 <= self.review_threshold <= 1 or not 0 <= self.suspend_threshold <= 1:

@@ -18,7 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-__all__ = ["Bipartite", "build_bipartite", "derived_observations", "subgraph_to_networkx"]
+__all__ = [
+    "Bipartite",
+    "IdentifierGraph",
+    "build_bipartite",
+    "identifier_graph",
+    "subgraph_to_networkx",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,76 +64,6 @@ def _arrow_strings(values: pd.Series | pd.Index) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return arr.cast(pa.string())
-
-
-def _email_pattern(mailbox: pd.Series) -> pd.Series:
-    """A coarse shape of a mailbox: the local part with its digits and separators removed.
-
-    ``anna.lee1987@gmail.com`` and ``annalee_2231@gmail.com`` share the pattern
-    ``annalee#@gmail.com``; local parts without digits get no pattern (a plain name is not a
-    generated one).
-    """
-    text = _arrow_strings(mailbox)
-    parts = pc.extract_regex(text, r"^(?P<local>[^@]+)@(?P<domain>.+)$")
-    local = pc.struct_field(parts, "local")
-    domain = pc.struct_field(parts, "domain")
-    has_digit = pc.match_substring_regex(local, r"\d")
-    stem = pc.replace_substring_regex(local, r"[\d._+\-]+", "")
-    pattern = pc.binary_join_element_wise(stem, domain, "#@")
-    keep = pc.and_(pc.fill_null(has_digit, False), pc.greater_equal(pc.utf8_length(stem), 3))
-    out = pc.if_else(pc.fill_null(keep, False), pattern, pa.scalar(None, pa.string()))
-    return pd.Series(pd.array(out, dtype="string"), index=mailbox.index)
-
-
-def derived_observations(accounts: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:
-    """Observations the engine derives itself: ``billing_customer`` and ``email_pattern``.
-
-    Parameters
-    ----------
-    accounts : pandas.DataFrame
-        The accounts table (``account_id``, ``created_at``, ``billing_customer_id`` ...).
-    observations : pandas.DataFrame
-        The long observations table; its ``mailbox`` rows feed ``email_pattern``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Rows with the observations columns, not yet part of ``observations``.
-
-    Notes
-    -----
-    O(n) vectorised string operations.
-    """
-    frames = []
-    if "billing_customer_id" in accounts.columns:
-        billing = accounts[["account_id", "billing_customer_id", "created_at"]].dropna(
-            subset=["billing_customer_id"]
-        )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "account_id": billing["account_id"].astype("string"),
-                    "kind": "billing_customer",
-                    "value": billing["billing_customer_id"].astype("string"),
-                    "first_seen": billing["created_at"],
-                    "last_seen": billing["created_at"],
-                    "count": np.int64(1),
-                }
-            )
-        )
-    mailbox = observations[observations["kind"] == "mailbox"]
-    if len(mailbox):
-        pattern = _email_pattern(mailbox["value"])
-        keep = pattern.notna().to_numpy()
-        derived = mailbox.loc[keep].copy()
-        derived["kind"] = "email_pattern"
-        derived["value"] = pattern.to_numpy()[keep]
-        frames.append(derived)
-    if not frames:
-        return observations.iloc[0:0]
-    out = pd.concat(frames, ignore_index=True)[list(observations.columns)]
-    present = set(observations["kind"].unique())
-    return out[~out["kind"].isin(present)]
 
 
 def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
@@ -201,6 +137,74 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
         matrix=matrix,
         n_accounts=n_accounts,
     )
+
+
+@dataclass(frozen=True)
+class IdentifierGraph:
+    """The run's account–identifier graph: the incidence matrix with each identifier's
+    evidence weight and super-node flag (the ``observations`` and ``identifiers``
+    artefacts, which every stage, ``linker expand`` and the Neo4j loader read).
+
+    Attributes
+    ----------
+    bipartite : Bipartite
+    weights : numpy.ndarray
+        Evidence weight per identifier (0 for feature-only kinds and super-nodes).
+    supernode : numpy.ndarray of bool
+        Identifiers shared by too many accounts, or too diverse a population, to link anyone.
+    """
+
+    bipartite: Bipartite
+    weights: np.ndarray
+    supernode: np.ndarray
+
+    @property
+    def linkable(self) -> np.ndarray:
+        """Identifiers that tie accounts together: shared, and not super-nodes."""
+        return np.asarray((self.bipartite.n_accounts >= 2) & ~self.supernode, dtype=bool)
+
+    def columns_of(self, kinds: Iterable[str]) -> np.ndarray:
+        """Linkable identifier columns of the given kinds."""
+        return np.flatnonzero(self.linkable & np.isin(self.bipartite.kinds, list(kinds)))
+
+    @classmethod
+    def of(cls, bipartite: Bipartite, identifiers: pd.DataFrame) -> IdentifierGraph:
+        """``bipartite`` with the weights and flags of the identifiers table.
+
+        Raises
+        ------
+        ValueError
+            When ``identifiers`` does not list the matrix's identifier columns in order.
+        """
+        if len(identifiers) != bipartite.shape[1] or not (
+            np.array_equal(identifiers["kind"].astype(str).to_numpy(), bipartite.kinds.astype(str))
+            and np.array_equal(
+                identifiers["value"].astype(str).to_numpy(), bipartite.values.astype(str)
+            )
+        ):
+            raise ValueError("the identifiers table does not match the observations' identifiers")
+        return cls(
+            bipartite,
+            identifiers["weight"].to_numpy(np.float64),
+            identifiers["is_supernode"].to_numpy(bool),
+        )
+
+
+def identifier_graph(
+    account_ids: Iterable[str], observations: pd.DataFrame, identifiers: pd.DataFrame
+) -> IdentifierGraph:
+    """The saved graph of a run: :func:`build_bipartite` with the identifiers' weights.
+
+    Raises
+    ------
+    ValueError
+        When ``identifiers`` does not list the observations' identifiers in order.
+
+    Notes
+    -----
+    O(m log m) for m observations (:func:`build_bipartite`).
+    """
+    return IdentifierGraph.of(build_bipartite(account_ids, observations), identifiers)
 
 
 def subgraph_to_networkx(

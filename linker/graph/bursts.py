@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.sparse as sp
 
-__all__ = ["window_counts"]
+__all__ = ["key_bursts", "window_counts"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +56,63 @@ def window_counts(keys: np.ndarray, times: np.ndarray, window: float) -> np.ndar
     counts = np.empty(n, dtype=np.int64)
     counts[order] = hi - lo - 1
     return counts
+
+
+def key_bursts(
+    incidence: sp.csr_matrix,
+    key_columns: np.ndarray,
+    key_sizes: np.ndarray,
+    times: np.ndarray,
+    window: float,
+    *,
+    min_accounts: int,
+    excess: float,
+) -> np.ndarray:
+    """Per account: whether it signed up in a burst along some key, above the key's base rate.
+
+    Parameters
+    ----------
+    incidence : scipy.sparse matrix
+        Accounts x identifiers incidence matrix.
+    key_columns : numpy.ndarray
+        The identifier columns that are burst keys (a signup /24, an email pattern ...).
+    key_sizes : numpy.ndarray
+        Accounts holding each of ``key_columns``.
+    times : numpy.ndarray
+        Signup time of each account, in seconds.
+    window : float
+        Half-width of the burst window, in seconds.
+    min_accounts : int
+        A burst needs at least this many other signups with the key in the window ...
+    excess : float
+        ... and at least this many times what the key's base rate predicts
+        (``(n_key - 1) x 2 window / time span``), so a popular key is not a burst merely by
+        being popular.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+
+    Notes
+    -----
+    O(m log m) for the m memberships of the key columns (:func:`window_counts`).
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> m = sp.csr_matrix(np.ones((6, 1)))
+    >>> t = np.array([0, 10, 20, 30, 40, 90_000.0])
+    >>> key_bursts(m, np.array([0]), np.array([6]), t, 60, min_accounts=3, excess=1).tolist()
+    [True, True, True, True, True, False]
+    """
+    n_acc = incidence.shape[0]
+    in_burst = np.zeros(n_acc, dtype=bool)
+    if len(key_columns) == 0 or n_acc == 0:
+        return in_burst
+    span = max(float(times.max() - times.min()), 2.0 * window)
+    sub = incidence[:, key_columns].tocoo()
+    counts = window_counts(sub.col, times[sub.row], window)
+    expected = (key_sizes[sub.col] - 1) * (2.0 * window / span)
+    bursting = (counts >= min_accounts) & (counts >= excess * expected)
+    in_burst[sub.row[bursting]] = True
+    return in_burst

@@ -20,7 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["components_over", "detect_communities", "partition_graph", "prune_weak_members"]
+__all__ = [
+    "components_over",
+    "detect_communities",
+    "partition_graph",
+    "prune_weak_members",
+    "reattach_by_lockstep",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -303,3 +309,44 @@ def prune_weak_members(
             break
         membership[weak_unit[units]] = -1
     return membership
+
+
+def reattach_by_lockstep(
+    community: np.ndarray, lock_matrix: sp.csr_matrix, min_attachment: float
+) -> np.ndarray:
+    """Put accounts left outside every community into the one they are in lockstep with.
+
+    An aged ring account shares no identifier with the ring, so pruning drops it; lockstep
+    pairs weighing at least ``min_attachment`` with one community bring it back.
+
+    Parameters
+    ----------
+    community : numpy.ndarray
+        Community per account, ``-1`` for none.
+    lock_matrix : scipy.sparse.csr_matrix
+        Accounts x accounts lockstep weights (one triangle).
+    min_attachment : float
+
+    Returns
+    -------
+    numpy.ndarray of int64
+
+    Notes
+    -----
+    O(p log p) for p lockstep pairs.
+    """
+    coo = lock_matrix.tocoo()
+    left = np.r_[coo.row, coo.col]
+    right = np.r_[coo.col, coo.row]
+    w = np.r_[coo.data, coo.data]
+    outside = (community[left] < 0) & (community[right] >= 0)
+    if not outside.any():
+        return community
+    frame = pd.DataFrame({"row": left[outside], "comm": community[right[outside]], "w": w[outside]})
+    totals = frame.groupby(["row", "comm"], as_index=False).agg(w=("w", "sum"))
+    totals = totals.sort_values(["row", "w", "comm"], ascending=[True, False, True])
+    best = totals.drop_duplicates("row")
+    best = best[best["w"] >= min_attachment]
+    out = community.copy()
+    out[best["row"].to_numpy()] = best["comm"].to_numpy()
+    return out

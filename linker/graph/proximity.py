@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from linker.graph.bipartite import Bipartite
+from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.embed import bipartite_adjacency, candidate_subgraph, embed, fastrp_embed
-from linker.graph.weights import supernode_thresholds
 from linker.settings import EmbedSettings, LinkSettings
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "embed_accounts",
     "embedding_frame",
     "embedding_review",
-    "linking_columns",
     "seed_evidence",
     "shared_identifiers",
 ]
@@ -84,32 +82,9 @@ class ProximityResult:
     moved: int
 
 
-def linking_columns(bipartite: Bipartite, settings: LinkSettings) -> np.ndarray:
-    """Identifiers that can link accounts: held by 2 or more accounts, not super-nodes.
-
-    Parameters
-    ----------
-    bipartite : Bipartite
-    settings : LinkSettings
-        Its super-node thresholds (``supernode_max_accounts``, ``supernode_by_kind``).
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (n_identifiers,)
-
-    Notes
-    -----
-    O(n_identifiers).
-    """
-    limit = supernode_thresholds(bipartite.kinds, settings)
-    counts = np.asarray(bipartite.n_accounts)
-    return np.asarray((counts >= 2) & (counts <= limit), dtype=bool)
-
-
 def embed_accounts(
-    bipartite: Bipartite,
+    graph: IdentifierGraph,
     seeds: np.ndarray,
-    settings: LinkSettings,
     *,
     dimensions: int = 256,
     hops: int = 4,
@@ -121,12 +96,10 @@ def embed_accounts(
 
     Parameters
     ----------
-    bipartite : Bipartite
-        The incidence matrix of the linking engine.
+    graph : IdentifierGraph
+        The run's graph: super-nodes and single-account identifiers are left out.
     seeds : numpy.ndarray of bool, shape (n_accounts,)
         Accounts whose neighbourhood is embedded.
-    settings : LinkSettings
-        Super-node thresholds: super-nodes and single-account identifiers are left out.
     dimensions : int, default 256
         FastRP's vector length.
     hops : int, default 4
@@ -154,14 +127,13 @@ def embed_accounts(
     O(edges) for the subgraph search plus O(4 · edges · dimensions) for FastRP, or
     node2vec's O(nodes · walks · length · window · negatives · dimensions).
     """
+    bipartite = graph.bipartite
     n_accounts = bipartite.shape[0]
     seeds = np.asarray(seeds, dtype=bool)
     if seeds.shape != (n_accounts,):
         raise ValueError(f"seeds has shape {seeds.shape}, not ({n_accounts},)")
     adjacency = bipartite_adjacency(bipartite.matrix)
-    exclude = np.concatenate(
-        [np.zeros(n_accounts, dtype=bool), ~linking_columns(bipartite, settings)]
-    )
+    exclude = np.concatenate([np.zeros(n_accounts, dtype=bool), ~graph.linkable])
     node_seeds = np.concatenate([seeds, np.zeros(bipartite.shape[1], dtype=bool)])
     nodes = candidate_subgraph(
         adjacency,
@@ -222,7 +194,7 @@ def shared_identifiers(
     ----------
     bipartite : Bipartite
     linking : numpy.ndarray of bool
-        From :func:`linking_columns`.
+        Linkable identifiers (:attr:`IdentifierGraph.linkable`).
     row : int
         The account.
     others : numpy.ndarray of int
@@ -280,7 +252,7 @@ def seed_evidence(
         Evidence weight of each identifier
         (:func:`~linker.graph.weights.identifier_weights`).
     linking : numpy.ndarray of bool
-        From :func:`linking_columns`.
+        Linkable identifiers (:attr:`IdentifierGraph.linkable`).
 
     Returns
     -------
@@ -303,7 +275,7 @@ def seed_evidence(
 
 def embedding_review(
     scores: pd.DataFrame,
-    bipartite: Bipartite,
+    graph: IdentifierGraph,
     settings: LinkSettings,
     *,
     seed: int = 42,
@@ -322,9 +294,9 @@ def embedding_review(
     ----------
     scores : pandas.DataFrame
         ``link_accounts``' scores (``account_id``, ``cluster_id``, ``score``, ``action``,
-        ``reasons``), one row per account in ``bipartite``'s row order.
-    bipartite : Bipartite
-        The engine's incidence matrix (``LinkResult.bipartite``).
+        ``reasons``), one row per account in the graph's row order.
+    graph : IdentifierGraph
+        The run's graph.
     settings : LinkSettings
         ``settings.embedding`` (enabled, threshold, dimensions, min_shared), the super-node
         thresholds and ``review_threshold``.
@@ -341,7 +313,7 @@ def embedding_review(
     Raises
     ------
     ValueError
-        When ``scores`` and ``bipartite`` disagree on the accounts.
+        When ``scores`` and ``graph`` disagree on the accounts.
 
     Notes
     -----
@@ -351,13 +323,14 @@ def embedding_review(
     Examples
     --------
     >>> from linker.settings import EmbedSettings, LinkSettings
-    >>> result = embedding_review(scores, bipartite, LinkSettings())  # doctest: +SKIP
+    >>> result = embedding_review(scores, graph, LinkSettings())  # doctest: +SKIP
     >>> result.moved  # doctest: +SKIP
     0
     """
     options = settings.embedding
     if not options.enabled:
         return ProximityResult(scores, None, 0)
+    bipartite = graph.bipartite
     if len(scores) != bipartite.shape[0] or not np.array_equal(
         scores["account_id"].astype(str).to_numpy(), bipartite.account_ids.astype(str)
     ):
@@ -367,9 +340,8 @@ def embedding_review(
     flagged_ids = np.unique(cluster[(action == "suspend") & cluster.notna().to_numpy()].astype(str))
     in_flagged = cluster.isin(flagged_ids).fillna(False).to_numpy(dtype=bool)
     embedding = embed_accounts(
-        bipartite,
+        graph,
         in_flagged,
-        settings,
         dimensions=options.dimensions,
         hops=hops,
         whole_graph_max_nodes=whole_graph_max_nodes,
@@ -399,7 +371,7 @@ def embedding_review(
     best = similarity[np.arange(len(cand_rows)), nearest]
     near = np.flatnonzero(best >= options.threshold)
 
-    linking = linking_columns(bipartite, settings)
+    linking = graph.linkable
     new_action = action.astype(object)
     new_score = scores["score"].to_numpy(dtype=np.float64, copy=True)
     new_reasons = scores["reasons"].astype("string").fillna("").to_numpy(dtype=object)

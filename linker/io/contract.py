@@ -7,7 +7,7 @@ that every rule named here is documented there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "Column",
     "ColumnKind",
     "TableSpec",
+    "with_column",
+    "without_column",
 ]
 
 ColumnKind = Literal["id", "string", "timestamp", "ip", "count", "tokens", "country", "card_bin"]
@@ -175,3 +177,14 @@ ROW_RULES: dict[str, str] = {
     "bad_country": "not two letters (ISO 3166-1 alpha-2)",
 }
 """Row-level rules: each rejects the row (quarantined, or exit 2 with ``on_error='fail'``)."""
+
+
+def with_column(spec: TableSpec, column: Column) -> TableSpec:
+    """``spec`` with one more optional column (an identifier kind's source column,
+    added by :func:`linker.kinds.register`)."""
+    return replace(spec, columns=(*spec.columns, column))
+
+
+def without_column(spec: TableSpec, name: str) -> TableSpec:
+    """``spec`` without the column called ``name``."""
+    return replace(spec, columns=tuple(c for c in spec.columns if c.name != name))

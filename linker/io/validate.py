@@ -15,9 +15,6 @@ Problems at row level become :class:`Problem` lines, one per (table, rule, colum
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linker.engine.store import RunDirectory, save_validation
 from linker.errors import InputError
-from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.contract import TABLES, Column, TableSpec
 from linker.io.readers import BadRow, RawTable, find_table_files, read_table
-from linker.normalise import build_observations, canonical_ipv4_mask, normalise_ip
+from linker.normalise import canonical_ipv4_mask, normalise_ip
+from linker.observations import build_observations
 from linker.progress import progress
 
 __all__ = [
@@ -42,7 +40,6 @@ __all__ = [
     "ValidationFailed",
     "ValidationResult",
     "validate_dataset",
-    "write_validated",
 ]
 
 logger = logging.getLogger(__name__)
@@ -291,66 +288,12 @@ def validate_dataset(
     if observations:
         result.observations = build_observations(tables)
     if out_dir is not None:
-        write_validated(result, out_dir)
+        save_validation(RunDirectory(out_dir), result)
     return result
-
-
-def write_validated(result: ValidationResult, out_dir: str | Path) -> None:
-    """Write a :class:`ValidationResult` to ``out_dir``, each file atomically.
-
-    Writes ``tables/<table>.parquet`` for each table present, ``quarantine/<table>.csv``
-    for each table with rejected rows, ``observations.parquet`` (when built) and
-    ``validation.json``. A table or quarantine file left by an earlier run for a table that
-    is now absent or clean is removed, so the directory describes this dataset only. Sets
-    ``result.out_dir`` and ``result.quarantine_paths``.
-
-    Parameters
-    ----------
-    result : ValidationResult
-        What :func:`validate_dataset` returned.
-    out_dir : str or Path
-        The output directory (created if missing).
-    """
-    out = Path(out_dir)
-    result.out_dir = out
-    for name, path in result.files.items():
-        if name not in result.sha256:
-            result.sha256[name] = _sha256(path)
-    for name in TABLES:
-        target = out / "tables" / f"{name}.parquet"
-        if name in result.tables:
-            with atomic_path(target) as tmp:
-                result.tables[name].to_parquet(tmp, index=False)
-        elif target.exists():  # a table of an earlier dataset in the same directory
-            target.unlink()
-    result.quarantine_paths = {}
-    for name in result.summary:
-        target = out / "quarantine" / f"{name}.csv"
-        if name in result.quarantine:
-            buffer = io.StringIO()
-            result.quarantine[name].to_csv(buffer, index=False, lineterminator="\n")
-            write_text_atomic(target, buffer.getvalue())
-            result.quarantine_paths[name] = target
-        elif target.exists():
-            target.unlink()
-    if result.observations is not None:
-        with atomic_path(out / "observations.parquet") as tmp:
-            result.observations.to_parquet(tmp, index=False)
-    write_text_atomic(
-        out / "validation.json", json.dumps(result.report(), indent=2, sort_keys=False) + "\n"
-    )
 
 
 def _counts_tuple(counts: TableCounts) -> tuple[int, int, int]:
     return counts.read, counts.accepted, counts.rejected
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- row checks ----------------------------------------------------------------------------

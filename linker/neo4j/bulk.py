@@ -24,6 +24,7 @@ add to an existing graph, so later loads use the idempotent ``UNWIND`` loader.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -181,11 +182,9 @@ def _complete_clusters(steps: list[LoadStep]) -> list[LoadStep]:
     out = []
     for step in steps:
         if step is clusters:
-            step = LoadStep(step.query, frame, label=step.label)
+            step = dataclasses.replace(step, frame=frame)
         elif step is members:
-            step = LoadStep(
-                step.query, kept, rel_type=step.rel_type, start=step.start, end=step.end
-            )
+            step = dataclasses.replace(step, frame=kept)
         out.append(step)
     return out
 

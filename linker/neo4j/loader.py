@@ -3,9 +3,15 @@
 :func:`load_run` is the one entry point (``linker neo4j load RUN_DIR`` and, later,
 ``linker run --neo4j``). It creates the constraints and indexes first, then writes parameterised
 ``UNWIND`` batches that ``MERGE`` on unique keys, so a re-run changes nothing and a load killed
-part-way completes when run again. Labels and relationship types cannot be parameters: each one
-has its own query file in ``queries/load/``, picked from the fixed mapping :data:`KIND_SCHEMA`.
-The schema is drawn in ``docs/neo4j.md``.
+part-way completes when run again. Labels and relationship types cannot be parameters: the
+identifier and relationship queries are templates (``queries/load/identifier.cypher``,
+``relationship.cypher``) filled with the labels and types of the kind registry
+(:mod:`linker.kinds`). The schema is drawn in ``docs/neo4j.md``.
+
+The loader reads the run's saved graph through the store: the ``observations`` (every kind,
+the derived ones included), the ``identifiers`` (weights, super-node flags) and the ``links``
+inside clusters, which become ``LINKED`` relationships: the analyst in Browser sees exactly
+the links the takedown list was computed from.
 
 :func:`prepare_load` turns the run directory into :class:`LoadStep` tables, one per query; the
 ``UNWIND`` loader and the bulk importer (:mod:`linker.neo4j.bulk`) both write exactly these, so
@@ -20,10 +26,9 @@ A background thread prepares the next batch while the server commits the current
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,15 +40,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from linker import kinds
+from linker.engine import RunDirectory
 from linker.errors import InputError, LinkerError
+from linker.normalise import subnet_array
 from linker.progress import progress
-from linker.queries import load_query, split_statements
+from linker.queries import load_query, render_template, split_statements
 
 from .runner import QueryRunner, resolve_connection
 
 __all__ = [
-    "IDENTIFIER_LABELS",
-    "KIND_SCHEMA",
     "LoadStep",
     "LoadSummary",
     "PreparedLoad",
@@ -60,25 +66,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KIND_SCHEMA: dict[str, tuple[str, str]] = {
-    "payment": ("PaymentMethod", "HAS_PAYMENT"),
-    "card_bin": ("CardBin", "HAS_CARD_BIN"),
-    "mailbox": ("Mailbox", "HAS_MAILBOX"),
-    "email_domain": ("EmailDomain", "HAS_EMAIL_DOMAIN"),
-    "signup_ip": ("IP", "SIGNED_UP_FROM"),
-    "ip": ("IP", "USED_IP"),
-    "signup_subnet": ("Subnet", "SIGNED_UP_FROM_SUBNET"),
-    "subnet": ("Subnet", "USED_SUBNET"),
-    "device": ("Device", "USED_DEVICE"),
-    "user_agent": ("UserAgent", "USED_USER_AGENT"),
-    "prompt": ("PromptTemplate", "USED_PROMPT"),
-}
-"""Observation kind -> (identifier label, relationship type from the account)."""
-
-IDENTIFIER_LABELS: tuple[str, ...] = tuple(
-    dict.fromkeys(label for label, _ in KIND_SCHEMA.values())
-)
-
 ACCOUNT_COLUMNS = (
     "account_id",
     "created_at",
@@ -92,6 +79,7 @@ SCORE_COLUMNS = ("billing_customer_id", "cluster_id", "cluster_size", "score", "
 CLUSTER_COLUMNS = ("cluster_id", "size", "score", "n_suspend", "n_review", "reasons")
 OBSERVATION_COLUMNS = ("account_id", "kind", "value", "first_seen", "last_seen", "count")
 RELATIONSHIP_COLUMNS = ("account_id", "value", "first_seen", "last_seen", "count")
+LINK_COLUMNS = ("account_a", "account_b", "weight", "evidence")
 
 _MICROS = 1_000_000
 
@@ -102,9 +90,11 @@ class LoadStep:
 
     A node step has ``label`` set and its key in the first column. A relationship step has
     ``rel_type`` set; ``start`` and ``end`` name the (label, column) of its two end nodes'
-    keys, and the remaining columns are relationship properties.
+    keys, and the remaining columns are relationship properties. ``name`` is the step's name
+    in :attr:`LoadSummary.rows_written` (``accounts``, ``identifier_IP``, ``rel_USED_IP``).
     """
 
+    name: str
     query: str
     frame: pd.DataFrame
     label: str | None = None
@@ -112,10 +102,14 @@ class LoadStep:
     start: tuple[str, str] | None = None
     end: tuple[str, str] | None = None
 
-    @property
-    def name(self) -> str:
-        """The step's name in :attr:`LoadSummary.rows_written` (the query without ``load/``)."""
-        return self.query.removeprefix("load/")
+    def cypher(self) -> str:
+        """The query text, a template's labels and types filled in."""
+        if self.query == "load/identifier":
+            return render_template(self.query, label=str(self.label))
+        if self.query == "load/relationship":
+            assert self.end is not None
+            return render_template(self.query, label=self.end[0], rel_type=str(self.rel_type))
+        return load_query(self.query)
 
 
 @dataclass(frozen=True)
@@ -152,61 +146,54 @@ class LoadSummary:
 # -- reading the run directory ------------------------------------------------------------------
 
 
-def _read_table(path: Path, columns: tuple[str, ...], *, required: bool = True) -> pd.DataFrame:
-    if not path.exists():
+def _read(
+    store: RunDirectory, name: str, columns: tuple[str, ...], *, required: bool = True
+) -> pd.DataFrame:
+    """Artefact ``name`` with at least ``columns`` (empty when absent and not required)."""
+    if not store.has(name):
         if required:
-            raise InputError(f"{path}: missing from the run directory")
+            raise InputError(f"{store.location(name)}: missing from the run directory")
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise InputError(f"{path}: not a readable parquet file ({exc})") from None
+    frame = store.read(name)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise InputError(f"{store.location(name)}: missing column(s) {', '.join(missing)}")
     return frame
 
 
-def _subnet_of(value: str) -> str | None:
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
-def _account_step(run_dir: Path) -> LoadStep:
-    accounts = _read_table(run_dir / "tables" / "accounts.parquet", ACCOUNT_COLUMNS)
-    scores = _read_table(run_dir / "scores.parquet", ("account_id", *SCORE_COLUMNS))
+def _account_step(store: RunDirectory) -> LoadStep:
+    accounts = _read(store, "accounts", ACCOUNT_COLUMNS)
+    scores = _read(store, "scores", ("account_id", *SCORE_COLUMNS))
     scores = scores[["account_id", *(c for c in SCORE_COLUMNS if c != "billing_customer_id")]]
     merged = accounts[list(ACCOUNT_COLUMNS)].merge(scores, on="account_id", how="left")
     if merged["account_id"].duplicated().any():
         dup = merged.loc[merged["account_id"].duplicated(), "account_id"].iloc[0]
-        raise InputError(f"{run_dir}: account {dup!r} appears twice in accounts or scores")
-    return LoadStep("load/accounts", merged.reset_index(drop=True), label="Account")
+        raise InputError(f"{store.root}: account {dup!r} appears twice in accounts or scores")
+    return LoadStep("accounts", "load/accounts", merged.reset_index(drop=True), label="Account")
 
 
-def _embedding_step(run_dir: Path, account_ids: pd.Series) -> tuple[LoadStep | None, int | None]:
-    """``Account.embedding`` from ``embeddings.parquet``, when the run has one, and the
-    vectors' common length (the dimension of the vector index)."""
-    path = run_dir / "embeddings.parquet"
-    if not path.exists():
+def _embedding_step(
+    store: RunDirectory, account_ids: pd.Series
+) -> tuple[LoadStep | None, int | None]:
+    """``Account.embedding`` from the run's embeddings, when it has them, and the vectors'
+    common length (the dimension of the vector index)."""
+    if not store.has("embeddings"):
         return None, None
-    frame = _read_table(path, ("account_id", "embedding"))[["account_id", "embedding"]]
+    where = store.location("embeddings")
+    frame = _read(store, "embeddings", ("account_id", "embedding"))[["account_id", "embedding"]]
     orphans = ~frame["account_id"].isin(account_ids)
     if orphans.any():
         first = frame.index[orphans][0]
         raise InputError(
-            f"{path}: row {first}: column account_id: {frame.at[first, 'account_id']!r} is not "
-            "in tables/accounts.parquet"
+            f"{where}: row {first}: column account_id: {frame.at[first, 'account_id']!r} is not "
+            "an account of the run"
         )
     if frame["account_id"].duplicated().any():
         first = frame.index[frame["account_id"].duplicated()][0]
-        raise InputError(f"{path}: row {first}: column account_id: appears twice")
+        raise InputError(f"{where}: row {first}: column account_id: appears twice")
     frame = frame.dropna(subset=["embedding"]).reset_index(drop=True)
-    dimensions = embedding_dimensions(frame["embedding"], path)
-    return LoadStep("load/account_embeddings", frame), dimensions
+    dimensions = embedding_dimensions(frame["embedding"], Path(where))
+    return LoadStep("account_embeddings", "load/account_embeddings", frame), dimensions
 
 
 def embedding_dimensions(vectors: pd.Series, path: Path) -> int | None:
@@ -234,29 +221,31 @@ def embedding_dimensions(vectors: pd.Series, path: Path) -> int | None:
 
 
 def _observation_steps(
-    run_dir: Path, account_ids: pd.Series, skipped: dict[str, int]
+    store: RunDirectory, account_ids: pd.Series, skipped: dict[str, int]
 ) -> list[LoadStep]:
-    path = run_dir / "observations.parquet"
-    obs = _read_table(path, OBSERVATION_COLUMNS)
-    unknown = sorted(set(obs["kind"].dropna().astype(str).unique()) - set(KIND_SCHEMA))
+    """Identifier nodes (one step per label) and account relationships (one per kind)."""
+    where = store.location("observations")
+    obs = _read(store, "observations", OBSERVATION_COLUMNS)
+    registered = kinds.kind_names()
+    unknown = sorted(set(obs["kind"].dropna().astype(str).unique()) - set(registered))
     if unknown:
         raise InputError(
-            f"{path}: column kind has unknown value(s) {', '.join(unknown)} "
-            f"(known: {', '.join(KIND_SCHEMA)})"
+            f"{where}: column kind has unknown value(s) {', '.join(unknown)} "
+            f"(registered kinds: {', '.join(registered)})"
         )
     orphans = ~obs["account_id"].isin(account_ids)
     if orphans.any():
         first = obs.index[orphans][0]
         raise InputError(
-            f"{path}: row {first}: column account_id: {obs.at[first, 'account_id']!r} is not in "
-            f"tables/accounts.parquet ({int(orphans.sum())} such rows)"
+            f"{where}: row {first}: column account_id: {obs.at[first, 'account_id']!r} is not "
+            f"an account of the run ({int(orphans.sum())} such rows)"
         )
     obs = obs.dropna(subset=["value"])
-    labels = {kind: label for kind, (label, _) in KIND_SCHEMA.items()}
+    labels = {k.name: k.neo4j_label for k in kinds.all_kinds()}
     obs = obs.assign(label=obs["kind"].astype(str).map(labels))
-
-    idents = _read_table(
-        run_dir / "identifiers.parquet",
+    idents = _read(
+        store,
+        "identifiers",
         ("kind", "value", "n_accounts", "weight", "is_supernode"),
         required=False,
     )
@@ -281,73 +270,98 @@ def _observation_steps(
 
     steps: list[LoadStep] = []
     by_label = dict(iter(nodes.groupby("label", sort=False)))
-    for label in IDENTIFIER_LABELS:
+    for label in kinds.neo4j_labels():
         part = by_label.get(label, nodes.iloc[:0])
         frame = part[["value", "n_accounts", "weight", "is_supernode"]].reset_index(drop=True)
-        steps.append(LoadStep(f"load/identifier_{label}", frame, label=label))
+        steps.append(LoadStep(f"identifier_{label}", "load/identifier", frame, label=label))
     by_kind = dict(iter(obs.groupby("kind", sort=False)))
-    for kind, (label, rel_type) in KIND_SCHEMA.items():
-        part = by_kind.get(kind, obs.iloc[:0])
-        frame = part[list(RELATIONSHIP_COLUMNS)].reset_index(drop=True)
+    for entry in kinds.all_kinds():
+        part = by_kind.get(entry.name, obs.iloc[:0])
         steps.append(
             LoadStep(
-                f"load/rel_{rel_type}",
-                frame,
-                rel_type=rel_type,
+                f"rel_{entry.neo4j_relationship}",
+                "load/relationship",
+                part[list(RELATIONSHIP_COLUMNS)].reset_index(drop=True),
+                rel_type=entry.neo4j_relationship,
                 start=("Account", "account_id"),
-                end=(label, "value"),
+                end=(entry.neo4j_label, "value"),
             )
         )
-
-    ips = sorted(set(obs.loc[obs["label"] == "IP", "value"].astype(str)))
-    subnets = set(obs.loc[obs["label"] == "Subnet", "value"].astype(str))
-    links: list[tuple[str, str]] = []
-    for ip in ips:
-        subnet = _subnet_of(ip)
-        if subnet is None:
-            skipped["ip_not_an_address"] = skipped.get("ip_not_an_address", 0) + 1
-        elif subnet not in subnets:
-            skipped["ip_subnet_not_observed"] = skipped.get("ip_subnet_not_observed", 0) + 1
-        else:
-            links.append((ip, subnet))
-    in_subnet = pd.DataFrame(links, columns=["ip", "subnet"], dtype="string")
-    steps.append(
-        LoadStep(
-            "load/ip_in_subnet",
-            in_subnet,
-            rel_type="IN_SUBNET",
-            start=("IP", "ip"),
-            end=("Subnet", "subnet"),
-        )
-    )
+    steps.append(_in_subnet_step(obs, skipped))
     return steps
 
 
-def _cluster_steps(run_dir: Path) -> list[LoadStep]:
-    clusters = _read_table(run_dir / "clusters.parquet", CLUSTER_COLUMNS)
-    scores = _read_table(run_dir / "scores.parquet", ("account_id", "cluster_id"))
+def _in_subnet_step(obs: pd.DataFrame, skipped: dict[str, int]) -> LoadStep:
+    """``(:IP)-[:IN_SUBNET]->(:Subnet)`` for every observed address whose network (/24, /48
+    for IPv6: :func:`linker.normalise.ip_array`) was observed too."""
+    ip_label = kinds.kind("ip").neo4j_label
+    subnet_label = kinds.kind("subnet").neo4j_label
+    ips = np.unique(obs.loc[obs["label"] == ip_label, "value"].astype(str).to_numpy())
+    subnets = pd.Index(np.unique(obs.loc[obs["label"] == subnet_label, "value"].astype(str)))
+    network = np.asarray(
+        subnet_array(pa.array(ips, pa.large_string())).to_numpy(zero_copy_only=False), dtype=object
+    )
+    is_address = network != ""
+    observed = is_address & (subnets.get_indexer(network) >= 0)
+    skipped["ip_not_an_address"] = skipped.get("ip_not_an_address", 0) + int((~is_address).sum())
+    missing = int((is_address & ~observed).sum())
+    skipped["ip_subnet_not_observed"] = skipped.get("ip_subnet_not_observed", 0) + missing
+    for key in ("ip_not_an_address", "ip_subnet_not_observed"):
+        if not skipped[key]:
+            del skipped[key]
+    in_subnet = pd.DataFrame(
+        {
+            "ip": pd.array(ips[observed], dtype="string"),
+            "subnet": pd.array(network[observed], dtype="string"),
+        }
+    )
+    return LoadStep(
+        "ip_in_subnet",
+        "load/ip_in_subnet",
+        in_subnet,
+        rel_type="IN_SUBNET",
+        start=(ip_label, "ip"),
+        end=(subnet_label, "subnet"),
+    )
+
+
+def _cluster_steps(store: RunDirectory) -> list[LoadStep]:
+    clusters = _read(store, "clusters", CLUSTER_COLUMNS)
+    scores = _read(store, "scores", ("account_id", "cluster_id"))
     members = scores.dropna(subset=["cluster_id"]).sort_values(["cluster_id", "account_id"])
+    links = _read(store, "links", LINK_COLUMNS, required=False)
     return [
         LoadStep(
+            "clusters",
             "load/clusters",
             clusters.sort_values("cluster_id")[list(CLUSTER_COLUMNS)].reset_index(drop=True),
             label="Cluster",
         ),
         LoadStep(
+            "in_cluster",
             "load/in_cluster",
             members[["account_id", "cluster_id"]].reset_index(drop=True),
             rel_type="IN_CLUSTER",
             start=("Account", "account_id"),
             end=("Cluster", "cluster_id"),
         ),
+        LoadStep(
+            "linked",
+            "load/linked",
+            links[list(LINK_COLUMNS)]
+            .sort_values(["account_a", "account_b"])
+            .reset_index(drop=True),
+            rel_type="LINKED",
+            start=("Account", "account_a"),
+            end=("Account", "account_b"),
+        ),
     ]
 
 
-def _model_steps(run_dir: Path, account_ids: pd.Series) -> list[LoadStep]:
-    path = run_dir / "tables" / "events.parquet"
-    if not path.exists():
+def _model_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep]:
+    if not store.has("events"):
         return []
-    events = _read_table(path, ("account_id", "ts", "model"))
+    events = _read(store, "events", ("account_id", "ts", "model"))
     if "requests" not in events.columns:
         events = events.assign(requests=1)
     events = events[["account_id", "ts", "model", "requests"]].dropna(subset=["model", "ts"])
@@ -363,8 +377,9 @@ def _model_steps(run_dir: Path, account_ids: pd.Series) -> list[LoadStep]:
         events.groupby("model", sort=True)["ts"].min().rename("first_seen").reset_index()
     ).rename(columns={"model": "name"})
     return [
-        LoadStep("load/models", models[["name", "first_seen"]], label="Model"),
+        LoadStep("models", "load/models", models[["name", "first_seen"]], label="Model"),
         LoadStep(
+            "used_model",
             "load/used_model",
             use[["account_id", "model", "first_seen", "last_seen", "requests"]],
             rel_type="USED_MODEL",
@@ -380,14 +395,14 @@ def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
     Parameters
     ----------
     run_dir : path
-        A run directory (``tables/``, ``observations.parquet``, ``identifiers.parquet``,
-        ``scores.parquet``, ``clusters.parquet``; ``manifest.json`` is checked when present).
+        A finished run directory (its accounts, observations, identifiers, scores,
+        clusters and links artefacts; events and embeddings when present).
 
     Returns
     -------
     PreparedLoad
         Accounts, identifier nodes (one step per label), account -> identifier relationships
-        (one step per type), ``IN_SUBNET``, clusters, ``IN_CLUSTER``, models and
+        (one step per kind), ``IN_SUBNET``, clusters, ``IN_CLUSTER``, ``LINKED``, models and
         ``USED_MODEL``, plus the rows skipped by reason.
 
     Raises
@@ -398,28 +413,20 @@ def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
 
     Notes
     -----
-    Vectorised pandas: O(n log n) in the observations (one sort-based group-by); the only
-    Python loop is over distinct IP values, for their subnet.
+    Vectorised pandas and Arrow: O(n log n) in the observations (sort-based group-bys).
     """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a run directory")
-    manifest = root / "manifest.json"
-    if manifest.exists():
-        try:
-            json.loads(manifest.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise InputError(f"{manifest}: not valid JSON ({exc})") from None
+    store = RunDirectory.open(run_dir)
+    store.read_json("manifest")  # a finished run with a readable manifest
     skipped: dict[str, int] = {}
-    accounts = _account_step(root)
+    accounts = _account_step(store)
     account_ids = accounts.frame["account_id"]
     steps = [accounts]
-    steps += _observation_steps(root, account_ids, skipped)
-    steps += _cluster_steps(root)
-    steps += _model_steps(root, account_ids)
-    embeddings, dimensions = _embedding_step(root, account_ids)
+    steps += _observation_steps(store, account_ids, skipped)
+    steps += _cluster_steps(store)
+    steps += _model_steps(store, account_ids)
+    embeddings, dimensions = _embedding_step(store, account_ids)
     return PreparedLoad(
-        run_dir=root,
+        run_dir=store.root,
         steps=steps,
         skipped=skipped,
         embeddings=embeddings,
@@ -517,7 +524,8 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 
 def create_schema(runner: QueryRunner) -> int:
-    """Create the constraints and indexes of ``queries/load/schema.cypher`` (idempotent).
+    """Create the constraints and indexes of ``queries/load/schema.cypher`` and one value
+    constraint per identifier label of the kind registry (idempotent).
 
     Returns
     -------
@@ -525,10 +533,22 @@ def create_schema(runner: QueryRunner) -> int:
         The number of schema statements run.
     """
     statements = split_statements(load_query("load/schema"))
+    statements += [
+        split_statements(
+            render_template("load/identifier_constraint", name=_constraint_name(label), label=label)
+        )[0]
+        for label in kinds.neo4j_labels()
+    ]
     for statement in statements:
         runner.run(statement, write=True)
     runner.run(load_query("load/await_indexes"), write=True)
     return len(statements)
+
+
+def _constraint_name(label: str) -> str:
+    """``PaymentMethod`` -> ``payment_method_value_unique`` (``IP`` -> ``ip_value_unique``)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", label).lower()
+    return f"{snake}_value_unique"
 
 
 def create_vector_index(runner: QueryRunner, dimensions: int) -> bool:
@@ -569,16 +589,16 @@ def write_steps(
         Rows written per step name, and the number of batches.
     """
     total = sum(-(-len(step.frame) // batch_size) for step in steps)
-    texts = {step.query: load_query(step.query) for step in steps}
+    texts = {step.name: step.cypher() for step in steps}
     written: dict[str, int] = {}
     batches = 0
     for step, size, params in progress(
         _prefetched(_all_batches(steps, batch_size)), total=total, desc=desc, unit="batch"
     ):
-        runner.run(texts[step.query], params, write=True)
+        runner.run(texts[step.name], params, write=True)
         written[step.name] = written.get(step.name, 0) + size
         batches += 1
-        logger.debug("%s: wrote %d rows", step.query, size)
+        logger.debug("%s: wrote %d rows", step.name, size)
     return written, batches
 
 

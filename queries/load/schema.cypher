@@ -1,16 +1,9 @@
 // Purpose: create the graph's uniqueness constraints and indexes, idempotently (IF NOT EXISTS).
-//   Every MERGE key of the loader is backed by one of these constraints, which also makes
-//   MERGE race-free and keeps a re-run from creating duplicates. Statements end with `;`.
+//   Every MERGE key of the loader is backed by one of these constraints (identifier labels'
+//   constraints come from load/identifier_constraint, one per label of the kind registry),
+//   which also makes MERGE race-free and keeps a re-run from creating duplicates.
+//   Statements end with `;`.
 CREATE CONSTRAINT account_id_unique IF NOT EXISTS FOR (n:Account) REQUIRE n.account_id IS UNIQUE;
-CREATE CONSTRAINT payment_method_value_unique IF NOT EXISTS FOR (n:PaymentMethod) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT card_bin_value_unique IF NOT EXISTS FOR (n:CardBin) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT mailbox_value_unique IF NOT EXISTS FOR (n:Mailbox) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT email_domain_value_unique IF NOT EXISTS FOR (n:EmailDomain) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT ip_value_unique IF NOT EXISTS FOR (n:IP) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT subnet_value_unique IF NOT EXISTS FOR (n:Subnet) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT device_value_unique IF NOT EXISTS FOR (n:Device) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT user_agent_value_unique IF NOT EXISTS FOR (n:UserAgent) REQUIRE n.value IS UNIQUE;
-CREATE CONSTRAINT prompt_template_value_unique IF NOT EXISTS FOR (n:PromptTemplate) REQUIRE n.value IS UNIQUE;
 CREATE CONSTRAINT cluster_id_unique IF NOT EXISTS FOR (n:Cluster) REQUIRE n.cluster_id IS UNIQUE;
 CREATE CONSTRAINT model_name_unique IF NOT EXISTS FOR (n:Model) REQUIRE n.name IS UNIQUE;
 CREATE INDEX account_action IF NOT EXISTS FOR (n:Account) ON (n.action);

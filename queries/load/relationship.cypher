@@ -1,5 +1,6 @@
-// Purpose: write one batch of (:Account)-[:HAS_PAYMENT]->(:PaymentMethod) relationships from the
-//   observations of kind `payment` (MERGE, so re-running a batch changes nothing).
+// Purpose: write one batch of (:Account)-[:{rel_type}]->(:{label}) relationships from the
+//   observations of one identifier kind (MERGE, so re-running a batch changes nothing).
+//   A template: {rel_type} and {label} come from the kind registry (linker/kinds.py).
 //   Column-wise parameters: row i of the batch is the i-th element of every list; timestamps
 //   travel as epoch seconds and nanoseconds (UTC).
 // Param account_id (list, required): the accounts.
@@ -11,8 +12,8 @@
 // Param count (list, required): observation counts (requests for event kinds).
 UNWIND range(0, size($account_id) - 1) AS i
 MATCH (a:Account {account_id: $account_id[i]})
-MATCH (n:PaymentMethod {value: $value[i]})
-MERGE (a)-[r:HAS_PAYMENT]->(n)
+MATCH (n:{label} {value: $value[i]})
+MERGE (a)-[r:{rel_type}]->(n)
 SET r.first_seen = CASE WHEN $first_seen_s[i] IS NULL THEN null
                    ELSE datetime.fromepoch($first_seen_s[i], $first_seen_ns[i]) END,
     r.last_seen = CASE WHEN $last_seen_s[i] IS NULL THEN null

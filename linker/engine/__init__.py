@@ -1,0 +1,19 @@
+"""The run engine: stages over named artefacts, the store and the compute seam."""
+
+from linker.engine.compute import ComputeEngine, LocalEngine
+from linker.engine.stages import RunContext, Stage, StageReport, View, run_stages
+from linker.engine.store import CATALOGUE, ArtefactStore, MemoryStore, RunDirectory
+
+__all__ = [
+    "CATALOGUE",
+    "ArtefactStore",
+    "ComputeEngine",
+    "LocalEngine",
+    "MemoryStore",
+    "RunContext",
+    "RunDirectory",
+    "Stage",
+    "StageReport",
+    "View",
+    "run_stages",
+]

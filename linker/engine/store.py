@@ -1,0 +1,435 @@
+"""The store: the one object that knows where a run's artefacts live.
+
+A run is a list of stages over *named artefacts* (``observations``, ``identifiers``,
+``scores`` ...; :data:`CATALOGUE` lists them all). Stages, exports, ``linker explain``,
+``linker expand`` and the Neo4j loader ask a store for an artefact by name; none of them
+knows a file name. Two stores implement the interface:
+
+* :class:`RunDirectory` — today's behaviour: a directory of Parquet and JSON files
+  (``RUN_DIR/scores.parquet`` ...), each written atomically, with ``manifest.json`` written
+  last to mark a finished run;
+* :class:`MemoryStore` — artefacts held in memory, for :func:`linker.graph.link.link_accounts`,
+  notebooks and tests.
+
+Layout of a run directory (the catalogue's paths)::
+
+    manifest.json                written last: its presence marks a finished run
+    validation.json              rows read/accepted/rejected and the problems found
+    tables/{accounts,payments,events}.parquet   the validated input tables
+    quarantine/<table>.csv       rejected input rows
+    observations.parquet         the graph's edges: one row per (account, kind, value)
+    identifiers.parquet          the graph's identifier nodes: weight, super-node flag
+    ...                          one file per artefact of CATALOGUE
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from linker.errors import InputError, LinkerError
+from linker.io.atomic import atomic_path, write_text_atomic
+from linker.io.files import file_sha256
+
+if TYPE_CHECKING:
+    from linker.io.validate import ValidationResult
+
+__all__ = [
+    "CATALOGUE",
+    "Artefact",
+    "ArtefactStore",
+    "Filter",
+    "MemoryStore",
+    "RunDirectory",
+    "save_validation",
+]
+
+logger = logging.getLogger(__name__)
+
+Filter = tuple[str, Literal["==", "in"], Any]
+"""A row filter on one column: ``("account_id", "==", "a1")`` or ``(col, "in", [...])``."""
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One named artefact of a run.
+
+    Attributes
+    ----------
+    name : str
+        The name stages and commands ask for.
+    path : str
+        Where a :class:`RunDirectory` keeps it, relative to the run directory.
+    description : str
+        What it holds (docs/pipeline.md lists every artefact with it).
+    """
+
+    name: str
+    path: str
+    description: str
+
+    @property
+    def is_json(self) -> bool:
+        """A JSON document rather than a Parquet table."""
+        return self.path.endswith(".json")
+
+
+def _catalogue(*entries: Artefact) -> dict[str, Artefact]:
+    return {entry.name: entry for entry in entries}
+
+
+CATALOGUE: dict[str, Artefact] = _catalogue(
+    Artefact("manifest", "manifest.json", "the run's manifest; written last"),
+    Artefact("validation", "validation.json", "rows read, accepted and rejected; problems"),
+    Artefact("accounts", "tables/accounts.parquet", "validated accounts table"),
+    Artefact("payments", "tables/payments.parquet", "validated payments table"),
+    Artefact("events", "tables/events.parquet", "validated events table"),
+    Artefact("labels", "tables/labels.parquet", "validated labels table (linker validate only)"),
+    Artefact(
+        "observations",
+        "observations.parquet",
+        "the graph's edges: account, identifier kind and value, first/last seen, count",
+    ),
+    Artefact(
+        "identifiers",
+        "identifiers.parquet",
+        "the graph's identifier nodes: kind, value, accounts, weight, super-node flag",
+    ),
+    Artefact("behaviour", "behaviour.parquet", "per-account behaviour features"),
+    Artefact("lockstep", "lockstep.parquet", "pairs of accounts acting in lockstep"),
+    Artefact("communities", "communities.parquet", "per account: its community, if any"),
+    Artefact("evidence", "evidence.parquet", "per account: each signal's value and score term"),
+    Artefact("cluster_evidence", "cluster_evidence.parquet", "per cluster: each signal's value"),
+    Artefact("engine_scores", "engine_scores.parquet", "per account: score, action, reasons"),
+    Artefact("engine_clusters", "engine_clusters.parquet", "per cluster: score and reasons"),
+    Artefact("links", "links.parquet", "account-account evidence links inside clusters"),
+    Artefact("proximity", "proximity.parquet", "accounts moved to review by embeddings"),
+    Artefact("embeddings", "embeddings.parquet", "per account: embedding vector"),
+    Artefact("scores", "scores.parquet", "final per-account decisions (after the allow-list)"),
+    Artefact("clusters", "clusters.parquet", "final per-cluster summary"),
+)
+"""Every artefact a run can write, by name."""
+
+QUARANTINE_DIR = "quarantine"
+
+
+def _artefact(name: str) -> Artefact:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise LinkerError(f"unknown run artefact {name!r}") from None
+
+
+def _apply_filters(frame: pd.DataFrame, filters: Sequence[Filter] | None) -> pd.DataFrame:
+    for column, op, value in filters or ():
+        values = [value] if op == "==" else list(value)
+        frame = frame[frame[column].isin(values).to_numpy(dtype=bool)]
+    return frame
+
+
+class ArtefactStore(ABC):
+    """Read and write a run's named artefacts (see :data:`CATALOGUE`)."""
+
+    root: Path | None = None
+    """The directory a store keeps its files in (``None`` in memory)."""
+
+    @abstractmethod
+    def has(self, name: str) -> bool:
+        """Whether artefact ``name`` was written."""
+
+    @abstractmethod
+    def read(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        filters: Sequence[Filter] | None = None,
+    ) -> pd.DataFrame:
+        """Read table artefact ``name`` (some ``columns``; rows matching ``filters``).
+
+        Raises
+        ------
+        InputError
+            When the artefact is missing.
+        """
+
+    @abstractmethod
+    def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
+        """Write table artefact ``name``; returns its content's SHA-256 (``""`` in memory)."""
+
+    @abstractmethod
+    def read_json(self, name: str) -> dict[str, Any]:
+        """Read JSON artefact ``name`` (``manifest``, ``validation``)."""
+
+    @abstractmethod
+    def write_json(self, name: str, document: dict[str, Any], *, sort_keys: bool = True) -> None:
+        """Write JSON artefact ``name`` (keys sorted unless ``sort_keys`` is false)."""
+
+    @abstractmethod
+    def write_quarantine(self, table: str, frame: pd.DataFrame | None) -> str | None:
+        """Write the rejected rows of ``table`` (``None`` removes a stale file); returns
+        where they went."""
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Forget the artefacts of an earlier run, manifest first."""
+
+    @abstractmethod
+    def location(self, name: str) -> str:
+        """Where artefact ``name`` lives, for messages."""
+
+    @abstractmethod
+    def remove(self, names: Iterable[str]) -> None:
+        """Delete the given artefacts (stale ones, or those a resumed run writes again)."""
+
+    def written(self) -> dict[str, str]:
+        """The artefacts present, by name, with their locations."""
+        return {name: self.location(name) for name in CATALOGUE if self.has(name)}
+
+
+class MemoryStore(ArtefactStore):
+    """Artefacts held in memory (nothing touches the disk).
+
+    Examples
+    --------
+    >>> store = MemoryStore()
+    >>> _ = store.write("scores", pd.DataFrame({"account_id": ["a"], "score": [0.5]}))
+    >>> store.read("scores")["score"].tolist()
+    [0.5]
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._json: dict[str, dict[str, Any]] = {}
+        self.quarantine: dict[str, pd.DataFrame] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({sorted([*self._tables, *self._json])})"
+
+    def has(self, name: str) -> bool:
+        _artefact(name)
+        return name in self._tables or name in self._json
+
+    def read(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        filters: Sequence[Filter] | None = None,
+    ) -> pd.DataFrame:
+        _artefact(name)
+        if name not in self._tables:
+            raise InputError(f"artefact {name} was not written in this run")
+        frame = _apply_filters(self._tables[name], filters)
+        return frame[list(columns)] if columns is not None else frame
+
+    def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
+        _artefact(name)
+        self._tables[name] = frame.to_pandas() if isinstance(frame, pa.Table) else frame
+        return ""
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        _artefact(name)
+        if name not in self._json:
+            raise InputError(f"artefact {name} was not written in this run")
+        return self._json[name]
+
+    def write_json(self, name: str, document: dict[str, Any], *, sort_keys: bool = True) -> None:
+        _artefact(name)
+        self._json[name] = document
+
+    def write_quarantine(self, table: str, frame: pd.DataFrame | None) -> str | None:
+        if frame is None:
+            self.quarantine.pop(table, None)
+            return None
+        self.quarantine[table] = frame
+        return f"memory:quarantine/{table}"
+
+    def begin(self) -> None:
+        self._tables.clear()
+        self._json.clear()
+        self.quarantine.clear()
+
+    def location(self, name: str) -> str:
+        return f"memory:{_artefact(name).name}"
+
+    def remove(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._tables.pop(name, None)
+            self._json.pop(name, None)
+
+
+class RunDirectory(ArtefactStore):
+    """A run directory of Parquet and JSON files: the layout of :data:`CATALOGUE`.
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory. It need not exist until something is written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = RunDirectory(tempfile.mkdtemp())
+    >>> _ = store.write("scores", pd.DataFrame({"account_id": ["a"], "score": [0.5]}))
+    >>> store.read("scores")["score"].tolist()
+    [0.5]
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.root)!r})"
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> RunDirectory:
+        """Open a finished run directory for reading.
+
+        Raises
+        ------
+        InputError
+            When the directory does not exist or holds no manifest (no finished run).
+        """
+        store = cls(root)
+        if not store.root.is_dir():
+            raise InputError(
+                f"{store.root}: run directory not found (create one with "
+                "`linker run DATA_DIR --out FILE`)"
+            )
+        if not store.has("manifest"):
+            raise InputError(
+                f"{store.root}: not a finished run directory (no {CATALOGUE['manifest'].path}); "
+                "run `linker run DATA_DIR --out FILE --run-dir` again"
+            )
+        return store
+
+    @staticmethod
+    def is_run(root: str | os.PathLike[str]) -> bool:
+        """Whether ``root`` holds a finished run (its manifest)."""
+        return (Path(root) / CATALOGUE["manifest"].path).is_file()
+
+    def _path(self, name: str) -> Path:
+        return self.root / _artefact(name).path
+
+    def location(self, name: str) -> str:
+        return str(self._path(name))
+
+    def has(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def read(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        filters: Sequence[Filter] | None = None,
+    ) -> pd.DataFrame:
+        target = self._path(name)
+        if not target.is_file():
+            raise InputError(f"{target}: missing from the run directory; run `linker run` again")
+        arrow_filters = [(c, "in" if op == "in" else "==", v) for c, op, v in filters or ()]
+        try:
+            return pd.read_parquet(
+                target,
+                columns=list(columns) if columns is not None else None,
+                filters=arrow_filters or None,
+            )
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{target}: not a readable artefact ({first})") from None
+
+    def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
+        target = self._path(name)
+        table = (
+            frame
+            if isinstance(frame, pa.Table)
+            else pa.Table.from_pandas(frame, preserve_index=False)
+        )
+        with atomic_path(target) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+            digest = file_sha256(tmp)
+        logger.debug("wrote %s (%d rows)", target, table.num_rows)
+        return digest
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        target = self._path(name)
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f"{target}: cannot read ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{target}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{target}: not a JSON object")
+        return data
+
+    def write_json(self, name: str, document: dict[str, Any], *, sort_keys: bool = True) -> None:
+        text = json.dumps(document, indent=2, sort_keys=sort_keys) + "\n"
+        write_text_atomic(self._path(name), text)
+
+    def write_quarantine(self, table: str, frame: pd.DataFrame | None) -> str | None:
+        target = self.root / QUARANTINE_DIR / f"{table}.csv"
+        if frame is None:
+            target.unlink(missing_ok=True)
+            return None
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, lineterminator="\n")
+        write_text_atomic(target, buffer.getvalue())
+        return str(target)
+
+    def begin(self) -> None:
+        """Prepare the directory for a new run.
+
+        The manifest goes first, so an interrupted run never looks finished; then every
+        artefact of an earlier run, so none of them is mistaken for this run's. Other files
+        in the directory are left alone (it may be a directory the user chose).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in CATALOGUE:
+            self._path(name).unlink(missing_ok=True)
+        for stale in (self.root / QUARANTINE_DIR).glob("*.csv"):
+            stale.unlink()
+
+    def remove(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._path(name).unlink(missing_ok=True)
+
+
+VALIDATED_TABLES: tuple[str, ...] = ("accounts", "payments", "events", "labels")
+"""The input tables validation writes, in contract order."""
+
+
+def save_validation(store: ArtefactStore, result: ValidationResult) -> None:
+    """Write what validation kept and rejected: the tables, the quarantined rows, the
+    observations (when built) and the validation report.
+
+    A table or quarantine file of an earlier dataset in the same store, for a table that is
+    now absent or clean, is removed, so the store describes this dataset only. Sets
+    ``result.quarantine_paths`` (and ``result.out_dir`` for a run directory).
+    """
+    for name, path in result.files.items():
+        if name not in result.sha256:
+            result.sha256[name] = file_sha256(path)
+    for name in VALIDATED_TABLES:
+        if name in result.tables:
+            store.write(name, result.tables[name])
+        else:
+            store.remove([name])
+    result.quarantine_paths = {}
+    for name in result.summary:
+        where = store.write_quarantine(name, result.quarantine.get(name))
+        if where is not None:
+            result.quarantine_paths[name] = Path(where)
+    result.out_dir = store.root
+    if result.observations is not None:
+        store.write("observations", result.observations)
+    store.write_json("validation", result.report(), sort_keys=False)

@@ -1,0 +1,339 @@
+"""Identity signals: what a cluster's shared identifiers and signups say.
+
+A ring shows a *conjunction* of weak signals that innocent groups show only some of: many
+distinct payers, shared IPs spread over many subnets (a proxy pool), a family of shared prompt
+templates, card BINs concentrated far above their base rate while the cards themselves are
+distinct, patterned mailboxes, and signup bursts. Each is a value in [0, 1]
+(docs/linking.md gives the definitions and weights).
+
+The ``identity`` group scores them: the cluster logit adds ``weight × value``; an account's
+logit adds the same term, counted in full when the account itself shows an account-level
+signal and at half when only its cluster does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from linker import kinds
+from linker.normalise import subnet_array
+from linker.signals.base import (
+    EvidenceInputs,
+    GroupTerms,
+    Signal,
+    SignalGroup,
+    SignalValues,
+)
+
+__all__ = [
+    "BUILT_IN",
+    "BinConcentration",
+    "Burst",
+    "Customers",
+    "Density",
+    "EmailPattern",
+    "IdentityGroup",
+    "IpSpread",
+    "PromptFamily",
+    "Size",
+    "spread",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def spread(count: np.ndarray, full: float = 8.0) -> np.ndarray:
+    """0 for at most one distinct value, rising log-linearly to 1 at ``full`` values.
+
+    Examples
+    --------
+    >>> spread(np.array([1, 2, 8, 20])).round(2).tolist()
+    [0.0, 0.33, 1.0, 1.0]
+    """
+    c = np.maximum(np.asarray(count, dtype=np.float64), 1.0)
+    return np.asarray(np.clip(np.log2(c) / np.log2(full), 0.0, 1.0), dtype=np.float64)
+
+
+def _flag(n: int, rows: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=np.float64)
+    out[rows] = 1.0
+    return out
+
+
+class Customers(Signal):
+    """Distinct payers in the cluster: one payer is one legitimate customer."""
+
+    name = "customers"
+    level = "cluster"
+    default_weight = 1.0
+    description = "(distinct payers - 1) / (size - 1); payers = components over customer kinds"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        rows = inputs.rows
+        frame = pd.DataFrame(
+            {"cluster": inputs.cluster_of[rows], "customer": inputs.customer_of[rows]}
+        )
+        n_customers = inputs.per_cluster(frame.drop_duplicates().groupby("cluster").size(), 1)
+        size = inputs.size
+        value = np.where(size > 1, (n_customers - 1) / np.maximum(size - 1, 1), 0.0)
+        return SignalValues(
+            np.asarray(value, dtype=np.float64),
+            detail={"n_accounts": size, "n_customers": n_customers.astype(np.int64)},
+        )
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        size = int(values.detail["n_accounts"][cluster])
+        return f"{size} accounts paid by {int(values.detail['n_customers'][cluster])} payers"
+
+
+class IpSpread(Signal):
+    """A proxy pool: cluster-owned IPs spread over many subnets."""
+
+    name = "ip_spread"
+    level = "account"
+    default_weight = 1.2
+    description = "spread(# subnets of cluster-owned IPs) x min(1, subnets per account / 0.25)"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        m = inputs.memberships
+        ip_rows = m[m["owned"] & m["kind"].isin(kinds.ip_kinds())]
+        ip_ids = np.unique(ip_rows["identifier"].to_numpy())
+        texts = pa.array(inputs.bipartite.values[ip_ids].astype(str), pa.large_string())
+        subnet_of = pd.Series(pd.factorize(subnet_array(texts).to_numpy(False))[0], index=ip_ids)
+        address_of = pd.Series(pd.factorize(inputs.bipartite.values[ip_ids])[0], index=ip_ids)
+        pairs = ip_rows[["cluster", "identifier"]].drop_duplicates()
+        pairs = pairs.assign(
+            address=address_of.reindex(pairs["identifier"]).to_numpy(),
+            subnet=subnet_of.reindex(pairs["identifier"]).to_numpy(),
+        )
+        n_ips = inputs.per_cluster(
+            pairs[["cluster", "address"]].drop_duplicates().groupby("cluster").size()
+        )
+        n_subnets = inputs.per_cluster(
+            pairs[["cluster", "subnet"]].drop_duplicates().groupby("cluster").size()
+        )
+        # A NAT or a campus puts many accounts behind few subnets; a proxy pool gives nearly
+        # every account its own. Scaled by subnets per account (full at one per 4 accounts).
+        per_account = n_subnets / np.maximum(inputs.size, 1)
+        value = spread(n_subnets) * np.clip(per_account / 0.25, 0.0, 1.0)
+        return SignalValues(
+            value,
+            account=_flag(inputs.n_accounts, ip_rows["row"].to_numpy()),
+            detail={"n_ips": n_ips.astype(np.int64), "n_ip_subnets": n_subnets.astype(np.int64)},
+        )
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        n_ips = int(values.detail["n_ips"][cluster])
+        if n_ips == 0:
+            return ""
+        return f"{n_ips} shared IPs across {int(values.detail['n_ip_subnets'][cluster])} subnets"
+
+
+class PromptFamily(Signal):
+    """A family of several cluster-owned prompt templates."""
+
+    name = "prompt_family"
+    level = "account"
+    default_weight = 1.0
+    description = "spread(# cluster-owned prompt fingerprints)"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        m = inputs.memberships
+        prompt_rows = m[m["owned"] & (m["kind"] == "prompt")]
+        counts = prompt_rows[["cluster", "identifier"]].drop_duplicates().groupby("cluster").size()
+        n_prompts = inputs.per_cluster(counts).astype(np.int64)
+        return SignalValues(
+            spread(n_prompts),
+            account=_flag(inputs.n_accounts, prompt_rows["row"].to_numpy()),
+            detail={"n_prompts": n_prompts},
+        )
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        n = int(values.detail["n_prompts"][cluster])
+        return f"{n} shared prompt templates" if n > 0 else ""
+
+
+class BinConcentration(Signal):
+    """Members' card BINs mostly used inside the cluster (a ring's virtual-card BINs), while
+    the cards themselves are distinct (not one family card)."""
+
+    name = "bin_concentration"
+    level = "account"
+    default_weight = 1.0
+    description = "share of carded members on a cluster-owned BIN x distinct cards / carded"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        m = inputs.memberships
+        bin_rows = m[m["kind"] == "card_bin"]
+        owned_bin = bin_rows[(bin_rows["in_cluster"] >= 3) & bin_rows["owned"]]
+        with_bin = inputs.per_cluster(bin_rows.drop_duplicates("row").groupby("cluster").size())
+        on_owned = inputs.per_cluster(owned_bin.drop_duplicates("row").groupby("cluster").size())
+        share = on_owned / np.maximum(with_bin, 1)
+        pay_rows = m[m["kind"] == "payment"]
+        n_cards = inputs.per_cluster(
+            pay_rows[["cluster", "identifier"]].drop_duplicates().groupby("cluster").size()
+        )
+        with_card = inputs.per_cluster(pay_rows.drop_duplicates("row").groupby("cluster").size())
+        distinct_cards = n_cards / np.clip(with_card, 1, None)
+        top = owned_bin[["cluster", "identifier", "in_cluster"]].drop_duplicates()
+        top = top.sort_values(
+            ["cluster", "in_cluster", "identifier"], ascending=[True, False, True]
+        )
+        top = top[top.groupby("cluster").cumcount() < 3]
+        top = top.assign(value=inputs.bipartite.values[top["identifier"].to_numpy()])
+        top_bins = inputs.per_cluster(
+            top.groupby("cluster")["value"].agg(lambda v: ", ".join(map(str, v))), ""
+        )
+        top_set = pd.MultiIndex.from_frame(owned_bin[["cluster", "identifier"]])
+        on_top = pd.MultiIndex.from_frame(bin_rows[["cluster", "identifier"]]).isin(top_set)
+        return SignalValues(
+            np.asarray(share * distinct_cards, dtype=np.float64),
+            account=_flag(inputs.n_accounts, bin_rows["row"].to_numpy()[on_top]),
+            detail={"bin_share": np.asarray(share, dtype=np.float64), "top_bins": top_bins},
+        )
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        if values.cluster[cluster] <= 0:
+            return ""
+        share = float(values.detail["bin_share"][cluster])
+        return f"{share:.0%} of cards on BINs {values.detail['top_bins'][cluster]}"
+
+
+class EmailPattern(Signal):
+    """Members whose mailbox or mailbox pattern is shared inside the cluster."""
+
+    name = "email_pattern"
+    level = "account"
+    default_weight = 0.8
+    description = "share of members whose mailbox or email pattern is shared in the cluster"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        m = inputs.memberships
+        shared = m[m["kind"].isin(("email_pattern", "mailbox")) & (m["in_cluster"] >= 2)]
+        account = _flag(inputs.n_accounts, shared["row"].to_numpy())
+        return SignalValues(inputs.cluster_mean(account), account=account)
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        share = float(values.cluster[cluster])
+        return f"{share:.0%} with patterned or shared mailboxes" if share > 0 else ""
+
+
+class Burst(Signal):
+    """Signups in a burst: along a burst key above its base rate, or inside the cluster."""
+
+    name = "burst"
+    level = "account"
+    default_weight = 1.0
+    description = "share of members in a key burst or a cluster burst"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        min_peers = inputs.settings.burst_min_accounts
+        account = ((inputs.burst_peers >= min_peers) | inputs.key_burst).astype(np.float64)
+        outside = inputs.cluster_of < 0
+        account[outside] = 0.0
+        return SignalValues(
+            inputs.cluster_mean(account),
+            account=account,
+            account_detail={"burst_peers": inputs.burst_peers},
+        )
+
+    def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
+        share = float(values.cluster[cluster])
+        if share <= 0:
+            return ""
+        window = inputs.settings.burst_window_minutes
+        return f"{share:.0%} signed up in bursts (within {window:g} minutes)"
+
+    def account_reason(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        peers = values.account_detail["burst_peers"][rows]
+        text = (
+            f"created within {inputs.settings.burst_window_minutes:g} minutes of "
+            + peers.astype(str).astype(object)
+            + " of them"
+        )
+        return np.where(peers >= inputs.settings.burst_min_accounts, text, "").astype(object)
+
+
+class Density(Signal):
+    """Mean weighted degree inside the cluster, saturating."""
+
+    name = "density"
+    level = "cluster"
+    default_weight = 0.4
+    description = "1 - exp(-mean internal weighted degree / 4)"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        lw = inputs.link_weight.tocoo()
+        c = inputs.cluster_of
+        same = (c[lw.row] >= 0) & (c[lw.row] == c[lw.col])
+        internal = np.bincount(c[lw.row[same]], weights=lw.data[same], minlength=inputs.n_clusters)
+        mean_degree = 2.0 * internal / np.maximum(inputs.size, 1)
+        return SignalValues(np.asarray(1.0 - np.exp(-mean_degree / 4.0), dtype=np.float64))
+
+
+class Size(Signal):
+    """Cluster size, saturating at 64 accounts."""
+
+    name = "size"
+    level = "cluster"
+    default_weight = 0.4
+    description = "spread(size, full at 64)"
+
+    def compute(self, inputs: EvidenceInputs) -> SignalValues:
+        return SignalValues(spread(inputs.size, full=64.0))
+
+
+class IdentityGroup(SignalGroup):
+    """``weight × value`` in the cluster logit; in an account's logit, an account-level
+    signal counts in full when the account shows it and at half when only its cluster does."""
+
+    name = "identity"
+
+    def terms(
+        self,
+        signals: list[Signal],
+        values: dict[str, SignalValues],
+        weights: dict[str, float],
+        inputs: EvidenceInputs,
+    ) -> GroupTerms:
+        n_acc = inputs.n_accounts
+        rows, of = inputs.rows, inputs.cluster_of[inputs.rows]
+        cluster = np.zeros(inputs.n_clusters)
+        per_signal: dict[str, np.ndarray] = {}
+        for s in signals:
+            v = values[s.name]
+            w = weights.get(s.name, s.default_weight)
+            cluster = cluster + w * v.cluster
+            term = np.zeros(n_acc)
+            contribution = w * v.cluster[of]
+            if v.account is not None:
+                contribution = contribution * (0.5 + 0.5 * v.account[rows])
+            term[rows] = contribution
+            per_signal[s.name] = term
+        total = self.add_to(np.zeros(n_acc), GroupTerms(cluster, per_signal, np.zeros(n_acc)))
+        return GroupTerms(cluster, per_signal, total)
+
+    def add_to(self, logit: np.ndarray, terms: GroupTerms) -> np.ndarray:
+        # Term by term onto the running logit: the order of the additions is the score's.
+        for term in terms.account.values():
+            logit = logit + term
+        return logit
+
+
+BUILT_IN: tuple[Signal, ...] = (
+    Customers(),
+    IpSpread(),
+    PromptFamily(),
+    BinConcentration(),
+    EmailPattern(),
+    Burst(),
+    Density(),
+    Size(),
+)
+"""The identity signals, in reason order."""

@@ -1,0 +1,127 @@
+"""The run, as a declared list of stages over named artefacts.
+
+``linker run`` is :data:`RUN_STAGES`, run by :func:`linker.engine.run_stages`::
+
+    validate -> normalise -> behaviour -> identifiers -> communities -> signals -> score
+             -> proximity -> decide -> export
+
+:data:`LINK_STAGES` is the part that turns validated tables into scored clusters
+(:func:`linker.pipeline.link_accounts` runs it in memory). docs/architecture.md draws the
+stages, the artefacts each reads and writes, the registries and the seams.
+"""
+
+from __future__ import annotations
+
+from linker.engine.stages import Stage, View
+from linker.stages import decisions, evidence, ingest, linking
+
+__all__ = ["LINK_STAGES", "RUN_STAGES", "VIEWS", "stage_names"]
+
+VIEWS: dict[str, View] = dict(linking.LINK_VIEWS)
+"""In-memory views stages share, by name."""
+
+_TABLES = ("accounts",)
+_EVENTS = ("payments", "events")
+
+RUN_STAGES: tuple[Stage, ...] = (
+    Stage(
+        "validate",
+        reads=(),
+        writes=("accounts", "payments", "events", "validation"),
+        run=ingest.validate,
+        settings=("ingest",),
+        doc="check the input tables against the contract; quarantine rejected rows",
+    ),
+    Stage(
+        "normalise",
+        reads=_TABLES,
+        optional=_EVENTS,
+        writes=("observations",),
+        run=ingest.normalise,
+        doc="every identifier of every account, normalised (the graph's edges)",
+    ),
+    Stage(
+        "behaviour",
+        reads=_TABLES,
+        optional=("events",),
+        writes=("behaviour", "lockstep"),
+        run=linking.behaviour,
+        settings=("link",),
+        doc="per-account behaviour features and lockstep pairs from the events",
+    ),
+    Stage(
+        "identifiers",
+        reads=("accounts", "observations", "bipartite"),
+        optional=("events",),
+        writes=("identifiers",),
+        run=linking.identifiers,
+        settings=("link",),
+        doc="evidence weight and super-node flag of every identifier (the graph's nodes)",
+    ),
+    Stage(
+        "communities",
+        reads=("graph", "projection"),
+        optional=("lockstep",),
+        writes=("communities",),
+        run=linking.communities,
+        settings=("link",),
+        doc="strong-link components contracted, Leiden, weak members pruned",
+    ),
+    Stage(
+        "signals",
+        reads=("accounts", "communities", "graph", "projection"),
+        optional=("behaviour", "lockstep"),
+        writes=("evidence", "cluster_evidence"),
+        run=evidence.signals,
+        settings=("link",),
+        doc="every registered signal's values and score terms",
+    ),
+    Stage(
+        "score",
+        reads=("accounts", "communities", "evidence", "cluster_evidence", "graph", "projection"),
+        optional=("behaviour", "lockstep"),
+        writes=("engine_scores", "engine_clusters", "links"),
+        run=evidence.score,
+        settings=("link",),
+        doc="scores, actions, cluster ids, reasons and the links inside clusters",
+    ),
+    Stage(
+        "proximity",
+        reads=("engine_scores",),
+        optional=("graph",),
+        writes=("proximity", "embeddings"),
+        run=decisions.proximity,
+        settings=("link", "embed"),
+        doc="embedding proximity: unflagged accounts near a flagged cluster go to review",
+    ),
+    Stage(
+        "decide",
+        reads=("accounts", "engine_scores", "engine_clusters"),
+        optional=("proximity",),
+        writes=("scores", "clusters"),
+        run=decisions.decide,
+        settings=("run",),
+        doc="the allow-list; the final scores and clusters",
+    ),
+    Stage(
+        "export",
+        reads=("scores",),
+        writes=(),
+        run=decisions.export,
+        settings=("run",),
+        doc="the takedown list for the billing system",
+    ),
+)
+"""``linker run``'s stages, in order."""
+
+LINK_STAGES: tuple[Stage, ...] = tuple(
+    s
+    for s in RUN_STAGES
+    if s.name not in ("validate", "normalise", "proximity", "decide", "export")
+)
+"""From validated tables and observations to scored clusters and links."""
+
+
+def stage_names() -> tuple[str, ...]:
+    """The names of :data:`RUN_STAGES`, in order (``linker run --from``'s choices)."""
+    return tuple(s.name for s in RUN_STAGES)

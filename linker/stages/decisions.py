@@ -1,0 +1,111 @@
+"""Decision stages: embedding proximity, the allow-list, and the export.
+
+``proximity`` may move unflagged accounts near a flagged cluster to review, never to suspend
+(docs/embeddings.md; off unless ``link.embedding.enabled``). ``decide`` applies those moves and
+the allow-list to the engine's scores and recounts the clusters: its ``scores`` and
+``clusters`` are what exports, ``linker explain`` and Neo4j read. ``export`` writes the
+takedown list the billing system ingests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linker.allowlist import apply_allowlist
+from linker.engine.stages import RunContext
+from linker.export import takedown_frame, write_export_file
+from linker.graph.bipartite import IdentifierGraph
+from linker.graph.proximity import embedding_review
+
+__all__ = ["decide", "export", "proximity"]
+
+logger = logging.getLogger(__name__)
+
+_MOVED_COLUMNS = ("account_id", "score", "action", "reasons")
+
+
+def proximity(ctx: RunContext) -> Mapping[str, Any]:
+    """Accounts moved to review by embedding proximity, and the embeddings."""
+    if not ctx.settings.link.embedding.enabled:
+        return {}
+    graph: IdentifierGraph = ctx.view("graph")
+    scores = ctx.frame("engine_scores")
+    result = embedding_review(
+        scores,
+        graph.bipartite,
+        ctx.settings.link,
+        seed=ctx.seed,
+        hops=ctx.settings.embed.hops,
+        whole_graph_max_nodes=ctx.settings.embed.whole_graph_max_nodes,
+    )
+    moved = result.scores["action"].to_numpy() != scores["action"].to_numpy()
+    ctx.note(review_by_embedding=result.moved)
+    out: dict[str, Any] = {
+        "proximity": result.scores.loc[moved, list(_MOVED_COLUMNS)].reset_index(drop=True)
+    }
+    if result.embeddings is not None:
+        out["embeddings"] = result.embeddings
+    return out
+
+
+def _with_moves(scores: pd.DataFrame, moved: pd.DataFrame | None) -> pd.DataFrame:
+    if moved is None or moved.empty:
+        return scores
+    out = scores.copy()
+    at = pd.Index(out["account_id"]).get_indexer(moved["account_id"])
+    for column in ("score", "action", "reasons"):
+        values = out[column].to_numpy(copy=True)
+        values[at] = moved[column].to_numpy()
+        out[column] = pd.array(values, dtype=out[column].dtype)
+    return out
+
+
+def _with_billing(scores: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
+    """The export's ``billing_customer_id`` column, from the accounts table."""
+    billing = accounts.drop_duplicates("account_id").set_index("account_id")["billing_customer_id"]
+    out = scores.copy()
+    out.insert(1, "billing_customer_id", out["account_id"].map(billing).astype("string"))
+    out["cluster_id"] = out["cluster_id"].astype("string")
+    out["reasons"] = out["reasons"].astype("string").fillna("")
+    return out
+
+
+def _recount(clusters: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """``n_suspend`` and ``n_review`` per cluster after the allow-list changed actions."""
+    if clusters.empty:
+        return clusters
+    clustered = scores.dropna(subset=["cluster_id"])
+    clusters = clusters.copy()
+    for column, action in (("n_suspend", "suspend"), ("n_review", "review")):
+        counts = clustered.loc[clustered["action"] == action, "cluster_id"].value_counts()
+        clusters[column] = clusters["cluster_id"].map(counts).fillna(0).astype(np.int64)
+    return clusters
+
+
+def decide(ctx: RunContext) -> Mapping[str, Any]:
+    """The final scores and clusters: proximity moves, then the allow-list."""
+    accounts = ctx.frame("accounts")
+    scores = _with_moves(ctx.frame("engine_scores"), ctx.optional_frame("proximity"))
+    scores = _with_billing(scores, accounts)
+    outcome = apply_allowlist(scores, accounts, ctx.inputs.get("allowlist"))
+    scores = outcome.scores
+    ctx.note(
+        accounts=len(scores),
+        allowlisted=outcome.n_matched,
+        spared_by_allowlist=outcome.n_spared,
+        **{a: int((scores["action"] == a).sum()) for a in ("suspend", "review", "none")},
+    )
+    return {"scores": scores, "clusters": _recount(ctx.frame("engine_clusters"), scores)}
+
+
+def export(ctx: RunContext) -> Mapping[str, Any]:
+    """Write the takedown list (``ctx.inputs["out"]``); its manifest follows the run's."""
+    run = ctx.settings.run
+    frame = takedown_frame(ctx.frame("scores"), actions=run.actions, min_score=run.min_score)
+    ctx.inputs["export"] = write_export_file(frame, ctx.inputs["out"], fmt=ctx.inputs.get("fmt"))
+    return {}

@@ -1,0 +1,237 @@
+"""Evidence stages: compute the registered signals, then score, decide and explain.
+
+``signals`` computes every registered signal (:mod:`linker.signals`) for every cluster and
+clustered account and saves their values and score terms (the ``evidence`` and
+``cluster_evidence`` artefacts). ``score`` turns them into scores and actions, numbers the
+clusters, writes each flagged account's reasons (the values it shares with its cluster first,
+then what each signal says of it) and the evidence links inside clusters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linker import signals as registry
+from linker.engine.stages import RunContext
+from linker.graph.bipartite import IdentifierGraph
+from linker.graph.links import cluster_links
+from linker.graph.scoring import (
+    actions,
+    cluster_labels,
+    logistic,
+    shared_evidence,
+    shared_value_reasons,
+)
+from linker.signals import EvidenceInputs, Signal, SignalValues
+from linker.stages.linking import LinkProjection, lockstep_rows
+
+__all__ = ["score", "signals"]
+
+logger = logging.getLogger(__name__)
+
+
+def _seconds(created_at: pd.Series) -> np.ndarray:
+    stamps = pd.to_datetime(created_at, utc=True)
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    fill = float(seconds.median()) if seconds.notna().any() else 0.0
+    return np.asarray(seconds.fillna(fill).to_numpy(dtype=np.float64))
+
+
+def _inputs(ctx: RunContext) -> EvidenceInputs:
+    """The evidence every signal is computed from."""
+    graph: IdentifierGraph = ctx.view("graph")
+    communities = ctx.frame("communities")
+    cluster_of = communities["cluster"].to_numpy(np.int64)
+    n_clusters = int(cluster_of.max()) + 1 if len(cluster_of) and cluster_of.max() >= 0 else 0
+    linked: LinkProjection = ctx.view("projection")
+    return EvidenceInputs(
+        bipartite=graph.bipartite,
+        weights=graph.weights,
+        supernode=graph.supernode,
+        cluster_of=cluster_of,
+        n_clusters=n_clusters,
+        customer_of=communities["customer"].to_numpy(np.int64),
+        link_weight=linked.links,
+        created=_seconds(ctx.frame("accounts")["created_at"]),
+        settings=ctx.settings.link,
+        behaviour=ctx.optional_frame("behaviour"),
+        lockstep=lockstep_rows(ctx, graph.bipartite.account_ids),
+    )
+
+
+def _active(inputs: EvidenceInputs) -> list[Signal]:
+    """The registered signals whose group can be computed in this run."""
+    return [s for s in registry.all_signals() if registry.group(s.group).applies(inputs)]
+
+
+def signals(ctx: RunContext) -> Mapping[str, Any]:
+    """Every registered signal's values, score terms and the logits they add up to."""
+    settings = ctx.settings.link
+    inputs = _inputs(ctx)
+    active = _active(inputs)
+    for s in active:
+        inputs.values[s.name] = s.compute(inputs)
+    weights = dict(settings.score_weights)
+    cluster_logit = np.full(inputs.n_clusters, settings.score_bias)
+    account_logit = np.full(inputs.n_accounts, settings.score_bias)
+    terms: dict[str, np.ndarray] = {}
+    for group in registry.groups():
+        members = [s for s in active if s.group == group.name]
+        if not members:
+            continue
+        added = group.terms(members, inputs.values, weights, inputs)
+        cluster_logit = cluster_logit + added.cluster
+        account_logit = group.add_to(account_logit, added)
+        terms.update({f"{name}:term": term for name, term in added.account.items()})
+    account_columns, cluster_columns = registry.values_to_columns(inputs.values)
+    evidence = pd.DataFrame(
+        {
+            "account_id": pd.array(inputs.bipartite.account_ids, dtype="string"),
+            "cluster": inputs.cluster_of,
+            "logit": account_logit,
+            **account_columns,
+            **terms,
+        }
+    )
+    cluster_evidence = pd.DataFrame(
+        {
+            "cluster": np.arange(inputs.n_clusters, dtype=np.int64),
+            "n_accounts": inputs.size,
+            "logit": cluster_logit,
+            **cluster_columns,
+        }
+    )
+    return {"evidence": evidence, "cluster_evidence": cluster_evidence}
+
+
+def _reasons(
+    inputs: EvidenceInputs,
+    values: dict[str, SignalValues],
+    flagged: np.ndarray,
+    cluster_id: np.ndarray,
+    cluster_size: np.ndarray,
+) -> np.ndarray:
+    """Each flagged account's reason: the values it shares with its cluster, then what each
+    signal says of it, in registry order."""
+    settings = inputs.settings
+    accounts = pd.DataFrame(
+        {"row": flagged, "cluster_id": cluster_id[flagged], "cluster_size": cluster_size[flagged]}
+    )
+    shared = shared_evidence(inputs.bipartite, inputs.cluster_of, flagged)
+    text = shared_value_reasons(
+        inputs.bipartite, shared, accounts, settings.kind_priors, max_reasons=settings.max_reasons
+    ).to_numpy(dtype=object)
+    for s in registry.all_signals():
+        if s.name in values and len(flagged):
+            part = s.account_reason(inputs, values[s.name], flagged)
+            said = np.array([len(p) > 0 for p in part], dtype=bool)
+            text[said] = text[said] + "; " + part[said]
+    return text
+
+
+def _cluster_reasons(
+    inputs: EvidenceInputs, values: dict[str, SignalValues], which: np.ndarray
+) -> np.ndarray:
+    """What the signals (and their groups) say of the given clusters, joined by ``; ``."""
+    out = np.full(len(which), "", dtype=object)
+    for i, c in enumerate(which.tolist()):
+        parts: list[str] = []
+        for group in registry.groups():
+            members = [
+                s for s in registry.all_signals() if s.group == group.name and s.name in values
+            ]
+            if not members:
+                continue
+            said = [p for p in (s.cluster_reason(inputs, values[s.name], c) for s in members) if p]
+            note = group.cluster_note(inputs, values, said, c)
+            parts += [*said, note] if note else said
+        out[i] = "; ".join(parts)
+    return out
+
+
+def score(ctx: RunContext) -> Mapping[str, Any]:
+    """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
+    settings = ctx.settings.link
+    inputs = _inputs(ctx)
+    evidence = ctx.frame("evidence")
+    cluster_evidence = ctx.frame("cluster_evidence")
+    values = registry.values_from_columns(registry.all_signals(), evidence, cluster_evidence)
+    cluster_of, n_clusters = inputs.cluster_of, inputs.n_clusters
+    clustered = cluster_of >= 0
+    score = np.zeros(inputs.n_accounts, dtype=np.float64)
+    score[clustered] = logistic(evidence["logit"].to_numpy(np.float64)[clustered])
+    cluster_score = logistic(cluster_evidence["logit"].to_numpy(np.float64))
+    action = actions(
+        score,
+        clustered,
+        suspend_at=settings.suspend_threshold,
+        review_at=settings.review_threshold,
+    )
+    ids = inputs.bipartite.account_ids
+    first_id = (
+        pd.Series(ids[clustered].astype(str))
+        .groupby(cluster_of[clustered])
+        .min()
+        .reindex(range(n_clusters))
+        .to_numpy()
+    )
+    size = cluster_evidence["n_accounts"].to_numpy(np.int64)
+    label = cluster_labels(cluster_score, size, first_id)
+    cluster_id = np.full(inputs.n_accounts, None, dtype=object)
+    cluster_id[clustered] = label[cluster_of[clustered]]
+    cluster_size = np.zeros(inputs.n_accounts, dtype=np.int64)
+    cluster_size[clustered] = size[cluster_of[clustered]]
+    flagged = np.flatnonzero(action != "none")
+    reasons = np.full(inputs.n_accounts, "", dtype=object)
+    reasons[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
+    scores = pd.DataFrame(
+        {
+            "account_id": pd.array(ids, dtype="string"),
+            "cluster_id": pd.array(cluster_id, dtype="string"),
+            "cluster_size": cluster_size,
+            "score": score.round(6),
+            "action": pd.array(action, dtype="string"),
+            "reasons": pd.array(reasons, dtype="string"),
+        }
+    )
+    n_suspend = np.bincount(cluster_of[action == "suspend"], minlength=n_clusters)
+    n_review = np.bincount(cluster_of[action == "review"], minlength=n_clusters)
+    described = np.flatnonzero((n_suspend + n_review) > 0)
+    cluster_text = np.full(n_clusters, "", dtype=object)
+    cluster_text[described] = _cluster_reasons(inputs, values, described)
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": pd.array(label, dtype="string"),
+            "size": size,
+            "score": cluster_score.round(6),
+            "n_suspend": n_suspend.astype(np.int64),
+            "n_review": n_review.astype(np.int64),
+            "reasons": pd.array(cluster_text, dtype="string"),
+        }
+    )
+    clusters = clusters.iloc[np.argsort(label, kind="stable")].reset_index(drop=True)
+    linked: LinkProjection = ctx.view("projection")
+    links = cluster_links(
+        inputs.bipartite,
+        linked.projection,
+        inputs.weights,
+        cluster_of,
+        min_link_weight=settings.min_link_weight,
+        max_evidence=settings.max_reasons,
+        lockstep=inputs.lockstep,
+        lockstep_weight=settings.behaviour.lockstep_weight,
+    )
+    ctx.note(clusters=n_clusters, links=len(links))
+    logger.info(
+        "scored %d accounts: %d clusters, %d suspend, %d review",
+        inputs.n_accounts,
+        n_clusters,
+        int((action == "suspend").sum()),
+        int((action == "review").sum()),
+    )
+    return {"engine_scores": scores, "engine_clusters": clusters, "links": links}

@@ -1,0 +1,232 @@
+"""Linking stages: behaviour features, identifier weights, and communities.
+
+``behaviour`` encodes the events once and computes per-account behaviour features and
+lockstep pairs (docs/behaviour.md). ``identifiers`` weighs every identifier of the graph by
+its kind's prior and its rarity, and flags super-nodes (docs/linking.md §2); with the
+observations it is the run's saved account–identifier graph. ``communities`` projects the
+graph onto accounts, contracts strong-link components, runs Leiden and prunes weak members
+(§3).
+
+The views these stages share (the incidence matrix, the weighted graph, the projection) are
+built from the artefacts on first use and kept in memory only while a stage needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from linker.engine.stages import RunContext, View
+from linker.graph.behaviour import account_behaviour, event_codes, template_populations
+from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
+from linker.graph.communities import (
+    components_over,
+    detect_communities,
+    prune_weak_members,
+    reattach_by_lockstep,
+)
+from linker.graph.lockstep import lockstep_pairs
+from linker.graph.projection import Projection, project
+from linker.graph.weights import identifier_weights
+
+__all__ = [
+    "LINK_VIEWS",
+    "LinkProjection",
+    "behaviour",
+    "communities",
+    "identifiers",
+    "lockstep_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkProjection:
+    """The projection and its account links above ``link.min_link_weight``."""
+
+    projection: Projection
+    links: sp.csr_matrix
+
+
+def _bipartite(ctx: RunContext) -> Bipartite:
+    accounts = ctx.frame("accounts", columns=["account_id"])
+    return build_bipartite(accounts["account_id"].astype("string"), ctx.frame("observations"))
+
+
+def _graph(ctx: RunContext) -> IdentifierGraph:
+    return IdentifierGraph.of(ctx.view("bipartite"), ctx.frame("identifiers"))
+
+
+def _projection(ctx: RunContext) -> LinkProjection:
+    graph: IdentifierGraph = ctx.view("graph")
+    projection = project(
+        graph.bipartite,
+        graph.weights,
+        graph.supernode,
+        pair_max_accounts=ctx.settings.link.pair_max_accounts,
+    )
+    links = projection.adjacency.copy()
+    links.data[links.data < ctx.settings.link.min_link_weight] = 0.0
+    links.eliminate_zeros()
+    return LinkProjection(projection, links)
+
+
+LINK_VIEWS: dict[str, View] = {
+    "bipartite": View(("accounts", "observations"), _bipartite),
+    "graph": View(("bipartite", "identifiers"), _graph),
+    "projection": View(("graph",), _projection),
+}
+"""The views of the linking stages, by name."""
+
+
+def _uses_behaviour(ctx: RunContext) -> bool:
+    return bool(ctx.settings.link.behaviour.enabled) and ctx.has("events")
+
+
+def behaviour(ctx: RunContext) -> Mapping[str, Any]:
+    """Per-account behaviour features and lockstep pairs (nothing without events)."""
+    if not _uses_behaviour(ctx):
+        return {}
+    cfg = ctx.settings.link.behaviour
+    accounts = ctx.frame("accounts")
+    ids = accounts["account_id"].astype("string")
+    codes = event_codes(ctx.frame("events"), ids)
+    features = account_behaviour(
+        codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
+    )
+    lock = lockstep_pairs(
+        codes[["acc", "t", "prompt", "model"]],
+        ids,
+        bucket_minutes=cfg.bucket_minutes,
+        min_jaccard=cfg.min_jaccard,
+        model_min_jaccard=cfg.model_min_jaccard,
+        min_tokens=cfg.min_tokens,
+        n_hashes=cfg.n_hashes,
+        band_rows=cfg.band_rows,
+        max_bucket=cfg.max_bucket,
+        seed=ctx.seed,
+    )
+    pairs = lock.pairs
+    lockstep = pd.DataFrame(
+        {
+            "account_a": pd.array(ids.to_numpy()[pairs["a"].to_numpy(np.int64)], dtype="string"),
+            "account_b": pd.array(ids.to_numpy()[pairs["b"].to_numpy(np.int64)], dtype="string"),
+            "jaccard": pairs["jaccard"].to_numpy(np.float64),
+            "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
+        }
+    )
+    return {"behaviour": features, "lockstep": lockstep}
+
+
+def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | None:
+    """The lockstep pairs as account rows (``a``, ``b``, ``jaccard``, ``bucket_minutes``)."""
+    if not ctx.has("lockstep"):
+        return None
+    pairs = ctx.frame("lockstep")
+    index = pd.Index(account_ids)
+    return pd.DataFrame(
+        {
+            "a": index.get_indexer(pairs["account_a"].astype(str)),
+            "b": index.get_indexer(pairs["account_b"].astype(str)),
+            "jaccard": pairs["jaccard"].to_numpy(np.float64),
+            "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
+        }
+    )
+
+
+def identifiers(ctx: RunContext) -> Mapping[str, Any]:
+    """Every identifier's accounts, evidence weight and super-node flag."""
+    bip: Bipartite = ctx.view("bipartite")
+    settings = ctx.settings.link
+    weights, supernode = identifier_weights(bip.kinds, bip.n_accounts, settings)
+    accounts = ctx.frame("accounts")
+    cfg = settings.behaviour
+    if _uses_behaviour(ctx) and "country" in accounts.columns:
+        # Templates used by a huge, diverse population (an app's system prompt, a public
+        # tutorial template) are super-nodes by their population statistics.
+        templates = template_populations(
+            ctx.frame("observations"),
+            accounts,
+            min_accounts=cfg.template_min_accounts,
+            min_country_entropy=cfg.template_min_country_entropy,
+            min_signup_span_days=cfg.template_min_signup_span_days,
+            min_subnet_share=cfg.template_min_subnet_share,
+        )
+        popular = templates.loc[templates["is_supernode"], "value"].to_numpy(dtype=object)
+        if len(popular):
+            prompt_cols = np.flatnonzero(bip.kinds == "prompt")
+            hit = np.zeros(len(bip.kinds), dtype=bool)
+            hit[prompt_cols[pd.Index(bip.values[prompt_cols]).isin(popular)]] = True
+            supernode = supernode | hit
+            weights = np.where(hit, 0.0, weights)
+    ctx.note(identifiers=len(supernode), supernodes=int(supernode.sum()))
+    return {
+        "identifiers": pd.DataFrame(
+            {
+                "kind": pd.array(bip.kinds, dtype="string"),
+                "value": pd.array(bip.values, dtype="string"),
+                "n_accounts": bip.n_accounts.astype(np.int64),
+                "weight": weights,
+                "is_supernode": supernode,
+            }
+        )
+    }
+
+
+def communities(ctx: RunContext) -> Mapping[str, Any]:
+    """Each account's cluster (``-1`` for none) and paying customer."""
+    settings = ctx.settings.link
+    graph: IdentifierGraph = ctx.view("graph")
+    linked: LinkProjection = ctx.view("projection")
+    bip = graph.bipartite
+    n_acc = bip.shape[0]
+    strong = components_over(bip.matrix, graph.columns_of(settings.strong_kinds))
+    customer = components_over(bip.matrix, graph.columns_of(settings.customer_kinds))
+    community = detect_communities(
+        linked.links,
+        linked.projection.hub_matrix,
+        strong,
+        resolution=settings.resolution,
+        seed=ctx.seed,
+    )
+    community = prune_weak_members(
+        bip.matrix,
+        community,
+        graph.weights,
+        strong,
+        min_attachment=settings.min_attachment,
+        relative_attachment=settings.relative_attachment,
+    )
+    pairs = lockstep_rows(ctx, bip.account_ids)
+    if pairs is not None and len(pairs):
+        lock = sp.csr_matrix(
+            (
+                np.full(len(pairs), settings.behaviour.lockstep_weight),
+                (pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)),
+            ),
+            shape=(n_acc, n_acc),
+        )
+        # Lockstep pairs do not reshape communities (a batch job in step with a ring must
+        # not be pulled into it); they bring back accounts that pruning left outside.
+        community = reattach_by_lockstep(community, lock, settings.min_attachment)
+    sizes = np.bincount(community[community >= 0], minlength=1)
+    big = np.flatnonzero(sizes >= settings.min_cluster_size)
+    remap = np.full(len(sizes), -1, dtype=np.int64)
+    remap[big] = np.arange(len(big))
+    cluster = np.where(community >= 0, remap[np.maximum(community, 0)], -1)
+    return {
+        "communities": pd.DataFrame(
+            {
+                "account_id": pd.array(bip.account_ids, dtype="string"),
+                "cluster": cluster.astype(np.int64),
+                "customer": customer.astype(np.int64),
+            }
+        )
+    }
