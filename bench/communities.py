@@ -145,7 +145,7 @@ def load_world(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd
         directory = Path(tempfile.mkdtemp(prefix="bench-communities-"))
         synth.generate_world(args.accounts, args.seed, directory, fmt="csv")
     from linker.io.validate import validate_dataset
-    from linker.normalise import build_observations
+    from linker.observations import build_observations
 
     result = validate_dataset(Path(directory))
     observations = build_observations(result.tables)

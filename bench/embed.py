@@ -125,7 +125,7 @@ def account_graph(
     import pandas as pd
 
     from linker.io.validate import validate_dataset
-    from linker.normalise import build_observations
+    from linker.observations import build_observations
     from linker.synth import generate_world
 
     world = work / f"world-{accounts}-s{seed}-e{events_per_account:g}"
@@ -516,7 +516,7 @@ def fastrp_world(
         del observations, accounts_table, bipartite
     elif run_dir is not None:  # a world's raw tables
         from linker.io.validate import validate_dataset
-        from linker.normalise import build_observations
+        from linker.observations import build_observations
 
         tables = validate_dataset(run_dir).tables
         observations = build_observations(tables)

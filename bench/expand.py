@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from linker.backend import RunStore
+from linker.engine import RunDirectory
 from linker.expand import expand, resolve_run
 from linker.graph.bipartite import build_bipartite
 from linker.graph.proximity import linking_columns

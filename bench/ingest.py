@@ -148,7 +148,7 @@ def measure(name: str, directory: Path) -> dict[str, Any]:
     fmt = "parquet" if (directory / "accounts.parquet").exists() else "csv"
     if name in PIPELINE:
         from linker.io.validate import validate_dataset
-        from linker.normalise import build_observations
+        from linker.observations import build_observations
 
         if name == "validate_dataset":
             began = time.perf_counter()

@@ -40,7 +40,7 @@ import pandas as pd
 from linker.baselines import shared_identifier_components
 from linker.evaluate import Evaluation, evaluate
 from linker.io.validate import validate_dataset
-from linker.normalise import build_observations
+from linker.observations import build_observations
 from linker.pipeline import run
 from linker.settings import Settings
 from linker.synth import generate_world

@@ -25,7 +25,14 @@ import pandas as pd
 
 from linker import __version__
 from linker.allowlist import AllowList, load_allowlist
-from linker.engine import MemoryStore, RunContext, RunDirectory, StageReport, run_stages
+from linker.engine import (
+    ArtefactStore,
+    MemoryStore,
+    RunContext,
+    RunDirectory,
+    StageReport,
+    run_stages,
+)
 from linker.errors import InputError
 from linker.export import (
     SCORE_DECIMALS,
@@ -386,16 +393,22 @@ def _manifest(
         "counts": counts,
         "problems": [p["line"] for p in validation["problems"][:100]],
         "quarantine": {n: t["quarantine"] for n, t in tables.items() if t.get("quarantine")},
-        "artefacts": {
-            name: str(Path(where).relative_to(ctx.store.root))
-            for name, where in ctx.store.written().items()
-            if ctx.store.root is not None and name != "manifest"
-        },
+        "artefacts": _artefacts(ctx.store),
         "stages": {r.name: r.to_dict() for r in reports},
         "timings_seconds": {
             **{r.name: r.seconds for r in reports if not r.reused},
             "total": round(seconds, 3),
         },
+    }
+
+
+def _artefacts(store: ArtefactStore) -> dict[str, str]:
+    """The artefacts written, by name, relative to the run directory."""
+    root = store.directory
+    return {
+        name: str(Path(where).relative_to(root)) if root is not None else where
+        for name, where in store.written().items()
+        if name != "manifest"
     }
 
 

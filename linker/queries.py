@@ -137,14 +137,14 @@ def load_query(name: str) -> str:
 
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_PLACEHOLDER = re.compile(r"\{(label|rel_type|name)\}")
+_PLACEHOLDER = re.compile(r"\{(label|rel_type|constraint)\}")
 
 
 def render_template(name: str, **names: str) -> str:
     """A loader query template with its schema names filled in.
 
     Labels, relationship types and constraint names cannot be Cypher parameters, so a few
-    loader queries are templates with ``{label}``, ``{rel_type}`` or ``{name}`` in them. Only
+    loader queries are templates with ``{label}``, ``{rel_type}`` or ``{constraint}`` in them. Only
     plain identifiers (letters, digits, ``_``) are accepted: the names come from the kind
     registry (:mod:`linker.kinds`), and values still travel as parameters.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from linker.normalise import build_observations
+from linker.observations import build_observations
 
 START = pd.Timestamp("2026-06-01", tz="UTC")
 RELEASE = START + pd.Timedelta(days=60, hours=16)

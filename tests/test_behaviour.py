@@ -10,7 +10,7 @@ import pytest
 from behaviour_worlds import behaviour_world
 
 from linker.graph.behaviour import account_behaviour, template_populations
-from linker.graph.link import link_accounts
+from linker.pipeline import link_accounts
 from linker.settings import LinkSettings, load_settings
 
 

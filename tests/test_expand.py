@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from linker.cli import cli
 from linker.errors import InputError
 from linker.expand import expand, read_seeds, resolve_run
-from linker.graph.bipartite import build_bipartite
+from linker.graph.bipartite import IdentifierGraph, build_bipartite
 from linker.graph.proximity import embedding_review
-from linker.normalise import build_observations
+from linker.graph.weights import identifier_weights
+from linker.observations import build_observations
 from linker.pipeline import run
 from linker.settings import EmbeddingReviewSettings, LinkSettings, Settings
 
@@ -217,7 +218,7 @@ def test_cli_expand_writes_the_ranking_and_reports_one_line_errors(
 # -- the embedding-review rule -------------------------------------------------------------------
 
 
-def _near_world() -> tuple[pd.DataFrame, object]:
+def _near_world() -> tuple[pd.DataFrame, IdentifierGraph]:
     """Ring A flagged (suspend, cluster C-0001); `near` shares ring A's subnet and mail
     domain; `far` shares nothing with anyone."""
     ring, payments = _ring("a", 1)
@@ -244,6 +245,9 @@ def _near_world() -> tuple[pd.DataFrame, object]:
     pay["card_bin"] = pd.array([pd.NA] * len(pay), dtype="string")
     observations = build_observations({"accounts": accounts, "payments": pay})
     bipartite = build_bipartite(accounts["account_id"], observations)
+    graph = IdentifierGraph(
+        bipartite, *identifier_weights(bipartite.kinds, bipartite.n_accounts, LinkSettings())
+    )
     n = len(accounts)
     scores = pd.DataFrame(
         {
@@ -256,7 +260,7 @@ def _near_world() -> tuple[pd.DataFrame, object]:
         }
     )
     assert len(scores) == n
-    return scores, bipartite
+    return scores, graph
 
 
 def _with_rule(threshold: float, enabled: bool = True) -> LinkSettings:

@@ -9,10 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from linker import pipeline
-from linker.backend import RunStore
+from linker import export
+from linker.engine import RunDirectory
 from linker.errors import InputError
-from linker.pipeline import EXPORT_COLUMNS, export_run, takedown_frame, write_export
+from linker.export import EXPORT_COLUMNS, takedown_frame, write_export
+from linker.pipeline import export_run
 
 
 def _scores() -> pd.DataFrame:
@@ -118,7 +119,7 @@ def test_interrupted_write_leaves_previous_file(tmp_path: Path, monkeypatch) -> 
             handle.write("account_id,billing_customer_id\nhalf-a-row")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pipeline._WRITERS, "csv", crash_midway)
+    monkeypatch.setitem(export._WRITERS, "csv", crash_midway)
     with pytest.raises(OSError, match="disk full"):
         write_export(takedown_frame(_scores(), actions=["review"]), out)
     assert out.read_bytes() == before
@@ -129,10 +130,10 @@ def test_interrupted_write_leaves_previous_file(tmp_path: Path, monkeypatch) -> 
 
 
 def _saved_run(tmp_path: Path) -> Path:
-    store = RunStore(tmp_path / "run")
+    store = RunDirectory(tmp_path / "run")
     store.begin()
-    store.write_table("scores", _scores())
-    store.write_manifest({"settings": {"run": {"actions": ["suspend"], "min_score": 0.0}}})
+    store.write("scores", _scores())
+    store.write_json("manifest", {"settings": {"run": {"actions": ["suspend"], "min_score": 0.0}}})
     return store.root
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from linker.graph.bipartite import subgraph_to_networkx
-from linker.graph.link import link_accounts
+from linker.pipeline import link_accounts
 from linker.settings import LinkSettings
 
 BASE = pd.Timestamp("2024-03-01", tz="UTC")
@@ -30,7 +30,7 @@ class World:
             {
                 "account_id": account_id,
                 "created_at": created_at,
-                "email": None,
+                "email": kinds.get("mailbox"),
                 "signup_ip": None,
                 "device_id": None,
                 "country": "US",
@@ -253,7 +253,7 @@ def test_reason_text_cites_the_shared_values_and_counts() -> None:
     clusters = result.clusters.set_index("cluster_id")
     text = clusters.loc[cluster, "reasons"]
     assert "10 accounts paid by 10 payers" in text
-    assert "8 shared IPs across 8 /24s" in text
+    assert "8 shared IPs across 8 subnets" in text
     assert "6 shared prompt templates" in text
     assert "100% of cards on BINs 531993" in text
     assert clusters.loc[cluster, "n_suspend"] == 10
@@ -278,7 +278,7 @@ def test_scores_frame_follows_the_contract() -> None:
     clusters = result.clusters.set_index("cluster_id")
     assert (clusters.loc[sizes.index, "size"] == sizes).all()
     assert (result.links["account_a"] < result.links["account_b"]).all()
-    assert set(result.timings) >= {"bipartite", "projection", "communities", "scoring"}
+    assert set(result.timings) >= {"identifiers", "communities", "signals", "score"}
 
 
 def test_subgraph_to_networkx_returns_the_cluster_evidence() -> None:

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linker.errors import SettingsError
-from linker.graph.bipartite import build_bipartite, derived_observations
+from linker.graph.bipartite import build_bipartite
+from linker.observations import build_observations
 from linker.graph.bursts import window_counts
 from linker.graph.communities import components_over, detect_communities
 from linker.graph.projection import enumerate_pairs, project
@@ -103,28 +104,19 @@ def test_strong_components_are_contracted_before_communities() -> None:
     assert loose[0] != loose[6]  # without contraction they fall apart
 
 
-def test_derived_observations_add_billing_customer_and_email_pattern() -> None:
+def test_billing_customer_and_email_pattern_are_kinds_of_the_accounts_table() -> None:
     accounts = pd.DataFrame(
         {
             "account_id": ["a", "b", "c"],
             "created_at": pd.to_datetime(["2024-01-01"] * 3, utc=True),
             "billing_customer_id": ["cus_1", "cus_1", None],
+            "email": ["mark.hill1001@gmail.com", "markhill_77@gmail.com", "anna@gmail.com"],
         }
     )
-    obs = pd.DataFrame(
-        {
-            "account_id": ["a", "b", "c"],
-            "kind": ["mailbox"] * 3,
-            "value": ["mark.hill1001@gmail.com", "markhill_77@gmail.com", "anna@gmail.com"],
-            "first_seen": accounts["created_at"],
-            "last_seen": accounts["created_at"],
-            "count": [1, 1, 1],
-        }
-    )
-    derived = derived_observations(accounts, obs)
-    billing = derived[derived["kind"] == "billing_customer"]
+    obs = build_observations({"accounts": accounts})
+    billing = obs[obs["kind"] == "billing_customer"]
     assert billing["account_id"].tolist() == ["a", "b"]
-    patterns = derived[derived["kind"] == "email_pattern"].set_index("account_id")["value"]
+    patterns = obs[obs["kind"] == "email_pattern"].set_index("account_id")["value"]
     assert patterns.to_dict() == {"a": "markhill#@gmail.com", "b": "markhill#@gmail.com"}
 
 

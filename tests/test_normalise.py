@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ipaddress
 import random
 from collections import defaultdict
@@ -17,10 +18,8 @@ from hypothesis import strategies as st
 from ingest_world import good_tables, write_dataset
 
 from linker.io.validate import validate_dataset
+from linker.kinds import kind_names
 from linker.normalise import (
-    KINDS,
-    OBSERVATION_COLUMNS,
-    build_observations,
     canonical_ipv4_mask,
     email_domain,
     ip_prefix,
@@ -29,6 +28,7 @@ from linker.normalise import (
     normalise_token,
     normalise_user_agent,
 )
+from linker.observations import OBSERVATION_COLUMNS, build_observations
 
 # --- examples ------------------------------------------------------------------------------
 
@@ -182,19 +182,20 @@ _tricky_text = st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0
 
 @given(st.lists(st.one_of(_tricky_text, st.text(max_size=12)), max_size=20))
 def test_vectorised_tokens_equal_the_scalar_function(values: list[str]) -> None:
-    from linker.normalise import _tokens
+    from linker.normalise import token_array
 
-    got = _tokens(pa.array(values, pa.large_string())).to_pylist()
+    got = token_array(pa.array(values, pa.large_string())).to_pylist()
     assert got == [normalise_token(v) for v in values]
 
 
 @given(st.lists(st.one_of(_emails, st.text(alphabet="a@\n.+G", max_size=10)), max_size=20))
 def test_vectorised_email_domains_equal_the_scalar_function(values: list[str]) -> None:
-    from linker.normalise import _domains, _map_distinct
+    from linker.normalise import email_domain_array, mailbox_array
 
-    mailboxes = _map_distinct(pa.array(values, pa.large_string()), normalise_email)
+    mailboxes = mailbox_array(pa.array(values, pa.large_string()))
     assert mailboxes.to_pylist() == [normalise_email(v) for v in values]
-    assert _domains(mailboxes).to_pylist() == [email_domain(v) for v in values]
+    got = email_domain_array(pa.array(values, pa.large_string())).to_pylist()
+    assert got == [email_domain(v) for v in values]
 
 
 # --- build_observations --------------------------------------------------------------------
@@ -238,7 +239,7 @@ def test_observations_follow_the_documented_rules() -> None:
     assert list(obs.columns) == list(OBSERVATION_COLUMNS)
     assert str(obs["first_seen"].dtype) == "datetime64[us, UTC]"
     assert obs["count"].dtype == np.int64
-    assert set(obs["kind"]) <= set(KINDS)
+    assert set(obs["kind"]) <= set(kind_names())
     keys = list(zip(obs["kind"], obs["value"], obs["account_id"], strict=True))
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
 
@@ -292,11 +293,21 @@ def _reference_observations(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         except ValueError:
             return ""
 
+    def pattern(mailbox: str) -> str:
+        parts = re.match(r"^([^@]+)@(.+)$", mailbox)
+        if parts is None or not re.search(r"[0-9]", parts[1]):
+            return ""
+        stem = re.sub(r"[0-9._+\-]+", "", parts[1])
+        return f"{stem}#@{parts[2]}" if len(stem) >= 3 else ""
+
     for r in tables["accounts"].itertuples():
         t = r.created_at
         if isinstance(r.email, str):
             add(r.account_id, "mailbox", normalise_email(r.email), t, t, 1)
             add(r.account_id, "email_domain", email_domain(r.email), t, t, 1)
+            add(r.account_id, "email_pattern", pattern(normalise_email(r.email)), t, t, 1)
+        if isinstance(r.billing_customer_id, str):
+            add(r.account_id, "billing_customer", r.billing_customer_id, t, t, 1)
         if isinstance(r.signup_ip, str):
             add(r.account_id, "signup_ip", safe(normalise_ip, r.signup_ip), t, t, 1)
             add(r.account_id, "signup_subnet", safe(ip_prefix, r.signup_ip), t, t, 1)

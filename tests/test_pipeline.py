@@ -13,7 +13,7 @@ import pytest
 
 import linker
 from linker.allowlist import AllowList, apply_allowlist, load_allowlist
-from linker.backend import RunStore
+from linker.engine import RunDirectory
 from linker.errors import InputError
 from linker.pipeline import RunResult, explain, export_run, run
 from linker.settings import Settings, load_settings
@@ -37,7 +37,7 @@ def first(world: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 @pytest.fixture(scope="module")
 def labelled(first: RunResult, world: Path) -> pd.DataFrame:
-    scores = RunStore(first.run_dir).read_table("scores")
+    scores = RunDirectory(first.run_dir).read("scores")
     labels = pd.read_csv(world / "labels.csv", dtype="string", keep_default_na=False)
     return scores.merge(labels, on="account_id", how="left")
 
@@ -76,7 +76,9 @@ def test_run_directory_layout_and_manifest(first: RunResult, world: Path) -> Non
         assert counts["read"] == counts["accepted"] + counts["rejected"]
     assert manifest["counts"]["accounts"] == N_ACCOUNTS
     assert manifest["counts"]["suspend"] == first.export.by_action["suspend"]
-    assert {"validate", "link", "export", "total"} <= set(manifest["timings_seconds"])
+    assert {"validate", "communities", "score", "export", "total"} <= set(
+        manifest["timings_seconds"]
+    )
     beside = json.loads(first.export.manifest_path.read_text())
     assert beside["export"]["sha256"] == hashlib.sha256(first.export.path.read_bytes()).hexdigest()
     assert beside["run"]["inputs"] == manifest["inputs"]
@@ -123,7 +125,7 @@ def test_allowlisted_ring_account_is_spared(
     assert by_billing["account_id"] not in set(exported["account_id"])
     assert spared_run.export.rows == first.export.rows - expected_spared
 
-    scores = RunStore(spared_run.run_dir).read_table("scores").set_index("account_id")
+    scores = RunDirectory(spared_run.run_dir).read("scores").set_index("account_id")
     me = scores.loc[by_id["account_id"]]
     assert me["action"] == "none"
     assert me["reasons"].startswith(f"allow-listed (account_id {by_id['account_id']})")
@@ -187,10 +189,10 @@ def test_allowlist_file_errors_name_the_line(tmp_path: Path) -> None:
 
 
 def test_explain_cites_evidence(first: RunResult) -> None:
-    store = RunStore(first.run_dir)
-    scores = store.read_table("scores")
-    links = store.read_table("links")
-    observations = store.read_table("observations")
+    store = RunDirectory(first.run_dir)
+    scores = store.read("scores")
+    links = store.read("links")
+    observations = store.read("observations")
     flagged = scores[scores["action"] == "suspend"].sort_values("account_id")
     account = next(a for a in flagged["account_id"] if (links["account_a"] == a).any())
     explained = explain(first.run_dir, account)
@@ -221,7 +223,7 @@ def test_explain_unknown_account_and_missing_run(first: RunResult, tmp_path: Pat
 
 
 def test_cluster_graph(first: RunResult) -> None:
-    scores = RunStore(first.run_dir).read_table("scores")
+    scores = RunDirectory(first.run_dir).read("scores")
     clustered = scores.dropna(subset=["cluster_id"])
     cluster_id = clustered.sort_values(["cluster_size", "cluster_id"]).iloc[-1]["cluster_id"]
     graph = linker.cluster_graph(first.run_dir, cluster_id)

@@ -141,8 +141,10 @@ def _apply_filters(frame: pd.DataFrame, filters: Sequence[Filter] | None) -> pd.
 class ArtefactStore(ABC):
     """Read and write a run's named artefacts (see :data:`CATALOGUE`)."""
 
-    root: Path | None = None
-    """The directory a store keeps its files in (``None`` in memory)."""
+    @property
+    def directory(self) -> Path | None:
+        """The directory the store keeps its files in (``None`` in memory)."""
+        return None
 
     @abstractmethod
     def has(self, name: str) -> bool:
@@ -291,6 +293,10 @@ class RunDirectory(ArtefactStore):
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.root)!r})"
 
+    @property
+    def directory(self) -> Path | None:
+        return self.root
+
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> RunDirectory:
         """Open a finished run directory for reading.
@@ -429,7 +435,7 @@ def save_validation(store: ArtefactStore, result: ValidationResult) -> None:
         where = store.write_quarantine(name, result.quarantine.get(name))
         if where is not None:
             result.quarantine_paths[name] = Path(where)
-    result.out_dir = store.root
+    result.out_dir = store.directory
     if result.observations is not None:
         store.write("observations", result.observations)
     store.write_json("validation", result.report(), sort_keys=False)

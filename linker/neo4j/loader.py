@@ -535,7 +535,9 @@ def create_schema(runner: QueryRunner) -> int:
     statements = split_statements(load_query("load/schema"))
     statements += [
         split_statements(
-            render_template("load/identifier_constraint", name=_constraint_name(label), label=label)
+            render_template(
+                "load/identifier_constraint", constraint=_constraint_name(label), label=label
+            )
         )[0]
         for label in kinds.neo4j_labels()
     ]

@@ -194,7 +194,7 @@ class EvidenceInputs:
             }
         )
 
-    def per_cluster(self, counts: pd.Series, fill: float = 0) -> np.ndarray:
+    def per_cluster(self, counts: pd.Series, fill: float | str = 0) -> np.ndarray:
         """A per-cluster group-by result as an array over 0..c-1."""
         return counts.reindex(pd.RangeIndex(self.n_clusters), fill_value=fill).to_numpy()
 

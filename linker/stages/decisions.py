@@ -37,7 +37,7 @@ def proximity(ctx: RunContext) -> Mapping[str, Any]:
     scores = ctx.frame("engine_scores")
     result = embedding_review(
         scores,
-        graph.bipartite,
+        graph,
         ctx.settings.link,
         seed=ctx.seed,
         hops=ctx.settings.embed.hops,
@@ -56,13 +56,10 @@ def proximity(ctx: RunContext) -> Mapping[str, Any]:
 def _with_moves(scores: pd.DataFrame, moved: pd.DataFrame | None) -> pd.DataFrame:
     if moved is None or moved.empty:
         return scores
-    out = scores.copy()
-    at = pd.Index(out["account_id"]).get_indexer(moved["account_id"])
+    out = scores.set_index("account_id", drop=False)
     for column in ("score", "action", "reasons"):
-        values = out[column].to_numpy(copy=True)
-        values[at] = moved[column].to_numpy()
-        out[column] = pd.array(values, dtype=out[column].dtype)
-    return out
+        out.loc[moved["account_id"].to_numpy(), column] = moved[column].to_numpy()
+    return out.reset_index(drop=True)
 
 
 def _with_billing(scores: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:

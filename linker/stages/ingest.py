@@ -55,7 +55,7 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
         logger.warning("%s", problem)
     for name, path in result.files.items():
         result.sha256[name] = file_sha256(path)
-    result.out_dir = ctx.store.root
+    result.out_dir = ctx.store.directory
     result.quarantine_paths = {}
     for name in result.summary:
         where = ctx.store.write_quarantine(name, result.quarantine.get(name))
