@@ -35,8 +35,7 @@ import scipy.sparse as sp
 
 from linker.engine import RunDirectory
 from linker.expand import expand, resolve_run
-from linker.graph.bipartite import build_bipartite
-from linker.graph.proximity import linking_columns
+from linker.graph.bipartite import identifier_graph
 from linker.settings import Settings
 from linker.synth import generate_world
 
@@ -47,12 +46,14 @@ ROOT = Path(__file__).resolve().parent
 
 def shared_count_baseline(run_dir: Path, seeds: list[str], top: int) -> list[str]:
     """The peer: accounts ranked by identifier-sharing with the seeds (two-hop count)."""
-    store = RunStore.open(run_dir)
-    accounts = store.read_table("accounts", columns=["account_id"])["account_id"].astype("string")
-    bipartite = build_bipartite(accounts.drop_duplicates(), store.read_table("observations"))
-    matrix = sp.csr_matrix(
-        bipartite.matrix[:, np.flatnonzero(linking_columns(bipartite, Settings().link))]
+    store = RunDirectory.open(run_dir)
+    graph = identifier_graph(
+        store.read("accounts", columns=["account_id"])["account_id"].astype("string"),
+        store.read("observations"),
+        store.read("identifiers"),
     )
+    bipartite = graph.bipartite
+    matrix = sp.csr_matrix(bipartite.matrix[:, np.flatnonzero(graph.linkable)])
     ids = bipartite.account_ids.astype(str)
     is_seed = np.isin(ids, seeds)
     held_by_seeds = np.asarray(matrix[is_seed].sum(axis=0)).ravel()

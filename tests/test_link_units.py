@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from linker.errors import SettingsError
 from linker.graph.bipartite import build_bipartite
-from linker.observations import build_observations
 from linker.graph.bursts import window_counts
 from linker.graph.communities import components_over, detect_communities
 from linker.graph.projection import enumerate_pairs, project
 from linker.graph.weights import identifier_weights, rarity
+from linker.observations import build_observations
 from linker.settings import LinkSettings, load_settings
 
 

@@ -213,5 +213,6 @@ def test_cli_load_reports_counts_and_errors(
     missing = linker_cli("neo4j", "load", str(tmp_path / "nope"), env=neo4j_server.env)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        f"Error: {tmp_path / 'nope'}: run directory not found (create one with `linker run DATA_DIR --out FILE`)"
+        f"Error: {tmp_path / 'nope'}: run directory not found "
+        "(create one with `linker run DATA_DIR --out FILE`)"
     ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import ipaddress
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
