@@ -18,6 +18,7 @@ from linker import __version__, pipeline
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
 from linker.settings import load_settings
+from linker.stages import stage_names
 
 logger = logging.getLogger("linker")
 
@@ -194,6 +195,13 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     is_flag=True,
     help="Then load the run into Neo4j (NEO4J_URI or the local server), as `linker neo4j load`.",
 )
+@click.option(
+    "--from",
+    "start",
+    type=click.Choice(stage_names()),
+    help="Start at this stage, reusing what the earlier stages saved in the run directory "
+    "(for example `--from score` after changing score settings).",
+)
 def run_command(
     data_dir: Path,
     out: Path,
@@ -209,12 +217,14 @@ def run_command(
     actions: tuple[str, ...],
     no_behaviour: bool,
     load_neo4j: bool,
+    start: str | None,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
 
-    Saves the artefacts (tables, graph, clusters, scores, manifest) in the run directory
-    for `linker export`, `linker explain` and the Neo4j load, and writes a manifest beside
-    the export.
+    Runs the stages validate, normalise, behaviour, identifiers, communities, signals,
+    score, proximity, decide and export; saves their artefacts (tables, graph, clusters,
+    scores, manifest) in the run directory for `linker export`, `linker explain`, `linker
+    expand` and the Neo4j load, and writes a manifest beside the export.
     """
     settings = load_settings(
         settings_file,
@@ -229,7 +239,7 @@ def run_command(
             "link.behaviour.enabled": False if no_behaviour else None,
         },
     )
-    result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt)
+    result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt, start=start)
     click.echo(result.render())
     if load_neo4j:
         from linker.neo4j.loader import load_run

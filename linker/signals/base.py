@@ -296,6 +296,9 @@ class SignalGroup(ABC):
         return ""
 
 
+RESERVED_COLUMNS = frozenset({"account_id", "cluster", "logit", "n_accounts"})
+"""Columns of the evidence artefacts that no signal may be named after."""
+
 _SIGNALS: dict[str, Signal] = {}
 _GROUPS: dict[str, SignalGroup] = {}
 _BUILT_IN: set[str] = set()
@@ -319,6 +322,8 @@ def register_signal(new: Signal, *, built_in: bool = False) -> Signal:
     """
     if new.name in _SIGNALS:
         raise ValueError(f"signal {new.name} is already registered")
+    if new.name in RESERVED_COLUMNS or not new.name.isidentifier():
+        raise ValueError(f"signal name {new.name!r} is reserved or not an identifier")
     if new.group not in _GROUPS:
         raise ValueError(f"signal {new.name}: unknown group {new.group!r}")
     if new.level not in ("account", "cluster"):
