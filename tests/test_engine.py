@@ -95,7 +95,7 @@ def test_resuming_without_saved_artefacts_is_refused(world: Path, tmp_path: Path
         run(world, tmp_path / "t.csv", start="nope")
     store = MemoryStore()
     ctx = RunContext(Settings(), store, VIEWS)
-    with pytest.raises(InputError, match="lacks .*communities"):
+    with pytest.raises(InputError, match=r"lacks .*communities"):
         run_stages(RUN_STAGES, ctx, start="signals")
 
 
