@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import logging
 import mmap
 import os
@@ -418,8 +419,10 @@ def _read_csv(source: TableFile) -> RawTable:
         data = _whole_file(path)
         try:
             start = _data_start(data)
-            if not _quotes_are_regular(data, start):
-                spans = _unbalanced_quotes(data, start)
+            # A record that spans lines and does not fit the header, or irregular quotes:
+            # look quote by quote. Otherwise every line break is inside a good quoted field.
+            if spans_lines or not _quotes_are_regular(data, start):
+                spans = _unbalanced_quotes(data, start, len(header))
             if spans:
                 cleaned = _without_spans(data, spans)
                 table, raw_bad = _parse_all(path, header, pa.BufferReader(cleaned))
@@ -599,17 +602,20 @@ class _Span:
     end: int
     opener: int
     closer: int | None
+    n_fields: int | None = None  # of a well-quoted record that did not fit the header
     text: str = ""
     reason: str = ""
 
 
-def _unbalanced_quotes(data: bytes | mmap.mmap, start: int) -> list[_Span]:
+def _unbalanced_quotes(data: bytes | mmap.mmap, start: int, n_fields: int) -> list[_Span]:
     """The records cut short by an unbalanced quote, quote by quote.
 
     A field that starts with ``"`` is quoted; ``""`` inside it is a quote. It is unbalanced
-    when it holds a line break and then either never closes or closes with other text
-    after the quote (``"ab\\ncd"x,``). Such a record runs from its start to the end of the
-    line where the quote opened; reading goes on with the next line, outside any quote.
+    when it holds a line break and then either never closes, or closes with other text
+    after the quote (``"ab\\ncd"x,``), or closes but leaves a record of other than
+    ``n_fields`` fields (two stray quotes that would swallow the lines between them). Such
+    a record runs from its start to the end of the line where the quote opened; reading
+    goes on with the next line, outside any quote.
     A quote inside an unquoted field (``5'10"``) is an ordinary character, and so is text
     after a closing quote on the quote's own line (``"ab"c`` reads ``abc``), as ``pyarrow``
     reads them. O(number of quotes) steps, each a ``memchr``.
@@ -621,22 +627,43 @@ def _unbalanced_quotes(data: bytes | mmap.mmap, start: int) -> list[_Span]:
     opener = -1
     outside_since = start  # where the current stretch outside quotes began
     record_start = start
+    spanning = -1  # the first quote of the current record whose field spans lines
 
-    def cut(closer: int | None) -> int:
-        line_end = data.find(b"\n", opener)
+    def cut(closer: int | None, at: int, found: int | None = None) -> int:
+        line_end = data.find(b"\n", at)
         end = n if line_end == -1 else line_end + 1
-        spans.append(_Span(record_start, end, opener, closer))
+        spans.append(_Span(record_start, end, at, closer, found))
         return end
+
+    def misfit(record_end: int) -> int | None:
+        """The field count of the spanning record ending at ``record_end``, if it is wrong."""
+        text = bytes(data[record_start:record_end]).decode("utf-8", "replace")
+        found = len(next(csv.reader(io.StringIO(text)), []))
+        return None if found == n_fields else found
 
     while True:
         quote = data.find(b'"', position)
+        if quote == -1 and not inside:
+            if spanning != -1:
+                newline = data.find(b"\n", outside_since)
+                found = misfit(n if newline == -1 else newline)
+                if found is not None:
+                    position = outside_since = record_start = cut(None, spanning, found)
+                    spanning = -1
+                    continue
+            break
         if quote == -1:
-            if not inside:
-                break
-            position = outside_since = record_start = cut(None)
-            inside = False
+            position = outside_since = record_start = cut(None, opener)
+            inside, spanning = False, -1
             continue
         if not inside:
+            newline = data.find(b"\n", outside_since, quote)
+            if newline != -1 and spanning != -1:  # a record that spanned lines has ended
+                found = misfit(newline)
+                spanning_opener, spanning = spanning, -1
+                if found is not None:
+                    position = outside_since = record_start = cut(None, spanning_opener, found)
+                    continue
             if data[quote - 1] in (_COMMA, _LF, _CR):
                 newline = data.rfind(b"\n", outside_since, quote)
                 if newline != -1:
@@ -647,14 +674,16 @@ def _unbalanced_quotes(data: bytes | mmap.mmap, start: int) -> list[_Span]:
         following = data[quote + 1] if quote + 1 < n else _LF
         if following == _QUOTE:
             position = quote + 2
-        elif following in (_COMMA, _LF, _CR) or (
-            data.find(b"\n", opener, quote) == -1 and data.find(b"\r", opener, quote) == -1
-        ):
+            continue
+        one_line = data.find(b"\n", opener, quote) == -1 and data.find(b"\r", opener, quote) == -1
+        if following in (_COMMA, _LF, _CR) or one_line:
             inside = False
             position = outside_since = quote + 1
+            if not one_line and spanning == -1:
+                spanning = opener
         else:
-            position = outside_since = record_start = cut(quote)
-            inside = False
+            position = outside_since = record_start = cut(quote, opener)
+            inside, spanning = False, -1
     return spans
 
 
@@ -694,7 +723,12 @@ def _describe_spans(path: Path, data: bytes | mmap.mmap, spans: list[_Span]) -> 
         first = line_of(span.start)
         opened = line_of(span.opener)
         lines = f"line {opened}" if first == opened else f"lines {first}-{opened}"
-        if span.closer is None:
+        if span.n_fields is not None:
+            how = (
+                f"closes on a later line, but the record it makes has {span.n_fields} "
+                "fields, not the header's"
+            )
+        elif span.closer is None:
             how = "never closes"
         else:
             closed = line_of(span.closer)
