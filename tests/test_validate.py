@@ -1220,3 +1220,41 @@ def _sparse(path: Path, size: int) -> str:
     with open(path, "wb") as handle:
         handle.truncate(size)
     return str(path)
+
+
+def test_quoted_record_over_lines_that_does_not_fit_the_header_is_cut_back(
+    tmp_path: Path,
+) -> None:
+    # Two stray quotes form a well-quoted field over three lines, but the record it makes
+    # has 6 fields: it is cut at the line where the quote opened, the next lines read alone.
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,created_at,email\n"
+        'a1,2026-01-01,"x@y.org\n'
+        "a2,2026-01-02,y@y.org\n"
+        'a3",2026-01-03,z@y.org,surplus\n'
+        "a4,2026-01-04,w@y.org\n"
+    )
+    result = validate_dataset(tmp_path)
+    counts = result.summary["accounts"]
+    assert (counts.read, counts.accepted, counts.rejected) == (4, 2, 2)
+    assert [(p.rule, p.rows) for p in result.problems] == [
+        ("unbalanced_quote", (1,)),
+        ("field_count", (3,)),
+    ]
+    assert "the record it makes has 6 fields" in result.problems[0].reason
+    assert result.tables["accounts"]["account_id"].tolist() == ["a2", "a4"]
+
+
+def test_bare_cr_before_a_quoted_line_break_is_counted_not_a_crash(
+    good: Tables, tmp_path: Path
+) -> None:
+    # Found by tests/test_fuzz_ingest.py: the record '\r,"\n"' made Python's csv module
+    # raise inside the quote check and the quarantine writer.
+    directory = _write_good(good, tmp_path / "data")
+    lines = (directory / "events.csv").read_text().splitlines()
+    lines.insert(1, '\r,"\n"')
+    (directory / "events.csv").write_text("\n".join(lines) + "\n", newline="")
+    result = validate_dataset(directory, out_dir=tmp_path / "out")
+    _assert_counts_add_up(result)
+    assert result.summary["events"].accepted == len(good["events"])
+    assert result.summary["events"].rejected >= 1

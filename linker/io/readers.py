@@ -638,7 +638,10 @@ def _unbalanced_quotes(data: bytes | mmap.mmap, start: int, n_fields: int) -> li
     def misfit(record_end: int) -> int | None:
         """The field count of the spanning record ending at ``record_end``, if it is wrong."""
         text = bytes(data[record_start:record_end]).decode("utf-8", "replace")
-        found = len(next(csv.reader(io.StringIO(text)), []))
+        try:
+            found = len(next(csv.reader(io.StringIO(text, newline="")), []))
+        except csv.Error:  # a bare CR outside quotes, say: it does not fit either
+            found = 0
         return None if found == n_fields else found
 
     while True:

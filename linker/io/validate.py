@@ -1020,7 +1020,12 @@ def _bad_rows_frame(
     records = []
     for bad in bad_rows:
         # A record cut short by an unbalanced quote has no fields to place: raw_line only.
-        fields = next(csv.reader([bad.text]), []) if bad.rule == "field_count" else []
+        fields: list[str] = []
+        if bad.rule == "field_count":
+            try:
+                fields = next(csv.reader(io.StringIO(bad.text, newline="")), [])
+            except csv.Error:  # a bare CR in an unquoted field: raw_line keeps it all
+                fields = []
         record: dict[str, object] = {
             "row": bad.row,
             "column": "",
