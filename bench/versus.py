@@ -42,7 +42,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--a", required=True, help="command A (the change), one shell-quoted string")
+    parser.add_argument("--a", required=True, help="command A (the change), shell-quoted")
     parser.add_argument("--b", required=True, help="command B (the peer or the baseline)")
     parser.add_argument("--runs", type=int, default=3, help="pairs to time (after one warm-up)")
     parser.add_argument("--warmup", type=int, default=1)

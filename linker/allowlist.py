@@ -47,9 +47,11 @@ import numpy as np
 import pandas as pd
 
 from linker.errors import InputError
+from linker.io.files import read_bounded
 
 __all__ = [
     "KINDS",
+    "MAX_ALLOWLIST_BYTES",
     "AllowList",
     "AllowListOutcome",
     "apply_allowlist",
@@ -60,6 +62,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KINDS = ("account_id", "email_domain", "ip", "cidr", "billing_customer_id")
+
+MAX_ALLOWLIST_BYTES = 64 << 20
+"""The largest allow-list read (64 MiB, about a million entries); a larger file is rejected."""
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -143,7 +148,9 @@ def load_allowlist(path: str | Path) -> AllowList:
     ------
     InputError
         Naming the file, the line and the reason for the first bad line (unknown kind,
-        missing value, an IP or network that does not parse), or when the file is unreadable.
+        missing value, an IP or network that does not parse), or when the file is not a
+        regular file (a directory, FIFO, device such as ``/dev/zero``), is unreadable, or is
+        larger than :data:`MAX_ALLOWLIST_BYTES`. The file is never read past that size.
 
     Examples
     --------
@@ -155,10 +162,7 @@ def load_allowlist(path: str | Path) -> AllowList:
     (['example.edu'], 2)
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read allow-list ({exc.strerror})") from None
+    raw = read_bounded(path, MAX_ALLOWLIST_BYTES, "allow-list")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

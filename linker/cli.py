@@ -98,7 +98,8 @@ def cli(verbose: int) -> None:
     "--settings",
     "settings_file",
     type=click.Path(path_type=Path),
-    help="A TOML settings file (its [ingest] section); --on-error overrides it.",
+    help="A TOML settings file (its [ingest] section: on_error, max_reported_rows, earliest, "
+    "latest, future_skew_hours); --on-error overrides it.",
 )
 def validate_command(
     data_dir: Path, out_dir: Path, on_error: str | None, settings_file: Path | None
@@ -118,6 +119,7 @@ def validate_command(
             out_dir=out_dir,
             on_error=settings.ingest.on_error,
             max_reported_rows=settings.ingest.max_reported_rows,
+            settings=settings.ingest,
         )
     except ValidationFailed as failed:
         for problem in failed.problems:

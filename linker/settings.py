@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,13 +47,75 @@ class IngestSettings:
     max_reported_rows: int = 10
     """How many row numbers an error message lists before it gives a count."""
 
+    earliest: str = "2000-01-01"
+    """The earliest plausible timestamp (ISO 8601; no offset means UTC). Anything earlier is
+    rejected as ``implausible_timestamp``. The default is older than any account of a public
+    API: a date before it is a placeholder or an epoch-zero default (``1970-01-01``,
+    ``0001-01-01``), not an event."""
+
+    latest: str | None = None
+    """The latest plausible timestamp (ISO 8601), or unset: then the later of the time of the
+    run plus ``future_skew_hours`` and each column's own range (its third quartile plus three
+    inter-quartile ranges, plus a day), so a dataset dated after the machine's clock is kept
+    while a lone ``9999-12-31`` is not. A timestamp after it is rejected as
+    ``implausible_timestamp``. Set it to validate an old export reproducibly, or to pin the
+    bound in tests."""
+
+    future_skew_hours: float = 24.0
+    """How far past the run's clock a timestamp may lie when ``latest`` is unset: the skew of
+    the exporting system's clock, and local times mislabelled as UTC (up to 14 h)."""
+
     def problems(self) -> list[str]:
         found = []
         if self.on_error not in ("quarantine", "fail"):
             found.append(f"ingest.on_error must be 'quarantine' or 'fail', not {self.on_error!r}")
         if self.max_reported_rows < 1:
             found.append("ingest.max_reported_rows must be at least 1")
+        earliest = _instant(self.earliest, "ingest.earliest", found)
+        latest = _instant(self.latest, "ingest.latest", found) if self.latest else None
+        if earliest is not None and latest is not None and latest <= earliest:
+            found.append(
+                f"ingest.latest ({self.latest}) must be later than ingest.earliest "
+                f"({self.earliest})"
+            )
+        if not 0 <= self.future_skew_hours <= 24 * 366:
+            found.append("ingest.future_skew_hours must be between 0 and 8784 (a year)")
         return found
+
+    def window(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """The plausible timestamps ``(earliest, latest)``, both UTC.
+
+        Parameters
+        ----------
+        now : datetime, optional
+            The run's clock (default: now); used only when ``latest`` is unset.
+
+        Returns
+        -------
+        tuple of datetime
+            Timezone-aware UTC bounds, both inclusive.
+        """
+        problems: list[str] = []
+        earliest = _instant(self.earliest, "ingest.earliest", problems)
+        if self.latest:
+            latest = _instant(self.latest, "ingest.latest", problems)
+        else:
+            latest = (now or datetime.now(UTC)) + timedelta(hours=self.future_skew_hours)
+        if problems or earliest is None or latest is None:
+            raise SettingsError(problems)
+        return earliest, latest
+
+
+def _instant(text: str, name: str, problems: list[str]) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime (no offset means UTC)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be an ISO 8601 date or timestamp, not {text!r}")
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

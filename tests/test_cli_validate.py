@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -173,3 +176,101 @@ def test_help_names_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--out", "--on-error", "--settings", "quarantine|fail"):
         assert option in result.output
+
+
+# --- issue 12: file-level problems through the command ---------------------------------------
+
+
+def _linker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a child with 2 GiB of address space and a timeout:
+    a read that blocks or never ends fails the test instead of hanging the machine."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    linker = Path(sys.executable).parent / "linker"
+    return subprocess.run(
+        [str(linker), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        preexec_fn=limit,
+    )
+
+
+def test_fifo_table_exits_2_without_blocking(good: Tables, tmp_path: Path) -> None:
+    data = write_dataset(copy_tables(good), tmp_path / "data")
+    (data / "events.csv").unlink()
+    os.mkfifo(data / "events.csv")
+    done = _linker("validate", str(data), "--out", str(tmp_path / "out"), timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"Error: {data / 'events.csv'}: a FIFO (named pipe), not a regular file; "
+        "a table file must be a regular file"
+    ]
+    assert done.stdout == ""
+
+
+def test_run_with_dev_zero_allowlist_exits_2_at_once(good: Tables, tmp_path: Path) -> None:
+    data = write_dataset(copy_tables(good), tmp_path / "data")
+    done = _linker("run", str(data), "--out", str(tmp_path / "t.csv"), "--allowlist", "/dev/zero")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "Error: /dev/zero: a character device, not a regular file; allow-list must be a "
+        "regular file"
+    ]
+
+
+def _epoch_created_at(data: Path) -> str:
+    frame = pd.read_csv(data / "accounts.csv", dtype=str, keep_default_na=False)
+    created = pd.to_datetime(frame["created_at"], format="ISO8601", utc=True)
+    frame["created_at"] = created.astype("int64") // 10**9
+    frame.to_parquet(data / "accounts.parquet", index=False)
+    (data / "accounts.csv").unlink()
+    return "accounts.parquet: column created_at: Parquet type INT64 (read as int64)"
+
+
+def _cr_only(data: Path) -> str:
+    text = (data / "payments.csv").read_text()
+    (data / "payments.csv").write_text(text.replace("\n", "\r"))
+    return "payments.csv: line endings are CR only"
+
+
+def _huge_header(data: Path) -> str:
+    (data / "labels.csv").write_text("account_id,ring_id," + "h" * (1 << 20) + "\na,b,c\n")
+    return "labels.csv: header line is longer than 1 MiB"
+
+
+def _every_event_rejected(data: Path) -> str:
+    text = (data / "events.csv").read_text().splitlines()
+    rows = [line.replace("acct-", "nobody-", 1) for line in text[1:]]
+    (data / "events.csv").write_text("\n".join([text[0], *rows]) + "\n")
+    return "events.csv: every row was rejected"
+
+
+@pytest.mark.parametrize(
+    "damage", [_epoch_created_at, _cr_only, _huge_header, _every_event_rejected]
+)
+def test_unclear_inputs_exit_2_with_one_named_line(
+    good: Tables, tmp_path: Path, damage: object
+) -> None:
+    data = write_dataset(copy_tables(good), tmp_path / "data")
+    expected = damage(data)  # type: ignore[operator]
+    result = _invoke(str(data), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: {data}/") and expected in line, line
+    assert "internal error" not in line and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_file_sets_the_plausibility_window(good: Tables, tmp_path: Path) -> None:
+    data = write_dataset(copy_tables(good), tmp_path / "data")
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[ingest]\nearliest = "2026-07-15"\nlatest = "2026-08-01"\n')
+    result = _invoke(str(data), "--out", str(tmp_path / "out"), "--settings", str(settings))
+    assert result.exit_code == 0, result.output
+    assert "column created_at: timestamp" in result.stderr
+    assert "is before 2026-07-15T00:00:00Z (ingest.earliest)" in result.stderr

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import re
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -641,7 +644,9 @@ def test_parquet_values_of_other_types(tmp_path: Path) -> None:
         pa.table(
             {
                 "account_id": pa.array([1, 2, 3], pa.int64()),
-                "created_at": pa.array([0, 86_400, 2 * 86_400], pa.timestamp("s")),
+                "created_at": pa.array(
+                    [1_750_000_000 + d * 86_400 for d in range(3)], pa.timestamp("s")
+                ),
                 "country": pa.array(["us", "gb", "de"]).dictionary_encode(),
             }
         ),
@@ -661,7 +666,7 @@ def test_parquet_values_of_other_types(tmp_path: Path) -> None:
     accounts = result.tables["accounts"]
     assert accounts["account_id"].tolist() == ["1", "2", "3"]
     assert accounts["country"].tolist() == ["US", "GB", "DE"]
-    assert accounts["created_at"].iloc[1] == pd.Timestamp("1970-01-02", tz="UTC")
+    assert accounts["created_at"].iloc[1] == pd.Timestamp(1_750_086_400, unit="s", tz="UTC")
     assert [(p.rule, p.column, p.rows) for p in result.problems] == [
         ("not_integer", "requests", (2,)),
         ("bad_timestamp", "ts", (3,)),
@@ -735,3 +740,536 @@ def test_corrupted_synthetic_world_loses_no_good_row(synthetic_world: Path, tmp_
     pd.testing.assert_frame_equal(result.tables["events"].reset_index(drop=True), expected)
     for name in ("accounts", "payments", "labels"):
         assert result.summary[name].rejected == 0
+
+
+# --- issue 12: table files that are not regular files ----------------------------------------
+
+
+def _dangling_symlink(directory: Path) -> tuple[str, str]:
+    (directory / "events.csv").unlink()
+    (directory / "events.csv").symlink_to(directory / "gone.csv")
+    return "events.csv", "symbolic link to a missing file"
+
+
+def _symlink_loop(directory: Path) -> tuple[str, str]:
+    (directory / "events.csv").unlink()
+    (directory / "loop.csv").symlink_to(directory / "events.csv")
+    (directory / "events.csv").symlink_to(directory / "loop.csv")
+    return "events.csv", "symbolic link loop"
+
+
+def _directory(directory: Path) -> tuple[str, str]:
+    (directory / "payments.csv").unlink()
+    (directory / "payments.csv").mkdir()
+    return "payments.csv", "a directory"
+
+
+def _fifo(directory: Path) -> tuple[str, str]:
+    import os
+
+    (directory / "events.csv").unlink()
+    os.mkfifo(directory / "events.csv")
+    return "events.csv", "a FIFO"
+
+
+def _dev_null(directory: Path) -> tuple[str, str]:
+    (directory / "payments.csv").unlink()
+    (directory / "payments.csv").symlink_to("/dev/null")
+    return "payments.csv", "a character device"
+
+
+def _other_case(directory: Path) -> tuple[str, str]:
+    (directory / "events.csv").rename(directory / "Events.CSV")
+    return "Events.CSV", "differs from events.csv only in case"
+
+
+def _other_case_accounts(directory: Path) -> tuple[str, str]:
+    (directory / "accounts.csv").rename(directory / "ACCOUNTS.csv")
+    return "ACCOUNTS.csv", "differs from accounts.csv only in case"
+
+
+NOT_REGULAR = {
+    "dangling symlink": _dangling_symlink,
+    "symlink loop": _symlink_loop,
+    "directory": _directory,
+    "fifo": _fifo,
+    "symlink to /dev/null": _dev_null,
+    "name in another case": _other_case,
+    "accounts in another case": _other_case_accounts,
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_REGULAR))
+def test_table_file_that_is_not_a_regular_file_is_a_file_error(
+    good: Tables, tmp_path: Path, case: str
+) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    name, reason = NOT_REGULAR[case](directory)
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory, out_dir=tmp_path / "out")
+    message = str(raised.value)
+    assert message.startswith(f"{directory / name}: "), message
+    assert reason in message
+    assert "\n" not in message and raised.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_symlink_to_a_regular_file_is_a_table(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere.csv"
+    (directory / "events.csv").rename(elsewhere)
+    (directory / "events.csv").symlink_to(elsewhere)
+    result = validate_dataset(directory)
+    assert result.summary["events"].accepted == len(good["events"])
+
+
+# --- issue 12: an unbalanced quote never merges records -------------------------------------
+
+
+def _csv_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [",".join(header), *(",".join(row) for row in rows)]
+
+
+@pytest.mark.parametrize(
+    ("column", "where"),
+    [("account_id", "start"), ("email", "middle"), ("billing_customer_id", "last")],
+)
+def test_unbalanced_quote_rejects_its_line_and_keeps_the_rest(
+    good: Tables, tmp_path: Path, column: str, where: str
+) -> None:
+    rows = copy_tables(good)["accounts"]
+    broken = 9  # 0-based index into rows; data row 10, file line 11
+    index = HEADERS["accounts"].index(column)
+    rows[broken][index] = '"' + rows[broken][index]
+    directory = tmp_path / "data"
+    directory.mkdir()
+    lines = _csv_lines(HEADERS["accounts"], rows)
+    (directory / "accounts.csv").write_text("\n".join(lines) + "\n")
+    result = validate_dataset(directory, out_dir=tmp_path / "out")
+
+    counts = result.summary["accounts"]
+    assert (counts.read, counts.rejected) == (len(rows), 1)
+    (problem,) = result.problems
+    assert (problem.rule, problem.rows, problem.column) == ("unbalanced_quote", (10,), None)
+    assert "line 11" in problem.reason
+    expected = [r[0] for i, r in enumerate(good["accounts"]) if i != broken]
+    assert result.tables["accounts"]["account_id"].tolist() == expected
+    quarantined = _quarantine(result, "accounts")
+    assert quarantined["rule"].tolist() == ["unbalanced_quote"]
+    assert quarantined["raw_line"].iloc[0] == lines[broken + 1]
+
+
+def test_unbalanced_quote_closed_later_by_another_field_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,created_at,email\n"
+        'a1,2026-01-01,"x@y.org\n'
+        "a2,2026-01-02,y@y.org\n"
+        'a3,2026-01-03,"z@y.org"\n'
+        'a4,2026-01-04,"multi\nline"\n'
+        "a5,2026-01-05,w@y.org\n"
+    )
+    result = validate_dataset(tmp_path)
+    counts = result.summary["accounts"]
+    assert (counts.read, counts.accepted, counts.rejected) == (5, 4, 1)
+    (problem,) = result.problems
+    assert (problem.rule, problem.rows) == ("unbalanced_quote", (1,))
+    accounts = result.tables["accounts"]
+    assert accounts["account_id"].tolist() == ["a2", "a3", "a4", "a5"]
+    assert accounts["email"].tolist() == ["y@y.org", "z@y.org", "multi\nline", "w@y.org"]
+
+
+def test_quote_inside_an_unquoted_field_is_an_ordinary_character(tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text(
+        'account_id,created_at,device_id\na1,2026-01-01,5\'10" tall\na2,2026-01-02,"x\ny"\n'
+    )
+    result = validate_dataset(tmp_path)
+    assert result.problems == []
+    assert result.tables["accounts"]["device_id"].tolist() == ["5'10\" tall", "x\ny"]
+
+
+# --- issue 12: ids ---------------------------------------------------------------------------
+
+BAD_IDS = {
+    "nul": "acct\x00x",
+    "newline": "acct\nx",
+    "tab": "acct\tx",
+    "del": "acct\x7fx",
+    "c1": "acct\x85x",
+    "blank": "   ",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IDS))
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("accounts", "account_id"), ("accounts", "billing_customer_id"), ("events", "account_id")],
+)
+def test_ids_with_control_characters_or_only_blanks_are_rejected(
+    good: Tables, tmp_path: Path, case: str, table: str, column: str
+) -> None:
+    tables = copy_tables(good)
+    bad = BAD_IDS[case]
+    tables[table][2][HEADERS[table].index(column)] = bad
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"), out_dir=tmp_path / "out")
+    _assert_counts_add_up(result)
+    mine = [p for p in result.problems if p.table == table]
+    assert [(p.rule, p.column, p.rows) for p in mine] == [("bad_id", column, (3,))]
+    assert mine[0].reason == f"{column} {bad!r} is blank or contains control characters"
+    assert bad not in set(result.tables[table][column].dropna())
+
+
+# --- issue 12: timestamps --------------------------------------------------------------------
+
+# (as written, the instant it means); every form docs/contract.md lists.
+ACCEPTED_TIMESTAMPS = [
+    ("2026-06-02", "2026-06-02T00:00:00Z"),
+    ("2026-06-02T13", "2026-06-02T13:00:00Z"),
+    ("2026-06-02T13:45", "2026-06-02T13:45:00Z"),
+    ("2026-06-02T13:45:12", "2026-06-02T13:45:12Z"),
+    ("2026-06-02 13:45:12", "2026-06-02T13:45:12Z"),
+    ("2026-06-02T13:45:12.250", "2026-06-02T13:45:12.250Z"),
+    ("2026-06-02T13:45:12.123456789", "2026-06-02T13:45:12.123456Z"),
+    ("2026-06-02T13:45:12Z", "2026-06-02T13:45:12Z"),
+    ("2026-06-02T15:45:12+02:00", "2026-06-02T13:45:12Z"),
+    ("2026-06-02T15:45:12+0200", "2026-06-02T13:45:12Z"),
+    ("2026-06-02T15:45:12+02", "2026-06-02T13:45:12Z"),
+    ("2026-06-02T08:45:12.5-05:00", "2026-06-02T13:45:12.5Z"),
+    ("2026-06-02 13:45Z", "2026-06-02T13:45:00Z"),
+    ("20260602T134512Z", "2026-06-02T13:45:12Z"),
+    ("20260602T154512+0200", "2026-06-02T13:45:12Z"),
+    ("20260602T134512.75", "2026-06-02T13:45:12.75Z"),
+]
+
+REJECTED_TIMESTAMPS = [
+    "2025-1-1",
+    " 2025-01-01",
+    "2025-01-01 ",
+    "2026-06-02t13:45:12z",
+    "2026-06-02T24:00:00",
+    "2026-06-02T13:45:60",
+    "2026-02-30",
+    "2025-02-29",
+    "2026-06-02Z",
+    "2026-06-02T13:45:12 Z",
+    "2026-06-02T13:45:12+2",
+    "2026-06-02T13:45:12+24:00",
+    "2026-06-02T13:45:12.",
+    "2026-06-02T13:45:12,5",
+    "2026-06-02T1345",
+    "20260602",
+    "2026-W23-2",
+    "2026-153",
+    "1717335912",
+    "0000-01-01",
+    "+2026-06-02",
+]
+
+
+def _accounts_with(tmp_path: Path, created: list[str]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rows = [[f"a{i}", value] for i, value in enumerate(created)]
+    write_csv(tmp_path / "accounts.csv", ["account_id", "created_at"], rows)
+    return tmp_path
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_every_documented_timestamp_form_is_accepted(tmp_path: Path, mixed: bool) -> None:
+    values = [written for written, _ in ACCEPTED_TIMESTAMPS]
+    if mixed:  # a column mixing forms takes the slow path; one form alone the fast one
+        result = validate_dataset(_accounts_with(tmp_path, values))
+        parsed = result.tables["accounts"]["created_at"].tolist()
+    else:
+        parsed = []
+        for i, value in enumerate(values):
+            result = validate_dataset(_accounts_with(tmp_path / str(i), [value]))
+            assert result.problems == [], value
+            parsed.extend(result.tables["accounts"]["created_at"].tolist())
+    assert [str(p) for p in parsed] == [
+        str(pd.Timestamp(meant)) for _, meant in ACCEPTED_TIMESTAMPS
+    ]
+    text = (ROOT / "docs" / "contract.md").read_text()
+    for written, _ in ACCEPTED_TIMESTAMPS:
+        assert f"`{written}`" in text, f"{written} is not in docs/contract.md"
+
+
+@pytest.mark.parametrize("value", REJECTED_TIMESTAMPS)
+def test_undocumented_timestamp_forms_are_rejected(tmp_path: Path, value: str) -> None:
+    result = validate_dataset(_accounts_with(tmp_path, ["2026-06-02T13:45:12Z", value]))
+    assert [(p.rule, p.rows) for p in result.problems] == [("bad_timestamp", (2,))], value
+    assert result.problems[0].reason == f"bad timestamp {value!r} (expected ISO 8601)"
+
+
+LATEST = "the later of the time of the run (+ 24 h) and the column's own range (ingest.latest)"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0001-01-01", "timestamp '0001-01-01' is before 2000-01-01T00:00:00Z (ingest.earliest)"),
+        (
+            "1970-01-01T00:00:00Z",
+            "timestamp '1970-01-01T00:00:00Z' is before 2000-01-01T00:00:00Z (ingest.earliest)",
+        ),
+        (
+            "9999-12-31",
+            "timestamp '9999-12-31' is after " + LATEST,
+        ),
+        (
+            "2999-01-01T00:00:00+01:00",
+            "timestamp '2999-01-01T00:00:00+01:00' is after " + LATEST,
+        ),
+    ],
+)
+def test_implausible_timestamps_are_rejected_with_their_own_rule(
+    good: Tables, tmp_path: Path, value: str, reason: str
+) -> None:
+    tables = copy_tables(good)
+    tables["events"][4][1] = value
+    result = validate_dataset(write_dataset(tables, tmp_path / "data"))
+    _assert_counts_add_up(result)
+    assert [(p.rule, p.column, p.rows, p.reason) for p in result.problems] == [
+        ("implausible_timestamp", "ts", (5,), reason)
+    ]
+
+
+def test_plausibility_window_comes_from_the_settings(good: Tables, tmp_path: Path) -> None:
+    from linker.settings import IngestSettings
+
+    directory = write_dataset(copy_tables(good), tmp_path / "data")
+    window = IngestSettings(earliest="2026-07-10", latest="2026-07-20T00:00:00Z")
+    result = validate_dataset(directory, settings=window)
+    created = pd.to_datetime([r[1] for r in good["accounts"]], format="ISO8601", utc=True)
+    outside = (created < pd.Timestamp("2026-07-10", tz="UTC")) | (
+        created > pd.Timestamp("2026-07-20", tz="UTC")
+    )
+    assert result.summary["accounts"].rejected == int(outside.sum()) > 0
+    problem = next(p for p in result.problems if p.table == "accounts")
+    assert problem.rule == "implausible_timestamp"
+    assert (
+        "(ingest.earliest)" in problem.reason
+        or "is after 2026-07-20T00:00:00Z (ingest.latest)" in problem.reason
+    )
+
+
+def test_invalid_plausibility_settings_are_settings_errors() -> None:
+    from linker.errors import SettingsError
+    from linker.settings import load_settings
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(overrides={"ingest.earliest": "soon", "ingest.latest": "2001-01-01"})
+    assert "ingest.earliest" in str(raised.value)
+    with pytest.raises(SettingsError, match=r"ingest\.latest"):
+        load_settings(overrides={"ingest.earliest": "2020-01-01", "ingest.latest": "2019-01-01"})
+
+
+def test_parquet_timestamps_are_checked_for_plausibility(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": ["a", "b", "c"],
+                "created_at": pa.array([0, 1_750_000_000, 86_400], pa.timestamp("s")),
+            }
+        ),
+        tmp_path / "accounts.parquet",
+    )
+    result = validate_dataset(tmp_path)
+    assert [(p.rule, p.rows) for p in result.problems] == [("implausible_timestamp", (1, 3))]
+    assert result.tables["accounts"]["account_id"].tolist() == ["b"]
+
+
+# --- issue 12: Parquet column types, and tables that lose every row ---------------------------
+
+
+def test_parquet_integer_epoch_timestamps_are_a_file_error(good: Tables, tmp_path: Path) -> None:
+    directory = write_parquet_dataset(good, tmp_path / "data")
+    frame = pd.read_parquet(directory / "accounts.parquet")
+    frame["created_at"] = frame["created_at"].astype("int64") // 10**9
+    frame.to_parquet(directory / "accounts.parquet", index=False)
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory, out_dir=tmp_path / "out")
+    message = str(raised.value)
+    assert message.startswith(f"{directory / 'accounts.parquet'}: column created_at: ")
+    assert "int64" in message and "TIMESTAMP" in message
+    assert raised.value.exit_code == 2 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("table", ["accounts", "payments", "events", "labels"])
+def test_a_table_that_loses_every_row_is_a_file_error(
+    good: Tables, tmp_path: Path, table: str
+) -> None:
+    tables = copy_tables(good)
+    column = "created_at" if table == "accounts" else "account_id"
+    for row in tables[table]:
+        row[HEADERS[table].index(column)] = "nonsense" if table == "accounts" else "ghost"
+    directory = write_dataset(tables, tmp_path / "data")
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory, out_dir=tmp_path / "out")
+    message = str(raised.value)
+    assert message.startswith(f"{directory / (table + '.csv')}: every row was rejected")
+    assert "\n" not in message and raised.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+# --- issue 12: unclear file errors -----------------------------------------------------------
+
+
+def test_cr_only_line_endings_are_a_file_error(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    text = (directory / "events.csv").read_text()
+    (directory / "events.csv").write_text(text.replace("\n", "\r"))
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory)
+    assert str(raised.value) == (
+        f"{directory / 'events.csv'}: line endings are CR only (classic Mac OS); "
+        "expected LF or CRLF"
+    )
+
+
+def test_a_megabyte_header_is_a_file_error(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    header = ",".join(HEADERS["events"]) + "," + "x" * (1 << 20)
+    (directory / "events.csv").write_text(header + "\n" + "a,b\n")
+    with pytest.raises(InputError) as raised:
+        validate_dataset(directory)
+    message = str(raised.value)
+    assert message == f"{directory / 'events.csv'}: header line is longer than 1 MiB"
+
+
+def test_bom_with_crlf_is_fine(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    data = (directory / "accounts.csv").read_bytes().replace(b"\n", b"\r\n")
+    (directory / "accounts.csv").write_bytes(b"\xef\xbb\xbf" + data)
+    result = validate_dataset(directory)
+    assert result.problems == []
+    assert result.summary["accounts"].accepted == len(good["accounts"])
+
+
+def test_header_only_gzip_is_an_empty_table(good: Tables, tmp_path: Path) -> None:
+    directory = _write_good(good, tmp_path / "data")
+    (directory / "labels.csv").unlink()
+    (directory / "labels.csv.gz").write_bytes(gzip.compress(b"account_id,ring_id\n"))
+    with pytest.raises(InputError, match=r"labels\.csv\.gz: empty table \(no data rows\)"):
+        validate_dataset(directory)
+
+
+def test_file_level_problems_are_found_before_any_row_is_parsed(
+    good: Tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import linker.io.readers as readers
+
+    parsed: list[str] = []
+    real = readers._parse_csv
+
+    def spy(path: Path, *args: object, **kwargs: object) -> pa.Table:
+        parsed.append(Path(path).name)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(readers, "_parse_csv", spy)
+    directory = _write_good(good, tmp_path / "data")
+    rows = [r[:1] + r[2:] for r in good["events"]]
+    write_csv(directory / "events.csv", ["account_id", *HEADERS["events"][2:]], rows)
+    with pytest.raises(InputError, match=r"events\.csv: column ts: required column is missing"):
+        validate_dataset(directory)
+    assert parsed == []
+
+
+# --- issue 12: the allow-list is a bounded regular file --------------------------------------
+
+
+def _load_allowlist_in_a_child(path: str) -> subprocess.CompletedProcess[str]:
+    """Run load_allowlist in a child with 1 GiB of address space and 60 s, so a bug can't hang."""
+    import resource
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    code = (
+        "import sys\nfrom linker.allowlist import load_allowlist\n"
+        "from linker.errors import InputError\n"
+        "try:\n    load_allowlist(sys.argv[1])\n"
+        "except InputError as e:\n    print(e)\n    sys.exit(2)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: "/dev/zero", "a character device"),
+        (lambda d: str(d), "a directory"),
+        (lambda d: (os.mkfifo(d / "fifo"), str(d / "fifo"))[1], "a FIFO"),
+        (lambda d: _sparse(d / "big.csv", (64 << 20) + 1), "larger than 64 MiB"),
+    ],
+)
+def test_allowlist_must_be_a_bounded_regular_file(
+    tmp_path: Path, make: object, reason: str
+) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    done = _load_allowlist_in_a_child(path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = done.stdout.strip()
+    assert line.startswith(f"{path}: ") and reason in line and "\n" not in line
+
+
+def _sparse(path: Path, size: int) -> str:
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return str(path)
+
+
+def test_quoted_record_over_lines_that_does_not_fit_the_header_is_cut_back(
+    tmp_path: Path,
+) -> None:
+    # Two stray quotes form a well-quoted field over three lines, but the record it makes
+    # has 6 fields: it is cut at the line where the quote opened, the next lines read alone.
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,created_at,email\n"
+        'a1,2026-01-01,"x@y.org\n'
+        "a2,2026-01-02,y@y.org\n"
+        'a3",2026-01-03,z@y.org,surplus\n'
+        "a4,2026-01-04,w@y.org\n"
+    )
+    result = validate_dataset(tmp_path)
+    counts = result.summary["accounts"]
+    assert (counts.read, counts.accepted, counts.rejected) == (4, 2, 2)
+    assert [(p.rule, p.rows) for p in result.problems] == [
+        ("unbalanced_quote", (1,)),
+        ("field_count", (3,)),
+    ]
+    assert "the record it makes has 6 fields" in result.problems[0].reason
+    assert result.tables["accounts"]["account_id"].tolist() == ["a2", "a4"]
+
+
+def test_bare_cr_before_a_quoted_line_break_is_counted_not_a_crash(
+    good: Tables, tmp_path: Path
+) -> None:
+    # Found by tests/test_fuzz_ingest.py: the record '\r,"\n"' made Python's csv module
+    # raise inside the quote check and the quarantine writer.
+    directory = _write_good(good, tmp_path / "data")
+    lines = (directory / "events.csv").read_text().splitlines()
+    lines.insert(1, '\r,"\n"')
+    (directory / "events.csv").write_text("\n".join(lines) + "\n", newline="")
+    result = validate_dataset(directory, out_dir=tmp_path / "out")
+    _assert_counts_add_up(result)
+    assert result.summary["events"].accepted == len(good["events"])
+    assert result.summary["events"].rejected >= 1
+
+
+def test_a_dataset_dated_after_the_machines_clock_is_kept(good: Tables, tmp_path: Path) -> None:
+    """A synthetic world, or a machine whose clock is behind: the column's own range extends
+    the default upper bound, so nothing is rejected; a lone far-future date still is."""
+    early = datetime(2020, 1, 1, tzinfo=UTC)
+    clean = validate_dataset(write_dataset(copy_tables(good), tmp_path / "a"), now=early)
+    assert clean.n_rejected == 0
+    tables = copy_tables(good)
+    tables["events"][4][1] = "2999-01-01"
+    result = validate_dataset(write_dataset(tables, tmp_path / "b"), now=early)
+    assert [(p.rule, p.rows) for p in result.problems] == [("implausible_timestamp", (5,))]

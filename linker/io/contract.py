@@ -25,7 +25,9 @@ __all__ = [
 ColumnKind = Literal["id", "string", "timestamp", "ip", "count", "tokens", "country", "card_bin"]
 """How a column's values are checked and typed.
 
-* ``id`` — a non-empty string (``account_id``); typed as pandas ``string``.
+* ``id`` — an identifier (``account_id``, ``billing_customer_id``): a value that is blank
+  after trimming white space or contains a control character (C0, DEL, C1) is rejected;
+  typed as pandas ``string``.
 * ``string`` — any text; typed as pandas ``string``.
 * ``timestamp`` — ISO 8601 text (no offset means UTC) or a Parquet timestamp;
   typed as ``datetime64[us, UTC]``.
@@ -106,7 +108,7 @@ TABLES: dict[str, TableSpec] = {
             Column("signup_ip", "ip"),
             Column("device_id", "string"),
             Column("country", "country"),
-            Column("billing_customer_id", "string"),
+            Column("billing_customer_id", "id"),
         ),
         required=True,
         unique_key="account_id",
@@ -161,6 +163,15 @@ FILE_RULES: dict[str, str] = {
     "unreadable": "the file cannot be read, is truncated or is not in its format",
     "encoding": "the file is not UTF-8 (a UTF-8 byte-order mark is fine)",
     "empty_table": "the file has no data rows",
+    "not_regular_file": (
+        "a table's file is a directory, FIFO, device, socket, a symbolic link to nothing "
+        "or a symbolic-link loop"
+    ),
+    "misnamed_table": "a file's name differs from a table file's name only in case",
+    "bad_header": "the CSV header line is longer than 1 MiB or is not CSV",
+    "line_endings": "the CSV file's lines end in CR only (classic Mac OS)",
+    "column_type": "a Parquet column's type cannot hold its contract column (int64 timestamps)",
+    "all_rejected": "every row of a table was rejected",
 }
 """File-level rules: each rejects the whole dataset (exit 2), whatever ``on_error`` says."""
 
@@ -175,6 +186,9 @@ ROW_RULES: dict[str, str] = {
     "out_of_range": "requests is not positive, or a token count is negative",
     "bad_card_bin": "card_bin is not 6 to 8 digits",
     "bad_country": "not two letters (ISO 3166-1 alpha-2)",
+    "unbalanced_quote": "a quoted field runs past the end of its line and never closes properly",
+    "bad_id": "an id is blank (only white space) or contains control characters",
+    "implausible_timestamp": "a timestamp before ingest.earliest or after ingest.latest",
 }
 """Row-level rules: each rejects the row (quarantined, or exit 2 with ``on_error='fail'``)."""
 

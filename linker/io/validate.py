@@ -15,9 +15,11 @@ Problems at row level become :class:`Problem` lines, one per (table, rule, colum
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,10 +31,11 @@ import pyarrow.compute as pc
 from linker.engine.store import RunDirectory, save_validation
 from linker.errors import InputError
 from linker.io.contract import TABLES, Column, TableSpec
-from linker.io.readers import BadRow, RawTable, find_table_files, read_table
+from linker.io.readers import BadRow, RawTable, find_table_files, inspect_table, load_table
 from linker.normalise import canonical_ipv4_mask, normalise_ip
 from linker.observations import build_observations
 from linker.progress import progress
+from linker.settings import IngestSettings
 
 __all__ = [
     "Problem",
@@ -49,6 +52,26 @@ _TEXT = pa.large_string()  # what pandas' pyarrow-backed strings hold: converts 
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 _MAX_VALUE_CHARS = 60
 _INT_PATTERN = r"^-?[0-9]{1,18}$"
+# An id may not hold a C0 control character, DEL or a C1 control character (RE2 syntax).
+_CONTROL_PATTERN = r"[\x00-\x1f\x7f\x{80}-\x{9f}]"
+# The timestamp forms of docs/contract.md. Arrow's own cast accepts the extended forms with
+# at most 6 fraction digits, one offset style per column; the rest takes the slow path.
+_TS_YEAR = r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_TS_MONTH = r"(?:0[1-9]|1[0-2])"
+_TS_DAY = r"(?:0[1-9]|[12][0-9]|3[01])"
+_TS_HOUR = r"(?:[01][0-9]|2[0-3])"
+_TS_MINUTE = r"[0-5][0-9]"
+_TS_FRACTION = r"(?:\.[0-9]{1,9})?"
+_TS_EXTENDED = (
+    rf"{_TS_YEAR}-{_TS_MONTH}-{_TS_DAY}(?:[T ]{_TS_HOUR}(?::{_TS_MINUTE}(?::{_TS_MINUTE}"
+    rf"{_TS_FRACTION})?)?(?:Z|[+-]{_TS_HOUR}(?::?{_TS_MINUTE})?)?)?"
+)
+_TS_BASIC = (
+    rf"{_TS_YEAR}{_TS_MONTH}{_TS_DAY}T{_TS_HOUR}{_TS_MINUTE}{_TS_MINUTE}{_TS_FRACTION}"
+    rf"(?:Z|[+-]{_TS_HOUR}(?:{_TS_MINUTE})?)?"
+)
+_TS_PATTERN = rf"^(?:{_TS_EXTENDED}|{_TS_BASIC})$"
+_TS_HAS_OFFSET = r"[T ][0-9:.]+(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 
 
 @dataclass(frozen=True)
@@ -200,9 +223,11 @@ def validate_dataset(
     data_dir: str | Path,
     *,
     out_dir: str | Path | None = None,
-    on_error: Literal["quarantine", "fail"] = "quarantine",
-    max_reported_rows: int = 10,
+    on_error: Literal["quarantine", "fail"] | None = None,
+    max_reported_rows: int | None = None,
     observations: bool = True,
+    settings: IngestSettings | None = None,
+    now: datetime | None = None,
 ) -> ValidationResult:
     """Validate every table of a dataset and keep the rows that pass.
 
@@ -215,13 +240,20 @@ def validate_dataset(
         Where to write ``tables/<table>.parquet``, ``quarantine/<table>.csv``,
         ``observations.parquet`` and ``validation.json`` (each atomically). Nothing is
         written when ``None``.
-    on_error : {"quarantine", "fail"}
+    on_error : {"quarantine", "fail"}, optional
         ``quarantine`` rejects bad rows and goes on; ``fail`` raises
         :class:`ValidationFailed` (exit code 2) if any row is rejected, and writes nothing.
-    max_reported_rows : int
+        Default: ``settings.on_error``.
+    max_reported_rows : int, optional
         How many row numbers each problem line lists before it gives a count.
+        Default: ``settings.max_reported_rows``.
     observations : bool
         Also build the observations table (and write ``observations.parquet``).
+    settings : IngestSettings, optional
+        The ``[ingest]`` settings; among them the plausible timestamps
+        (``earliest``, ``latest``, ``future_skew_hours``). Default: ``IngestSettings()``.
+    now : datetime, optional
+        The run's clock, for the default ``latest`` bound (default: the current time).
 
     Returns
     -------
@@ -232,16 +264,21 @@ def validate_dataset(
     ------
     InputError
         For a file-level problem: a missing ``accounts`` table, two files for one table, a
-        missing required column, an unreadable, truncated or non-UTF-8 file, or a table with
-        no data rows. The message is one line naming the file (and column).
+        table file that is not a regular file or whose name differs only in case, a missing
+        required column, a bad header, an unreadable, truncated or non-UTF-8 file, a Parquet
+        column of an unusable type, a table with no data rows, or a table that lost every
+        row to the checks. The message is one line naming the file (and column). Every
+        table's file-level checks run before the rows of any table are read.
     ValidationFailed
         With ``on_error='fail'``, if any row was rejected.
 
     Notes
     -----
     Checks are vectorised in Arrow; Python runs only once per distinct IP address that is
-    not canonical IPv4 text, and for each rejected row's reason. O(n) in rows, plus a sort of
-    the unique key for duplicate detection.
+    not canonical IPv4 text, per distinct date of a timestamp column that Arrow's own
+    parser refuses, per quote of a CSV file whose quotes are irregular, and for each
+    rejected row's reason. O(n) in rows, plus a sort of the unique key for duplicate
+    detection.
 
     Examples
     --------
@@ -255,17 +292,30 @@ def validate_dataset(
     >>> print(result.problems[0])
     accounts.csv: row 2: column account_id: duplicate account_id 'a1' (first at row 1)
     """
+    settings = settings or IngestSettings()
+    on_error = settings.on_error if on_error is None else on_error
+    if max_reported_rows is None:
+        max_reported_rows = settings.max_reported_rows
     if on_error not in ("quarantine", "fail"):
         raise ValueError(f"on_error must be 'quarantine' or 'fail', not {on_error!r}")
+    window = _Window.of(settings, now)
     files = find_table_files(data_dir)
+    # Every file-level check of every table before the rows of any (they take seconds).
+    sources = {name: inspect_table(TABLES[name], path) for name, path in files.items()}
     tables: dict[str, pd.DataFrame] = {}
     summary: dict[str, TableCounts] = {}
     problems: list[Problem] = []
     quarantine: dict[str, pd.DataFrame] = {}
     accounts: _AccountIds | None = None
     for name, path in progress(files.items(), total=len(files), desc="validate", unit="table"):
-        raw = read_table(TABLES[name], path)
-        checked = _check_table(raw, accounts, max_reported_rows)
+        raw = load_table(sources[name])
+        checked = _check_table(raw, accounts, max_reported_rows, window)
+        if checked.counts.accepted == 0:
+            first = f"; first: {checked.problems[0]}" if checked.problems else ""
+            raise InputError(
+                f"{path}: every row was rejected ({checked.counts.rejected:,} of "
+                f"{checked.counts.read:,}){first}"
+            )
         tables[name] = checked.accepted
         summary[name] = checked.counts
         problems.extend(checked.problems)
@@ -308,6 +358,61 @@ class _Finding:
     mask: np.ndarray
     reasons: Callable[[np.ndarray], list[str]]
     """Row indices (into the parsed rows) to one reason each."""
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The plausible timestamps, and how a reason names each bound."""
+
+    earliest: pa.TimestampScalar
+    latest: pa.TimestampScalar
+    earliest_label: str
+    latest_label: str
+    data_relative: bool
+    """``latest`` is unset: a column's own range may extend the bound (:meth:`latest_for`)."""
+
+    @classmethod
+    def of(cls, settings: IngestSettings, now: datetime | None) -> _Window:
+        earliest, latest = settings.window(now)
+        if settings.latest:
+            latest_label = f"{_iso(latest)} (ingest.latest)"
+        else:  # the clock is not printed: the same input gives the same quarantine files
+            skew = f"{settings.future_skew_hours:g} h"
+            latest_label = (
+                f"the later of the time of the run (+ {skew}) and the column's own range "
+                "(ingest.latest)"
+            )
+        return cls(
+            pa.scalar(earliest, _TS_TYPE),
+            pa.scalar(latest, _TS_TYPE),
+            f"{_iso(earliest)} (ingest.earliest)",
+            latest_label,
+            not settings.latest,
+        )
+
+    def latest_for(self, typed: pa.Array) -> pa.TimestampScalar:
+        """The upper bound for one parsed column.
+
+        Without ``ingest.latest``, the bound is the later of the run's clock (plus the skew)
+        and the column's own range: Tukey's far-out fence, its third quartile plus three times
+        its inter-quartile range, plus a day. A dataset dated after the machine's clock (a
+        synthetic world, a machine whose clock is behind) is then kept, while a lone
+        ``9999-12-31`` cannot move the quartiles and is still rejected. Quartiles come from a
+        t-digest: one pass.
+        """
+        if not self.data_relative:
+            return self.latest
+        micros = pc.cast(typed, pa.int64()).drop_null()
+        if len(micros) == 0:
+            return self.latest
+        low, high = pc.tdigest(micros, q=[0.25, 0.75]).to_pylist()
+        bound = int(high + 3 * (high - low)) + 86_400 * 1_000_000
+        own = pa.scalar(bound, pa.int64()).cast(_TS_TYPE)
+        return own if own.value > self.latest.value else self.latest
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -371,8 +476,19 @@ def _mask_findings(
         findings.append(_Finding(rule, column, mask, reasons))
 
 
-def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> pa.Array:
-    """Check one column; append findings; return the typed column (nulls where rejected)."""
+def _check_column(
+    column: Column,
+    array: pa.Array,
+    findings: list[_Finding],
+    window: _Window,
+    *,
+    ids_checked_later: bool = False,
+) -> pa.Array:
+    """Check one column; append findings; return the typed column (nulls where rejected).
+
+    ``ids_checked_later``: an ``account_id`` that must be in accounts; only the values that
+    are not are checked for control characters (by :func:`_check_references`).
+    """
     name = column.name
     empty = _empty(array)
     if column.non_empty:
@@ -383,8 +499,13 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             empty,
             lambda idx: [f"empty {name} (a value is required)"] * len(idx),
         )
-    if column.kind in ("id", "string"):
+    if column.kind == "string":
         return _null_where(array if array.type == _TEXT else pc.cast(array, _TEXT), empty)
+    if column.kind == "id":
+        strings = _null_where(array if array.type == _TEXT else pc.cast(array, _TEXT), empty)
+        if not ids_checked_later:
+            _mask_findings(findings, "bad_id", name, _bad_ids(strings), _bad_id_reason(array, name))
+        return strings
     if column.kind == "timestamp":
         typed, bad = _parse_timestamps(array, empty)
         _mask_findings(
@@ -393,6 +514,15 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
             name,
             bad,
             _values_reason(array, lambda v: f"bad timestamp {v} (expected ISO 8601)"),
+        )
+        early = _true_where(pc.less(typed, window.earliest))
+        late = _true_where(pc.greater(typed, window.latest_for(typed)))
+        _mask_findings(
+            findings,
+            "implausible_timestamp",
+            name,
+            early | late,
+            _implausible_reason(array, early, window),
         )
         return typed
     if column.kind == "ip":
@@ -462,6 +592,38 @@ def _check_column(column: Column, array: pa.Array, findings: list[_Finding]) -> 
     raise AssertionError(f"unknown column kind {column.kind}")  # pragma: no cover
 
 
+def _true_where(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow result as a numpy mask, null as False."""
+    filled = pc.fill_null(condition, False)
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _bad_ids(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where a non-null id is blank after trimming or holds a control character."""
+    control = pc.match_substring_regex(strings, _CONTROL_PATTERN)
+    blank = pc.equal(pc.utf8_trim_whitespace(strings), "")
+    return _true_where(pc.or_(control, blank))
+
+
+def _bad_id_reason(array: pa.Array, name: str) -> Callable[[np.ndarray], list[str]]:
+    return _values_reason(array, lambda v: f"{name} {v} is blank or contains control characters")
+
+
+def _implausible_reason(
+    array: pa.Array, early: np.ndarray, window: _Window
+) -> Callable[[np.ndarray], list[str]]:
+    def reasons(indices: np.ndarray) -> list[str]:
+        values = _as_strings(array.take(pa.array(indices, pa.int64()))).to_pylist()
+        return [
+            f"timestamp {_shown(v)} is before {window.earliest_label}"
+            if early[i]
+            else f"timestamp {_shown(v)} is after {window.latest_label}"
+            for v, i in zip(values, indices, strict=True)
+        ]
+
+    return reasons
+
+
 def _null_where(array: pa.Array, mask: np.ndarray) -> pa.Array:
     if not mask.any():
         return array
@@ -469,7 +631,15 @@ def _null_where(array: pa.Array, mask: np.ndarray) -> pa.Array:
 
 
 def _parse_timestamps(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """Timestamps as ``timestamp[us, UTC]``; the mask of non-empty values that did not parse."""
+    """Timestamps as ``timestamp[us, UTC]``; the mask of non-empty values that did not parse.
+
+    Text must be one of the forms of docs/contract.md. Arrow's cast accepts exactly the
+    extended forms with at most 6 fraction digits, when a column's values all carry an
+    offset or none does: that is the fast path. Otherwise the forms are checked with one
+    regular expression, basic forms and long fractions rewritten, and the values with and
+    without an offset cast apart; an impossible date (February 30) is found among the
+    distinct dates.
+    """
     no_bad = np.zeros(len(array), dtype=bool)
     kind = array.type
     if pa.types.is_timestamp(kind):
@@ -479,7 +649,6 @@ def _parse_timestamps(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.
     if pa.types.is_date(kind):
         return pc.cast(pc.cast(array, pa.timestamp("us")), _TS_TYPE), no_bad
     strings = _null_where(_as_strings(array), empty)
-    # Fast paths: Arrow parses a column whose values all carry an offset, or none does.
     try:
         return pc.cast(strings, _TS_TYPE), no_bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -488,16 +657,62 @@ def _parse_timestamps(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.
         return pc.cast(pc.cast(strings, pa.timestamp("us")), _TS_TYPE), no_bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    # Mixed or bad values: pandas' ISO 8601 parser, value by value, naive values as UTC.
-    parsed = pd.to_datetime(
-        pd.Series(strings.to_numpy(zero_copy_only=False)),
-        format="ISO8601",
-        utc=True,
-        errors="coerce",
+    bad = ~_true_where(pc.match_substring_regex(strings, _TS_PATTERN)) & ~empty
+    strings = _null_where(strings, bad)
+    strings = pc.replace_substring_regex(
+        strings,
+        pattern=r"^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})",
+        replacement=r"\1-\2-\3T\4:\5:\6",
     )
-    bad = np.asarray(parsed.isna().to_numpy(), dtype=bool) & ~empty
-    parsed = parsed.astype(pd.DatetimeTZDtype(unit="us", tz="UTC"))
-    return pa.array(parsed, type=_TS_TYPE), bad
+    strings = pc.replace_substring_regex(strings, pattern=r"(\.[0-9]{6})[0-9]+", replacement=r"\1")
+    has_offset = _true_where(pc.match_substring_regex(strings, _TS_HAS_OFFSET))
+    impossible = _impossible_dates(strings)
+    bad |= impossible
+    strings = _null_where(strings, impossible)
+    zoned = _cast_each(_null_where(strings, ~has_offset), _TS_TYPE)
+    naive = _cast_each(_null_where(strings, has_offset), pa.timestamp("us"))
+    bad |= zoned.bad | naive.bad
+    typed = pc.if_else(pa.array(has_offset), zoned.values, pc.cast(naive.values, _TS_TYPE))
+    return typed, bad
+
+
+def _impossible_dates(strings: pa.Array) -> np.ndarray:
+    """True where ``YYYY-MM-DD`` (already well-formed) is not a date, e.g. ``2025-02-29``."""
+    days = pc.utf8_slice_codeunits(strings, 0, 10)
+    impossible = []
+    for day in pc.unique(days.drop_null()).to_pylist():
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            impossible.append(day)
+    if not impossible:
+        return np.zeros(len(strings), dtype=bool)
+    return _is_in(days, pa.array(impossible, _TEXT))
+
+
+@dataclass
+class _Cast:
+    values: pa.Array
+    bad: np.ndarray
+
+
+def _cast_each(strings: pa.Array, target: pa.DataType) -> _Cast:
+    """Cast well-formed timestamp text; values Arrow still refuses are nulled and marked."""
+    bad = np.zeros(len(strings), dtype=bool)
+    try:
+        return _Cast(pc.cast(strings, target), bad)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # A last resort, value by value over the distinct values (an offset that moves year 1
+    # into year 0, say); the regular expression and the date check leave little for it.
+    refused = []
+    for value in pc.unique(strings.drop_null()).to_pylist():
+        try:
+            pc.cast(pa.array([value], _TEXT), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            refused.append(value)
+    bad = _is_in(strings, pa.array(refused, _TEXT))
+    return _Cast(pc.cast(_null_where(strings, bad), target), bad)
 
 
 def _parse_integers(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -573,10 +788,25 @@ def _check_duplicates(
     return _Finding("duplicate_id", column, is_later, reasons)
 
 
-def _check_references(ids: pa.Array, empty: np.ndarray, accounts: _AccountIds) -> _Finding | None:
+def _check_references(ids: pa.Array, empty: np.ndarray, accounts: _AccountIds) -> list[_Finding]:
+    """``unknown_account`` for ids not accepted in accounts; ``bad_id`` for malformed ones.
+
+    Accepted account ids hold no control character, so only the ids not found there are
+    checked for one: a few rows, not every event.
+    """
     unknown = ~_is_in(ids, accounts.accepted) & ~empty
     if not unknown.any():
-        return None
+        return []
+    findings = []
+    unknown_rows = np.flatnonzero(unknown)
+    malformed = _bad_ids(ids.take(pa.array(unknown_rows, pa.int64())))
+    if malformed.any():
+        bad_id = np.zeros(len(unknown), dtype=bool)
+        bad_id[unknown_rows[malformed]] = True
+        unknown &= ~bad_id
+        findings.append(_Finding("bad_id", "account_id", bad_id, _bad_id_reason(ids, "account_id")))
+    if not unknown.any():
+        return findings
     rejected_there = _is_in(ids, accounts.every)
     accounts_file = accounts.file_name
 
@@ -589,10 +819,13 @@ def _check_references(ids: pa.Array, empty: np.ndarray, accounts: _AccountIds) -
             for v, i in zip(values, indices, strict=True)
         ]
 
-    return _Finding("unknown_account", "account_id", unknown, reasons)
+    findings.append(_Finding("unknown_account", "account_id", unknown, reasons))
+    return findings
 
 
-def _check_table(raw: RawTable, accounts: _AccountIds | None, max_reported_rows: int) -> _Checked:
+def _check_table(
+    raw: RawTable, accounts: _AccountIds | None, max_reported_rows: int, window: _Window
+) -> _Checked:
     spec = raw.spec
     n = raw.n_parsed
     findings: list[_Finding] = []
@@ -601,8 +834,11 @@ def _check_table(raw: RawTable, accounts: _AccountIds | None, max_reported_rows:
         if column.name not in raw.columns:
             continue
         array = raw.columns[column.name]
+        later = spec.references_accounts and accounts is not None and column.kind == "id"
         try:
-            typed[column.name] = _check_column(column, array, findings)
+            typed[column.name] = _check_column(
+                column, array, findings, window, ids_checked_later=later
+            )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             # Only Parquet columns of an unexpected type (binary, struct, ...) get here.
             raise InputError(
@@ -616,9 +852,7 @@ def _check_table(raw: RawTable, accounts: _AccountIds | None, max_reported_rows:
         if duplicate is not None:
             findings.append(duplicate)
     if spec.references_accounts and accounts is not None:
-        reference = _check_references(ids, id_empty, accounts)
-        if reference is not None:
-            findings.append(reference)
+        findings.extend(_check_references(ids, id_empty, accounts))
     rejected = np.zeros(n, dtype=bool)
     for finding in findings:
         rejected |= finding.mask
@@ -673,20 +907,21 @@ def _problems(
     raw: RawTable, findings: list[_Finding], file_name: str, max_reported_rows: int
 ) -> list[Problem]:
     problems = []
-    if raw.bad_rows:
-        first = raw.bad_rows[0]
-        differ = {(b.n_fields, b.expected) for b in raw.bad_rows}
-        reason = f"{first.n_fields} fields, expected {first.expected}"
-        if len(differ) > 1:
+    for rule in ("field_count", "unbalanced_quote"):
+        bad_rows = [b for b in raw.bad_rows if b.rule == rule]
+        if not bad_rows:
+            continue
+        reason = bad_rows[0].message
+        if len({b.message for b in bad_rows}) > 1:
             reason += " (other rows differ)"
         problems.append(
             Problem(
-                rule="field_count",
+                rule=rule,
                 file=file_name,
-                rows=tuple(b.row for b in raw.bad_rows[:max_reported_rows]),
+                rows=tuple(b.row for b in bad_rows[:max_reported_rows]),
                 column=None,
                 reason=reason,
-                count=len(raw.bad_rows),
+                count=len(bad_rows),
                 table=raw.spec.name,
             )
         )
@@ -754,12 +989,18 @@ def _bad_rows_frame(
 ) -> pd.DataFrame:
     records = []
     for bad in bad_rows:
-        fields = next(csv.reader([bad.text]), [])
+        # A record cut short by an unbalanced quote has no fields to place: raw_line only.
+        fields: list[str] = []
+        if bad.rule == "field_count":
+            try:
+                fields = next(csv.reader(io.StringIO(bad.text, newline="")), [])
+            except csv.Error:  # a bare CR in an unquoted field: raw_line keeps it all
+                fields = []
         record: dict[str, object] = {
             "row": bad.row,
             "column": "",
-            "rule": "field_count",
-            "reason": f"{bad.n_fields} fields, expected {bad.expected}",
+            "rule": bad.rule,
+            "reason": bad.message,
         }
         for name in originals:
             position = header.index(name)

@@ -33,12 +33,8 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
     Returns the accepted input tables and the validation report; the validation result
     itself is kept in ``ctx.inputs["validation"]`` for the manifest.
     """
-    settings = ctx.settings.ingest
     result = validate_dataset(
-        Path(ctx.inputs["data_dir"]),
-        on_error=settings.on_error,
-        max_reported_rows=settings.max_reported_rows,
-        observations=False,
+        Path(ctx.inputs["data_dir"]), settings=ctx.settings.ingest, observations=False
     )
     # Labels are ground truth for `linker evaluate`; the linking never sees them.
     keep = {k: v for k, v in result.files.items() if k in INPUT_TABLES}
