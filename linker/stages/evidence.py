@@ -154,6 +154,35 @@ def _cluster_reasons(
     return out
 
 
+def _clusters_frame(
+    inputs: EvidenceInputs,
+    values: dict[str, SignalValues],
+    label: np.ndarray,
+    cluster_score: np.ndarray,
+    size: np.ndarray,
+    action: np.ndarray,
+) -> pd.DataFrame:
+    """One row per cluster, in id order: size, score, flagged members and, for clusters with
+    any, the signals' reasons."""
+    cluster_of, n_clusters = inputs.cluster_of, inputs.n_clusters
+    n_suspend = np.bincount(cluster_of[action == "suspend"], minlength=n_clusters)
+    n_review = np.bincount(cluster_of[action == "review"], minlength=n_clusters)
+    described = np.flatnonzero((n_suspend + n_review) > 0)
+    cluster_text = np.full(n_clusters, "", dtype=object)
+    cluster_text[described] = _cluster_reasons(inputs, values, described)
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": pd.array(label, dtype="string"),
+            "size": size,
+            "score": cluster_score.round(6),
+            "n_suspend": n_suspend.astype(np.int64),
+            "n_review": n_review.astype(np.int64),
+            "reasons": pd.array(cluster_text, dtype="string"),
+        }
+    )
+    return clusters.iloc[np.argsort(label, kind="stable")].reset_index(drop=True)
+
+
 def score(ctx: RunContext) -> Mapping[str, Any]:
     """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
     settings = ctx.settings.link
@@ -199,22 +228,7 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
             "reasons": pd.array(reasons, dtype="string"),
         }
     )
-    n_suspend = np.bincount(cluster_of[action == "suspend"], minlength=n_clusters)
-    n_review = np.bincount(cluster_of[action == "review"], minlength=n_clusters)
-    described = np.flatnonzero((n_suspend + n_review) > 0)
-    cluster_text = np.full(n_clusters, "", dtype=object)
-    cluster_text[described] = _cluster_reasons(inputs, values, described)
-    clusters = pd.DataFrame(
-        {
-            "cluster_id": pd.array(label, dtype="string"),
-            "size": size,
-            "score": cluster_score.round(6),
-            "n_suspend": n_suspend.astype(np.int64),
-            "n_review": n_review.astype(np.int64),
-            "reasons": pd.array(cluster_text, dtype="string"),
-        }
-    )
-    clusters = clusters.iloc[np.argsort(label, kind="stable")].reset_index(drop=True)
+    clusters = _clusters_frame(inputs, values, label, cluster_score, size, action)
     linked: LinkProjection = ctx.view("projection")
     links = cluster_links(
         inputs.bipartite,
