@@ -17,6 +17,7 @@ import click
 from linker import __version__, pipeline
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
+from linker.scenarios.params import SCENARIOS
 from linker.settings import load_settings
 
 logger = logging.getLogger("linker")
@@ -640,8 +641,9 @@ def query_command(
 )
 @click.option(
     "--scenario",
-    help="Write a world of this scenario family instead (docs/scenarios.md): baseline, "
-    "popular_templates, ..., random.",
+    type=click.Choice(list(SCENARIOS)),
+    help="Write a world of this scenario instead (docs/scenarios.md); --events-per-account, "
+    "when given, overrides its events_per_account.",
 )
 @click.option(
     "--param",

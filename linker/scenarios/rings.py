@@ -260,12 +260,14 @@ def _controller(
     country = np.where(
         rng.random(n) < 0.75, pool_country[signup_pick], rng.choice(countries, n)
     ).astype(np.int64)
+    country = np.where(rng.random(n) < 0.01, -1, country)
     n_dev = math.ceil(n / p.ring_accounts_per_device)
     device = key_space(K_RING_DEVICE, rng.integers(0, n_dev, n), controller)
+    carded = rng.random(n) < p.ring_card_share
     if domain is not None:
         billing = np.full(n, key_space(K_RING_BILLING, 1 << 31, 255 - ring), np.int64)
     else:
-        billing = key_space(K_RING_BILLING, idx, controller)
+        billing = np.where(carded, key_space(K_RING_BILLING, idx, controller), -1)
     sdk = ua_index("apiclient-python/1.6")
     tools = np.array(
         [
@@ -335,7 +337,7 @@ def _controller(
         ),
     )
     # Cards on the ring's virtual BINs, each card on up to ring_accounts_per_card accounts.
-    carded = np.flatnonzero(rng.random(n) < p.ring_card_share)
+    carded = np.flatnonzero(carded)
     n_cards = max(1, math.ceil(len(carded) / p.ring_accounts_per_card))
     card = rng.permutation(np.arange(len(carded)) % n_cards)
     card_bin = bins[card % len(bins)]

@@ -82,11 +82,12 @@ CONSUMER_DOMAINS: tuple[str, ...] = (
     "qq.com", "163.com", "mail.ru", "yandex.ru", "gmx.de", "web.de", "naver.com",
     "orange.fr", "libero.it", "googlemail.com", "live.com", "aol.com", "hey.com",
     "fastmail.com", "t-online.de", "free.fr", "seznam.cz", "wp.pl", "rediffmail.com",
-    "me.com",
+    "me.com", "mail.com", "gmx.com", "tutanota.com", "yandex.com", "zohomail.com", "inbox.lv",
+    "rambler.ru", "126.com",
 )  # fmt: skip
 CONSUMER_DOMAIN_WEIGHTS: np.ndarray = np.array(
     [44, 9, 6, 7, 5, 2.5, 3.5, 2.5, 2, 1.5, 1.5, 1.2, 1.4, 1, 0.8, 0.6, 1.5, 1, 0.2,
-     0.4, 0.8, 0.6, 0.5, 0.7, 0.6, 0.7],
+     0.4, 0.8, 0.6, 0.5, 0.7, 0.6, 0.7, 0.5, 0.4, 0.2, 0.3, 0.2, 0.1, 0.2, 0.6],
     dtype=np.float64,
 )  # fmt: skip
 CONSUMER_DOMAIN_WEIGHTS /= CONSUMER_DOMAIN_WEIGHTS.sum()
