@@ -467,6 +467,17 @@ def test_bad_knobs_are_rejected_all_at_once() -> None:
     assert resolve_params("baseline", 0, {"ring_sizes": "30,60"}).ring_sizes == (30, 60)
 
 
+def test_docs_describe_every_scenario_and_knob() -> None:
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    for name in SCENARIOS:
+        assert f"| `{name}` |" in text, name
+    for spec in param_specs():
+        if spec.choices is None and spec.name != "ring_sizes":
+            assert f"| `{spec.name}` | {spec.default} | {spec.low}–{spec.high} |" in text, spec.name
+        else:
+            assert f"| `{spec.name}` |" in text, spec.name
+
+
 # --- the command line ---
 
 

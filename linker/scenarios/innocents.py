@@ -191,7 +191,7 @@ def _cgnat(ctx: Context, rng: np.random.Generator, n: int) -> Segment | None:
     lo, hi = math.log(p.cgnat_users_min), math.log(p.cgnat_users_max)
     sizes = _partition(rng, n, lambda k: np.exp(rng.uniform(lo, hi, k)), p.cgnat_users_min)
     n_gw = len(sizes)
-    s6 = min(0.9, p.cgnat_ipv6_share)
+    s6 = p.cgnat_ipv6_share
     n4 = p.cgnat_ips_per_gateway
     n6 = round(n4 * s6 / (1 - s6))
     gw4 = np.repeat(np.arange(n_gw), n4)
@@ -524,18 +524,20 @@ def _hackathon(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
 def _vpn(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     p = ctx.params
     n_exit = p.vpn_exits
-    countries = rng.choice(40, p.vpn_countries, replace=False)
-    exits = ipv4_code(
-        block24(NET_VPN, np.arange(n_exit) // 8, ctx.seed), rng.integers(1, 255, n_exit)
-    )
+    # Three providers, each with a data-centre /24 per country it serves (more /24s where
+    # a location has more than 250 exits): fewer countries pack more exits per subnet.
+    provider = np.arange(n_exit) % 3
+    location = rng.integers(0, p.vpn_countries, n_exit)
+    site = provider * p.vpn_countries + location
+    slot = pd.Series(site).groupby(site).cumcount().to_numpy()
+    block = (site * 8 + slot // 250).astype(np.int64)
+    exits = ipv4_code(block24(NET_VPN, block, ctx.seed), slot % 250 + 2)
     residential = rng.random(n_exit) < p.vpn_residential_share
     source = ctx.ring_exits if len(ctx.ring_exits) else ctx.exits
     if len(source):
         exits = np.where(residential, source[rng.integers(0, len(source), n_exit)], exits)
-    provider = np.arange(n_exit) % 3
     order = np.argsort(provider, kind="stable")
     starts, lens = _pools(ctx, exits[order], np.bincount(provider, minlength=3))
-    del countries  # exits' countries are not visible in the data; kept for the docs' model
     seg = individuals(ctx, rng, n, "vpn", STREAM_GROUP + G["vpn"])
     user_provider = rng.integers(0, 3, n)
     seg.pool_start, seg.pool_len = starts[user_provider], lens[user_provider]

@@ -110,11 +110,13 @@ class ScenarioParams:
     cgnat_users_max: int = _knob(5000, 500, 20_000, "largest CGNAT gateway (users)")
     cgnat_ips_per_gateway: int = _knob(4, 1, 16, "IPv4 addresses a gateway's users share")
     cgnat_ipv6_share: float = _knob(
-        0.4, 0.0, 1.0, "share of a gateway's addresses that are IPv6 (NAT64 / 464XLAT)"
+        0.4, 0.0, 0.9, "share of a gateway's addresses that are IPv6 (NAT64 / 464XLAT)"
     )
     vpn_share: float = _knob(0.04, 0.0, 0.2, "commercial VPN users")
     vpn_exits: int = _knob(400, 50, 5000, "exit IPs of the VPN providers together")
-    vpn_countries: int = _knob(40, 5, 40, "countries the VPN exits are in")
+    vpn_countries: int = _knob(
+        40, 5, 40, "countries the VPN exits are in (one data-centre /24 per provider and country)"
+    )
     vpn_residential_share: float = _knob(
         0.1, 0.0, 0.5, "VPN exits that are residential-proxy exits the rings also use"
     )

@@ -337,16 +337,16 @@ def _controller(
         ),
     )
     # Cards on the ring's virtual BINs, each card on up to ring_accounts_per_card accounts.
-    carded = np.flatnonzero(carded)
-    n_cards = max(1, math.ceil(len(carded) / p.ring_accounts_per_card))
-    card = rng.permutation(np.arange(len(carded)) % n_cards)
+    with_card = np.flatnonzero(carded)
+    n_cards = max(1, math.ceil(len(with_card) / p.ring_accounts_per_card))
+    card = rng.permutation(np.arange(len(with_card)) % n_cards)
     card_bin = bins[card % len(bins)]
     seg.add_payments(
-        carded,
+        with_card,
         key_space(K_RING_CARD, card, controller),
         card_bin,
         _VIRTUAL_COUNTRY[(card_bin - BIN_VIRTUAL[0]) % len(_VIRTUAL_COUNTRY)],
-        created[carded] + (rng.uniform(1, 240, len(carded)) * 60_000_000).astype(np.int64),
+        created[with_card] + (rng.uniform(1, 240, len(with_card)) * 60_000_000).astype(np.int64),
     )
     return seg
 
