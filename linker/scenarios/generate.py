@@ -388,6 +388,7 @@ def _write_world(
     }
     _write_table(out / f"accounts{ext}", fmt, schema, columns)
     files.append(f"accounts{ext}")
+    logger.info("wrote %d accounts", n)
     # Payments, by the time the card was added.
     offset = np.cumsum([0] + [len(s) for s in segments[:-1]])
     p_row = np.concatenate([row_of[s.pay_acct + o] for s, o in zip(segments, offset, strict=True)])
@@ -454,8 +455,10 @@ def _write_world(
     for seg, o in zip(segments, offset, strict=True):
         at += generate_segment_events(ctx, seg, row_of[o : o + len(seg)], popular_keys, cols, at)
     ev_order = np.lexsort((cols.acct, cols.ts))
+    logger.info("drew %d event rows", total)
     cols.permute(ev_order)
     del ev_order
+    logger.info("sorted the event rows by time")
     n_requests = int(cols.requests.sum(dtype=np.int64))
     schema = pa.schema(
         [("account_id", pa.string()), ("ts", ts_type), ("ip", pa.string()),
@@ -492,6 +495,7 @@ def _write_world(
         raise
     writer.close()
     files.append(f"events{ext}")
+    logger.info("wrote %d event rows to %s", total, out / f"events{ext}")
     rings_count = (
         {f"ring-{r + 1:02d}": int((ring == r).sum()) for r in range(int(ring.max()) + 1)}
         if (ring >= 0).any()

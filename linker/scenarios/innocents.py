@@ -504,7 +504,7 @@ def _hackathon(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     seg.created = start[h] - (rng.random(n) * p.hackathon_signup_hours * HOUR_US).astype(np.int64)
     seg.pool_start, seg.pool_len = starts[h], lens[h]
     seg.p_pool = np.full(n, 0.85)
-    seg.signup_ip = _pick(rng, seg.pool_start, seg.pool_len, venue, int(starts[0]))
+    seg.signup_ip = venue[seg.pool_start - int(starts[0])]  # the venue's main address
     seg.sched = np.full(n, WINDOW)
     seg.act_start = start[h].copy()
     seg.act_end = start[h] + 36 * HOUR_US

@@ -182,30 +182,6 @@ class Segment:
         self.pay_country = np.concatenate([self.pay_country, country.astype(np.int64)])
         self.pay_added = np.concatenate([self.pay_added, added.astype(np.int64)])
 
-    def subset(self, index: np.ndarray) -> Segment:
-        """The accounts at ``index`` (their payments follow them)."""
-        index = np.asarray(index, dtype=np.int64)
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.startswith("pay_") or f.name == "stream":
-                continue
-            out[f.name] = (
-                value.take(pa.array(index)) if isinstance(value, pa.Array) else value[index]
-            )
-        seg = Segment(stream=self.stream, **out)  # type: ignore[arg-type]
-        remap = np.full(len(self), -1, dtype=np.int64)
-        remap[index] = np.arange(len(index))
-        keep = remap[self.pay_acct] >= 0
-        seg.add_payments(
-            remap[self.pay_acct[keep]],
-            self.pay_fp[keep],
-            self.pay_bin[keep],
-            self.pay_country[keep],
-            self.pay_added[keep],
-        )
-        return seg
-
 
 def concat_segments(stream: int, parts: list[Segment]) -> Segment:
     """One segment made of ``parts`` in order."""
