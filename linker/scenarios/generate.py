@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -115,38 +115,54 @@ def _iso(us: int) -> str:
     return str(np.datetime64(us, "us").astype("datetime64[s]")) + "Z"
 
 
-def _mailbox(emails: pd.Series) -> pd.Series:
+def _mailbox(emails: pa.Array) -> pa.Array:
     """Mailbox identity as providers treat it (Gmail dots and provider +tags folded)."""
-    e = emails.str.strip().str.lower()
-    parts = e.str.rsplit("@", n=1, expand=True)
-    local, domain = parts[0], parts[1].replace("googlemail.com", "gmail.com")
-    gmail = domain == "gmail.com"
-    local = local.where(~gmail, local.str.replace(".", "", regex=False))
-    plus = domain.isin(_PLUS_PROVIDERS)
-    stripped = local.str.split("+", n=1).str[0]
-    local = local.where(~plus | (stripped == ""), stripped)
-    return local + "@" + domain
+    e = pc.utf8_lower(pc.utf8_trim_whitespace(emails))
+    parts = pc.split_pattern(e, "@")
+    local, domain = pc.list_element(parts, 0), pc.list_element(parts, 1)
+    domain = pc.if_else(pc.equal(domain, "googlemail.com"), "gmail.com", domain)
+    local = pc.if_else(pc.equal(domain, "gmail.com"), pc.replace_substring(local, ".", ""), local)
+    stripped = pc.list_element(pc.split_pattern(local, "+", max_splits=1), 0)
+    plus = pc.and_(
+        pc.is_in(domain, value_set=pa.array(_PLUS_PROVIDERS)), pc.not_equal(stripped, "")
+    )
+    return pc.binary_join_element_wise(pc.if_else(plus, stripped, local), domain, "@")
+
+
+def _later_duplicates(codes: np.ndarray) -> np.ndarray:
+    """True at every occurrence of a code after its first."""
+    _, first = np.unique(codes, return_index=True)
+    dup = np.ones(len(codes), dtype=bool)
+    dup[first] = False
+    return dup
 
 
 def _dedupe_emails(email: pa.Array, is_ring: np.ndarray) -> pa.Array:
-    """Give innocents that share a mailbox with anyone before them a mailbox of their own."""
-    values = pd.Series(email.to_numpy(zero_copy_only=False), dtype=object)
-    number = pd.Series(np.arange(len(values)) % 9973 + 10).astype(str)
+    """Give innocents that share a mailbox with anyone before them a mailbox of their own.
+
+    Rings keep theirs: a ring's shared mailboxes (Gmail dots, +tags) are its signal.
+    """
+    positions = np.arange(len(email))
     for attempt in range(6):
-        box = _mailbox(values)
-        ring_boxes = set(box[is_ring])
-        dup = (~is_ring) & (
-            box.where(~is_ring).duplicated().to_numpy() | box.isin(ring_boxes).to_numpy()
-        )
-        dup &= ~is_ring
+        codes = pc.dictionary_encode(_mailbox(email)).indices.to_numpy()
+        dup = np.isin(codes, codes[is_ring]) & ~is_ring
+        innocent = np.flatnonzero(~is_ring)
+        dup[innocent[_later_duplicates(codes[innocent])]] = True
         if not dup.any():
-            break
+            return email
         if attempt == 5:
             raise RuntimeError("could not make innocent mailboxes unique")
-        parts = values[dup].str.rsplit("@", n=1, expand=True)
-        base = parts[0].str.split("+", n=1).str[0]
-        values[dup] = base + number[dup] + str(attempt or "") + "@" + parts[1]
-    return pa.array(values.to_numpy(), pa.string())
+        where = positions[dup]
+        parts = pc.split_pattern(email.take(pa.array(where)), "@")
+        base = pc.list_element(pc.split_pattern(pc.list_element(parts, 0), "+", max_splits=1), 0)
+        number = pa.array((where % 9973 + 10) * 10 + attempt).cast(pa.string())
+        fixed = pc.binary_join_element_wise(
+            pc.binary_join_element_wise(base, number, ""), pc.list_element(parts, 1), "@"
+        )
+        index = positions.copy()
+        index[where] = len(email) + np.arange(len(where))
+        email = pa.concat_arrays([email, fixed]).take(pa.array(index))
+    return email
 
 
 class _Writer:
@@ -195,10 +211,10 @@ def _ts_column(
 
 def _nullable_tokens(keys: np.ndarray, prefix: str, salt_value: int, width: int = 16) -> pa.Array:
     present = keys >= 0
-    if present.all():
-        return tokens(keys, prefix, salt_value, width)
     out = tokens(np.where(present, keys, 0), prefix, salt_value, width)
-    return pa.array(out.to_numpy(zero_copy_only=False), pa.string(), mask=~present)
+    if present.all():
+        return out
+    return pc.if_else(pa.array(present), out, pa.scalar(None, pa.string()))
 
 
 def _nullable_take(table: pa.Array, idx: np.ndarray) -> pa.Array:

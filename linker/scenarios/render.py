@@ -98,7 +98,8 @@ def salt(seed: int, kind: str) -> int:
     return int(splitmix64(np.array([h], dtype=np.uint64))[0])
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Two hex digits per byte value, as the two bytes they are written with.
+_HEX_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint16)
 
 
 def tokens(keys: np.ndarray, prefix: str, salt_value: int, width: int = 16) -> pa.Array:
@@ -107,12 +108,12 @@ def tokens(keys: np.ndarray, prefix: str, salt_value: int, width: int = 16) -> p
     ``width`` 16 is a bijection of the key; shorter widths keep the low digits.
     """
     mixed = splitmix64(keys.astype(np.int64).view(np.uint64) ^ np.uint64(salt_value))
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)[-width:]
-    nibbles = ((mixed[:, None] >> shifts[None, :]) & np.uint64(15)).astype(np.intp)
+    big_endian = mixed.astype(">u8").view(np.uint8).reshape(len(keys), 8)
+    digits = _HEX_PAIRS[big_endian].view(np.uint8).reshape(len(keys), 16)
     head = np.frombuffer(prefix.encode(), dtype=np.uint8)
     chars = np.empty((len(keys), len(head) + width), dtype=np.uint8)
     chars[:, : len(head)] = head
-    chars[:, len(head) :] = _HEX[nibbles]
+    chars[:, len(head) :] = digits[:, 16 - width :]
     flat = np.ascontiguousarray(chars).view(f"S{len(head) + width}").ravel()
     return pa.array(flat, type=pa.binary()).cast(pa.string())
 

@@ -43,7 +43,7 @@ FIRST_NAMES: tuple[str, ...] = (
     "sharon", "timothy", "cynthia", "jason", "kathleen", "ryan", "amy", "jacob", "anna",
     "gary", "emma", "nicholas", "olivia", "eric", "sofia", "jonathan", "mia", "stephen",
     "hannah", "larry", "julia", "justin", "chloe", "scott", "lucas", "noah", "leon", "ben",
-    "felix", "jonas", "paul", "lena", "lea", "marie", "lukas", "elias", "finn", "ida",
+    "felix", "jonas", "lena", "lea", "marie", "lukas", "elias", "finn", "ida",
     "pierre", "camille", "louis", "manon", "hugo", "chiara", "marco", "giulia", "luca",
     "alessandro", "pablo", "lucia", "javier", "carmen", "diego", "valentina", "mateo",
     "rahul", "priya", "amit", "anjali", "arjun", "neha", "vikram", "pooja", "rohan",
