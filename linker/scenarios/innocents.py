@@ -149,8 +149,11 @@ def _domains(
 
 def _unique_locals(local: pa.Array, owner: np.ndarray) -> pa.Array:
     """Make ``local`` unique within each ``owner`` (a domain) by adding a digit run."""
-    frame = pd.DataFrame({"o": owner, "l": local.to_numpy(zero_copy_only=False)})
-    dup = frame.duplicated().to_numpy()
+    combined = join(local, "@", digits(owner))
+    codes = pc.dictionary_encode(combined).indices.to_numpy()
+    _, first = np.unique(codes, return_index=True)
+    dup = np.ones(len(codes), dtype=bool)
+    dup[first] = False
     if dup.any():
         suffix = digits(np.arange(len(owner)) % 997 + 2)
         local = pc.if_else(pa.array(dup), join(local, suffix), local)
