@@ -17,6 +17,7 @@ import click
 from linker import __version__, pipeline
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
+from linker.scenarios.params import SCENARIOS
 from linker.settings import load_settings
 from linker.stages import stage_names
 
@@ -650,13 +651,47 @@ def query_command(
     show_default=True,
     help="Mean event rows per account (rings get more, benign users a heavy-tailed share).",
 )
+@click.option(
+    "--scenario",
+    type=click.Choice(list(SCENARIOS)),
+    help="Write a world of this scenario instead (docs/scenarios.md); --events-per-account, "
+    "when given, overrides its events_per_account.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    help="With --scenario: a knob as KEY=VALUE, overriding the scenario's (repeatable).",
+)
+@click.option(
+    "--ring-accounts",
+    type=click.IntRange(min=1),
+    help="With --scenario: total ring accounts, fixed whatever --accounts is (same seed, "
+    "same rings).",
+)
 def synth_command(
-    n_accounts: int, seed: int, out_dir: Path, fmt: str, events_per_account: float
+    n_accounts: int,
+    seed: int,
+    out_dir: Path,
+    fmt: str,
+    events_per_account: float,
+    scenario: str | None,
+    params: tuple[str, ...],
+    ring_accounts: int | None,
 ) -> None:
     """Write a synthetic world with planted rings and innocent look-alikes, plus its labels.
 
-    The same seed and options give byte-identical files. docs/synth.md describes the world.
+    The same seed and options give byte-identical files. docs/synth.md describes the world;
+    with --scenario, docs/scenarios.md describes the scenario family.
     """
+    if scenario is None:
+        if params or ring_accounts is not None:
+            raise click.UsageError("--param and --ring-accounts need --scenario")
+    else:
+        _synth_scenario(
+            scenario, n_accounts, seed, out_dir, fmt, events_per_account, params, ring_accounts
+        )
+        return
     from linker.synth import generate_world
 
     s = generate_world(
@@ -673,6 +708,49 @@ def synth_command(
     )
     click.echo(f"rings: {len(s.rings)} with {ring_accounts:,} accounts")
     click.echo("groups: " + ", ".join(f"{k} {v:,}" for k, v in s.groups.items()))
+
+
+def _synth_scenario(
+    scenario: str,
+    n_accounts: int,
+    seed: int,
+    out_dir: Path,
+    fmt: str,
+    events_per_account: float,
+    params: tuple[str, ...],
+    ring_accounts: int | None,
+) -> None:
+    import time
+
+    from linker.scenarios import generate_scenario
+
+    overrides: dict[str, Any] = dict(_parse_params(params))
+    source = click.get_current_context().get_parameter_source("events_per_account")
+    if source is not None and source != click.core.ParameterSource.DEFAULT:
+        overrides.setdefault("events_per_account", events_per_account)
+    started = time.perf_counter()
+    s = generate_scenario(
+        scenario,
+        n_accounts,
+        seed,
+        out_dir,
+        fmt="parquet" if fmt == "parquet" else "csv",
+        overrides=overrides,
+        ring_accounts=ring_accounts,
+    )
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"wrote scenario {s.scenario} (seed {s.seed}): {s.n_accounts:,} accounts, "
+        f"{s.n_payments:,} payments, {s.n_events:,} events ({s.n_requests:,} requests) "
+        f"to {out_dir} in {elapsed:.1f} s"
+    )
+    scaled = f" (scaled by {s.ring_scale:.3f} to fit)" if s.ring_scale < 1 else ""
+    click.echo(
+        f"rings: {len(s.rings)} with {sum(s.rings.values()):,} accounts{scaled}: "
+        + ", ".join(f"{k} {v:,}" for k, v in s.rings.items())
+    )
+    click.echo("groups: " + ", ".join(f"{k} {v:,}" for k, v in s.groups.items()))
+    click.echo(f"window {s.window_start} to {s.window_end}; new model released {s.release_at}")
 
 
 def main() -> None:
