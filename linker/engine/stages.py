@@ -20,10 +20,10 @@ import contextlib
 import dataclasses
 import logging
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -151,6 +151,8 @@ class RunContext:
         self.facts: dict[str, dict[str, Any]] = {}
         self.stage: str | None = None
         """The stage running now."""
+        self.needed_later: set[str] | None = None
+        """What the stages after the running one may read (``None``: unknown, keep all)."""
 
     def note(self, **facts: Any) -> None:
         """Record facts about the running stage's work (they go into its manifest record)."""
@@ -228,6 +230,16 @@ class RunContext:
         """Hashes of artefacts an earlier run wrote (a run resumed with ``--from``)."""
         self._hashes.update(hashes)
 
+    def release(self, *names: str) -> None:
+        """Drop in-memory copies that no later stage reads, before the running stage ends.
+
+        A stage that has turned a large artefact into what it needs (the events into integer
+        codes) calls this so that the artefact does not stay in memory beside its successor
+        until the stage returns.
+        """
+        if self.needed_later is not None:
+            self.drop([n for n in names if n not in self.needed_later])
+
     def drop(self, names: Sequence[str]) -> None:
         """Forget in-memory copies (the store keeps its own)."""
         for name in names:
@@ -238,25 +250,46 @@ class RunContext:
         return tuple(self._cache)
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux ``clear_refs`` 5)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+class _PeakMemory:
+    """The peak resident memory of this process while a stage runs, sampled.
 
+    A thread reads the resident set size from ``/proc/self/statm`` every 20 ms and keeps the
+    largest. The kernel's own high-water mark (``VmHWM``) cannot be used per stage: resetting
+    it (``clear_refs``) also resets what ``getrusage`` and ``/usr/bin/time -v`` report, which
+    would hide the run's real peak from anyone measuring it. Where ``/proc`` is absent, the
+    process's peak so far (``getrusage``) is reported instead.
+    """
 
-def _peak_rss(reset_worked: bool) -> int | None:
-    """Peak resident memory since the last reset, in bytes (``VmHWM``); without a reset,
-    the process's peak so far."""
-    if reset_worked:
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) * 1024 if peak else None
+    interval = 0.02
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._page = resource.getpagesize()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="stage-rss", daemon=True)
+
+    def _rss(self) -> int:
+        try:
+            with open("/proc/self/statm", "rb") as handle:
+                return int(handle.read().split()[1]) * self._page
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> _PeakMemory:
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        if self.peak == 0:
+            self.peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _settings_of(settings: Settings, sections: Sequence[str]) -> dict[str, Any]:
@@ -320,9 +353,11 @@ def run_stages(
     reports: list[StageReport] = []
     todo = stages[first:]
     for offset, stage in enumerate(progress(todo, desc=desc, unit="stage")):
+        ctx.needed_later = _needed_after(stages, ctx, first + offset) | set(keep)
         reports.append(_run_one(stage, ctx))
         needed = _needed_after(stages, ctx, first + offset) | set(keep)
         ctx.drop([name for name in ctx.cached() if name not in needed])
+    ctx.needed_later = None
     return reports
 
 
@@ -344,19 +379,18 @@ def _check_resumable(stages: Sequence[Stage], first: int, ctx: RunContext) -> No
 def _run_one(stage: Stage, ctx: RunContext) -> StageReport:
     function = ctx.engine.implementation(stage)
     ctx.stage = stage.name
-    reset = _reset_peak_rss()
     began = time.perf_counter()
-    with _logged(stage):
+    with _logged(stage), _PeakMemory() as memory:
         outputs = function(ctx)
-    unexpected = sorted(set(outputs) - set(stage.writes))
-    if unexpected:
-        raise LinkerError(f"stage {stage.name} wrote undeclared artefacts {unexpected}")
-    writes = {name: ctx.put(name, value) for name, value in outputs.items()}
+        unexpected = sorted(set(outputs) - set(stage.writes))
+        if unexpected:
+            raise LinkerError(f"stage {stage.name} wrote undeclared artefacts {unexpected}")
+        writes = {name: ctx.put(name, value) for name, value in outputs.items()}
     seconds = round(time.perf_counter() - began, 3)
     return StageReport(
         name=stage.name,
         seconds=seconds,
-        peak_rss_bytes=_peak_rss(reset),
+        peak_rss_bytes=memory.peak,
         reads={name: ctx.hash_of(name) for name in stage.needs() if name in CATALOGUE},
         writes=writes,
         settings=_settings_of(ctx.settings, stage.settings),

@@ -116,6 +116,8 @@ def shared_evidence(bipartite: Bipartite, cluster_of: np.ndarray, rows: np.ndarr
         shape=(len(clusters), bipartite.shape[0]),
     )
     held = (indicator @ bipartite.matrix).tocsr()
+    # Sorted, summed indices: each (cluster, identifier) look-up below is a binary search.
+    held.sum_duplicates()
     sub = bipartite.matrix[rows].tocoo()
     ident = sub.col.astype(np.int64)
     in_cluster = (

@@ -30,8 +30,7 @@ INPUT_TABLES: tuple[str, ...] = ("accounts", "payments", "events")
 def validate(ctx: RunContext) -> Mapping[str, Any]:
     """Validate ``ctx.inputs["data_dir"]``; quarantine rejected rows.
 
-    Returns the accepted input tables and the validation report; the validation result
-    itself is kept in ``ctx.inputs["validation"]`` for the manifest.
+    Returns the accepted input tables and the validation report.
     """
     result = validate_dataset(
         Path(ctx.inputs["data_dir"]), settings=ctx.settings.ingest, observations=False
@@ -57,7 +56,6 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
         where = ctx.store.write_quarantine(name, result.quarantine.get(name))
         if where is not None:
             result.quarantine_paths[name] = Path(where)
-    ctx.inputs["validation"] = result
     return {**result.tables, "validation": result.report()}
 
 

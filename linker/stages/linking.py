@@ -98,6 +98,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     accounts = ctx.frame("accounts")
     ids = accounts["account_id"].astype("string")
     codes = event_codes(ctx.frame("events"), ids)
+    ctx.release("events")  # by far the largest table: only its codes are needed from here
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
