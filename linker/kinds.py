@@ -3,8 +3,8 @@
 An *identifier kind* is a family of values that accounts can share: a payment fingerprint, a
 signup IP, a prompt template. Everything the pipeline needs to know about a kind lives in its
 :class:`IdentifierKind` entry here: where its values come from, how they are normalised, how
-strong a shared value is as evidence, how large a group sharing one value may grow before it
-stops meaning anything, how a reason names it, and how Neo4j stores it. Normalisation
+strong a shared value is as evidence, which other kinds can corroborate it (its family), how a
+reason names it, and how Neo4j stores it. Normalisation
 (:mod:`linker.observations`), evidence weights (:mod:`linker.graph.weights`), reasons, the
 settings' defaults and the Neo4j loader all read this registry; none of them lists kinds.
 
@@ -50,7 +50,7 @@ __all__ = [
     "burst_kinds",
     "customer_kinds",
     "default_priors",
-    "default_supernode_limits",
+    "families",
     "ip_kinds",
     "kind",
     "kind_names",
@@ -65,11 +65,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Table = Literal["accounts", "payments", "events"]
-
-UNLIMITED = 1_000_000
-"""The super-node limit of the customer kinds: a card or billing account shared by hundreds of
-accounts is one corporate customer and must keep them together. It is also the rarity scale
-of their weights (docs/linking.md §2)."""
 
 _NEO4J_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _NEO4J_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -107,13 +102,15 @@ class IdentifierKind:
         A shared value keeps its accounts in one cluster whatever else (``link.strong_kinds``).
     customer : bool
         A shared value means one paying customer (``link.customer_kinds``).
-    supernode_limit : int or None
-        Groups larger than this create no links (``link.supernode_by_kind``); ``None``
-        takes ``link.supernode_max_accounts``.
     burst_key : bool
         Signup bursts are counted along this kind (``link.burst_kinds``).
     ip_address : bool
         Its values are IP addresses (the proxy-spread signal counts their subnets).
+    family : str
+        What the kind is evidence of (``network``, ``payment``, ``email``, ``device``,
+        ``prompt``, ``client``): a shared value is corroborated only by shared values of
+        another family (:mod:`linker.graph.public`), so a proxy exit is not vouched for by
+        another exit of the same pool.
     reason_label : str
         How reasons name a value of this kind (``card``, ``signup IP`` ...).
     neo4j_label, neo4j_relationship : str
@@ -132,9 +129,9 @@ class IdentifierKind:
     neo4j_relationship: str
     strong: bool = False
     customer: bool = False
-    supernode_limit: int | None = None
     burst_key: bool = False
     ip_address: bool = False
+    family: str = ""
     description: str = ""
 
     def problems(self) -> list[str]:
@@ -146,8 +143,8 @@ class IdentifierKind:
             found.append(f"kind {self.name}: needs at least one source column")
         if self.prior < 0:
             found.append(f"kind {self.name}: prior must be at least 0, not {self.prior}")
-        if self.supernode_limit is not None and self.supernode_limit < 2:
-            found.append(f"kind {self.name}: supernode_limit must be at least 2")
+        if not self.family:
+            found.append(f"kind {self.name}: needs a family (network, payment, email, ...)")
         # Labels and types are written into Cypher text (they cannot be parameters), so only
         # plain identifiers are accepted.
         if not _NEO4J_NAME.match(self.neo4j_label):
@@ -169,10 +166,10 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         prior=3.0,
         strong=True,
         customer=True,
-        supernode_limit=UNLIMITED,
         reason_label="billing customer",
         neo4j_label="BillingCustomer",
         neo4j_relationship="BILLED_TO",
+        family="payment",
         description="accounts billed to one customer of the billing system",
     ),
     IdentifierKind(
@@ -185,6 +182,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="card BIN",
         neo4j_label="CardBin",
         neo4j_relationship="HAS_CARD_BIN",
+        family="payment",
         description="the issuer prefix of a card: a bank's BIN is shared by strangers",
     ),
     IdentifierKind(
@@ -196,6 +194,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="device",
         neo4j_label="Device",
         neo4j_relationship="USED_DEVICE",
+        family="device",
         description="a device id at signup or in traffic; reset and shared in households",
     ),
     IdentifierKind(
@@ -208,6 +207,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="email domain",
         neo4j_label="EmailDomain",
         neo4j_relationship="HAS_EMAIL_DOMAIN",
+        family="email",
         description="the domain of the normalised address: gmail.com is shared by millions",
     ),
     IdentifierKind(
@@ -220,6 +220,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="email pattern",
         neo4j_label="EmailPattern",
         neo4j_relationship="HAS_EMAIL_PATTERN",
+        family="email",
         description="a generated mailbox's shape (local part without digits and separators)",
     ),
     IdentifierKind(
@@ -232,6 +233,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="IP",
         neo4j_label="IP",
         neo4j_relationship="USED_IP",
+        family="network",
         description="an IP address seen in traffic",
     ),
     IdentifierKind(
@@ -244,6 +246,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="mailbox",
         neo4j_label="Mailbox",
         neo4j_relationship="HAS_MAILBOX",
+        family="email",
         description="the canonical mailbox (dots and +tags removed where the provider does)",
     ),
     IdentifierKind(
@@ -254,10 +257,10 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         prior=3.0,
         strong=True,
         customer=True,
-        supernode_limit=UNLIMITED,
         reason_label="card",
         neo4j_label="PaymentMethod",
         neo4j_relationship="HAS_PAYMENT",
+        family="payment",
         description="an exact payment instrument (card fingerprint)",
     ),
     IdentifierKind(
@@ -266,10 +269,10 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         token_array,
         "prompt",
         prior=1.0,
-        supernode_limit=2_000,
         reason_label="prompt template",
         neo4j_label="PromptTemplate",
         neo4j_relationship="USED_PROMPT",
+        family="prompt",
         description="a prompt-template fingerprint",
     ),
     IdentifierKind(
@@ -282,6 +285,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="signup IP",
         neo4j_label="IP",
         neo4j_relationship="SIGNED_UP_FROM",
+        family="network",
         description="the IP address an account signed up from",
     ),
     IdentifierKind(
@@ -294,6 +298,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="signup subnet",
         neo4j_label="Subnet",
         neo4j_relationship="SIGNED_UP_FROM_SUBNET",
+        family="network",
         description="the /24 (IPv4) or /48 (IPv6) of the signup IP",
     ),
     IdentifierKind(
@@ -305,6 +310,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="subnet",
         neo4j_label="Subnet",
         neo4j_relationship="USED_SUBNET",
+        family="network",
         description="the /24 (IPv4) or /48 (IPv6) of a traffic IP",
     ),
     IdentifierKind(
@@ -316,6 +322,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         reason_label="user agent",
         neo4j_label="UserAgent",
         neo4j_relationship="USED_USER_AGENT",
+        family="client",
         description="a client's user agent: popular client libraries are shared by strangers",
     ),
 )
@@ -357,11 +364,6 @@ def default_priors() -> dict[str, float]:
     return {k.name: k.prior for k in all_kinds()}
 
 
-def default_supernode_limits() -> dict[str, int]:
-    """``link.supernode_by_kind``' defaults: the kinds with their own limit."""
-    return {k.name: k.supernode_limit for k in all_kinds() if k.supernode_limit is not None}
-
-
 def strong_kinds() -> tuple[str, ...]:
     """``link.strong_kinds``' default."""
     return tuple(k.name for k in all_kinds() if k.strong)
@@ -375,6 +377,11 @@ def customer_kinds() -> tuple[str, ...]:
 def burst_kinds() -> tuple[str, ...]:
     """``link.burst_kinds``' default."""
     return tuple(k.name for k in all_kinds() if k.burst_key)
+
+
+def families() -> dict[str, str]:
+    """Every kind's family, by kind name."""
+    return {k.name: k.family for k in all_kinds()}
 
 
 def ip_kinds() -> tuple[str, ...]:

@@ -175,18 +175,6 @@ class BehaviourSettings:
     """Behaviour credit scales with the cluster's ``customers`` feature up to this value, so a
     one-customer group (shared card or billing customer) gets none."""
 
-    template_min_accounts: int = 50
-    """Prompt fingerprints used by fewer accounts are never super-nodes by population."""
-
-    template_min_country_entropy: float = 0.6
-    """... super-node when its users' country entropy is at least this share of the world's,"""
-
-    template_min_signup_span_days: float = 60.0
-    """... their signup dates' inter-quartile range at least this many days,"""
-
-    template_min_subnet_share: float = 0.5
-    """... and their distinct signup /24s per user at least this."""
-
     def problems(self) -> list[str]:
         found = []
         if not self.bucket_minutes or any(w < 1 for w in self.bucket_minutes):
@@ -252,11 +240,17 @@ class LinkSettings:
     customer_kinds: tuple[str, ...] = field(default_factory=kinds.customer_kinds)
     """Kinds whose shared value means 'one paying customer' (used to count customers)."""
 
-    supernode_max_accounts: int = 200
-    """A value shared by more accounts than this creates no links (it stays a feature)."""
+    public_alpha: float = 1e-4
+    """A value is corroborated by an identifier of another family that at least two of its
+    holders share, when the Poisson tail of that count (its mean being what independent
+    holding predicts) is below this (docs/linking.md §2, :mod:`linker.graph.public`)."""
 
-    supernode_by_kind: dict[str, int] = field(default_factory=kinds.default_supernode_limits)
-    """Per-kind overrides of ``supernode_max_accounts``."""
+    public_majority: float = 0.5
+    """A value whose corroborated holders are fewer than this share is public: it links
+    nobody (an SDK's default prompt, a CGNAT or VPN address, a placeholder card)."""
+
+    public_sample: int = 2048
+    """Values held by more accounts are judged on about this many holders (cost only)."""
 
     pair_max_accounts: int = 48
     """Values shared by more accounts than this are linked through a hub node, not pairs."""
@@ -271,14 +265,17 @@ class LinkSettings:
     relative_attachment: float = 0.25
     """... and less than this share of the median attachment of the community's other members."""
 
+    min_attachment_families: int = 2
+    """A member whose ties to the rest of its cluster (its strong-link unit aside) come from
+    fewer kind families than this leaves it: one family of evidence is coincidence until
+    another corroborates it (a VPN user sharing proxy exits with a ring, a neighbour sharing
+    a home /24)."""
+
     min_cluster_size: int = 3
     """Communities with fewer accounts get no cluster id."""
 
     resolution: float = 0.25
     """Resolution of the modularity objective of community detection."""
-
-    owned_share: float = 0.5
-    """A value is a cluster's own when the cluster holds at least this share of its accounts."""
 
     burst_window_minutes: float = 60.0
     """Two signups this close in time (sharing a burst key) count towards a burst."""
@@ -318,11 +315,12 @@ class LinkSettings:
         for kind, prior in self.kind_priors.items():
             if prior < 0:
                 found.append(f"link.kind_priors.{kind} must be at least 0, not {prior}")
-        for kind, limit in self.supernode_by_kind.items():
-            if limit < 2:
-                found.append(f"link.supernode_by_kind.{kind} must be at least 2, not {limit}")
-        if self.supernode_max_accounts < 2:
-            found.append("link.supernode_max_accounts must be at least 2")
+        if not 0 < self.public_alpha < 1:
+            found.append("link.public_alpha must be in (0, 1)")
+        if not 0 < self.public_majority <= 1:
+            found.append("link.public_majority must be in (0, 1]")
+        if self.public_sample < 16:
+            found.append("link.public_sample must be at least 16")
         if self.pair_max_accounts < 2:
             found.append("link.pair_max_accounts must be at least 2")
         if self.min_link_weight < 0:
@@ -337,8 +335,6 @@ class LinkSettings:
             found.append("link.resolution must be greater than 0")
         if self.burst_window_minutes <= 0:
             found.append("link.burst_window_minutes must be greater than 0")
-        if not 0 < self.owned_share <= 1:
-            found.append("link.owned_share must be in (0, 1]")
         if self.burst_excess < 1:
             found.append("link.burst_excess must be at least 1")
         if self.burst_min_accounts < 1:

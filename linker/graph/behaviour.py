@@ -1,11 +1,11 @@
-"""Per-account behaviour features and template-population statistics, from the events table.
+"""Per-account behaviour features, from the events table.
 
 Camouflaged rings share few exact identifiers, but they cannot hide how they behave:
 output-heavy traffic, work concentrated on a family of templates, many IPs per session,
 a controller's clock, a pivot to a newly released model, and dormant accounts that wake
 together. This module turns the validated events table into one row of such features per
-account (:func:`account_behaviour`) and, per prompt fingerprint, the population statistics
-that recognise an app's shared system prompt as a super-node (:func:`template_populations`).
+account (:func:`account_behaviour`). (An app's shared system prompt is recognised as a public
+value by :mod:`linker.graph.public`, from who shares it.)
 
 Everything is columnar: integer codes, ``np.bincount``, sorts and ``np.unique`` over the
 event rows. No Python loop runs over rows or accounts (see docs/behaviour.md).
@@ -25,7 +25,6 @@ __all__ = [
     "account_behaviour",
     "event_codes",
     "sorted_unique",
-    "template_populations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -477,141 +476,3 @@ def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
         seen = first_on < np.iinfo(np.int64).max
         out.loc[better & seen, "pivot_hours"] = (first_on[better & seen] - release) / HOUR
     return out
-
-
-def template_populations(
-    observations: pd.DataFrame,
-    accounts: pd.DataFrame,
-    *,
-    min_accounts: int = 50,
-    min_country_entropy: float = 0.6,
-    min_signup_span_days: float = 60.0,
-    min_subnet_share: float = 0.5,
-) -> pd.DataFrame:
-    """Population statistics of every shared prompt fingerprint, and its super-node flag.
-
-    A template family that a ring works is used by accounts that claim a few countries,
-    signed up within weeks, and (through proxies) sit on many subnets. An app's system prompt
-    or a public tutorial template is used by strangers from every country, who signed up over
-    years: that diversity, not a hand-made list, makes it a super-node.
-
-    Parameters
-    ----------
-    observations : pandas.DataFrame
-        The observations table (``account_id``, ``kind``, ``value``); rows of kind
-        ``prompt`` and ``signup_subnet`` are used.
-    accounts : pandas.DataFrame
-        ``account_id``, ``created_at``, ``country``.
-    min_accounts : int, default 50
-        Smaller populations are never super-nodes (their diversity is noise).
-    min_country_entropy : float, default 0.6
-        Entropy of the users' countries, as a share of the entropy of all accounts' countries.
-    min_signup_span_days : float, default 60
-        Inter-quartile range of the users' signup dates.
-    min_subnet_share : float, default 0.5
-        Distinct signup /24s per user.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``value``, ``n_accounts``, ``country_entropy``, ``signup_span_days``,
-        ``subnet_share``, ``is_supernode`` (all four tests pass), sorted by value. Only
-        fingerprints held by at least two accounts.
-
-    Notes
-    -----
-    O(p log p) for p prompt observations: group-bys over integer codes.
-    """
-    columns = [
-        "value",
-        "n_accounts",
-        "country_entropy",
-        "signup_span_days",
-        "subnet_share",
-        "is_supernode",
-    ]
-    kind = observations["kind"].astype("string")
-    prompts = observations.loc[(kind == "prompt").to_numpy(bool, na_value=False)]
-    prompts = prompts[prompts["value"].notna().to_numpy(bool)]
-    subnets = observations.loc[(kind == "signup_subnet").to_numpy(bool, na_value=False)]
-    # Integer codes instead of string group-bys: accounts (the accounts table first, so its
-    # rows keep their order), prompt values and countries ranked in code-point order, so
-    # that sorting codes sorts the strings.
-    n_table = len(accounts)
-    everyone = pa.chunked_array(
-        [
-            _arrow_column(pd.Series(x, copy=False).astype("string")).combine_chunks()
-            for x in (accounts["account_id"], prompts["account_id"], subnets["account_id"])
-        ]
-    )
-    who = _indices(pc.dictionary_encode(everyone))
-    n_codes = int(who.max()) + 1 if len(who) else 0
-    table_code = who[:n_table]
-    prompt_acc = who[n_table : n_table + len(prompts)]
-    subnet_acc = who[n_table + len(prompts) :]
-    value_rank, value_names = _ranked_codes(prompts["value"])
-    # Distinct (value, account) pairs held by at least two accounts.
-    pairs = sorted_unique(value_rank * np.int64(max(n_codes, 1)) + prompt_acc)
-    value_of, acc_of = np.divmod(pairs, np.int64(max(n_codes, 1)))
-    holders = np.bincount(value_of, minlength=len(value_names))
-    shared = holders[value_of] >= 2
-    value_of, acc_of = value_of[shared], acc_of[shared]
-    if not len(value_of):
-        return pd.DataFrame({c: [] for c in columns})
-
-    row_of = np.full(n_codes, -1, dtype=np.int64)
-    row_of[table_code[::-1]] = np.arange(n_table)[::-1]  # first row of each account
-    created_days = _seconds(accounts["created_at"]) / DAY if n_table else np.zeros(0)
-    country = accounts["country"].astype("string") if "country" in accounts else None
-    country_rank = _ranked_codes(country)[0] if country is not None else np.zeros(n_table, np.int64)
-    first_subnet = np.full(n_codes, np.nan)
-    if len(subnets):
-        subnet_code, _ = _codes(subnets["value"])
-        _, first = np.unique(subnet_acc, return_index=True)
-        first_subnet[subnet_acc[first]] = np.where(
-            subnet_code[first] >= 0, subnet_code[first], np.nan
-        )
-    row = row_of[acc_of]
-    known = row >= 0
-    frame = pd.DataFrame(
-        {
-            "value": value_of,
-            "created": np.where(known, created_days[np.maximum(row, 0)], np.nan),
-            "subnet": first_subnet[acc_of],
-            "country": np.where(known, country_rank[np.maximum(row, 0)], -1),
-        }
-    )
-    grouped = frame.groupby("value", sort=True)
-    n = grouped.size()
-
-    def entropy(p: np.ndarray) -> float:
-        p = p[p > 0] / p.sum()
-        return float(-(p * np.log2(p)).sum())
-
-    pop_entropy = entropy(country.value_counts().to_numpy(np.float64)) if country is not None else 0
-    by_country = frame[frame["country"] >= 0].groupby(["value", "country"], sort=True).size()
-    totals = by_country.groupby(level=0).transform("sum")
-    p = (by_country / totals).to_numpy()
-    terms = pd.Series(-p * np.log2(p), index=by_country.index)
-    country_entropy = terms.groupby(level=0).sum().reindex(n.index, fill_value=0.0)
-    country_entropy = country_entropy / max(pop_entropy, 1e-12)
-    upper, lower = grouped["created"].quantile(0.75), grouped["created"].quantile(0.25)
-    span = (upper - lower).reindex(n.index)
-    subnet_share = grouped["subnet"].nunique() / n
-    n.index = pd.Index(value_names[n.index.to_numpy()])
-    result = pd.DataFrame(
-        {
-            "value": pd.array(np.asarray(n.index.astype(str), dtype=object), dtype="string"),
-            "n_accounts": n.to_numpy(np.int64),
-            "country_entropy": country_entropy.to_numpy(np.float64).round(6),
-            "signup_span_days": span.to_numpy(np.float64).round(3),
-            "subnet_share": subnet_share.to_numpy(np.float64).round(6),
-        }
-    )
-    result["is_supernode"] = (
-        (result["n_accounts"] >= min_accounts)
-        & (result["country_entropy"] >= min_country_entropy)
-        & (result["signup_span_days"] >= min_signup_span_days)
-        & (result["subnet_share"] >= min_subnet_share)
-    )
-    return result.reset_index(drop=True)

@@ -231,6 +231,8 @@ def prune_weak_members(
     min_attachment: float,
     relative_attachment: float = 0.0,
     passes: int = 2,
+    family: np.ndarray | None = None,
+    min_families: int = 1,
 ) -> np.ndarray:
     """Drop units (strong-link components) that their own evidence ties only loosely to their
     community.
@@ -256,6 +258,13 @@ def prune_weak_members(
     relative_attachment : float, default 0
     passes : int, default 2
         Shared counts change as units leave; a second pass settles nearly everything.
+        A unit of several accounts that leaves becomes a community of its own.
+    family : numpy.ndarray of int, optional
+        Per identifier, its kind's family (:mod:`linker.kinds`).
+    min_families : int, default 1
+        A unit whose ties to the rest of its community come from fewer families than this
+        leaves it: a VPN user who hops through a ring's proxy exits shares many addresses with
+        the ring, and nothing else.
 
     Returns
     -------
@@ -291,6 +300,12 @@ def prune_weak_members(
             weights=weights[unit_uniq[outside] % n_ident],
             minlength=n_units,
         )
+        families = np.full(n_units, min_families, dtype=np.int64)
+        if family is not None and min_families > 1:
+            tie_unit = unit_uniq[outside] // n_ident
+            tie_family = family[unit_uniq[outside] % n_ident].astype(np.int64)
+            pairs = np.unique(tie_unit * np.int64(family.max() + 1) + tie_family)
+            families = np.bincount(pairs // np.int64(family.max() + 1), minlength=n_units)
         unit_comm = np.full(n_units, -1, dtype=np.int64)
         unit_comm[units[member]] = membership[member]
         live = np.flatnonzero(unit_comm >= 0)
@@ -302,12 +317,17 @@ def prune_weak_members(
             threshold[live] = np.maximum(min_attachment, relative_attachment * median)
         weak_unit = (
             (unit_comm >= 0)
-            & (attachment < threshold)
+            & ((attachment < threshold) | (families < min_families))
             & (units_per_comm[np.maximum(unit_comm, 0)] > 1)
         )
         if not weak_unit.any():
             break
         membership[weak_unit[units]] = -1
+    # A unit that left its community is still a group of its own (accounts on one card).
+    alone = (membership < 0) & (np.bincount(units, minlength=n_units)[units] >= 2)
+    if alone.any():
+        start = int(membership.max()) + 1 if (membership >= 0).any() else 0
+        membership[alone] = start + np.unique(units[alone], return_inverse=True)[1]
     return membership
 
 

@@ -1,59 +1,38 @@
 """Evidence weights of identifiers: a per-kind prior times a rarity adjustment.
 
 A shared value is strong evidence when its kind is specific (an exact card) and when few
-accounts share it (Splink's term-frequency adjustment: a value that a thousand accounts share
-says less about any two of them than one shared by two). Values shared by more accounts than
-the kind's super-node threshold create no links at all but stay as features.
+accounts share it: Splink's term-frequency adjustment, with the rarity measured against the
+population at hand, so that a value shared by the same *share* of accounts weighs the same in
+a world of 20,000 accounts and in one of a million. Public values
+(:mod:`linker.graph.public`) get no weight at all: they stay in the graph as features.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 
-from linker.settings import LinkSettings
-
-__all__ = ["identifier_weights", "rarity", "supernode_thresholds"]
+__all__ = ["identifier_weights", "rarity"]
 
 logger = logging.getLogger(__name__)
 
 
-def supernode_thresholds(kinds: np.ndarray, settings: LinkSettings) -> np.ndarray:
-    """The super-node threshold of each identifier's kind.
+def rarity(n_accounts: np.ndarray, population: int) -> np.ndarray:
+    """Term-frequency adjustment in [0, 1]: 1 for a pair, falling log-linearly to 0 for a value
+    every account holds.
 
-    Parameters
-    ----------
-    kinds : numpy.ndarray
-        Kind of each identifier.
-    settings : LinkSettings
-
-    Returns
-    -------
-    numpy.ndarray of int64
-
-    Notes
-    -----
-    O(n) over identifiers (one lookup per distinct kind).
-    """
-    out = np.full(len(kinds), settings.supernode_max_accounts, dtype=np.int64)
-    for kind, limit in settings.supernode_by_kind.items():
-        out[kinds == kind] = limit
-    return out
-
-
-def rarity(n_accounts: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """Term-frequency adjustment in [0, 1]: 1 for a pair, falling log-linearly to 0 at the
-    super-node threshold.
-
-    ``rarity(n) = log(T / n) / log(T / 2)`` for ``2 <= n <= T``; 1 below 2, 0 above ``T``.
+    ``rarity(n) = log(N / n) / log(N / 2)`` for ``2 <= n <= N``, with ``N`` the number of
+    accounts: minus the log of the share of accounts holding the value, scaled so that a
+    pair scores 1.
 
     Parameters
     ----------
     n_accounts : numpy.ndarray
         Number of accounts sharing each value.
-    threshold : numpy.ndarray
-        Super-node threshold ``T`` of each value's kind.
+    population : int
+        Number of accounts in the run.
 
     Returns
     -------
@@ -65,24 +44,27 @@ def rarity(n_accounts: np.ndarray, threshold: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> rarity(np.array([2, 20, 200]), np.array([200, 200, 200])).round(2).tolist()
-    [1.0, 0.5, 0.0]
+    >>> rarity(np.array([2, 100, 10_000]), 10_000).round(2).tolist()
+    [1.0, 0.57, 0.0]
     """
-    n = np.maximum(n_accounts.astype(np.float64), 2.0)
-    t = np.maximum(threshold.astype(np.float64), 2.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(t > 2.0, np.log(t / n) / np.log(t / 2.0), 1.0)
-    return np.clip(np.nan_to_num(value, nan=1.0), 0.0, 1.0)
+    n = np.maximum(np.asarray(n_accounts, dtype=np.float64), 2.0)
+    big = max(float(population), 3.0)
+    value = np.log(big / n) / np.log(big / 2.0)
+    return np.asarray(np.clip(value, 0.0, 1.0), dtype=np.float64)
 
 
 def identifier_weights(
-    kinds: np.ndarray, n_accounts: np.ndarray, settings: LinkSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weight and super-node flag of each identifier.
+    kinds: np.ndarray,
+    n_accounts: np.ndarray,
+    priors: Mapping[str, float],
+    population: int,
+    public: np.ndarray,
+) -> np.ndarray:
+    """Evidence weight of each identifier.
 
-    ``weight = prior[kind] * (0.25 + 0.75 * rarity(n))`` for values that are not super-nodes,
-    0 for super-nodes. The floor of a quarter keeps a common-but-linkable value (a corporate
-    card) from vanishing entirely.
+    ``weight = prior[kind] * (0.25 + 0.75 * rarity(n))`` for values that are not public, 0
+    for public values and for kinds without a prior. The floor of a quarter keeps a large but
+    genuine group (a corporate card) linked.
 
     Parameters
     ----------
@@ -90,23 +72,31 @@ def identifier_weights(
         Kind of each identifier.
     n_accounts : numpy.ndarray
         Number of accounts sharing each identifier.
-    settings : LinkSettings
+    priors : mapping of str to float
+        Prior strength per kind (``link.kind_priors``); unknown kinds get 0.
+    population : int
+        Number of accounts in the run.
+    public : numpy.ndarray of bool
+        Public values (:func:`linker.graph.public.public_values`).
 
     Returns
     -------
-    weight : numpy.ndarray of float64
-    is_supernode : numpy.ndarray of bool
+    numpy.ndarray of float64
 
     Notes
     -----
     O(n) over identifiers.
+
+    Examples
+    --------
+    >>> identifier_weights(np.array(["payment", "ip"]), np.array([2, 2]), {"payment": 3.0},
+    ...                    1000, np.array([False, False])).tolist()
+    [3.0, 0.0]
     """
-    threshold = supernode_thresholds(kinds, settings)
     prior = np.zeros(len(kinds), dtype=np.float64)
-    for kind, strength in settings.kind_priors.items():
+    for kind, strength in priors.items():
         prior[kinds == kind] = strength
-    is_supernode = n_accounts > threshold
-    weight = prior * (0.25 + 0.75 * rarity(n_accounts, threshold))
-    weight[is_supernode] = 0.0
-    logger.debug("%d identifiers, %d super-nodes", len(kinds), int(is_supernode.sum()))
-    return weight, is_supernode
+    weight = prior * (0.25 + 0.75 * rarity(n_accounts, population))
+    weight[np.asarray(public, dtype=bool)] = 0.0
+    logger.debug("%d identifiers, %d public", len(kinds), int(np.sum(public)))
+    return weight

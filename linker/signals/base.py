@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.special import gammainc
 
 from linker.graph.bursts import key_bursts, window_counts
 
@@ -164,8 +165,10 @@ class EvidenceInputs:
         """Every (clustered account, identifier) edge with the members sharing the value.
 
         Columns ``row``, ``cluster``, ``identifier``, ``kind``, ``in_cluster`` (members of
-        the cluster holding it) and ``owned`` (at least two members hold it and the cluster
-        holds at least ``link.owned_share`` of all its accounts).
+        the cluster holding it) and ``owned``: at least two members hold it, far more than
+        chance predicts (the Poisson tail of ``in_cluster``, its mean being the cluster's size
+        times the value's share of all accounts, is below ``link.public_alpha``), and it is
+        not a public value. A ring split between two clusters still "owns" its templates.
         """
         rows, clusters = self.rows, self.cluster_of[self.rows]
         member = sp.csr_matrix(
@@ -182,7 +185,9 @@ class EvidenceInputs:
             else np.zeros(0, dtype=np.int64)
         )
         n_global = self.bipartite.n_accounts[ident]
-        owned = (in_cluster >= 2) & (in_cluster >= self.settings.owned_share * n_global)
+        expected = self.size[acc_cluster] * n_global / max(self.n_accounts, 1)
+        tail = gammainc(in_cluster, expected) if len(ident) else np.zeros(0)
+        owned = (in_cluster >= 2) & (tail < self.settings.public_alpha) & ~self.supernode[ident]
         return pd.DataFrame(
             {
                 "row": rows[sub.row],

@@ -254,10 +254,23 @@ class AgedWake(BehaviourSignal):
         return np.where(values.account[rows] >= 1, text.to_numpy(dtype=object), "").astype(object)
 
 
+def _guard(values: dict[str, SignalValues], full_at: float) -> np.ndarray:
+    """Per cluster, the share of behaviour credit it may earn.
+
+    A group of one customer (a family, a company on one card or billing account) behaving
+    alike is a customer's routine, unless its traffic comes through a proxy pool spread over
+    many subnets, which no office or home does: the credit follows the larger of the payer
+    diversity and the network spread, full at ``full_at``.
+    """
+    spread = values["ip_spread"].cluster if "ip_spread" in values else 0.0
+    evidence = np.maximum(values["customers"].cluster, spread)
+    return np.asarray(np.clip(evidence / full_at, 0.0, 1.0), dtype=np.float64)
+
+
 class BehaviourGroup(SignalGroup):
     """Behaviour credit, guarded by payers, gated by traffic and corroborated per account.
 
-    ``guard = clip(customers / guard_customers, 0, 1)``; a signal's cluster term is
+    ``guard = clip(max(customers, ip_spread) / guard_customers, 0, 1)``; a signal's cluster term is
     ``weight × value × guard`` (× ``traffic``, the larger traffic value, when gated); an
     account's term is ``cluster term × (2 × own value − 1)``, and a positive term counts in
     full only with two behaviours shown, at half with one.
@@ -280,7 +293,7 @@ class BehaviourGroup(SignalGroup):
         behaviours = [s for s in signals if isinstance(s, BehaviourSignal)]
         # Traffic first: the gated signals scale with it.
         ordered = [s for s in behaviours if s.traffic] + [s for s in behaviours if not s.traffic]
-        guard = np.clip(values["customers"].cluster / cfg.guard_customers, 0.0, 1.0)
+        guard = _guard(values, cfg.guard_customers)
         traffic = np.zeros(inputs.n_clusters)
         for s in behaviours:
             if s.traffic:
@@ -301,7 +314,9 @@ class BehaviourGroup(SignalGroup):
             if s.gated:
                 f = f * traffic
             cluster += f
-            term = f[of] * (2.0 * v.account[rows] - 1.0)
+            # Own evidence only: credit in proportion to the behaviour the account shows;
+            # not showing it is no evidence against (it may be reserve, or idle that week).
+            term = f[of] * v.account[rows]
             added = np.zeros(inputs.n_accounts)
             added[rows] = np.where(term > 0, term * corroborated[rows], term)
             per_signal[s.name] = added

@@ -7,8 +7,9 @@ distinct, patterned mailboxes, and signup bursts. Each is a value in [0, 1]
 (docs/linking.md gives the definitions and weights).
 
 The ``identity`` group scores them: the cluster logit adds ``weight × value``; an account's
-logit adds the same term, counted in full when the account itself shows an account-level
-signal and at half when only its cluster does.
+logit adds the same term for a cluster-level signal, and for an account-level one only in
+proportion to the account's own value: an account is never credited with evidence that only
+its cluster shows.
 """
 
 from __future__ import annotations
@@ -291,7 +292,7 @@ class Size(Signal):
 
 class IdentityGroup(SignalGroup):
     """``weight × value`` in the cluster logit; in an account's logit, an account-level
-    signal counts in full when the account shows it and at half when only its cluster does."""
+    signal counts in proportion to the account's own value (never on its cluster's alone)."""
 
     name = "identity"
 
@@ -313,7 +314,9 @@ class IdentityGroup(SignalGroup):
             term = np.zeros(n_acc)
             contribution = w * v.cluster[of]
             if v.account is not None:
-                contribution = contribution * (0.5 + 0.5 * v.account[rows])
+                # Own evidence only: an account-level signal counts for an account that shows
+                # it, never because its cluster does.
+                contribution = contribution * v.account[rows]
             term[rows] = contribution
             per_signal[s.name] = term
         total = self.add_to(np.zeros(n_acc), GroupTerms(cluster, per_signal, np.zeros(n_acc)))

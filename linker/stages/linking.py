@@ -2,7 +2,8 @@
 
 ``behaviour`` encodes the events once and computes per-account behaviour features and
 lockstep pairs (docs/behaviour.md). ``identifiers`` weighs every identifier of the graph by
-its kind's prior and its rarity, and flags super-nodes (docs/linking.md §2); with the
+its kind's prior and its rarity, and flags public values: shared by accounts that nothing
+else ties together (docs/linking.md §2); with the
 observations it is the run's saved account–identifier graph. ``communities`` projects the
 graph onto accounts, contracts strong-link components, runs Leiden and prunes weak members
 (§3).
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from linker import kinds
 from linker.engine.stages import RunContext, View
-from linker.graph.behaviour import account_behaviour, event_codes, template_populations
+from linker.graph.behaviour import account_behaviour, event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
     components_over,
@@ -33,6 +35,7 @@ from linker.graph.communities import (
 )
 from linker.graph.lockstep import lockstep_pairs
 from linker.graph.projection import Projection, project
+from linker.graph.public import public_values
 from linker.graph.weights import identifier_weights
 
 __all__ = [
@@ -143,31 +146,27 @@ def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | No
 
 
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
-    """Every identifier's accounts, evidence weight and super-node flag."""
+    """Every identifier's accounts, evidence weight and public flag (the graph's nodes)."""
     bip: Bipartite = ctx.view("bipartite")
     settings = ctx.settings.link
-    weights, supernode = identifier_weights(bip.kinds, bip.n_accounts, settings)
-    accounts = ctx.frame("accounts")
-    cfg = settings.behaviour
-    if _uses_behaviour(ctx) and "country" in accounts.columns:
-        # Templates used by a huge, diverse population (an app's system prompt, a public
-        # tutorial template) are super-nodes by their population statistics.
-        templates = template_populations(
-            ctx.frame("observations"),
-            accounts,
-            min_accounts=cfg.template_min_accounts,
-            min_country_entropy=cfg.template_min_country_entropy,
-            min_signup_span_days=cfg.template_min_signup_span_days,
-            min_subnet_share=cfg.template_min_subnet_share,
-        )
-        popular = templates.loc[templates["is_supernode"], "value"].to_numpy(dtype=object)
-        if len(popular):
-            prompt_cols = np.flatnonzero(bip.kinds == "prompt")
-            hit = np.zeros(len(bip.kinds), dtype=bool)
-            hit[prompt_cols[pd.Index(bip.values[prompt_cols]).isin(popular)]] = True
-            supernode = supernode | hit
-            weights = np.where(hit, 0.0, weights)
-    ctx.note(identifiers=len(supernode), supernodes=int(supernode.sum()))
+    families = kinds.families()
+    family_code = pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0]
+    linkable = np.array([settings.kind_priors.get(k, 0.0) > 0 for k in bip.kinds], dtype=bool)
+    test = public_values(
+        bip.matrix,
+        family_code,
+        linkable,
+        alpha=settings.public_alpha,
+        majority=settings.public_majority,
+        sample=settings.public_sample,
+        seed=ctx.seed,
+    )
+    weights = identifier_weights(
+        bip.kinds, bip.n_accounts, settings.kind_priors, bip.shape[0], test.public
+    )
+    ctx.note(
+        identifiers=len(weights), public=int(test.public.sum()), supernodes=int(test.public.sum())
+    )
     return {
         "identifiers": pd.DataFrame(
             {
@@ -175,7 +174,8 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
                 "value": pd.array(bip.values, dtype="string"),
                 "n_accounts": bip.n_accounts.astype(np.int64),
                 "weight": weights,
-                "is_supernode": supernode,
+                "is_supernode": test.public,
+                "cohesion": test.cohesion,
             }
         )
     }
@@ -197,6 +197,7 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         resolution=settings.resolution,
         seed=ctx.seed,
     )
+    families = kinds.families()
     community = prune_weak_members(
         bip.matrix,
         community,
@@ -204,6 +205,8 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         strong,
         min_attachment=settings.min_attachment,
         relative_attachment=settings.relative_attachment,
+        family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
+        min_families=settings.min_attachment_families,
     )
     pairs = lockstep_rows(ctx, bip.account_ids)
     if pairs is not None and len(pairs):
