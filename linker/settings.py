@@ -262,7 +262,7 @@ class LinkSettings:
     """A community member whose values shared with the others weigh less than this (and none of
     them strong) is dropped from the cluster: one shared residential IP is not evidence."""
 
-    relative_attachment: float = 0.25
+    relative_attachment: float = 0.0
     """... and less than this share of the median attachment of the community's other members."""
 
     min_attachment_families: int = 2

@@ -13,8 +13,11 @@ data at hand, with no count threshold:
    Poisson with mean ``n_v × n_u / N`` when holding ``v`` says nothing about holding ``u``.
    ``u`` *corroborates* ``v`` when at least two holders share it and the Poisson tail of the
    observed count is below ``alpha``.
-2. A holder of ``v`` is *tied* when it holds some identifier that corroborates ``v``.
-   ``v``'s *cohesion* is the share of its holders that are tied.
+2. The holders of ``v`` and the identifiers that corroborate it form a graph; a holder is
+   *tied* when its component holds a real share of ``v``'s holders (``group_share``): a ring's
+   template is sent by one group tied through its proxies and cards, while a popular
+   template is also sent by families and offices, each tied within itself and to nothing
+   else. ``v``'s *cohesion* is the share of its holders that are tied.
 3. ``v`` is **public** when fewer than half of its holders are tied (``majority``): its
    sharing is then mostly coincidence, whatever its size. Public values link nobody; they
    stay in the graph as features.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from scipy.special import gammainc
 
 __all__ = ["PublicTest", "public_values"]
@@ -95,6 +99,7 @@ def _cohesion(
     evidence_n: np.ndarray,
     n_accounts: int,
     alpha: float,
+    group_share: float,
     budget: int = 1 << 24,
 ) -> np.ndarray:
     """Share of each tested column's holders that hold a corroborating evidence column.
@@ -112,7 +117,7 @@ def _cohesion(
     tied = np.zeros(n_cols)
     for start, stop in itertools.pairwise(edges):
         block = holders[:, start:stop]
-        tied[start:stop] = _tied(block, evidence, evidence_n, n_accounts, alpha)
+        tied[start:stop] = _tied(block, evidence, evidence_n, n_accounts, alpha, group_share)
     return np.asarray(tied / np.maximum(n_v, 1.0), dtype=np.float64)
 
 
@@ -122,8 +127,10 @@ def _tied(
     evidence_n: np.ndarray,
     n_accounts: int,
     alpha: float,
+    group_share: float,
 ) -> np.ndarray:
-    """Per column of ``holders``: how many of its holders are tied to another holder."""
+    """Per column of ``holders``: how many of its holders belong to a group of holders tied
+    together by corroborating identifiers, holding at least ``group_share`` of them."""
     overlap = (holders.T.tocsr() @ evidence).tocsr()
     overlap.sum_duplicates()
     n_v = np.diff(holders.indptr).astype(np.float64)
@@ -146,8 +153,21 @@ def _tied(
     at = np.searchsorted(corroborating, keys)
     last = len(corroborating) - 1
     hit = (at <= last) & (corroborating[np.minimum(at, last)] == keys)
-    tied_member = np.zeros(len(coo.row), dtype=bool)
-    tied_member[member[hit]] = True
+    # Holders and corroborating identifiers as one graph per value: a holder belongs to the
+    # component of everything it is tied through. Only components holding a real share of
+    # the value's holders count: a popular template is also sent by a few families and
+    # offices, each tied within itself and unrelated to the rest.
+    n_members = len(coo.row)
+    graph = sp.csr_matrix(
+        (np.ones(int(hit.sum())), (member[hit], n_members + at[hit])),
+        shape=(n_members + len(corroborating), n_members + len(corroborating)),
+    )
+    _, label = connected_components(graph, directed=False)
+    label = label[:n_members]
+    holders_in = np.bincount(label, minlength=int(label.max()) + 1 if n_members else 0)
+    n_v = np.bincount(coo.col, minlength=holders.shape[1])
+    least = np.maximum(3.0, np.ceil(group_share * n_v))[coo.col]
+    tied_member = (holders_in[label] >= least) & np.isin(np.arange(n_members), member[hit])
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 
 
@@ -158,9 +178,10 @@ def public_values(
     *,
     alpha: float = 1e-4,
     majority: float = 0.5,
+    group_share: float = 0.05,
     min_accounts: int = 3,
     sample: int = 2048,
-    rounds: int = 2,
+    rounds: int = 5,
     seed: int = 42,
 ) -> PublicTest:
     """Which linkable identifiers are public: shared by accounts not otherwise tied.
@@ -178,12 +199,15 @@ def public_values(
         Poisson tail below which a co-held identifier corroborates a value.
     majority : float, default 0.5
         A value is public when less than this share of its holders are tied.
+    group_share : float, default 0.05
+        A holder is tied when it belongs to a group of holders, linked through corroborating
+        identifiers, of at least this share of the holders (and at least 3).
     min_accounts : int, default 3
         Values held by fewer accounts are not tested (a pair is judged by its own evidence).
     sample : int, default 2048
         Values held by more accounts are judged on about this many holders, chosen by a
         seeded hash (deterministic).
-    rounds : int, default 2
+    rounds : int, default 5
         Rounds of the test; public values of a round corroborate nothing in the next.
     seed : int, default 42
 
@@ -199,15 +223,15 @@ def public_values(
 
     Examples
     --------
-    Value 0 is held by accounts 0-3, which pair up on values 1 and 2 (another family): it is
-    not public. Value 3 is held by accounts 0, 2, 4 and 5, of whom no two share anything else.
+    Value 0 is held by accounts 0-3, which are tied to each other through value 1 (another
+    family): it is not public. Value 2 is held by accounts 0, 4 and 5, of whom no two share
+    anything else: it is.
 
     >>> m = sp.csr_matrix(np.array(
-    ...     [[1, 1, 0, 1], [1, 1, 0, 0], [1, 0, 1, 1], [1, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1]],
-    ...     dtype=float))
-    >>> test = public_values(m, np.array([0, 1, 1, 0]), np.ones(4, dtype=bool), alpha=1.0)
-    >>> test.public.tolist(), test.cohesion[[0, 3]].tolist()
-    ([False, False, False, True], [1.0, 0.0])
+    ...     [[1, 1, 1], [1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1]], dtype=float))
+    >>> test = public_values(m, np.array([0, 1, 0]), np.ones(3, dtype=bool), alpha=1.0)
+    >>> test.public.tolist(), test.cohesion.tolist()
+    ([False, False, True], [1.0, 1.0, 0.0])
     """
     n_acc, n_ident = incidence.shape
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
@@ -227,7 +251,9 @@ def public_values(
                 continue
             holders = _sampled(csc, values, sample, seed + round_)
             evidence = csc[:, sources].tocsr()
-            cohesion[values] = _cohesion(holders, evidence, counts[sources], n_acc, alpha)
+            cohesion[values] = _cohesion(
+                holders, evidence, counts[sources], n_acc, alpha, group_share
+            )
         public = tested & (cohesion < majority)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
