@@ -233,6 +233,7 @@ def prune_weak_members(
     passes: int = 2,
     family: np.ndarray | None = None,
     min_families: int = 1,
+    lockstep: sp.csr_matrix | None = None,
 ) -> np.ndarray:
     """Drop units (strong-link components) that their own evidence ties only loosely to their
     community.
@@ -265,6 +266,9 @@ def prune_weak_members(
         A unit whose ties to the rest of its community come from fewer families than this
         leaves it: a VPN user who hops through a ring's proxy exits shares many addresses with
         the ring, and nothing else.
+    lockstep : scipy.sparse.csr_matrix, optional
+        Accounts x accounts lockstep weights: acting in step with members is a tie of its
+        own family (behaviour), and adds its weight to the attachment.
 
     Returns
     -------
@@ -306,6 +310,10 @@ def prune_weak_members(
             tie_family = family[unit_uniq[outside] % n_ident].astype(np.int64)
             pairs = np.unique(tie_unit * np.int64(family.max() + 1) + tie_family)
             families = np.bincount(pairs // np.int64(family.max() + 1), minlength=n_units)
+        if lockstep is not None and lockstep.nnz:
+            in_step = _lockstep_ties(lockstep, membership, units, n_units)
+            attachment = attachment + in_step
+            families = families + (in_step > 0)
         unit_comm = np.full(n_units, -1, dtype=np.int64)
         unit_comm[units[member]] = membership[member]
         live = np.flatnonzero(unit_comm >= 0)
@@ -329,6 +337,18 @@ def prune_weak_members(
         start = int(membership.max()) + 1 if (membership >= 0).any() else 0
         membership[alone] = start + np.unique(units[alone], return_inverse=True)[1]
     return membership
+
+
+def _lockstep_ties(
+    lockstep: sp.csr_matrix, membership: np.ndarray, units: np.ndarray, n_units: int
+) -> np.ndarray:
+    """Per unit, the lockstep weight it has with members of its community outside itself."""
+    coo = lockstep.tocoo()
+    a = np.r_[coo.row, coo.col]
+    b = np.r_[coo.col, coo.row]
+    w = np.r_[coo.data, coo.data]
+    same = (membership[a] >= 0) & (membership[a] == membership[b]) & (units[a] != units[b])
+    return np.bincount(units[a[same]], weights=w[same], minlength=n_units)
 
 
 def reattach_by_lockstep(

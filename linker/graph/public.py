@@ -18,8 +18,11 @@ data at hand, with no count threshold:
    template is sent by one group tied through its proxies and cards, while a popular
    template is also sent by families and offices, each tied within itself and to nothing
    else. ``v``'s *cohesion* is the share of its holders that are tied.
-3. ``v`` is **public** when fewer than half of its holders are tied (``majority``): its
-   sharing is then mostly coincidence, whatever its size. Public values link nobody; they
+3. ``v`` is **public** when the data show that fewer than half of its holders are tied
+   (``majority``): the binomial tail of its tied count under a half is below ``alpha``. Its
+   sharing is then mostly coincidence, whatever its size. A value held by a handful of
+   accounts never shows that, and keeps its (rarity-weighted) link: its holders must still
+   be tied by another family to stay in a cluster together. Public values link nobody; they
    stay in the graph as features.
 
 The test runs in rounds: values found public in one round no longer corroborate others in
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.special import gammainc
+from scipy.special import bdtr, gammainc
 
 __all__ = ["PublicTest", "public_values"]
 
@@ -101,8 +104,8 @@ def _cohesion(
     alpha: float,
     group_share: float,
     budget: int = 1 << 24,
-) -> np.ndarray:
-    """Share of each tested column's holders that hold a corroborating evidence column.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per tested column, how many of its (sampled) holders are tied, and how many it has.
 
     Works on blocks of columns whose holders' evidence memberships total about ``budget``, so
     memory stays bounded whatever the sizes.
@@ -118,7 +121,7 @@ def _cohesion(
     for start, stop in itertools.pairwise(edges):
         block = holders[:, start:stop]
         tied[start:stop] = _tied(block, evidence, evidence_n, n_accounts, alpha, group_share)
-    return np.asarray(tied / np.maximum(n_v, 1.0), dtype=np.float64)
+    return tied, n_v
 
 
 def _tied(
@@ -166,7 +169,7 @@ def _tied(
     label = label[:n_members]
     holders_in = np.bincount(label, minlength=int(label.max()) + 1 if n_members else 0)
     n_v = np.bincount(coo.col, minlength=holders.shape[1])
-    least = np.maximum(3.0, np.ceil(group_share * n_v))[coo.col]
+    least = np.maximum(2.0, np.ceil(group_share * n_v))[coo.col]
     tied_member = (holders_in[label] >= least) & np.isin(np.arange(n_members), member[hit])
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 
@@ -198,7 +201,8 @@ def public_values(
     alpha : float, default 1e-4
         Poisson tail below which a co-held identifier corroborates a value.
     majority : float, default 0.5
-        A value is public when less than this share of its holders are tied.
+        A value is public when the share of its holders that are tied is below this, with a
+        binomial tail under ``alpha``.
     group_share : float, default 0.05
         A holder is tied when it belongs to a group of holders, linked through corroborating
         identifiers, of at least this share of the holders (and at least 3).
@@ -237,6 +241,8 @@ def public_values(
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
     cohesion = np.full(n_ident, np.nan)
+    tied = np.zeros(n_ident)
+    judged = np.zeros(n_ident)
     public = np.zeros(n_ident, dtype=bool)
     csc = incidence.tocsc()
     for round_ in range(rounds):
@@ -247,14 +253,18 @@ def public_values(
             if len(values) == 0:
                 continue
             if len(sources) == 0:
-                cohesion[values] = 0.0
+                tied[values], judged[values] = 0.0, counts[values]
                 continue
             holders = _sampled(csc, values, sample, seed + round_)
             evidence = csc[:, sources].tocsr()
-            cohesion[values] = _cohesion(
+            tied[values], judged[values] = _cohesion(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
-        public = tested & (cohesion < majority)
+        cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
+        # Public only when the data show it: the share tied is below the majority with a
+        # binomial tail under alpha. A value held by a handful of accounts cannot show it.
+        below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
+        public = tested & (below < alpha)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

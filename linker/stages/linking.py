@@ -197,6 +197,16 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         resolution=settings.resolution,
         seed=ctx.seed,
     )
+    pairs = lockstep_rows(ctx, bip.account_ids)
+    lock = None
+    if pairs is not None and len(pairs):
+        lock = sp.csr_matrix(
+            (
+                np.full(len(pairs), settings.behaviour.lockstep_weight),
+                (pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)),
+            ),
+            shape=(n_acc, n_acc),
+        )
     families = kinds.families()
     community = prune_weak_members(
         bip.matrix,
@@ -207,16 +217,9 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         relative_attachment=settings.relative_attachment,
         family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
         min_families=settings.min_attachment_families,
+        lockstep=lock,
     )
-    pairs = lockstep_rows(ctx, bip.account_ids)
-    if pairs is not None and len(pairs):
-        lock = sp.csr_matrix(
-            (
-                np.full(len(pairs), settings.behaviour.lockstep_weight),
-                (pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)),
-            ),
-            shape=(n_acc, n_acc),
-        )
+    if lock is not None:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
         # not be pulled into it); they bring back accounts that pruning left outside.
         community = reattach_by_lockstep(community, lock, settings.min_attachment)
