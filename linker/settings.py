@@ -147,6 +147,9 @@ class BehaviourSettings:
     max_bucket: int = 30
     """LSH buckets larger than this are cut into random blocks (bounds the comparisons)."""
 
+    lockstep_is_a_family: bool = False
+    """Count lockstep with cluster members as a family of evidence for membership."""
+
     lockstep_weight: float = 0.75
     """Link weight of one lockstep pair (two pairs reach ``link.min_attachment``)."""
 

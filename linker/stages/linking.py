@@ -217,7 +217,7 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         relative_attachment=settings.relative_attachment,
         family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
         min_families=settings.min_attachment_families,
-        lockstep=lock,
+        lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
     )
     if lock is not None:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
