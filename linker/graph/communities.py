@@ -222,6 +222,63 @@ def detect_communities(
     return membership
 
 
+def _unit_attachment(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    membership: np.ndarray,
+    units: np.ndarray,
+    weights: np.ndarray,
+    n_ident: np.int64,
+    n_units: int,
+) -> np.ndarray:
+    """Per unit, the weight of the identifiers it shares with members of its community
+    outside the unit.
+
+    ``rows`` and ``cols`` are the (account, identifier) incidences of linkable identifiers.
+    """
+    member = membership >= 0
+    in_comm = member[rows]
+    r, c = rows[in_comm], cols[in_comm]
+    comm_key = membership[r] * n_ident + c
+    _, comm_inv, comm_cnt = np.unique(comm_key, return_inverse=True, return_counts=True)
+    unit_key = units[r] * n_ident + c
+    unit_uniq, first, _, unit_cnt = np.unique(
+        unit_key, return_index=True, return_inverse=True, return_counts=True
+    )
+    # For each (unit, identifier): do members outside the unit hold it too?
+    outside = comm_cnt[comm_inv[first]] > unit_cnt
+    return np.bincount(
+        unit_uniq[outside] // n_ident,
+        weights=weights[unit_uniq[outside] % n_ident],
+        minlength=n_units,
+    )
+
+
+def _weak_units(
+    attachment: np.ndarray,
+    membership: np.ndarray,
+    units: np.ndarray,
+    min_attachment: float,
+    relative_attachment: float,
+) -> np.ndarray:
+    """Units whose attachment is below their community's threshold (see
+    :func:`prune_weak_members`), except a community's only unit."""
+    member = membership >= 0
+    n_units = len(attachment)
+    unit_comm = np.full(n_units, -1, dtype=np.int64)
+    unit_comm[units[member]] = membership[member]
+    live = np.flatnonzero(unit_comm >= 0)
+    units_per_comm = np.bincount(unit_comm[live], minlength=int(membership.max()) + 1)
+    threshold = np.full(n_units, min_attachment)
+    if relative_attachment > 0 and len(live):
+        frame = pd.DataFrame({"comm": unit_comm[live], "att": attachment[live]})
+        median = frame.groupby("comm")["att"].transform("median").to_numpy()
+        threshold[live] = np.maximum(min_attachment, relative_attachment * median)
+    return np.asarray(
+        (unit_comm >= 0) & (attachment < threshold) & (units_per_comm[np.maximum(unit_comm, 0)] > 1)
+    )
+
+
 def prune_weak_members(
     incidence: sp.csr_matrix,
     membership: np.ndarray,
@@ -273,38 +330,10 @@ def prune_weak_members(
     n_ident = np.int64(incidence.shape[1])
     n_units = int(units.max()) + 1 if len(units) else 0
     for _ in range(passes):
-        member = membership >= 0
-        if not member.any():
+        if not (membership >= 0).any():
             break
-        in_comm = member[rows]
-        r, c = rows[in_comm], cols[in_comm]
-        comm_key = membership[r] * n_ident + c
-        _, comm_inv, comm_cnt = np.unique(comm_key, return_inverse=True, return_counts=True)
-        unit_key = units[r] * n_ident + c
-        unit_uniq, first, _, unit_cnt = np.unique(
-            unit_key, return_index=True, return_inverse=True, return_counts=True
-        )
-        # For each (unit, identifier): do members outside the unit hold it too?
-        outside = comm_cnt[comm_inv[first]] > unit_cnt
-        attachment = np.bincount(
-            unit_uniq[outside] // n_ident,
-            weights=weights[unit_uniq[outside] % n_ident],
-            minlength=n_units,
-        )
-        unit_comm = np.full(n_units, -1, dtype=np.int64)
-        unit_comm[units[member]] = membership[member]
-        live = np.flatnonzero(unit_comm >= 0)
-        units_per_comm = np.bincount(unit_comm[live], minlength=int(membership.max()) + 1)
-        threshold = np.full(n_units, min_attachment)
-        if relative_attachment > 0 and len(live):
-            frame = pd.DataFrame({"comm": unit_comm[live], "att": attachment[live]})
-            median = frame.groupby("comm")["att"].transform("median").to_numpy()
-            threshold[live] = np.maximum(min_attachment, relative_attachment * median)
-        weak_unit = (
-            (unit_comm >= 0)
-            & (attachment < threshold)
-            & (units_per_comm[np.maximum(unit_comm, 0)] > 1)
-        )
+        attachment = _unit_attachment(rows, cols, membership, units, weights, n_ident, n_units)
+        weak_unit = _weak_units(attachment, membership, units, min_attachment, relative_attachment)
         if not weak_unit.any():
             break
         membership[weak_unit[units]] = -1
