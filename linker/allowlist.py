@@ -40,6 +40,7 @@ import csv
 import hashlib
 import ipaddress
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,69 @@ class AllowListOutcome:
     n_spared: int
 
 
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The file's bytes (a regular file, read within :data:`MAX_ALLOWLIST_BYTES`) and its
+    UTF-8 text (a BOM is dropped); InputError if unreadable."""
+    raw = read_bounded(path, MAX_ALLOWLIST_BYTES, "allow-list")
+    try:
+        return raw, raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: allow-list is not UTF-8 text") from None
+
+
+def _entries(path: Path, text: str) -> Iterator[tuple[str, str, str]]:
+    """``(where, kind, value)`` of each entry line, in file order, checked for shape.
+
+    Comment and blank lines are skipped, and so is a ``kind,value`` header on the first
+    other line. ``where`` names the file and line for messages.
+    """
+    first = True  # the optional header may only be the first non-comment line
+    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        kind = row[0].strip().lower()
+        if first and kind == "kind":
+            first = False
+            continue
+        first = False
+        where = f"{path}: line {lineno}"
+        if len(row) != 2:
+            raise InputError(f"{where}: expected 'kind,value', got {len(row)} fields")
+        value = row[1].strip()
+        if kind not in KINDS:
+            raise InputError(
+                f"{where}, column kind: unknown kind {kind!r} (one of {', '.join(KINDS)})"
+            )
+        if not value:
+            raise InputError(f"{where}, column value: empty value")
+        yield where, kind, value
+
+
+def _add_entry(
+    values: dict[str, set[str]],
+    networks: dict[str, IPNetwork],
+    where: str,
+    kind: str,
+    value: str,
+) -> None:
+    """Normalise one entry and add it to ``values`` (by kind) or ``networks`` (by text)."""
+    if kind == "cidr":
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise InputError(f"{where}, column value: {value!r} is not an IP network") from None
+        networks[str(network)] = network
+    elif kind == "ip":
+        try:
+            values["ip"].add(ipaddress.ip_address(value).compressed)
+        except ValueError:
+            raise InputError(f"{where}, column value: {value!r} is not an IP address") from None
+    elif kind == "email_domain":
+        values["email_domain"].add(value.lower().lstrip("@"))
+    else:
+        values[kind].add(value)
+
+
 def load_allowlist(path: str | Path) -> AllowList:
     """Read an allow-list file (format in the module docstring).
 
@@ -162,47 +226,11 @@ def load_allowlist(path: str | Path) -> AllowList:
     (['example.edu'], 2)
     """
     path = Path(path)
-    raw = read_bounded(path, MAX_ALLOWLIST_BYTES, "allow-list")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: allow-list is not UTF-8 text") from None
+    raw, text = _read_text(path)
     values: dict[str, set[str]] = {kind: set() for kind in KINDS if kind != "cidr"}
     networks: dict[str, IPNetwork] = {}
-    first = True  # the optional header may only be the first non-comment line
-    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        kind = row[0].strip().lower()
-        if first and kind == "kind":
-            first = False
-            continue
-        first = False
-        where = f"{path}: line {lineno}"
-        if len(row) != 2:
-            raise InputError(f"{where}: expected 'kind,value', got {len(row)} fields")
-        value = row[1].strip()
-        if kind not in KINDS:
-            raise InputError(
-                f"{where}, column kind: unknown kind {kind!r} (one of {', '.join(KINDS)})"
-            )
-        if not value:
-            raise InputError(f"{where}, column value: empty value")
-        if kind == "cidr":
-            try:
-                network = ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise InputError(f"{where}, column value: {value!r} is not an IP network") from None
-            networks[str(network)] = network
-        elif kind == "ip":
-            try:
-                values["ip"].add(ipaddress.ip_address(value).compressed)
-            except ValueError:
-                raise InputError(f"{where}, column value: {value!r} is not an IP address") from None
-        elif kind == "email_domain":
-            values["email_domain"].add(value.lower().lstrip("@"))
-        else:
-            values[kind].add(value)
+    for where, kind, value in _entries(path, text):
+        _add_entry(values, networks, where, kind, value)
     allow = AllowList(
         account_ids=frozenset(values["account_id"]),
         email_domains=frozenset(values["email_domain"]),

@@ -234,6 +234,91 @@ def _blank_to_na(series: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+def _check_columns(labels: pd.DataFrame, takedown: pd.DataFrame) -> None:
+    """Raise InputError when a required column is missing or an account appears twice."""
+    for name, frame, needed in (
+        ("labels", labels, ("account_id", "ring_id")),
+        ("takedown", takedown, ("account_id", "action")),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise InputError(f"{name}: missing column(s) {', '.join(missing)}")
+        dup = frame["account_id"].astype("string")
+        dup = dup[dup.duplicated()]
+        if len(dup):
+            raise InputError(
+                f"{name}: account_id {dup.iloc[0]!r} appears more than once "
+                f"({dup.nunique()} duplicated id(s))"
+            )
+
+
+def _flagged_rows(takedown: pd.DataFrame, label_ids: pd.Index) -> tuple[pd.DataFrame, int]:
+    """The flagged takedown rows of labelled accounts, by account, and how many were unlabelled.
+
+    Actions are compared case-insensitively; unlabelled flagged accounts are logged.
+    """
+    td = takedown.copy()
+    td["account_id"] = td["account_id"].astype("string")
+    td["action"] = td["action"].astype("string").str.strip().str.lower()
+    td = td[td["action"].isin(FLAGGED)]
+    known = td["account_id"].isin(label_ids)
+    n_unlabelled = int((~known).sum())
+    if n_unlabelled:
+        logger.warning("%d takedown rows name accounts that are not in the labels", n_unlabelled)
+    return td[known].set_index("account_id"), n_unlabelled
+
+
+def _metrics(pred: np.ndarray, positive: np.ndarray) -> Metrics:
+    """Precision, recall and F1 of the predicted accounts ``pred`` against ``positive``."""
+    return Metrics.from_counts(
+        int((pred & positive).sum()),
+        int((pred & ~positive).sum()),
+        int((~pred & positive).sum()),
+    )
+
+
+def _cluster_ari(ids: np.ndarray, ring: pd.Series, td: pd.DataFrame) -> float:
+    """Adjusted Rand index of the takedown's clusters against the rings.
+
+    Unclustered accounts and benign ones are singletons, with a label that cannot collide with
+    a real cluster or ring id.
+    """
+    singletons = pd.Series([f"\x00singleton:{i}" for i in range(len(ids))], dtype="string")
+    if "cluster_id" in td.columns:
+        cluster = pd.Series(ids).map(_blank_to_na(td["cluster_id"])).astype("string")
+    else:
+        cluster = pd.Series(pd.NA, index=range(len(ids)), dtype="string")
+    cluster = cluster.fillna(singletons)
+    truth = ring.fillna(singletons)
+    return adjusted_rand_index(truth, cluster)
+
+
+def _breakdowns(
+    frame: pd.DataFrame, positive: np.ndarray, labels: pd.DataFrame
+) -> tuple[list[RingRecall], list[GroupFalsePositives]]:
+    """Recall per ring, and false positives per benign group when the labels have groups.
+
+    ``frame`` has each labelled account's ``ring``, and whether it was ``suspended`` and
+    ``flagged``.
+    """
+    rings = [
+        RingRecall(str(rid), len(g), int(g["suspended"].sum()), int(g["flagged"].sum()))
+        for rid, g in frame[positive].groupby("ring", sort=True)
+    ]
+    groups: list[GroupFalsePositives] = []
+    if "group" in labels.columns:
+        frame = frame.assign(
+            group=_blank_to_na(labels["group"]).fillna("(none)").reset_index(drop=True)
+        )
+        groups = [
+            GroupFalsePositives(
+                str(name), len(g), int(g["suspended"].sum()), int(g["flagged"].sum())
+            )
+            for name, g in frame[~positive].groupby("group", sort=True)
+        ]
+    return rings, groups
+
+
 def evaluate(labels: pd.DataFrame, takedown: pd.DataFrame) -> Evaluation:
     """Score a takedown list against labels.
 
@@ -267,76 +352,22 @@ def evaluate(labels: pd.DataFrame, takedown: pd.DataFrame) -> Evaluation:
     >>> ev.suspend.precision, ev.suspend.recall, ev.flagged.precision
     (1.0, 0.5, 0.5)
     """
-    for name, frame, needed in (
-        ("labels", labels, ("account_id", "ring_id")),
-        ("takedown", takedown, ("account_id", "action")),
-    ):
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise InputError(f"{name}: missing column(s) {', '.join(missing)}")
-        dup = frame["account_id"].astype("string")
-        dup = dup[dup.duplicated()]
-        if len(dup):
-            raise InputError(
-                f"{name}: account_id {dup.iloc[0]!r} appears more than once "
-                f"({dup.nunique()} duplicated id(s))"
-            )
-
+    _check_columns(labels, takedown)
     ids = labels["account_id"].astype("string").to_numpy()
     ring = _blank_to_na(labels["ring_id"]).reset_index(drop=True)
     positive = ring.notna().to_numpy()
-
-    td = takedown.copy()
-    td["account_id"] = td["account_id"].astype("string")
-    td["action"] = td["action"].astype("string").str.strip().str.lower()
-    td = td[td["action"].isin(FLAGGED)]
-    label_ids = pd.Index(ids)
-    known = td["account_id"].isin(label_ids)
-    n_unlabelled = int((~known).sum())
-    if n_unlabelled:
-        logger.warning("%d takedown rows name accounts that are not in the labels", n_unlabelled)
-    td = td[known].set_index("account_id")
-
+    td, n_unlabelled = _flagged_rows(takedown, pd.Index(ids))
     action = pd.Series(ids).map(td["action"]).astype("string").fillna("none")
     suspended = (action == "suspend").to_numpy(dtype=bool)
     flagged = action.isin(FLAGGED).to_numpy(dtype=bool)
-
-    def metrics(pred: np.ndarray) -> Metrics:
-        return Metrics.from_counts(
-            int((pred & positive).sum()),
-            int((pred & ~positive).sum()),
-            int((~pred & positive).sum()),
-        )
-
-    # Singletons get a label that cannot collide with a real cluster or ring id.
-    singletons = pd.Series([f"\x00singleton:{i}" for i in range(len(ids))], dtype="string")
-    if "cluster_id" in td.columns:
-        cluster = pd.Series(ids).map(_blank_to_na(td["cluster_id"])).astype("string")
-    else:
-        cluster = pd.Series(pd.NA, index=range(len(ids)), dtype="string")
-    cluster = cluster.fillna(singletons)
-    truth = ring.fillna(singletons)
-    ari = adjusted_rand_index(truth, cluster)
-
+    ari = _cluster_ari(ids, ring, td)
     frame = pd.DataFrame({"ring": ring, "suspended": suspended, "flagged": flagged})
-    rings = [
-        RingRecall(str(rid), len(g), int(g["suspended"].sum()), int(g["flagged"].sum()))
-        for rid, g in frame[positive].groupby("ring", sort=True)
-    ]
-    groups: list[GroupFalsePositives] = []
-    if "group" in labels.columns:
-        frame["group"] = _blank_to_na(labels["group"]).fillna("(none)").reset_index(drop=True)
-        groups = [
-            GroupFalsePositives(
-                str(name), len(g), int(g["suspended"].sum()), int(g["flagged"].sum())
-            )
-            for name, g in frame[~positive].groupby("group", sort=True)
-        ]
+    rings, groups = _breakdowns(frame, positive, labels)
     return Evaluation(
         n_accounts=len(ids),
         n_positive=int(positive.sum()),
-        suspend=metrics(suspended),
-        flagged=metrics(flagged),
+        suspend=_metrics(suspended, positive),
+        flagged=_metrics(flagged, positive),
         ari=ari,
         rings=rings,
         benign_groups=groups,

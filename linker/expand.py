@@ -33,8 +33,13 @@ import pandas as pd
 
 from linker.engine import RunDirectory
 from linker.errors import InputError
-from linker.graph.bipartite import identifier_graph
-from linker.graph.proximity import embed_accounts, seed_evidence, shared_identifiers
+from linker.graph.bipartite import IdentifierGraph, identifier_graph
+from linker.graph.proximity import (
+    AccountEmbedding,
+    embed_accounts,
+    seed_evidence,
+    shared_identifiers,
+)
 from linker.io.atomic import atomic_path
 from linker.io.files import file_sha256
 from linker.settings import Settings
@@ -167,6 +172,69 @@ def read_seeds(path: str | Path) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _seed_list(seeds: str | Path | Iterable[str]) -> tuple[list[str], str | None]:
+    """The distinct seed ids in order, and the file they came from (None when given in code)."""
+    if isinstance(seeds, str | Path):
+        return read_seeds(seeds), str(seeds)
+    seed_ids = list(dict.fromkeys(str(s) for s in seeds))
+    if not seed_ids:
+        raise InputError("no seed accounts given")
+    return seed_ids, None
+
+
+def _seed_rows(
+    ids: np.ndarray, seed_ids: list[str], seed_file: str | None, run_root: Path
+) -> np.ndarray:
+    """Rows of ``seed_ids`` among the run's account ``ids``.
+
+    Raises InputError naming the first unknown seed (with its file, row and column when the
+    seeds came from a file) and how many are unknown.
+    """
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    known = pd.Index(ids)
+    unknown = [s for s in seed_ids if s not in known]
+    if unknown:
+        where = f"{seed_file}: " if seed_file else ""
+        row = ""
+        if seed_file:
+            row = f"row {_first_row(seed_file, unknown[0])}: column account_id: "
+        raise InputError(
+            f"{where}{row}{unknown[0]!r} is not an account of the run at {run_root} "
+            f"({len(unknown)} unknown id{'s' if len(unknown) > 1 else ''})"
+        )
+    return position.loc[seed_ids].to_numpy(dtype=np.int64)
+
+
+def _seeds_and_candidates(
+    embedding: AccountEmbedding, seed_rows: np.ndarray, is_seed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``embedding`` of the embedded seeds, and of the accounts to rank.
+
+    The accounts to rank are the embedded non-seeds whose vector is not zero (an account with
+    no linking identifier has no direction to compare).
+    """
+    rows, unit = embedding.rows, embedding.vectors
+    at = {int(r): k for k, r in enumerate(rows)}
+    seed_at = np.array([at[int(r)] for r in seed_rows if int(r) in at], dtype=np.int64)
+    candidates = np.flatnonzero(~is_seed[rows] & (np.abs(unit).sum(axis=1) > 0))
+    return seed_at, candidates
+
+
+def _embed_around_seeds(
+    graph: IdentifierGraph, is_seed: np.ndarray, settings: Settings
+) -> AccountEmbedding:
+    """The embedding ``settings`` choose (FastRP or node2vec) of the seeds' neighbourhood."""
+    return embed_accounts(
+        graph,
+        is_seed,
+        dimensions=settings.link.embedding.dimensions,
+        hops=settings.embed.hops,
+        whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
+        node2vec=settings.embed if settings.embed.method == "node2vec" else None,
+        seed=settings.seed,
+    )
+
+
 def expand(
     source: str | Path,
     seeds: str | Path | Iterable[str],
@@ -227,14 +295,7 @@ def expand(
     if top < 1:
         raise InputError(f"top must be at least 1, not {top}")
     settings = (settings or Settings()).validate()
-    if isinstance(seeds, str | Path):
-        seed_file: str | None = str(seeds)
-        seed_ids = read_seeds(seeds)
-    else:
-        seed_file = None
-        seed_ids = list(dict.fromkeys(str(s) for s in seeds))
-        if not seed_ids:
-            raise InputError("no seed accounts given")
+    seed_ids, seed_file = _seed_list(seeds)
     store = RunDirectory.open(resolve_run(source, run_dir=run_dir, settings=settings))
     graph = identifier_graph(
         store.read("accounts", columns=["account_id"])["account_id"].astype("string"),
@@ -242,35 +303,12 @@ def expand(
         store.read("identifiers"),
     )
     bipartite = graph.bipartite
-    ids = bipartite.account_ids.astype(str)
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    known = pd.Index(ids)
-    unknown = [s for s in seed_ids if s not in known]
-    if unknown:
-        where = f"{seed_file}: " if seed_file else ""
-        row = ""
-        if seed_file:
-            row = f"row {_first_row(seed_file, unknown[0])}: column account_id: "
-        raise InputError(
-            f"{where}{row}{unknown[0]!r} is not an account of the run at {store.root} "
-            f"({len(unknown)} unknown id{'s' if len(unknown) > 1 else ''})"
-        )
-    seed_rows = position.loc[seed_ids].to_numpy(dtype=np.int64)
-    is_seed = np.zeros(len(ids), dtype=bool)
+    seed_rows = _seed_rows(bipartite.account_ids.astype(str), seed_ids, seed_file, store.root)
+    is_seed = np.zeros(len(bipartite.account_ids), dtype=bool)
     is_seed[seed_rows] = True
-    embedding = embed_accounts(
-        graph,
-        is_seed,
-        dimensions=settings.link.embedding.dimensions,
-        hops=settings.embed.hops,
-        whole_graph_max_nodes=settings.embed.whole_graph_max_nodes,
-        node2vec=settings.embed if settings.embed.method == "node2vec" else None,
-        seed=settings.seed,
-    )
+    embedding = _embed_around_seeds(graph, is_seed, settings)
     rows, unit = embedding.rows, embedding.vectors
-    at = {int(r): k for k, r in enumerate(rows)}
-    seed_at = np.array([at[int(r)] for r in seed_rows if int(r) in at], dtype=np.int64)
-    candidates = np.flatnonzero(~is_seed[rows] & (np.abs(unit).sum(axis=1) > 0))
+    seed_at, candidates = _seeds_and_candidates(embedding, seed_rows, is_seed)
     linking = graph.linkable
     evidence = seed_evidence(bipartite, seed_rows, rows[candidates], graph.weights, linking)
     frame = _ranked(bipartite, linking, rows, unit, seed_at, candidates, evidence, top)

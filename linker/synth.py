@@ -789,8 +789,8 @@ def _domains(rng: np.random.Generator, n: int, tlds: tuple[str, ...] = TLDS) -> 
     return np.array(out[:n], dtype=StringDType())
 
 
-def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) -> dict[str, Any]:
-    """Attributes of an ordinary solo user, drawn for every account; kinds then override them."""
+def _base_activity(rng: np.random.Generator, w: _World, lam: float) -> None:
+    """Country, signup time, active span and event volume of an ordinary user."""
     n = w.n
     w.country = _choice(rng, COUNTRY_W, n)
     tz = w.tz
@@ -815,14 +815,23 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.n_rows = np.where(rng.random(n) < 0.08, 0, np.maximum(1, np.round(rows))).astype(np.int64)
     w.n_rows = np.minimum(w.n_rows, int(lam * 60))
 
-    # Mailboxes: mainstream providers, plus small organisation domains a few people share.
+
+def _base_mailboxes(rng: np.random.Generator, w: _World) -> None:
+    """Mailboxes: mainstream providers, plus small organisation domains a few people share."""
+    n = w.n
     w.local = _solo_locals(rng, n)
     small = _domains(rng, max(50, n // 25))
     dom = np.array(DOMAIN_NAMES, dtype=StringDType())[_choice(rng, DOMAIN_W, n)]
     w.domain = np.where(rng.random(n) < 0.1, small[rng.integers(0, len(small), n)], dom)
 
-    # Home addresses: residential /24s that unrelated neighbours share, with DHCP churn inside
-    # the /24; 8% of users are on IPv6 with rotating privacy addresses inside their /64.
+
+def _base_addresses(rng: np.random.Generator, w: _World) -> tuple[IntArray, IntArray]:
+    """Home addresses of every account; return the residential /24s and each home address.
+
+    Residential /24s are shared by unrelated neighbours, with DHCP churn inside the /24; 8% of
+    users are on IPv6 with rotating privacy addresses inside their /64.
+    """
+    n = w.n
     res = w.take_prefixes(max(500, n // 5))
     home = _hosts(rng, res[rng.integers(0, len(res), n)])
     n_ip = 1 + rng.choice([0, 1, 2, 3], size=n, p=[0.45, 0.3, 0.15, 0.1])
@@ -845,8 +854,12 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.ipa_n = n_ip
     w.ipa_skew = np.full(n, 3.0)
     w.signup_ip = codes[w.ipa_start - w.ipa_start[0]]
+    return res, home
 
-    # Devices, cards, billing customers.
+
+def _base_payment(rng: np.random.Generator, w: _World) -> list[tuple[IntArray, FloatArray]]:
+    """Devices, cards and billing customers; return the per-country BIN pools."""
+    n = w.n
     w.dev_n = np.where(rng.random(n) < 0.15, 2, 1)
     w.dev_start = w.devices.add_segments(_rand_u64(rng, int(w.dev_n.sum())), w.dev_n)
     pools = _build_bins(rng, w)
@@ -857,14 +870,18 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
         np.int64
     )
     w.billing = _rand_u64(rng, n)
+    return pools
 
-    # Clients: popular user agents shared by everyone.
-    w.ua_a = _choice(rng, UA_W, n)
-    w.ua_b = _choice(rng, UA_W, n)
-    w.ua_b_p = np.where(rng.random(n) < 0.3, rng.uniform(0.1, 0.5, n), 0.0)
 
-    # Prompts: an account's own few fingerprints, and the generic public system prompts
-    # ("You are a helpful assistant") that a quarter of all users send now and then.
+def _base_prompts(rng: np.random.Generator, w: _World) -> int:
+    """Own and shared prompts; return where the public task templates start in ``w.prompts``.
+
+    Every account has its own few fingerprints; a quarter of all users now and then send the
+    generic public system prompts ("You are a helpful assistant"), and 10% send a few public
+    task templates (from tutorials and benchmark sets). Rings draw some of their own templates
+    from the same public pool.
+    """
+    n = w.n
     w.pkey = _rand_u64(rng, n)
     w.p_personal = 1 + rng.geometric(0.35, n)
     generic = _rand_u64(rng, 12)
@@ -873,8 +890,6 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.sp_start = np.full(n, g_start)
     w.sp_n = np.where(uses_generic, len(generic), 0)
     w.sp_p = np.where(uses_generic, rng.uniform(0.05, 0.3, n), 0.0)
-    # Public task templates (from tutorials and benchmark sets): 10% of users send a few of
-    # them. Rings draw some of their own templates from the same public pool.
     public = w.prompts.add(_rand_u64(rng, N_PUBLIC_TEMPLATES))
     uses_public = ~uses_generic & (rng.random(n) < 0.13)
     w.sp_start = np.where(
@@ -883,7 +898,12 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.sp_n = np.where(uses_public, 3, w.sp_n)
     w.sp_p = np.where(uses_public, rng.uniform(0.1, 0.4, n), w.sp_p)
     w.sy_skew = np.full(n, 2.0)
+    return public
 
+
+def _base_usage(rng: np.random.Generator, w: _World) -> None:
+    """Models, m-4 adoption and token volumes of an ordinary user."""
+    n = w.n
     # Models: a preferred one; early adopters move part of their traffic to m-4 within days.
     w.model = _choice(rng, np.array([0.2, 0.35, 0.45]), n)
     adopter = rng.random(n) < 0.15
@@ -897,6 +917,26 @@ def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) ->
     w.mu_in = np.where(writer, rng.normal(np.log(300), 0.4, n), rng.normal(np.log(700), 0.8, n))
     w.mu_out = np.where(writer, rng.normal(np.log(1400), 0.4, n), rng.normal(np.log(280), 0.7, n))
     w.req_mean = np.clip(rng.lognormal(np.log(1.5), 0.9, n), 1, 300)
+
+
+def _build_base(rng: np.random.Generator, w: _World, plan: _Plan, lam: float) -> dict[str, Any]:
+    """Attributes of an ordinary solo user, drawn for every account; kinds then override them.
+
+    Returns the context later builders share: the residential /24s (``res``), each account's
+    home address (``home``), the per-country BIN pools (``pools``) and the start of the public
+    task templates (``public``).
+    """
+    n = w.n
+    _base_activity(rng, w, lam)
+    _base_mailboxes(rng, w)
+    res, home = _base_addresses(rng, w)
+    pools = _base_payment(rng, w)
+    # Clients: popular user agents shared by everyone.
+    w.ua_a = _choice(rng, UA_W, n)
+    w.ua_b = _choice(rng, UA_W, n)
+    w.ua_b_p = np.where(rng.random(n) < 0.3, rng.uniform(0.1, 0.5, n), 0.0)
+    public = _base_prompts(rng, w)
+    _base_usage(rng, w)
     return {"res": res, "home": home, "pools": pools, "public": public}
 
 
@@ -1133,21 +1173,234 @@ def _build_app(rng: np.random.Generator, w: _World, sel: IntArray) -> None:
     w.n_rows[sel] = np.maximum(w.n_rows[sel], 1)
 
 
+@dataclass(frozen=True)
+class _RingPlaybook:
+    """What a ring's operator decides once and applies to every account of the ring."""
+
+    family: UIntArray  # the template family's prompt fingerprints
+    family_w: FloatArray  # how often each template is drawn into an account's shard
+    p_tmpl: float  # share of a member's traffic that uses its templates
+    pivot: int  # when the ring moves to m-4
+    p4: float  # share of traffic on m-4 after the pivot
+    req_mean: float
+    out_mu: float
+    in_mu: float
+    sticky: bool  # few exits per account (sticky proxies) or the whole pool (rotating)
+    style: int  # mailbox naming style, see _ring_locals
+    bins: IntArray  # the 2-3 card BINs virtual cards come from
+    common_ua: IntArray
+    rare_ua: bool
+    base_hour: int  # start of controller A's dispatch day, UTC
+
+
+def _ring_playbook(
+    rng: np.random.Generator, w: _World, r: int, ctx: dict[str, Any]
+) -> _RingPlaybook:
+    """Draw ring ``r``'s template family, traffic shape, proxy style, cards and clients.
+
+    The template family has 5-40 fingerprints, one to three of them public templates that
+    benign users send too. Each account works a shard of 2-6 of them, so two members need not
+    share a template, yet each template serves many members.
+    """
+    tmpl_n = int(rng.integers(5, 41))
+    n_public = min(int(rng.integers(1, 4)), max(1, tmpl_n // 4))
+    family = np.concatenate(
+        [
+            w.prompts.array()[
+                ctx["public"] + rng.choice(N_PUBLIC_TEMPLATES, n_public, replace=False)
+            ],
+            _rand_u64(rng, tmpl_n - n_public),
+        ]
+    )
+    zipf = 1.0 / np.arange(1, tmpl_n + 1) ** 0.7
+    family_w = np.asarray(rng.permutation(zipf / zipf.sum()), dtype=np.float64)
+    p_tmpl = float(rng.uniform(0.6, 0.8))
+    pivot = M4_RELEASE + int(rng.uniform(1, 6) * HOUR)
+    p4 = float(rng.uniform(0.5, 0.65))
+    req_mean = float(rng.uniform(8, 30))
+    out_mu, in_mu = np.log(rng.uniform(1200, 2500)), np.log(rng.uniform(250, 500))
+    return _RingPlaybook(
+        family=family,
+        family_w=family_w,
+        p_tmpl=p_tmpl,
+        pivot=pivot,
+        p4=p4,
+        req_mean=req_mean,
+        out_mu=out_mu,
+        in_mu=in_mu,
+        sticky=r % 2 == 1,  # sizes are shuffled: both proxy styles in every world
+        style=int(rng.integers(0, 4)),
+        bins=rng.choice(ctx["ring_bins"], size=int(rng.integers(2, 4)), replace=False),
+        common_ua=rng.choice(N_RING_COMMON_UA, size=3, replace=False),
+        rare_ua=bool(rng.random() < 0.5),
+        base_hour=int(rng.integers(0, 24)),
+    )
+
+
+def _ring_signups(
+    rng: np.random.Generator, w: _World, members: IntArray, is_aged: np.ndarray, start: int
+) -> None:
+    """Signup and activation times of one controller's accounts, its campaign opening at ``start``.
+
+    Fresh accounts sign up in bursts of 20-300 within 1-2 hours over the first two weeks; aged
+    accounts were opened 3-10 weeks earlier, left dormant, and wake together at the start.
+    """
+    m = len(members)
+    fresh = np.flatnonzero(~is_aged)
+    n_bursts = max(1, int(np.ceil(len(fresh) / rng.uniform(120, 250))))
+    burst_at = start + np.sort(rng.uniform(0, 14 * DAY, n_bursts)).astype(np.int64)
+    burst_at[0] = start
+    burst_len = rng.uniform(1, 2, n_bursts) * HOUR
+    which = rng.integers(0, n_bursts, len(fresh))
+    created = np.empty(m, np.int64)
+    created[fresh] = burst_at[which] + (rng.random(len(fresh)) * burst_len[which]).astype(np.int64)
+    old = np.flatnonzero(is_aged)
+    created[old] = start - (rng.uniform(21, 70, len(old)) * DAY).astype(np.int64)
+    created[old] = _human_time(rng, created[old], created[old] + DAY, w.tz[members[old]])
+    act = created + (rng.uniform(0.2, 36, m) * HOUR).astype(np.int64)
+    act[old] = start + (rng.uniform(0, 36, len(old)) * HOUR).astype(np.int64)
+    w.created[members] = created
+    w.act_start[members] = np.minimum(act, WINDOW_END - HOUR)
+    w.act_end[members] = WINDOW_END
+
+
+def _ring_proxies(
+    rng: np.random.Generator,
+    w: _World,
+    members: IntArray,
+    sticky: bool,
+    prefixes: tuple[IntArray, IntArray],
+    benign_v4: IntArray,
+) -> None:
+    """Give one controller's accounts addresses from its residential proxy pool.
+
+    The pool has hundreds to thousands of exits over many /24s, drawn from the residential
+    ``prefixes`` benign users live in and extra ones; a few are the very addresses benign
+    neighbours use at home (``benign_v4``). Sticky proxies give each account 1-3 exits,
+    rotating ones the whole pool.
+    """
+    res, extra_res = prefixes
+    m = len(members)
+    pool_n = int(np.clip(m * rng.uniform(0.6, 1.0 if sticky else 2.5), 300, 5_000))
+    from_res = rng.random(pool_n) < 0.6
+    pref = np.where(
+        from_res,
+        res[rng.integers(0, len(res), pool_n)],
+        extra_res[rng.integers(0, len(extra_res), pool_n)],
+    )
+    pool = _hosts(rng, pref)
+    shared = rng.random(pool_n) < 0.03
+    pool[shared] = benign_v4[rng.integers(0, len(benign_v4), int(shared.sum()))]
+    pool_start = w.ips.add(pool)
+    if sticky:
+        per = rng.integers(1, 4, m)
+        picks = pool[rng.integers(0, pool_n, int(per.sum()))]
+        starts = w.ips.add_segments(picks, per)
+        w.ipa_start[members], w.ipa_n[members], w.ipa_skew[members] = starts, per, 1.3
+        w.signup_ip[members] = picks[starts - starts[0]]
+    else:
+        w.ipa_start[members], w.ipa_n[members], w.ipa_skew[members] = pool_start, pool_n, 1.0
+        w.signup_ip[members] = pool[rng.integers(0, pool_n, m)]
+    w.ipb_n[members], w.ipb_p[members] = 0, 0.0
+
+
+def _ring_clock(
+    rng: np.random.Generator, w: _World, members: IntArray, start: int, base_hour: int, c: int
+) -> None:
+    """Controller ``c``'s clock: a few dispatch slots a day, on most campaign days from ``start``.
+
+    Controller B (``c`` = 1) runs the same playbook on a clock shifted by 4-8 hours.
+    """
+    n_slots = int(rng.integers(4, 11))
+    # The shift is drawn even for controller A (c = 0), which keeps the seed's stream.
+    base = (base_hour + c * int(rng.integers(4, 9))) * HOUR
+    slots = (base + np.sort(rng.uniform(0, 14 * HOUR, n_slots)).astype(np.int64)) % DAY
+    days = np.arange(start // DAY, WINDOW_END // DAY)
+    days = days[rng.random(len(days)) < 0.8] * DAY
+    grp = len(w.sched.slot_n)
+    w.sched.slot_start.append(len(w.sched.slot_tab))
+    w.sched.slot_n.append(n_slots)
+    w.sched.slot_tab = np.concatenate([w.sched.slot_tab, slots])
+    w.sched.day_start.append(len(w.sched.day_tab))
+    w.sched.day_n.append(len(days))
+    w.sched.day_tab = np.concatenate([w.sched.day_tab, days])
+    w.sched.slot_jitter.append(float(rng.uniform(10, 30) * MINUTE))
+    w.sync_kind[members], w.sync_grp[members], w.sync_p[members] = SYNC_SLOTS, grp, 1.0
+
+
+def _ring_cards_and_devices(
+    rng: np.random.Generator, w: _World, idx: IntArray, bins: IntArray
+) -> None:
+    """Virtual cards, billing customers and session devices of a ring's accounts.
+
+    Cards are mostly distinct, from 2-3 BINs, with about 10% reused by 2-3 accounts; devices
+    are randomised per session and a few leak across accounts.
+    """
+    size = len(idx)
+    w.has_card[idx] = rng.random(size) < 0.95
+    card_bins = bins[rng.integers(0, len(bins), size)]
+    fps = _rand_u64(rng, size)
+    reuse = np.flatnonzero(rng.random(size) < 0.07)
+    source = rng.integers(0, size, len(reuse))
+    fps[reuse], card_bins[reuse] = fps[source], card_bins[source]
+    w.card_bin[idx] = card_bins
+    w.card_fp[idx] = fps
+    w.card_added[idx] = w.created[idx] + (rng.uniform(1, 30, size) * MINUTE).astype(np.int64)
+    w.billing[idx] = _rand_u64(rng, size)
+
+    n_dev = rng.integers(1, 5, size)
+    devs = _rand_u64(rng, int(n_dev.sum()))
+    leak = np.flatnonzero(rng.random(len(devs)) < 0.03)
+    devs[leak] = devs[rng.integers(0, len(devs), len(leak))]
+    w.dev_start[idx], w.dev_n[idx] = w.devices.add_segments(devs, n_dev), n_dev
+
+
+def _ring_traffic(
+    rng: np.random.Generator,
+    w: _World,
+    idx: IntArray,
+    aged: np.ndarray,
+    book: _RingPlaybook,
+    lam: float,
+) -> None:
+    """Traffic: template family mixed with ordinary prompts, output-heavy, pivots to m-4."""
+    size = len(idx)
+    shard_n = np.minimum(rng.integers(2, 7, size), len(book.family))
+    shard_n[aged] = np.minimum(shard_n[aged], 2)
+    shards = book.family[_choice(rng, book.family_w, int(shard_n.sum()))]
+    w.sy_start[idx], w.sy_n[idx] = w.prompts.add_segments(shards, shard_n), shard_n
+    # Aged accounts are used lightly, and more of their traffic is ordinary.
+    w.sy_p[idx] = np.where(aged, 0.6 * book.p_tmpl, book.p_tmpl)
+    w.sy_skew[idx] = 1.3
+    w.sp_p[idx] = np.where(w.sp_n[idx] > 0, 0.05, 0.0)
+    w.n_rows[idx] = np.maximum(4, np.round(rng.lognormal(np.log(lam * 4), 0.35, size)))
+    w.n_rows[idx[aged]] = np.maximum(3, w.n_rows[idx[aged]] // 2)
+    w.req_mean[idx] = rng.uniform(0.7, 1.3, size) * book.req_mean
+    w.mu_in[idx] = rng.normal(book.in_mu, 0.15, size)
+    w.mu_out[idx] = rng.normal(book.out_mu, 0.15, size)
+    w.model[idx] = np.where(rng.random(size) < 0.9, 2, 1)
+    w.switch[idx] = book.pivot + (rng.uniform(0, 2, size) * HOUR).astype(np.int64)
+    w.p4[idx] = book.p4
+    w.weekdays[idx] = False
+
+
 def _build_rings(
     rng: np.random.Generator, w: _World, sel: IntArray, plan: _Plan, ctx: dict[str, Any]
 ) -> None:
-    lam = ctx["lam"]
-    res, home = ctx["res"], ctx["home"]
-    extra_res = w.take_prefixes(max(2_000, w.n // 10))
-    benign_v4 = home[w.kind == SOLO]
+    """Plant the rings: each one's accounts, proxies, controllers' clocks, cards and traffic.
+
+    The largest ring (and, in worlds of six rings or more, the fourth largest) is split across
+    two controllers with their own proxy pools and clocks.
+    """
+    prefixes = (ctx["res"], w.take_prefixes(max(2_000, w.n // 10)))
+    benign_v4 = ctx["home"][w.kind == SOLO]
     offset = 0
     by_size = np.argsort(plan.ring_sizes, kind="stable")[::-1]
     split_rings = {int(by_size[0])} | ({int(by_size[3])} if len(by_size) >= 6 else set())
     for r, size in enumerate(plan.ring_sizes):
         idx = sel[offset : offset + size]
         offset += size
-        ring_id = f"ring-{r + 1:02d}"
-        w.ring_ids.append(ring_id)
+        w.ring_ids.append(f"ring-{r + 1:02d}")
         w.group[idx] = r
         w.role[idx] = R_MEMBER
 
@@ -1157,7 +1410,6 @@ def _build_rings(
         cw = rng.dirichlet(np.ones(n_c) * 2)
         w.country[idx] = exits[_choice(rng, cw, size)]
 
-        # Controllers: the largest ring is split across two with their own pools and clocks.
         ctrl = np.zeros(size, np.int64)
         if r in split_rings:
             ctrl[rng.random(size) < 0.4] = 1
@@ -1165,155 +1417,29 @@ def _build_rings(
         aged = (rng.random(size) < rng.uniform(0.1, 0.15)) & (ctrl == 0)
         w.role[idx[aged]] = R_AGED
         w.role[idx[ctrl == 1]] = R_CTRL_B
-        # The template family: 5-40 fingerprints, one to three of them public templates that
-        # benign users send too. Each account works a shard of 2-6 of them, so two members
-        # need not share a template, yet each template serves many members.
-        tmpl_n = int(rng.integers(5, 41))
-        n_public = min(int(rng.integers(1, 4)), max(1, tmpl_n // 4))
-        family = np.concatenate(
-            [
-                w.prompts.array()[
-                    ctx["public"] + rng.choice(N_PUBLIC_TEMPLATES, n_public, replace=False)
-                ],
-                _rand_u64(rng, tmpl_n - n_public),
-            ]
-        )
-        family_w = 1.0 / np.arange(1, tmpl_n + 1) ** 0.7
-        family_w = rng.permutation(family_w / family_w.sum())
-        p_tmpl = float(rng.uniform(0.6, 0.8))
-        pivot = M4_RELEASE + int(rng.uniform(1, 6) * HOUR)
-        p4 = float(rng.uniform(0.5, 0.65))
-        req_mean = float(rng.uniform(8, 30))
-        out_mu, in_mu = np.log(rng.uniform(1200, 2500)), np.log(rng.uniform(250, 500))
-        sticky = r % 2 == 1  # sizes are shuffled: both proxy styles in every world
-        style = int(rng.integers(0, 4))
-        bins = rng.choice(ctx["ring_bins"], size=int(rng.integers(2, 4)), replace=False)
-        common_ua = rng.choice(N_RING_COMMON_UA, size=3, replace=False)
-        rare_ua = bool(rng.random() < 0.5)
+        book = _ring_playbook(rng, w, r, ctx)
 
-        base_hour = int(rng.integers(0, 24))
         for c in range(2 if r in split_rings else 1):
             members = idx[ctrl == c]
-            m = len(members)
-            is_aged = aged[ctrl == c]
+            # The offset is drawn even for controller A (c = 0), which keeps the seed's stream.
             start = campaign + c * int(rng.uniform(2, 6) * DAY)
-            # Signups: bursts of 20-300 accounts within 1-2 hours over the first two weeks,
-            # plus aged accounts opened 3-10 weeks earlier and left dormant.
-            fresh = np.flatnonzero(~is_aged)
-            n_bursts = max(1, int(np.ceil(len(fresh) / rng.uniform(120, 250))))
-            burst_at = start + np.sort(rng.uniform(0, 14 * DAY, n_bursts)).astype(np.int64)
-            burst_at[0] = start
-            burst_len = rng.uniform(1, 2, n_bursts) * HOUR
-            which = rng.integers(0, n_bursts, len(fresh))
-            created = np.empty(m, np.int64)
-            created[fresh] = burst_at[which] + (rng.random(len(fresh)) * burst_len[which]).astype(
-                np.int64
-            )
-            old = np.flatnonzero(is_aged)
-            created[old] = start - (rng.uniform(21, 70, len(old)) * DAY).astype(np.int64)
-            created[old] = _human_time(rng, created[old], created[old] + DAY, w.tz[members[old]])
-            act = created + (rng.uniform(0.2, 36, m) * HOUR).astype(np.int64)
-            # Aged accounts wake together when the campaign starts.
-            act[old] = start + (rng.uniform(0, 36, len(old)) * HOUR).astype(np.int64)
-            w.created[members] = created
-            w.act_start[members] = np.minimum(act, WINDOW_END - HOUR)
-            w.act_end[members] = WINDOW_END
+            _ring_signups(rng, w, members, aged[ctrl == c], start)
+            _ring_proxies(rng, w, members, book.sticky, prefixes, benign_v4)
+            _ring_clock(rng, w, members, start, book.base_hour, c)
 
-            # Residential proxy pool: hundreds to thousands of exits over many /24s, some of
-            # them the very addresses benign neighbours use at home.
-            pool_n = int(np.clip(m * rng.uniform(0.6, 1.0 if sticky else 2.5), 300, 5_000))
-            from_res = rng.random(pool_n) < 0.6
-            pref = np.where(
-                from_res,
-                res[rng.integers(0, len(res), pool_n)],
-                extra_res[rng.integers(0, len(extra_res), pool_n)],
-            )
-            pool = _hosts(rng, pref)
-            shared = rng.random(pool_n) < 0.03
-            pool[shared] = benign_v4[rng.integers(0, len(benign_v4), int(shared.sum()))]
-            pool_start = w.ips.add(pool)
-            if sticky:
-                per = rng.integers(1, 4, m)
-                picks = pool[rng.integers(0, pool_n, int(per.sum()))]
-                starts = w.ips.add_segments(picks, per)
-                w.ipa_start[members], w.ipa_n[members], w.ipa_skew[members] = starts, per, 1.3
-                w.signup_ip[members] = picks[starts - starts[0]]
-            else:
-                w.ipa_start[members], w.ipa_n[members], w.ipa_skew[members] = (
-                    pool_start,
-                    pool_n,
-                    1.0,
-                )
-                w.signup_ip[members] = pool[rng.integers(0, pool_n, m)]
-            w.ipb_n[members], w.ipb_p[members] = 0, 0.0
-
-            # The controller's clock: a few dispatch slots a day, on most campaign days.
-            n_slots = int(rng.integers(4, 11))
-            # Controller B runs the same playbook on a clock shifted by 4-8 hours.
-            base = (base_hour + c * int(rng.integers(4, 9))) * HOUR
-            slots = (base + np.sort(rng.uniform(0, 14 * HOUR, n_slots)).astype(np.int64)) % DAY
-            days = np.arange(start // DAY, WINDOW_END // DAY)
-            days = days[rng.random(len(days)) < 0.8] * DAY
-            grp = len(w.sched.slot_n)
-            w.sched.slot_start.append(len(w.sched.slot_tab))
-            w.sched.slot_n.append(n_slots)
-            w.sched.slot_tab = np.concatenate([w.sched.slot_tab, slots])
-            w.sched.day_start.append(len(w.sched.day_tab))
-            w.sched.day_n.append(len(days))
-            w.sched.day_tab = np.concatenate([w.sched.day_tab, days])
-            w.sched.slot_jitter.append(float(rng.uniform(10, 30) * MINUTE))
-            w.sync_kind[members], w.sync_grp[members], w.sync_p[members] = SYNC_SLOTS, grp, 1.0
-
-        # Mostly distinct virtual cards from 2-3 BINs; about 10% reused by 2-3 accounts.
-        w.has_card[idx] = rng.random(size) < 0.95
-        card_bins = bins[rng.integers(0, len(bins), size)]
-        fps = _rand_u64(rng, size)
-        reuse = np.flatnonzero(rng.random(size) < 0.07)
-        source = rng.integers(0, size, len(reuse))
-        fps[reuse], card_bins[reuse] = fps[source], card_bins[source]
-        w.card_bin[idx] = card_bins
-        w.card_fp[idx] = fps
-        w.card_added[idx] = w.created[idx] + (rng.uniform(1, 30, size) * MINUTE).astype(np.int64)
-        w.billing[idx] = _rand_u64(rng, size)
-
-        # Randomised devices per session; a few leak across accounts.
-        n_dev = rng.integers(1, 5, size)
-        devs = _rand_u64(rng, int(n_dev.sum()))
-        leak = np.flatnonzero(rng.random(len(devs)) < 0.03)
-        devs[leak] = devs[rng.integers(0, len(devs), len(leak))]
-        w.dev_start[idx], w.dev_n[idx] = w.devices.add_segments(devs, n_dev), n_dev
-
+        _ring_cards_and_devices(rng, w, idx, book.bins)
         # Patterned mailboxes on mainstream providers; ~10% are dot/+tag variants of a few
         # base Gmail boxes, which collapse once addresses are normalised.
-        w.local[idx] = _ring_locals(rng, size, style)
+        w.local[idx] = _ring_locals(rng, size, book.style)
         w.domain[idx] = np.array(DOMAIN_NAMES, dtype=StringDType())[
             _choice(rng, RING_DOMAIN_W / RING_DOMAIN_W.sum(), size)
         ]
         ctx["collapse"].append((idx, rng.random(size) < 0.1, int(rng.integers(2, 7))))
-
         # Clients: the most common user agents, maybe one rare one.
-        w.ua_a[idx] = rng.choice(common_ua, size=size)
-        w.ua_b[idx] = UA_RING_RARE if rare_ua else rng.choice(common_ua, size=size)
-        w.ua_b_p[idx] = 0.2 if rare_ua else 0.4
-
-        # Traffic: template family mixed with ordinary prompts, output-heavy, pivots to m-4.
-        shard_n = np.minimum(rng.integers(2, 7, size), tmpl_n)
-        shard_n[aged] = np.minimum(shard_n[aged], 2)
-        shards = family[_choice(rng, family_w, int(shard_n.sum()))]
-        w.sy_start[idx], w.sy_n[idx] = w.prompts.add_segments(shards, shard_n), shard_n
-        # Aged accounts are used lightly, and more of their traffic is ordinary.
-        w.sy_p[idx] = np.where(aged, 0.6 * p_tmpl, p_tmpl)
-        w.sy_skew[idx] = 1.3
-        w.sp_p[idx] = np.where(w.sp_n[idx] > 0, 0.05, 0.0)
-        w.n_rows[idx] = np.maximum(4, np.round(rng.lognormal(np.log(lam * 4), 0.35, size)))
-        w.n_rows[idx[aged]] = np.maximum(3, w.n_rows[idx[aged]] // 2)
-        w.req_mean[idx] = rng.uniform(0.7, 1.3, size) * req_mean
-        w.mu_in[idx] = rng.normal(in_mu, 0.15, size)
-        w.mu_out[idx] = rng.normal(out_mu, 0.15, size)
-        w.model[idx] = np.where(rng.random(size) < 0.9, 2, 1)
-        w.switch[idx] = pivot + (rng.uniform(0, 2, size) * HOUR).astype(np.int64)
-        w.p4[idx] = p4
-        w.weekdays[idx] = False
+        w.ua_a[idx] = rng.choice(book.common_ua, size=size)
+        w.ua_b[idx] = UA_RING_RARE if book.rare_ua else rng.choice(book.common_ua, size=size)
+        w.ua_b_p[idx] = 0.2 if book.rare_ua else 0.4
+        _ring_traffic(rng, w, idx, aged, book, ctx["lam"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1392,21 +1518,60 @@ def _dedupe_emails(
 # ---------------------------------------------------------------------------------------------
 
 
-def _event_chunk(
-    rng: np.random.Generator, w: _World, positions: IntArray, tabs: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Event rows of the accounts at output ``positions``, sorted by account then time."""
-    accts = w.order[positions]
-    counts = w.n_rows[accts]
-    a = np.repeat(accts, counts)
-    pos = np.repeat(positions, counts)
+def _slot_times(rng: np.random.Generator, w: _World, ar: IntArray) -> IntArray:
+    """Times of rows dispatched by a ring controller: a slot on a dispatch day, jittered."""
+    sched = w.sched
+    g = w.sync_grp[ar]
+    d_start = np.asarray(sched.day_start)[g]
+    d_n = np.asarray(sched.day_n)[g]
+    # First dispatch day on or after the account's activation, per row.
+    lo = np.zeros(len(ar), np.int64)
+    for grp in np.unique(g):
+        sel = g == grp
+        days = sched.day_tab[sched.day_start[grp] : sched.day_start[grp] + sched.day_n[grp]]
+        lo[sel] = np.searchsorted(days, (w.act_start[ar[sel]] // DAY) * DAY)
+    lo = np.minimum(lo, np.maximum(d_n - 1, 0))
+    day = sched.day_tab[d_start + lo + (rng.random(len(ar)) * (d_n - lo)).astype(np.int64)]
+    slot = sched.slot_tab[
+        np.asarray(sched.slot_start)[g]
+        + (rng.random(len(ar)) * np.asarray(sched.slot_n)[g]).astype(np.int64)
+    ]
+    jitter = rng.normal(0, 1, len(ar)) * np.asarray(sched.slot_jitter)[g]
+    return np.asarray(day + slot + jitter.astype(np.int64), dtype=np.int64)
+
+
+def _cron_times(rng: np.random.Generator, w: _World, ar: IntArray) -> IntArray:
+    """Times of batch rows: the pipeline's nightly start on a day after activation, jittered."""
+    sched = w.sched
+    g = w.sync_grp[ar]
+    first_day = w.act_start[ar] // DAY + 1
+    n_days = np.maximum(WINDOW_END // DAY - first_day, 1)
+    day = first_day + (rng.random(len(ar)) * n_days).astype(np.int64)
+    jitter = rng.normal(0, 1, len(ar)) * np.asarray(sched.cron_jitter)[g]
+    return np.asarray(
+        day * DAY + np.asarray(sched.cron_tod)[g] + np.abs(jitter).astype(np.int64), np.int64
+    )
+
+
+def _deadline_times(rng: np.random.Generator, w: _World, ar: IntArray) -> tuple[IntArray, IntArray]:
+    """Times of assignment rows in the hours before a deadline, and which deadline each is."""
+    sched = w.sched
+    g = w.sync_grp[ar]
+    k = (rng.random(len(ar)) * np.asarray(sched.deadline_n)[g]).astype(np.int64)
+    deadline = sched.deadline_tab[np.asarray(sched.deadline_start)[g] + k]
+    return deadline - (rng.exponential(8 * HOUR, len(ar))).astype(np.int64), k
+
+
+def _event_times(
+    rng: np.random.Generator, w: _World, a: IntArray, kind: IntArray
+) -> tuple[IntArray, IntArray]:
+    """Time of each row of accounts ``a`` by timing mode ``kind``, inside the active span.
+
+    Also returns, per row, the deadline whose prompt a deadline row carries (else -1).
+    """
     n = len(a)
     ts = np.zeros(n, np.int64)
-    synced = rng.random(n) < w.sync_p[a]
-    kind = np.where(synced, w.sync_kind[a], SYNC_NONE)
-    sched = w.sched
     sync_prompt_index = np.full(n, -1, np.int64)
-
     human = np.flatnonzero(kind == SYNC_NONE)
     ah = a[human]
     ts[human] = _human_time(
@@ -1416,51 +1581,18 @@ def _event_chunk(
         COUNTRY_TZ[w.country[ah]],
         weekdays_only=w.weekdays[ah],
     )
-
     rows = np.flatnonzero(kind == SYNC_SLOTS)
     if len(rows):
-        ar = a[rows]
-        g = w.sync_grp[ar]
-        d_start = np.asarray(sched.day_start)[g]
-        d_n = np.asarray(sched.day_n)[g]
-        # First dispatch day on or after the account's activation, per row.
-        lo = np.zeros(len(rows), np.int64)
-        for grp in np.unique(g):
-            sel = g == grp
-            days = sched.day_tab[sched.day_start[grp] : sched.day_start[grp] + sched.day_n[grp]]
-            lo[sel] = np.searchsorted(days, (w.act_start[ar[sel]] // DAY) * DAY)
-        lo = np.minimum(lo, np.maximum(d_n - 1, 0))
-        day = sched.day_tab[d_start + lo + (rng.random(len(rows)) * (d_n - lo)).astype(np.int64)]
-        slot = sched.slot_tab[
-            np.asarray(sched.slot_start)[g]
-            + (rng.random(len(rows)) * np.asarray(sched.slot_n)[g]).astype(np.int64)
-        ]
-        jitter = rng.normal(0, 1, len(rows)) * np.asarray(sched.slot_jitter)[g]
-        ts[rows] = day + slot + jitter.astype(np.int64)
-
+        ts[rows] = _slot_times(rng, w, a[rows])
     rows = np.flatnonzero(kind == SYNC_CRON)
     if len(rows):
-        ar = a[rows]
-        g = w.sync_grp[ar]
-        first_day = w.act_start[ar] // DAY + 1
-        n_days = np.maximum(WINDOW_END // DAY - first_day, 1)
-        day = first_day + (rng.random(len(rows)) * n_days).astype(np.int64)
-        jitter = rng.normal(0, 1, len(rows)) * np.asarray(sched.cron_jitter)[g]
-        ts[rows] = day * DAY + np.asarray(sched.cron_tod)[g] + np.abs(jitter).astype(np.int64)
-
+        ts[rows] = _cron_times(rng, w, a[rows])
     rows = np.flatnonzero(kind == SYNC_DEADLINE)
     if len(rows):
-        ar = a[rows]
-        g = w.sync_grp[ar]
-        k = (rng.random(len(rows)) * np.asarray(sched.deadline_n)[g]).astype(np.int64)
-        deadline = sched.deadline_tab[np.asarray(sched.deadline_start)[g] + k]
-        ts[rows] = deadline - (rng.exponential(8 * HOUR, len(rows))).astype(np.int64)
-        sync_prompt_index[rows] = k
-
+        ts[rows], sync_prompt_index[rows] = _deadline_times(rng, w, a[rows])
     rows = np.flatnonzero(kind == SYNC_WINDOW)
     if len(rows):
-        ar = a[rows]
-        win = np.asarray(sched.window, dtype=np.int64).reshape(-1, 2)[w.sync_grp[ar]]
+        win = np.asarray(w.sched.window, dtype=np.int64).reshape(-1, 2)[w.sync_grp[a[rows]]]
         ts[rows] = win[:, 0] + (rng.random(len(rows)) * (win[:, 1] - win[:, 0])).astype(np.int64)
 
     # A jittered time that falls outside the account's active span moves by a day, not onto
@@ -1468,24 +1600,39 @@ def _event_chunk(
     start, end = w.act_start[a], np.maximum(w.act_end[a], w.act_start[a] + 1)
     ts = np.where(ts >= end, ts - DAY, ts)
     ts = np.where(ts < start, ts + DAY, ts)
-    ts = np.clip(ts, start, end - 1)
+    return np.clip(ts, start, end - 1), sync_prompt_index
 
-    # Addresses: primary source (skewed to its first entries) or the secondary source.
+
+def _event_addresses(
+    rng: np.random.Generator, w: _World, a: IntArray, ts: IntArray, ips: np.ndarray
+) -> IntArray:
+    """IP code of each row: the primary source (skewed to its first entries) or the secondary."""
+    n = len(a)
     use_b = rng.random(n) < w.ipb_p[a]
     hack = np.flatnonzero(w.kind[a] == HACKATHON)
     if len(hack):
         # Hackers are at the venue during the event and at home afterwards.
-        win_end = np.asarray(sched.window, dtype=np.int64).reshape(-1, 2)[w.sync_grp[a[hack]], 1]
+        win_end = np.asarray(w.sched.window, dtype=np.int64).reshape(-1, 2)[w.sync_grp[a[hack]], 1]
         use_b[hack] = ts[hack] >= win_end
     ip_start = np.where(use_b, w.ipb_start[a], w.ipa_start[a])
     ip_n = np.where(use_b, w.ipb_n[a], w.ipa_n[a])
     skew = np.where(use_b, 3.0, w.ipa_skew[a])
-    ip = tabs["ips"][ip_start + _skewed_index(rng.random(n), ip_n, skew)]
+    return np.asarray(ips[ip_start + _skewed_index(rng.random(n), ip_n, skew)], dtype=np.int64)
 
-    device = tabs["devices"][w.dev_start[a] + _skewed_index(rng.random(n), w.dev_n[a], 1.5)]
-    ua = np.where(rng.random(n) < w.ua_b_p[a], w.ua_b[a], w.ua_a[a])
 
-    # Prompts: synchronised rows carry the group's templates; others a shared or own prompt.
+def _event_prompts(
+    rng: np.random.Generator,
+    w: _World,
+    a: IntArray,
+    synced: np.ndarray,
+    sync_prompt_index: IntArray,
+    prompts: np.ndarray,
+) -> UIntArray:
+    """Prompt fingerprint of each row.
+
+    Synchronised rows carry the group's templates; others a shared prompt or the account's own.
+    """
+    n = len(a)
     u = rng.random(n)
     template = synced & (u < w.sy_p[a]) & (w.sy_n[a] > 0)
     ua2 = rng.random(n)
@@ -1497,11 +1644,27 @@ def _event_chunk(
         sync_prompt_index,
         _skewed_index(rng.random(n), w.sy_n[a], w.sy_skew[a]),
     )
-    prompt = np.where(
-        template, tabs["prompts"][np.where(template, w.sy_start[a] + k_tmpl, 0)], prompt
-    )
+    prompt = np.where(template, prompts[np.where(template, w.sy_start[a] + k_tmpl, 0)], prompt)
     k_sh = _skewed_index(rng.random(n), w.sp_n[a], 1.8)
-    prompt = np.where(shared, tabs["prompts"][np.where(shared, w.sp_start[a] + k_sh, 0)], prompt)
+    return np.where(shared, prompts[np.where(shared, w.sp_start[a] + k_sh, 0)], prompt)
+
+
+def _event_chunk(
+    rng: np.random.Generator, w: _World, positions: IntArray, tabs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Event rows of the accounts at output ``positions``, sorted by account then time."""
+    accts = w.order[positions]
+    counts = w.n_rows[accts]
+    a = np.repeat(accts, counts)
+    pos = np.repeat(positions, counts)
+    n = len(a)
+    synced = rng.random(n) < w.sync_p[a]
+    kind = np.where(synced, w.sync_kind[a], SYNC_NONE)
+    ts, sync_prompt_index = _event_times(rng, w, a, kind)
+    ip = _event_addresses(rng, w, a, ts, tabs["ips"])
+    device = tabs["devices"][w.dev_start[a] + _skewed_index(rng.random(n), w.dev_n[a], 1.5)]
+    ua = np.where(rng.random(n) < w.ua_b_p[a], w.ua_b[a], w.ua_a[a])
+    prompt = _event_prompts(rng, w, a, synced, sync_prompt_index, tabs["prompts"])
 
     # Models: a preferred one, some spread; m-4 only after its release and each switch time.
     model = np.where(rng.random(n) < 0.8, w.model[a], rng.integers(0, 3, n))
@@ -1665,6 +1828,128 @@ def _write(
     return rows
 
 
+def _payments_table(w: _World, ids: pa.Array, fmt_time: _TimeFormatter, parquet: bool) -> pa.Table:
+    """The ``payments`` table: one row per account with a card, in output order."""
+    o = w.order
+    carded = np.flatnonzero(w.has_card[o])
+    return pa.table(
+        {
+            "account_id": ids.take(pa.array(carded)),
+            "payment_fingerprint": _hex_ids(w.card_fp[o][carded], "fp_"),
+            "card_bin": pa.array(w.bins[w.card_bin[o][carded]].astype(object).astype(str)),
+            "billing_country": pa.array(
+                np.array(COUNTRY_CODES, dtype=object)[w.bin_country[w.card_bin[o][carded]]],
+                pa.string(),
+            ),
+            "added_at": _time_column(w.card_added[o][carded], fmt_time, parquet),
+        }
+    )
+
+
+def _labels_table(w: _World, ids: pa.Array) -> pa.Table:
+    """The ``labels`` table: each account's ring, group kind, role and group instance."""
+    o = w.order
+    kinds = np.array(KINDS, dtype=object)[w.kind[o]]
+    is_ring = w.kind[o] == RING
+    ring_ids = np.array([*w.ring_ids, ""], dtype=object)[np.where(is_ring, w.group[o], -1)]
+    group_ids = np.where(
+        w.kind[o] == SOLO,
+        "",
+        np.char.add(
+            np.char.add(kinds.astype(str), "-"),
+            np.char.zfill((np.maximum(w.group[o], 0) + 1).astype(str), 3),
+        ),
+    ).astype(object)
+    group_ids[is_ring] = ring_ids[is_ring]
+    role = np.array(ROLES, dtype=object)[w.role[o]]
+    return pa.table(
+        {
+            "account_id": ids,
+            "ring_id": pa.array(ring_ids, pa.string()),
+            "group": pa.array(kinds, pa.string()),
+            "role": pa.array(role.astype(object), pa.string()),
+            "group_id": pa.array(group_ids, pa.string()),
+        }
+    )
+
+
+def _events_schema(parquet: bool) -> pa.Schema:
+    """Columns of the ``events`` table (timestamps are typed in Parquet, strings in CSV)."""
+    ts_type = pa.timestamp("us", tz="UTC") if parquet else pa.string()
+    return pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("ts", ts_type),
+            ("ip", pa.string()),
+            ("device_id", pa.string()),
+            ("user_agent", pa.string()),
+            ("model", pa.string()),
+            ("requests", pa.int64()),
+            ("input_tokens", pa.int64()),
+            ("output_tokens", pa.int64()),
+            ("prompt_fingerprint", pa.string()),
+        ]
+    )
+
+
+def _event_tables(
+    w: _World,
+    seed: int,
+    ids: pa.Array,
+    fmt_time: _TimeFormatter,
+    parquet: bool,
+    totals: dict[str, int],
+) -> Iterator[pa.Table]:
+    """The ``events`` table in chunks of accounts, each drawn from its own seeded stream.
+
+    Adds each chunk's requests to ``totals["requests"]`` as it is generated.
+    """
+    tabs = {"ips": w.ips.array(), "devices": w.devices.array(), "prompts": w.prompts.array()}
+    v6_hi, v6_lo = w.v6_hi.array(), w.v6_lo.array()
+    ua_names = pa.array(ALL_UAS, pa.string())
+    model_names = pa.array(MODELS, pa.string())
+    schema = _events_schema(parquet)
+    n = w.n
+    n_chunks = (n + ACCOUNTS_PER_CHUNK - 1) // ACCOUNTS_PER_CHUNK
+    for c in progress(range(n_chunks), total=n_chunks, desc="events", unit="chunk"):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 2, c]))
+        positions = np.arange(c * ACCOUNTS_PER_CHUNK, min(n, (c + 1) * ACCOUNTS_PER_CHUNK))
+        ev = _event_chunk(rng, w, positions, tabs)
+        totals["requests"] += int(ev["requests"].sum())
+        yield pa.table(
+            {
+                "account_id": ids.take(pa.array(ev["position"])),
+                "ts": _time_column(ev["ts"], fmt_time, parquet),
+                "ip": _take_codes(ev["ip"], lambda x: _format_ips(x, v6_hi, v6_lo)),
+                "device_id": _take_codes(ev["device"], lambda x: _hex_ids(x, "dev_")),
+                "user_agent": ua_names.take(pa.array(ev["ua"])),
+                "model": model_names.take(pa.array(ev["model"])),
+                "requests": pa.array(ev["requests"]),
+                "input_tokens": pa.array(ev["input_tokens"]),
+                "output_tokens": pa.array(ev["output_tokens"]),
+                "prompt_fingerprint": _take_codes(ev["prompt"], lambda x: _hex_ids(x, "pf_")),
+            },
+            schema=schema,
+        )
+
+
+def _write_tables(
+    w: _World, seed: int, paths: dict[str, Path], parquet: bool
+) -> tuple[int, int, int]:
+    """Write the four tables of world ``w``; return the payments, events and requests written."""
+    ids = _hex_ids(w.account_key[w.order], "acct_")
+    lo = int(min(w.created.min(), w.card_added.min(), WINDOW_START))
+    fmt_time = _TimeFormatter(lo, WINDOW_END)
+    accounts = _accounts_table(w, ids, fmt_time, parquet, w.devices.array())
+    _write(accounts, paths["accounts"], parquet)
+    n_payments = _write(_payments_table(w, ids, fmt_time, parquet), paths["payments"], parquet)
+    _write(_labels_table(w, ids), paths["labels"], parquet)
+    totals = {"requests": 0}
+    events = _event_tables(w, seed, ids, fmt_time, parquet, totals)
+    n_events = _write(events, paths["events"], parquet, _events_schema(parquet))
+    return n_payments, n_events, totals["requests"]
+
+
 def generate_world(
     n_accounts: int,
     seed: int,
@@ -1718,107 +2003,15 @@ def generate_world(
     _check_args(n_accounts, seed, fmt, events_per_account)
     began = time.perf_counter()
     n = int(n_accounts)
-    lam = float(events_per_account)
     parquet = fmt == "parquet"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ext = "parquet" if parquet else "csv"
     paths = {t: out / f"{t}.{ext}" for t in ("accounts", "payments", "events", "labels")}
 
-    w = _build_world(n, int(seed), lam)
+    w = _build_world(n, int(seed), float(events_per_account))
     logger.info("built %d accounts in %.1f s", n, time.perf_counter() - began)
-    o = w.order
-    ids = _hex_ids(w.account_key[o], "acct_")
-    lo = int(min(w.created.min(), w.card_added.min(), WINDOW_START))
-    fmt_time = _TimeFormatter(lo, WINDOW_END)
-    devices = w.devices.array()
-    accounts = _accounts_table(w, ids, fmt_time, parquet, devices)
-    _write(accounts, paths["accounts"], parquet)
-
-    carded = np.flatnonzero(w.has_card[o])
-    payments = pa.table(
-        {
-            "account_id": ids.take(pa.array(carded)),
-            "payment_fingerprint": _hex_ids(w.card_fp[o][carded], "fp_"),
-            "card_bin": pa.array(w.bins[w.card_bin[o][carded]].astype(object).astype(str)),
-            "billing_country": pa.array(
-                np.array(COUNTRY_CODES, dtype=object)[w.bin_country[w.card_bin[o][carded]]],
-                pa.string(),
-            ),
-            "added_at": _time_column(w.card_added[o][carded], fmt_time, parquet),
-        }
-    )
-    n_payments = _write(payments, paths["payments"], parquet)
-
-    kinds = np.array(KINDS, dtype=object)[w.kind[o]]
-    is_ring = w.kind[o] == RING
-    ring_ids = np.array([*w.ring_ids, ""], dtype=object)[np.where(is_ring, w.group[o], -1)]
-    group_ids = np.where(
-        w.kind[o] == SOLO,
-        "",
-        np.char.add(
-            np.char.add(kinds.astype(str), "-"),
-            np.char.zfill((np.maximum(w.group[o], 0) + 1).astype(str), 3),
-        ),
-    ).astype(object)
-    group_ids[is_ring] = ring_ids[is_ring]
-    role = np.array(ROLES, dtype=object)[w.role[o]]
-    labels = pa.table(
-        {
-            "account_id": ids,
-            "ring_id": pa.array(ring_ids, pa.string()),
-            "group": pa.array(kinds, pa.string()),
-            "role": pa.array(role.astype(object), pa.string()),
-            "group_id": pa.array(group_ids, pa.string()),
-        }
-    )
-    _write(labels, paths["labels"], parquet)
-
-    tabs = {"ips": w.ips.array(), "devices": devices, "prompts": w.prompts.array()}
-    v6_hi, v6_lo = w.v6_hi.array(), w.v6_lo.array()
-    ua_names = pa.array(ALL_UAS, pa.string())
-    model_names = pa.array(MODELS, pa.string())
-    ts_type = pa.timestamp("us", tz="UTC") if parquet else pa.string()
-    schema = pa.schema(
-        [
-            ("account_id", pa.string()),
-            ("ts", ts_type),
-            ("ip", pa.string()),
-            ("device_id", pa.string()),
-            ("user_agent", pa.string()),
-            ("model", pa.string()),
-            ("requests", pa.int64()),
-            ("input_tokens", pa.int64()),
-            ("output_tokens", pa.int64()),
-            ("prompt_fingerprint", pa.string()),
-        ]
-    )
-    n_chunks = (n + ACCOUNTS_PER_CHUNK - 1) // ACCOUNTS_PER_CHUNK
-    totals = {"requests": 0}
-
-    def chunks() -> Iterator[pa.Table]:
-        for c in progress(range(n_chunks), total=n_chunks, desc="events", unit="chunk"):
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2, c]))
-            positions = np.arange(c * ACCOUNTS_PER_CHUNK, min(n, (c + 1) * ACCOUNTS_PER_CHUNK))
-            ev = _event_chunk(rng, w, positions, tabs)
-            totals["requests"] += int(ev["requests"].sum())
-            yield pa.table(
-                {
-                    "account_id": ids.take(pa.array(ev["position"])),
-                    "ts": _time_column(ev["ts"], fmt_time, parquet),
-                    "ip": _take_codes(ev["ip"], lambda x: _format_ips(x, v6_hi, v6_lo)),
-                    "device_id": _take_codes(ev["device"], lambda x: _hex_ids(x, "dev_")),
-                    "user_agent": ua_names.take(pa.array(ev["ua"])),
-                    "model": model_names.take(pa.array(ev["model"])),
-                    "requests": pa.array(ev["requests"]),
-                    "input_tokens": pa.array(ev["input_tokens"]),
-                    "output_tokens": pa.array(ev["output_tokens"]),
-                    "prompt_fingerprint": _take_codes(ev["prompt"], lambda x: _hex_ids(x, "pf_")),
-                },
-                schema=schema,
-            )
-
-    n_events = _write(chunks(), paths["events"], parquet, schema)
+    n_payments, n_events, n_requests = _write_tables(w, int(seed), paths, parquet)
     groups = {k: int((w.kind == i).sum()) for i, k in enumerate(KINDS)}
     rings = {
         rid: int(((w.kind == RING) & (w.group == r)).sum()) for r, rid in enumerate(w.ring_ids)
@@ -1829,7 +2022,7 @@ def generate_world(
         n_accounts=n,
         n_payments=n_payments,
         n_events=n_events,
-        n_requests=totals["requests"],
+        n_requests=n_requests,
         groups=groups,
         rings=rings,
         paths=paths,

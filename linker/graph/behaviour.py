@@ -14,6 +14,7 @@ event rows. No Python loop runs over rows or accounts (see docs/behaviour.md).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -240,6 +241,178 @@ def _distinct_per_account(acc: np.ndarray, key: np.ndarray, n_acc: int) -> np.nd
     return np.bincount(uniq // (np.int64(key[ok].max()) + 1), minlength=n_acc).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _EventArrays:
+    """The sorted event codes as arrays, with the per-account totals most features use."""
+
+    acc: np.ndarray  # account row of each event
+    t: np.ndarray  # epoch seconds
+    req: np.ndarray  # requests, float64
+    day: np.ndarray  # epoch day
+    first_day: int  # the earliest day (0 without events)
+    n_acc: int
+    n_rows: np.ndarray  # event rows per account, float64
+    requests: np.ndarray  # requests per account, float64
+    has: np.ndarray  # the account has events
+
+    @classmethod
+    def of(cls, codes: pd.DataFrame, n_acc: int) -> _EventArrays:
+        """The arrays of :func:`event_codes` output ``codes`` for ``n_acc`` accounts."""
+        acc = codes["acc"].to_numpy()
+        t = codes["t"].to_numpy()
+        req = codes["requests"].to_numpy().astype(np.float64)
+        n_rows = np.bincount(acc, minlength=n_acc).astype(np.float64)
+        day = t // DAY
+        return cls(
+            acc=acc,
+            t=t,
+            req=req,
+            day=day,
+            first_day=day.min() if len(day) else 0,
+            n_acc=n_acc,
+            n_rows=n_rows,
+            requests=np.bincount(acc, weights=req, minlength=n_acc),
+            has=n_rows > 0,
+        )
+
+
+def _volume_features(ev: _EventArrays, codes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Rows, requests, active days and the output/input token ratio of each account."""
+    acc, n_acc = ev.acc, ev.n_acc
+    active_days = _distinct_per_account(acc, ev.day - ev.first_day, n_acc)
+    tokens_in = np.bincount(acc, weights=codes["input_tokens"].to_numpy(), minlength=n_acc)
+    tokens_out = np.bincount(acc, weights=codes["output_tokens"].to_numpy(), minlength=n_acc)
+    return {
+        "n_rows": ev.n_rows,
+        "requests": ev.requests,
+        "active_days": active_days.astype(np.float64),
+        "output_input_ratio": np.where(ev.has, (tokens_out + 1.0) / (tokens_in + 1.0), np.nan),
+    }
+
+
+def _template_features(
+    ev: _EventArrays, prompt: np.ndarray, top_templates: int
+) -> dict[str, np.ndarray]:
+    """Distinct prompts per account, and the share of its requests on its top prompts.
+
+    The share is over the requests that carry a prompt.
+    """
+    acc, req, n_acc = ev.acc, ev.req, ev.n_acc
+    with_prompt = prompt >= 0
+    top_share = np.full(n_acc, np.nan)
+    n_templates = np.zeros(n_acc, dtype=np.int64)
+    if with_prompt.any():
+        base = np.int64(prompt.max()) + 1
+        uniq, per = _sum_by_key(acc[with_prompt] * base + prompt[with_prompt], req[with_prompt])
+        owner = uniq // base
+        order = np.lexsort((-per, owner))
+        owner_sorted, per_sorted = owner[order], per[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(owner_sorted)) + 1]
+        rank = np.arange(len(owner_sorted)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        top = np.bincount(
+            owner_sorted[rank < top_templates], per_sorted[rank < top_templates], n_acc
+        )
+        total = np.bincount(owner_sorted, per_sorted, n_acc)
+        top_share = np.where(total > 0, top / np.maximum(total, 1e-12), np.nan)
+        n_templates = np.bincount(owner, minlength=n_acc).astype(np.int64)
+    return {"n_templates": n_templates, "template_top_share": top_share}
+
+
+def _spread_features(
+    ev: _EventArrays, ip: np.ndarray, session_gap_minutes: float
+) -> dict[str, np.ndarray]:
+    """Sessions of each account and its distinct IPs per request and per session.
+
+    Relies on the rows being sorted by account, then time.
+    """
+    acc, t, n_acc = ev.acc, ev.t, ev.n_acc
+    new_session = np.ones(len(t), dtype=bool)
+    if len(t) > 1:
+        new_session[1:] = (acc[1:] != acc[:-1]) | (np.diff(t) > session_gap_minutes * 60)
+    session = np.cumsum(new_session) - 1
+    sessions = np.bincount(acc, weights=new_session.astype(np.float64), minlength=n_acc)
+    distinct_ips = _distinct_per_account(acc, ip, n_acc)
+    ok_ip = ip >= 0
+    session_ips = np.zeros(n_acc)
+    if ok_ip.any():
+        base = np.int64(ip.max()) + 1
+        # Each session belongs to one account: count its distinct IPs for that account.
+        session_owner = acc[new_session]
+        distinct = sorted_unique(session[ok_ip] * base + ip[ok_ip])
+        session_ips = np.bincount(session_owner[distinct // base], minlength=n_acc).astype(
+            np.float64
+        )
+    return {
+        "ips_per_request": np.where(ev.has, distinct_ips / np.maximum(ev.requests, 1), np.nan),
+        "ips_per_session": np.where(ev.has, session_ips / np.maximum(sessions, 1), np.nan),
+        "sessions": sessions,
+    }
+
+
+def _clock_features(ev: _EventArrays) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Entropy and peak of each account's hour-of-day profile, and the profile itself.
+
+    Hours are UTC: a controller's clock shows there, not in the claimed country's time. The
+    profile is the share of requests per hour, as columns ``hour_00`` ... ``hour_23``.
+    """
+    n_acc = ev.n_acc
+    hour = (ev.t // HOUR) % 24
+    profile = np.bincount(ev.acc * 24 + hour, weights=ev.req, minlength=n_acc * 24).reshape(
+        n_acc, 24
+    )
+    shares = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
+    features = {
+        "hour_entropy": np.where(ev.has, entropy, np.nan),
+        "peak_hour": np.where(ev.has, shares.argmax(axis=1), -1).astype(np.int64),
+    }
+    hours = pd.DataFrame(shares.astype(np.float32), columns=[f"hour_{h:02d}" for h in range(24)])
+    return features, hours
+
+
+def _first_heavy_day(ev: _EventArrays, heavy_day_requests: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start (epoch seconds) of each account's first day of heavy use, and whether it has one."""
+    day_key = ev.acc * np.int64(1 << 20) + (ev.day - ev.first_day)
+    dkeys, day_req = _sum_by_key(day_key, ev.req)
+    heavy = day_req >= heavy_day_requests
+    heavy_day = np.full(ev.n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    heavy_owner = dkeys[heavy] // np.int64(1 << 20)
+    heavy_start = (dkeys[heavy] % np.int64(1 << 20) + ev.first_day) * DAY
+    # dkeys are sorted by (account, day): the first heavy key of each account is its earliest.
+    if len(heavy_owner):
+        firsts = np.r_[0, np.flatnonzero(np.diff(heavy_owner)) + 1]
+        heavy_day[heavy_owner[firsts]] = heavy_start[firsts]
+    return heavy_day, heavy_day < np.iinfo(np.int64).max
+
+
+def _waking_features(
+    ev: _EventArrays, created: np.ndarray, heavy_day_requests: int, dormancy_days: float
+) -> dict[str, object]:
+    """First event, dormancy after signup, time to the first heavy day, and waking."""
+    acc, t, has = ev.acc, ev.t, ev.has
+    first_event = np.full(ev.n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    starts_acc = np.r_[0, np.flatnonzero(np.diff(acc)) + 1] if len(acc) else np.zeros(0, int)
+    first_event[acc[starts_acc]] = t[starts_acc]
+    dormant = np.where(has, (first_event - created) / DAY, np.nan)
+    heavy_day, heavy_seen = _first_heavy_day(ev, heavy_day_requests)
+    hours_to_heavy = np.where(heavy_seen, (np.maximum(heavy_day, created) - created) / HOUR, np.nan)
+    awakened = (
+        has
+        & (np.nan_to_num(dormant, nan=0.0) >= dormancy_days)
+        & heavy_seen
+        & (heavy_day - (first_event // DAY) * DAY <= 7 * DAY)
+    )
+    return {
+        "first_event_at": pd.to_datetime(np.where(has, first_event, 0), unit="s", utc=True).where(
+            has
+        ),
+        "dormant_days": dormant,
+        "hours_to_heavy_use": hours_to_heavy,
+        "awakened": awakened,
+    }
+
+
 def account_behaviour(
     events: pd.DataFrame,
     accounts: pd.DataFrame,
@@ -302,123 +475,23 @@ def account_behaviour(
     """
     del seed
     ids = accounts["account_id"].astype("string")
-    n_acc = len(ids)
     if codes is None:
         codes = event_codes(events, ids)
-    acc = codes["acc"].to_numpy()
-    t = codes["t"].to_numpy()
-    req = codes["requests"].to_numpy().astype(np.float64)
-    created = _seconds(accounts["created_at"]) if n_acc else np.zeros(0, np.int64)
-
-    n_rows = np.bincount(acc, minlength=n_acc).astype(np.float64)
-    requests = np.bincount(acc, weights=req, minlength=n_acc)
-    has = n_rows > 0
-    day = t // DAY
-    active_days = _distinct_per_account(acc, day - (day.min() if len(day) else 0), n_acc)
-
-    tokens_in = np.bincount(acc, weights=codes["input_tokens"].to_numpy(), minlength=n_acc)
-    tokens_out = np.bincount(acc, weights=codes["output_tokens"].to_numpy(), minlength=n_acc)
-    ratio = np.where(has, (tokens_out + 1.0) / (tokens_in + 1.0), np.nan)
-
-    # Template concentration: requests on the account's top prompts over requests with one.
-    prompt = codes["prompt"].to_numpy()
-    with_prompt = prompt >= 0
-    top_share = np.full(n_acc, np.nan)
-    n_templates = np.zeros(n_acc, dtype=np.int64)
-    if with_prompt.any():
-        base = np.int64(prompt.max()) + 1
-        uniq, per = _sum_by_key(acc[with_prompt] * base + prompt[with_prompt], req[with_prompt])
-        owner = uniq // base
-        order = np.lexsort((-per, owner))
-        owner_sorted, per_sorted = owner[order], per[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(owner_sorted)) + 1]
-        rank = np.arange(len(owner_sorted)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        top = np.bincount(
-            owner_sorted[rank < top_templates], per_sorted[rank < top_templates], n_acc
-        )
-        total = np.bincount(owner_sorted, per_sorted, n_acc)
-        top_share = np.where(total > 0, top / np.maximum(total, 1e-12), np.nan)
-        n_templates = np.bincount(owner, minlength=n_acc).astype(np.int64)
-
-    # Sessions (rows are sorted by account, then time) and IP spread.
-    new_session = np.ones(len(t), dtype=bool)
-    if len(t) > 1:
-        new_session[1:] = (acc[1:] != acc[:-1]) | (np.diff(t) > session_gap_minutes * 60)
-    session = np.cumsum(new_session) - 1
-    sessions = np.bincount(acc, weights=new_session.astype(np.float64), minlength=n_acc)
-    ip = codes["ip"].to_numpy()
-    distinct_ips = _distinct_per_account(acc, ip, n_acc)
-    ok_ip = ip >= 0
-    session_ips = np.zeros(n_acc)
-    if ok_ip.any():
-        base = np.int64(ip.max()) + 1
-        # Each session belongs to one account: count its distinct IPs for that account.
-        session_owner = acc[new_session]
-        distinct = sorted_unique(session[ok_ip] * base + ip[ok_ip])
-        session_ips = np.bincount(session_owner[distinct // base], minlength=n_acc).astype(
-            np.float64
-        )
-    ips_per_request = np.where(has, distinct_ips / np.maximum(requests, 1), np.nan)
-    ips_per_session = np.where(has, session_ips / np.maximum(sessions, 1), np.nan)
-
-    # Hour-of-day profile (UTC: a controller's clock, not the claimed country's) and entropy.
-    hour = (t // HOUR) % 24
-    profile = np.bincount(acc * 24 + hour, weights=req, minlength=n_acc * 24).reshape(n_acc, 24)
-    shares = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
-    entropy = np.where(has, entropy, np.nan)
-    peak_hour = np.where(has, shares.argmax(axis=1), -1)
-
-    # Dormancy, waking and the first heavy day.
-    first_event = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
-    starts_acc = np.r_[0, np.flatnonzero(np.diff(acc)) + 1] if len(acc) else np.zeros(0, int)
-    first_event[acc[starts_acc]] = t[starts_acc]
-    dormant = np.where(has, (first_event - created) / DAY, np.nan)
-    day_key = acc * np.int64(1 << 20) + (day - (day.min() if len(day) else 0))
-    dkeys, day_req = _sum_by_key(day_key, req)
-    heavy = day_req >= heavy_day_requests
-    heavy_day = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
-    heavy_owner = dkeys[heavy] // np.int64(1 << 20)
-    heavy_start = (dkeys[heavy] % np.int64(1 << 20) + (day.min() if len(day) else 0)) * DAY
-    # dkeys are sorted by (account, day): the first heavy key of each account is its earliest.
-    if len(heavy_owner):
-        firsts = np.r_[0, np.flatnonzero(np.diff(heavy_owner)) + 1]
-        heavy_day[heavy_owner[firsts]] = heavy_start[firsts]
-    heavy_seen = heavy_day < np.iinfo(np.int64).max
-    hours_to_heavy = np.where(heavy_seen, (np.maximum(heavy_day, created) - created) / HOUR, np.nan)
-    awakened = (
-        has
-        & (np.nan_to_num(dormant, nan=0.0) >= dormancy_days)
-        & heavy_seen
-        & (heavy_day - (first_event // DAY) * DAY <= 7 * DAY)
-    )
-
+    ev = _EventArrays.of(codes, len(ids))
+    created = _seconds(accounts["created_at"]) if len(ids) else np.zeros(0, np.int64)
+    clock, hours = _clock_features(ev)
     frame = pd.DataFrame(
         {
             "account_id": pd.array(ids.to_numpy(), dtype="string"),
-            "n_rows": n_rows,
-            "requests": requests,
-            "active_days": active_days.astype(np.float64),
-            "output_input_ratio": ratio,
-            "n_templates": n_templates,
-            "template_top_share": top_share,
-            "ips_per_request": ips_per_request,
-            "ips_per_session": ips_per_session,
-            "sessions": sessions,
-            "hour_entropy": entropy,
-            "peak_hour": peak_hour.astype(np.int64),
-            "first_event_at": pd.to_datetime(
-                np.where(has, first_event, 0), unit="s", utc=True
-            ).where(has),
-            "dormant_days": dormant,
-            "hours_to_heavy_use": hours_to_heavy,
-            "awakened": awakened,
+            **_volume_features(ev, codes),
+            **_template_features(ev, codes["prompt"].to_numpy(), top_templates),
+            **_spread_features(ev, codes["ip"].to_numpy(), session_gap_minutes),
+            **clock,
+            **_waking_features(ev, created, heavy_day_requests, dormancy_days),
         }
     )
-    frame = pd.concat([frame, _pivot(codes, n_acc, new_model_margin_days)], axis=1)
-    hours = pd.DataFrame(shares.astype(np.float32), columns=[f"hour_{h:02d}" for h in range(24)])
-    return pd.concat([frame, hours], axis=1)
+    pivot = _pivot(codes, ev.n_acc, new_model_margin_days)
+    return pd.concat([frame, pivot, hours], axis=1)
 
 
 def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:

@@ -330,6 +330,27 @@ def node2vec_walks(
     _check_walk_params(walks_per_node, walk_length, p, q)
     graph = _checked_adjacency(adjacency)
     n = graph.shape[0]
+    rng = np.random.default_rng(seed)
+    starts = np.concatenate([rng.permutation(n) for _ in range(walks_per_node)]).astype(np.int32)
+    out = _walk_from(graph, starts, walk_length, p, q, weighted, seed)
+    logger.debug("node2vec walks: %d walks of length %d on %d nodes", len(starts), walk_length, n)
+    return out
+
+
+def _walk_from(
+    graph: sp.csr_matrix,
+    starts: np.ndarray,
+    walk_length: int,
+    p: float,
+    q: float,
+    weighted: bool,
+    seed: int,
+) -> np.ndarray:
+    """One walk from each node of ``starts`` on a checked ``graph``, ``-1`` padded.
+
+    Builds the kernel's inputs: int CSR arrays, and alias tables of the edge weights when
+    ``weighted`` (a one-entry placeholder otherwise, which the kernel never reads).
+    """
     indptr = graph.indptr.astype(np.int64)
     indices = graph.indices.astype(np.int32)
     if weighted:
@@ -337,8 +358,6 @@ def node2vec_walks(
     else:
         alias_prob = np.ones(1, dtype=np.float64)
         alias_idx = np.zeros(1, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    starts = np.concatenate([rng.permutation(n) for _ in range(walks_per_node)]).astype(np.int32)
     out = np.full((len(starts), walk_length), -1, dtype=np.int32)
     _walk_kernel(
         indptr,
@@ -353,7 +372,6 @@ def node2vec_walks(
         np.uint64(seed % 2**64),
         out,
     )
-    logger.debug("node2vec walks: %d walks of length %d on %d nodes", len(starts), walk_length, n)
     return out
 
 
@@ -456,6 +474,113 @@ def _draw_negative(neg_prob: Any, neg_alias: Any, state: Any) -> Any:
     return state, out
 
 
+@njit(cache=True, inline="always")
+def _subsampled_walk(walks: Any, row: Any, keep: Any, sentence: Any, state: Any) -> Any:
+    """Copy walk ``row`` into ``sentence``, dropping frequent tokens; return the kept count."""
+    m = 0
+    for t in range(walks.shape[1]):
+        token = walks[row, t]
+        if token < 0:
+            break
+        if keep[token] < 1.0:
+            state, u = _uniform(state)
+            if u >= keep[token]:
+                continue
+        sentence[m] = token
+        m += 1
+    return state, m
+
+
+@njit(cache=True, inline="always")
+def _window_outputs(
+    target: Any,
+    negative: int,
+    neg_prob: Any,
+    neg_alias: Any,
+    outputs: Any,
+    labels: Any,
+    state: Any,
+) -> Any:
+    """The target then up to ``negative`` negatives in ``outputs`` (labels 1, 0); the count."""
+    outputs[0] = target
+    labels[0] = 1.0
+    n_out = 1
+    for _ in range(negative):
+        state, drawn = _draw_negative(neg_prob, neg_alias, state)
+        if drawn != target:
+            outputs[n_out] = drawn
+            labels[n_out] = 0.0
+            n_out += 1
+    return state, n_out
+
+
+@njit(cache=True, inline="always")
+def _window_gradients(
+    syn0: Any,
+    syn1: Any,
+    contexts: Any,
+    n_ctx: Any,
+    outputs: Any,
+    labels: Any,
+    n_out: Any,
+    alpha: float,
+    grads: Any,
+) -> None:
+    """Each (context, output) pair's logistic-loss gradient, times ``alpha``, into ``grads``."""
+    dim = syn0.shape[1]
+    for a in range(n_ctx):
+        x = contexts[a]
+        for b in range(n_out):
+            y = outputs[b]
+            f = 0.0
+            for c in range(dim):
+                f += syn0[x, c] * syn1[y, c]
+            if f > 6.0:
+                grads[a, b] = (labels[b] - 1.0) * alpha
+            elif f < -6.0:
+                grads[a, b] = labels[b] * alpha
+            else:
+                grads[a, b] = (labels[b] - 1.0 / (1.0 + np.exp(-f))) * alpha
+
+
+@njit(cache=True, inline="always")
+def _apply_gradients(
+    syn0: Any,
+    syn1: Any,
+    contexts: Any,
+    n_ctx: Any,
+    outputs: Any,
+    n_out: Any,
+    grads: Any,
+    context_step: Any,
+) -> None:
+    """Update the output vectors, then the context vectors, from one window's gradients.
+
+    The context steps are computed from the output vectors before they change, as word2vec
+    does; the context vectors change last.
+    """
+    dim = syn0.shape[1]
+    for a in range(n_ctx):
+        for c in range(dim):
+            context_step[a, c] = 0.0
+        for b in range(n_out):
+            g = grads[a, b]
+            y = outputs[b]
+            for c in range(dim):
+                context_step[a, c] += g * syn1[y, c]
+    for b in range(n_out):
+        y = outputs[b]
+        for a in range(n_ctx):
+            g = grads[a, b]
+            x = contexts[a]
+            for c in range(dim):
+                syn1[y, c] += g * syn0[x, c]
+    for a in range(n_ctx):
+        x = contexts[a]
+        for c in range(dim):
+            syn0[x, c] += context_step[a, c]
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def _skipgram_epoch(
     syn0: Any,
@@ -472,6 +597,16 @@ def _skipgram_epoch(
     seed: Any,
     stream: Any,
 ) -> None:
+    """One epoch of skip-gram with negative sampling over ``walks``, in place.
+
+    word2vec's recipe: tokens of frequency ``f`` are kept with probability ``keep``, each
+    token's window is reduced by a random amount, and negatives come from the unigram
+    distribution to the power 3/4 (the alias table ``neg_prob``, ``neg_alias``). As in Ji et
+    al. (2016), one draw of negatives serves a whole window, so every output vector is read
+    once per window, not once per (context, output) pair. The walks are split into
+    ``n_chunks`` contiguous chunks run in parallel, each with its own random stream and the
+    full learning-rate schedule from ``start_alpha`` to ``end_alpha``.
+    """
     n_walks, length = walks.shape
     dim = syn0.shape[1]
     per = (n_walks + n_chunks - 1) // n_chunks
@@ -488,17 +623,7 @@ def _skipgram_epoch(
         context_step = np.empty((2 * window, dim), dtype=np.float32)
         for row in range(lo, hi):
             alpha = start_alpha - (start_alpha - end_alpha) * (row - lo) / span
-            m = 0
-            for t in range(length):
-                token = walks[row, t]
-                if token < 0:
-                    break
-                if keep[token] < 1.0:
-                    state, u = _uniform(state)
-                    if u >= keep[token]:
-                        continue
-                sentence[m] = token
-                m += 1
+            state, m = _subsampled_walk(walks, row, keep, sentence, state)
             for i in range(m):
                 target = sentence[i]
                 state, u = _uniform(state)
@@ -510,49 +635,11 @@ def _skipgram_epoch(
                         n_ctx += 1
                 if n_ctx == 0:
                     continue
-                # One set of negatives for the whole window (Ji et al. 2016): every output
-                # row is read once per window, not once per (context, output) pair.
-                outputs[0] = target
-                labels[0] = 1.0
-                n_out = 1
-                for _ in range(negative):
-                    state, drawn = _draw_negative(neg_prob, neg_alias, state)
-                    if drawn != target:
-                        outputs[n_out] = drawn
-                        labels[n_out] = 0.0
-                        n_out += 1
-                for a in range(n_ctx):
-                    x = contexts[a]
-                    for b in range(n_out):
-                        y = outputs[b]
-                        f = 0.0
-                        for c in range(dim):
-                            f += syn0[x, c] * syn1[y, c]
-                        if f > 6.0:
-                            grads[a, b] = (labels[b] - 1.0) * alpha
-                        elif f < -6.0:
-                            grads[a, b] = labels[b] * alpha
-                        else:
-                            grads[a, b] = (labels[b] - 1.0 / (1.0 + np.exp(-f))) * alpha
-                for a in range(n_ctx):
-                    for c in range(dim):
-                        context_step[a, c] = 0.0
-                    for b in range(n_out):
-                        g = grads[a, b]
-                        y = outputs[b]
-                        for c in range(dim):
-                            context_step[a, c] += g * syn1[y, c]
-                for b in range(n_out):
-                    y = outputs[b]
-                    for a in range(n_ctx):
-                        g = grads[a, b]
-                        x = contexts[a]
-                        for c in range(dim):
-                            syn1[y, c] += g * syn0[x, c]
-                for a in range(n_ctx):
-                    x = contexts[a]
-                    for c in range(dim):
-                        syn0[x, c] += context_step[a, c]
+                state, n_out = _window_outputs(
+                    target, negative, neg_prob, neg_alias, outputs, labels, state
+                )
+                _window_gradients(syn0, syn1, contexts, n_ctx, outputs, labels, n_out, alpha, grads)
+                _apply_gradients(syn0, syn1, contexts, n_ctx, outputs, n_out, grads, context_step)
 
 
 class _Training(NamedTuple):
@@ -569,7 +656,17 @@ class _Training(NamedTuple):
     seed: int
 
 
+def _node_counts(walks: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Occurrences of each node in ``walks``; ValueError if one is ``>= n_nodes``."""
+    tokens = walks[walks >= 0]
+    if len(tokens) and int(tokens.max()) >= n_nodes:
+        raise ValueError(f"walks name node {int(tokens.max())} but n_nodes is {n_nodes}")
+    return np.bincount(tokens, minlength=n_nodes)
+
+
 def _train_numba(walks: np.ndarray, counts: np.ndarray, how: _Training) -> np.ndarray:
+    """Skip-gram vectors from our kernel (nodes with ``counts`` 0 get zeros)."""
+    _require_numba()
     n = len(counts)
     frequency = counts.astype(np.float64)
     threshold = how.sample * frequency.sum()
@@ -610,6 +707,14 @@ def _train_gensim(
     how: _Training,
     tmp_dir: str | os.PathLike[str] | None,
 ) -> np.ndarray:
+    """Skip-gram vectors from gensim ``Word2Vec`` over a scratch corpus file in ``tmp_dir``.
+
+    gensim 4's ``corpus_file`` mode gives each of ``w`` workers ``1/w`` of the words but
+    measures that worker's progress against all of them, so its learning rate only falls
+    ``1/w`` of the way to ``min_alpha``. Each epoch therefore runs by its own call, with the
+    end rate moved (:func:`_gensim_end_rate`) so that every worker ends it at the intended
+    rate.
+    """
     try:
         from gensim.models import Word2Vec
     except ImportError:
@@ -700,20 +805,12 @@ def train_skipgram(
     Notes
     -----
     O(epochs · tokens · window · (negative + 1) · dimensions) time, O(n_nodes · dimensions)
-    memory. The numba kernel follows word2vec (down-sampling, a reduced window drawn per
-    token, negatives from the unigram distribution to the power 3/4, drawn from an alias
-    table in O(1)), with one change from Ji et al. (2016, "Parallelizing Word2Vec in Shared
-    and Distributed Memory"): the negatives are drawn once per window and shared by all of
-    its context nodes, so each output vector is read once per window instead of once per
-    pair. On BlogCatalog it trains 2.4–2.6× faster than gensim at equal epochs, and about
+    memory. The numba kernel is word2vec's, except that a window's context nodes share one
+    draw of negatives (Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed
+    Memory"): on BlogCatalog it trains 2.4–2.6× faster than gensim at equal epochs, about
     0.005 lower in Macro-F1, which a third epoch buys back (docs/embeddings.md; hence
-    ``epochs=3``). Several threads split the walks into contiguous chunks, each with
-    the full learning-rate schedule over its chunk.
-
-    gensim 4's ``corpus_file`` mode gives each of ``w`` workers ``1/w`` of the words but
-    measures that worker's progress against all of them, so its learning rate only falls
-    ``1/w`` of the way to ``min_alpha``. The gensim trainer therefore runs each epoch by its
-    own call, with the end rate moved so that every worker ends it at the intended rate.
+    ``epochs=3``). Threads split the walks into contiguous chunks, each with the full rate
+    schedule; the gensim trainer runs one call per epoch so each worker ends it on schedule.
 
     Examples
     --------
@@ -724,16 +821,12 @@ def train_skipgram(
     if trainer not in ("numba", "gensim"):
         raise SettingsError([f"trainer must be 'numba' or 'gensim', not {trainer!r}"])
     walks = np.asarray(walks)
-    tokens = walks[walks >= 0]
-    if len(tokens) and int(tokens.max()) >= n_nodes:
-        raise ValueError(f"walks name node {int(tokens.max())} but n_nodes is {n_nodes}")
-    counts = np.bincount(tokens, minlength=n_nodes)
+    counts = _node_counts(walks, n_nodes)
     if not counts.any():
         return np.zeros((n_nodes, dimensions), dtype=np.float32)
     how = _Training(dimensions, window, negative, epochs, workers, sample, alpha, min_alpha, seed)
     if trainer == "gensim":
         return _train_gensim(walks, counts, how, tmp_dir)
-    _require_numba()
     return _train_numba(walks, counts, how)
 
 
@@ -859,6 +952,37 @@ def _propagate(indptr: Any, indices: Any, weights: Any, degree: Any, current: An
     return out
 
 
+def _check_fastrp_params(
+    dimensions: int, density: float, iteration_weights: Sequence[float]
+) -> None:
+    """Raise SettingsError listing every out-of-range FastRP parameter."""
+    problems = []
+    if dimensions < 1:
+        problems.append(f"embed.dimensions must be at least 1, not {dimensions}")
+    if not 0 < density <= 1:
+        problems.append(f"embed.fastrp_density must be in (0, 1], not {density}")
+    if not iteration_weights:
+        problems.append("embed.fastrp_weights must name at least one iteration weight")
+    if problems:
+        raise SettingsError(problems)
+
+
+def _degree_scaling(
+    graph: sp.csr_matrix, normalization_strength: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Node degrees, FastRP's initial scale ``deg^β`` (0 when isolated), and D⁻¹A's weights.
+
+    ``D⁻¹ A`` is given as row-scaled edge weights (float32, in ``graph``'s edge order): each
+    propagation step averages the neighbours' vectors.
+    """
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    safe = np.where(degree > 0, degree, 1.0)
+    scale = np.where(degree > 0, safe**normalization_strength, 0.0).astype(np.float64)
+    row_of_edge = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    edge_weights = (graph.data / safe[row_of_edge]).astype(np.float32)
+    return degree, scale, edge_weights
+
+
 def fastrp_embed(
     adjacency: SparseMatrix,
     nodes: Sequence[int] | np.ndarray | None = None,
@@ -921,25 +1045,12 @@ def fastrp_embed(
     (34, 16)
     """
     _require_numba()
-    problems = []
-    if dimensions < 1:
-        problems.append(f"embed.dimensions must be at least 1, not {dimensions}")
-    if not 0 < density <= 1:
-        problems.append(f"embed.fastrp_density must be in (0, 1], not {density}")
-    if not iteration_weights:
-        problems.append("embed.fastrp_weights must name at least one iteration weight")
-    if problems:
-        raise SettingsError(problems)
+    _check_fastrp_params(dimensions, density, iteration_weights)
     graph = _checked_adjacency(adjacency)
     if not weighted:
         graph.data[:] = 1.0
     n = graph.shape[0]
-    degree = np.asarray(graph.sum(axis=1)).ravel()
-    safe = np.where(degree > 0, degree, 1.0)
-    scale = np.where(degree > 0, safe**normalization_strength, 0.0).astype(np.float64)
-    # D^-1 A as row-scaled edge weights: each step averages the neighbours' vectors.
-    row_of_edge = np.repeat(np.arange(n), np.diff(graph.indptr))
-    edge_weights = (graph.data / safe[row_of_edge]).astype(np.float32)
+    degree, scale, edge_weights = _degree_scaling(graph, normalization_strength)
     indptr = graph.indptr.astype(np.int64)
     indices = graph.indices.astype(np.int64)
     current = _sparse_projection(n, int(dimensions), float(density), np.uint64(seed % 2**64), scale)

@@ -65,6 +65,30 @@ def cluster_links(
     -----
     O(r log r) for r pair rows inside clusters: a sort, no Python loop over pairs.
     """
+    n = np.int64(bipartite.shape[0])
+    keys, weight, evidence = _identifier_links(
+        bipartite, projection, weights, cluster_of, min_link_weight, max_evidence
+    )
+    if lockstep is not None and len(lockstep):
+        keys, weight, evidence = _with_lockstep(
+            keys, weight, evidence, lockstep, cluster_of, n, lockstep_weight
+        )
+    return _links_frame(bipartite.account_ids, keys, n, weight, evidence)
+
+
+def _identifier_links(
+    bipartite: Bipartite,
+    projection: Projection,
+    weights: np.ndarray,
+    cluster_of: np.ndarray,
+    min_link_weight: float,
+    max_evidence: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair key ``a * n + b``, summed weight and evidence text of the identifier links.
+
+    Only pairs inside one cluster whose summed weight reaches ``min_link_weight`` are links;
+    the evidence names their ``max_evidence`` strongest identifiers. Keys come out sorted.
+    """
     a, b, ident = projection.pair_a, projection.pair_b, projection.pair_identifier
     inside = (cluster_of[a] >= 0) & (cluster_of[a] == cluster_of[b])
     a, b, ident = a[inside], b[inside], ident[inside]
@@ -87,15 +111,19 @@ def cluster_links(
     for r in range(1, max_evidence):
         at = rank == r
         evidence[slot[at]] = evidence[slot[at]] + ";" + text[at]
-    keys = pair_keys[kept_pairs]
-    weight = totals[kept_pairs].round(6)
-    if lockstep is not None and len(lockstep):
-        keys, weight, evidence = _with_lockstep(
-            keys, weight, evidence, lockstep, cluster_of, n, lockstep_weight
-        )
-    ids = bipartite.account_ids
-    left = ids[keys // n].astype(str)
-    right = ids[keys % n].astype(str)
+    return pair_keys[kept_pairs], totals[kept_pairs].round(6), evidence
+
+
+def _links_frame(
+    account_ids: np.ndarray,
+    keys: np.ndarray,
+    n: np.int64,
+    weight: np.ndarray,
+    evidence: np.ndarray,
+) -> pd.DataFrame:
+    """The links table: account ids in order within each pair, pairs sorted."""
+    left = account_ids[keys // n].astype(str)
+    right = account_ids[keys % n].astype(str)
     swap = left > right
     links = pd.DataFrame(
         {

@@ -464,6 +464,134 @@ def _candidate_pairs(
     return _sorted_unique_inplace(keys)
 
 
+@dataclass(frozen=True)
+class _Lsh:
+    """How signatures are hashed, banded and compared."""
+
+    n_hashes: int
+    n_bands: int
+    band_rows: int
+    max_bucket: int
+    min_tokens: int  # accounts with fewer distinct tokens at a width take no part in it
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """The pairs found at one bucket width on one action kind, and what the search cost."""
+
+    width: int
+    pairs: pd.DataFrame
+    n_compared: int
+    n_memberships: int
+    live: np.ndarray  # the accounts that took part
+
+
+def _action_streams(
+    events: pd.DataFrame, account_ids: pd.Series | np.ndarray, bucket_minutes: tuple[int, ...]
+) -> dict[str, _Memberships]:
+    """One membership stream per action kind, from raw or already coded events."""
+    if {"acc", "t"} <= set(events.columns):
+        codes = events
+    else:
+        codes = event_codes(events, pd.Series(account_ids).astype("string"))
+    return {action: _Memberships(codes, tuple(bucket_minutes), action) for action in _KINDS}
+
+
+def _threshold(
+    min_jaccard: float | dict[int, float],
+    model_min_jaccard: float | None,
+    width: int,
+    action: str,
+) -> float:
+    """The estimated Jaccard a pair needs at ``width`` on ``action`` tokens."""
+    threshold = min_jaccard.get(width, 1.0) if isinstance(min_jaccard, dict) else float(min_jaccard)
+    if action == "model" and model_min_jaccard is not None:
+        threshold = max(threshold, model_min_jaccard)
+    return threshold
+
+
+def _lockstep_pass(
+    stream: _Memberships,
+    width: int,
+    action: str,
+    threshold: float,
+    n_acc: int,
+    lsh: _Lsh,
+    seed: int,
+    rng: np.random.Generator,
+) -> _Pass:
+    """Pairs at ``width`` (``stream``'s next) whose estimated Jaccard reaches ``threshold``.
+
+    The token arrays are this function's own and are dropped before the candidate search, so
+    that a pass's peak memory is its signatures and pairs, not its tokens.
+    """
+    _, accounts, tokens = stream.next()
+    n_memberships = len(accounts)
+    size = np.bincount(accounts, minlength=n_acc)
+    live = np.flatnonzero(size >= lsh.min_tokens)
+    keep = size[accounts] >= lsh.min_tokens
+    # Signatures of the live accounts only, indexed by their position in ``live``.
+    position = np.cumsum(size >= lsh.min_tokens) - 1
+    sig = minhash_signatures(
+        position[accounts[keep]],
+        tokens[keep],
+        len(live),
+        lsh.n_hashes,
+        seed=seed + width + (0 if action == "model" else 7),
+    )
+    del accounts, tokens, keep
+    pair_key = _candidate_pairs(sig, lsh.n_bands, lsh.band_rows, lsh.max_bucket, rng)
+    lo, hi = np.divmod(pair_key, np.int64(max(len(live), 1)))
+    # The fewest agreeing hashes whose estimate (agree / n_hashes) reaches the
+    # threshold, in the same floating-point arithmetic as the estimate itself.
+    enough = int(np.searchsorted(np.arange(lsh.n_hashes + 1) / lsh.n_hashes >= threshold, True))
+    agree = _agreement(sig, lo, hi)
+    good = np.flatnonzero(agree >= enough)
+    pairs = pd.DataFrame(
+        {
+            "a": live[lo[good]],
+            "b": live[hi[good]],
+            "jaccard": agree[good] / lsh.n_hashes,
+            "bucket_minutes": np.full(len(good), width, dtype=np.int64),
+            "action": action,
+        }
+    )
+    logger.debug("lockstep %d min %s: %d comparisons", width, action, len(pair_key))
+    return _Pass(width, pairs, len(pair_key), n_memberships, live)
+
+
+def _combine_passes(passes: list[_Pass], n_acc: int) -> LockstepResult:
+    """One row per pair over all passes (its strongest width; ties: the narrower), and totals."""
+    per_width: dict[int, dict[str, int]] = {}
+    participating = np.zeros(n_acc, dtype=bool)
+    for p in passes:
+        participating[p.live] = True
+        stats = per_width.setdefault(
+            int(p.width), {"comparisons": 0, "pairs": 0, "participants": 0}
+        )
+        stats["comparisons"] += p.n_compared
+        stats["pairs"] += len(p.pairs)
+        stats["participants"] = max(stats["participants"], len(p.live))
+    pairs = (
+        pd.concat([p.pairs for p in passes], ignore_index=True)
+        if passes
+        else pd.DataFrame({"a": [], "b": [], "jaccard": [], "bucket_minutes": [], "action": []})
+    )
+    pairs = pairs.sort_values(
+        ["a", "b", "jaccard", "bucket_minutes"], ascending=[True, True, False, True]
+    ).drop_duplicates(["a", "b"])
+    pairs = pairs.astype({"a": np.int64, "b": np.int64, "jaccard": np.float64})
+    pairs["bucket_minutes"] = pairs["bucket_minutes"].astype(np.int64)
+    pairs["action"] = pairs["action"].astype("string")
+    return LockstepResult(
+        pairs=pairs.reset_index(drop=True),
+        comparisons=int(sum(p.n_compared for p in passes)),
+        tokens=int(sum(p.n_memberships for p in passes)),
+        participants=int(participating.sum()),
+        per_width=per_width,
+    )
+
+
 def lockstep_pairs(
     events: pd.DataFrame,
     account_ids: pd.Series | np.ndarray,
@@ -530,87 +658,14 @@ def lockstep_pairs(
     ([[0, 1]], [1.0])
     """
     n_acc = len(account_ids)
-    if {"acc", "t"} <= set(events.columns):
-        codes = events
-    else:
-        codes = event_codes(events, pd.Series(account_ids).astype("string"))
-    thresholds = (
-        dict(min_jaccard)
-        if isinstance(min_jaccard, dict)
-        else dict.fromkeys(bucket_minutes, float(min_jaccard))
-    )
-    n_bands = max(1, n_hashes // band_rows)
+    streams = _action_streams(events, account_ids, bucket_minutes)
+    lsh = _Lsh(n_hashes, max(1, n_hashes // band_rows), band_rows, max_bucket, min_tokens)
     rng = np.random.default_rng(seed)
-    found: list[pd.DataFrame] = []
-    per_width: dict[int, dict[str, int]] = {}
-    comparisons = 0
-    memberships = 0
-    participating = np.zeros(n_acc, dtype=bool)
-    streams = {action: _Memberships(codes, tuple(bucket_minutes), action) for action in _KINDS}
+    passes: list[_Pass] = []
     for width, action in [(w, k) for w in bucket_minutes for k in ("prompt", "model")]:
         # Templates and models are separate action sets: an account that works other
         # templates than its ring (or none) is still on the ring's clock and models.
-        _, accounts, tokens = streams[action].next()
-        memberships += len(accounts)
-        size = np.bincount(accounts, minlength=n_acc)
-        live = np.flatnonzero(size >= min_tokens)
-        participating[live] = True
-        keep = size[accounts] >= min_tokens
-        # Signatures of the live accounts only, indexed by their position in ``live``.
-        position = np.cumsum(size >= min_tokens) - 1
-        sig = minhash_signatures(
-            position[accounts[keep]],
-            tokens[keep],
-            len(live),
-            n_hashes,
-            seed=seed + width + (0 if action == "model" else 7),
-        )
-        del accounts, tokens, keep
-        pair_key = _candidate_pairs(sig, n_bands, band_rows, max_bucket, rng)
-        lo, hi = np.divmod(pair_key, np.int64(max(len(live), 1)))
-        comparisons += len(pair_key)
-        threshold = thresholds.get(width, 1.0)
-        if action == "model" and model_min_jaccard is not None:
-            threshold = max(threshold, model_min_jaccard)
-        # The fewest agreeing hashes whose estimate (agree / n_hashes) reaches the
-        # threshold, in the same floating-point arithmetic as the estimate itself.
-        enough = int(np.searchsorted(np.arange(n_hashes + 1) / n_hashes >= threshold, True))
-        agree = _agreement(sig, lo, hi)
-        good = np.flatnonzero(agree >= enough)
-        found.append(
-            pd.DataFrame(
-                {
-                    "a": live[lo[good]],
-                    "b": live[hi[good]],
-                    "jaccard": agree[good] / n_hashes,
-                    "bucket_minutes": np.full(len(good), width, dtype=np.int64),
-                    "action": action,
-                }
-            )
-        )
-        n_compared, n_good = len(pair_key), len(good)
-        del pair_key, lo, hi, agree, good, sig
-        stats = per_width.setdefault(int(width), {"comparisons": 0, "pairs": 0, "participants": 0})
-        stats["comparisons"] += n_compared
-        stats["pairs"] += n_good
-        stats["participants"] = max(stats["participants"], len(live))
-        logger.debug("lockstep %d min %s: %d comparisons", width, action, n_compared)
-    pairs = (
-        pd.concat(found, ignore_index=True)
-        if found
-        else pd.DataFrame({"a": [], "b": [], "jaccard": [], "bucket_minutes": [], "action": []})
-    )
-    # One row per pair: its strongest width (ties: the narrower width).
-    pairs = pairs.sort_values(
-        ["a", "b", "jaccard", "bucket_minutes"], ascending=[True, True, False, True]
-    ).drop_duplicates(["a", "b"])
-    pairs = pairs.astype({"a": np.int64, "b": np.int64, "jaccard": np.float64})
-    pairs["bucket_minutes"] = pairs["bucket_minutes"].astype(np.int64)
-    pairs["action"] = pairs["action"].astype("string")
-    return LockstepResult(
-        pairs=pairs.reset_index(drop=True),
-        comparisons=int(comparisons),
-        tokens=int(memberships),
-        participants=int(participating.sum()),
-        per_width=per_width,
-    )
+        threshold = _threshold(min_jaccard, model_min_jaccard, width, action)
+        stream = streams[action]
+        passes.append(_lockstep_pass(stream, width, action, threshold, n_acc, lsh, seed, rng))
+    return _combine_passes(passes, n_acc)

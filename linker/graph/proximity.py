@@ -82,6 +82,13 @@ class ProximityResult:
     moved: int
 
 
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """The rows of ``vectors`` L2-normalised, as float32 (all-zero rows stay zero)."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0).astype(np.float32)
+
+
 def embed_accounts(
     graph: IdentifierGraph,
     seeds: np.ndarray,
@@ -156,13 +163,8 @@ def embed_accounts(
         )
     is_account = nodes < n_accounts
     rows = nodes[is_account].astype(np.int64)
-    account_vectors = np.asarray(vectors[is_account], dtype=np.float32)
-    norms = np.linalg.norm(account_vectors, axis=1, keepdims=True)
-    unit = np.divide(
-        account_vectors, norms, out=np.zeros_like(account_vectors), where=norms > 0
-    ).astype(np.float32)
     logger.info("embedded %d of %d accounts (%d dimensions)", len(rows), n_accounts, dimensions)
-    return AccountEmbedding(rows=rows, vectors=unit)
+    return AccountEmbedding(rows=rows, vectors=_unit_rows(vectors[is_account]))
 
 
 def embedding_frame(bipartite: Bipartite, embedding: AccountEmbedding) -> pd.DataFrame:
@@ -273,6 +275,116 @@ def seed_evidence(
     return np.asarray(matrix[np.asarray(rows, dtype=np.int64)] @ per_identifier, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class _NearHits:
+    """Candidate accounts whose vector is close enough to a flagged cluster's centroid."""
+
+    rows: np.ndarray  # account rows
+    cluster: np.ndarray  # index of each one's nearest flagged cluster
+    cosine: np.ndarray  # cosine similarity to that cluster's centroid
+
+
+def _check_account_order(scores: pd.DataFrame, bipartite: Bipartite) -> None:
+    """Raise ValueError unless ``scores`` lists the graph's accounts in its row order."""
+    if len(scores) != bipartite.shape[0] or not np.array_equal(
+        scores["account_id"].astype(str).to_numpy(), bipartite.account_ids.astype(str)
+    ):
+        raise ValueError("scores must list the bipartite graph's accounts in its row order")
+
+
+def _flagged_clusters(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of the clusters with a suspended account (sorted), and which accounts are in one."""
+    action = scores["action"].astype(str).to_numpy()
+    cluster = scores["cluster_id"].astype("string")
+    flagged_ids = np.unique(cluster[(action == "suspend") & cluster.notna().to_numpy()].astype(str))
+    in_flagged = cluster.isin(flagged_ids).fillna(False).to_numpy(dtype=bool)
+    return flagged_ids, in_flagged
+
+
+def _cluster_centroids(
+    embedding: AccountEmbedding, member_cluster: np.ndarray, flagged_ids: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Unit centroid and embedded member rows of each flagged cluster.
+
+    ``member_cluster`` is the cluster id of each embedded account. A cluster whose vectors
+    cancel out keeps a zero centroid.
+    """
+    rows, unit = embedding.rows, embedding.vectors
+    centroids = np.zeros((len(flagged_ids), unit.shape[1]), dtype=np.float64)
+    members: list[np.ndarray] = []
+    for k, cid in enumerate(flagged_ids):
+        inside = member_cluster == cid
+        members.append(rows[inside])
+        mean = unit[inside].astype(np.float64).sum(axis=0)
+        norm = np.linalg.norm(mean)
+        if norm > 0:
+            centroids[k] = mean / norm
+    return centroids, members
+
+
+def _near_centroids(
+    embedding: AccountEmbedding, candidate: np.ndarray, centroids: np.ndarray, threshold: float
+) -> _NearHits:
+    """The ``candidate`` embedded accounts whose nearest centroid is at least ``threshold``."""
+    cand_rows = embedding.rows[candidate]
+    similarity = embedding.vectors[candidate].astype(np.float64) @ centroids.T
+    nearest = np.argmax(similarity, axis=1)
+    best = similarity[np.arange(len(cand_rows)), nearest]
+    near = np.flatnonzero(best >= threshold)
+    return _NearHits(rows=cand_rows[near], cluster=nearest[near], cosine=best[near])
+
+
+def _move_to_review(
+    scores: pd.DataFrame,
+    graph: IdentifierGraph,
+    settings: LinkSettings,
+    hits: _NearHits,
+    members: list[np.ndarray],
+    flagged_ids: np.ndarray,
+) -> tuple[pd.DataFrame, int]:
+    """Move the hits that share enough identifiers with their cluster to review.
+
+    Returns the new scores (a copy; each moved account's score raised to the review
+    threshold and its reason extended) and the number of accounts moved.
+    """
+    options = settings.embedding
+    new_action = scores["action"].astype(str).to_numpy().astype(object)
+    new_score = scores["score"].to_numpy(dtype=np.float64, copy=True)
+    new_reasons = scores["reasons"].astype("string").fillna("").to_numpy(dtype=object)
+    moved = 0
+    for row, target, cosine in zip(
+        hits.rows.tolist(), hits.cluster.tolist(), hits.cosine.tolist(), strict=True
+    ):
+        shared = shared_identifiers(
+            graph.bipartite,
+            graph.linkable,
+            row,
+            members[target],
+            limit=max(options.min_shared, 2),
+        )
+        if len(shared) < options.min_shared:
+            continue
+        reason = (
+            f"embedding: near flagged cluster {flagged_ids[target]} "
+            f"(cosine {cosine:.3f}), shares {', '.join(shared)}"
+        )
+        before = str(new_reasons[row])
+        new_reasons[row] = f"{before}; {reason}" if before else reason
+        new_action[row] = "review"
+        new_score[row] = max(new_score[row], settings.review_threshold)
+        moved += 1
+    out = scores.copy()
+    out["action"] = pd.Series(new_action, index=out.index).astype(scores["action"].dtype)
+    out["score"] = new_score
+    out["reasons"] = pd.array(new_reasons, dtype="string")
+    logger.info(
+        "embedding proximity: %d accounts moved to review (%d near a flagged cluster)",
+        moved,
+        len(hits.rows),
+    )
+    return out, moved
+
+
 def embedding_review(
     scores: pd.DataFrame,
     graph: IdentifierGraph,
@@ -331,14 +443,8 @@ def embedding_review(
     if not options.enabled:
         return ProximityResult(scores, None, 0)
     bipartite = graph.bipartite
-    if len(scores) != bipartite.shape[0] or not np.array_equal(
-        scores["account_id"].astype(str).to_numpy(), bipartite.account_ids.astype(str)
-    ):
-        raise ValueError("scores must list the bipartite graph's accounts in its row order")
-    action = scores["action"].astype(str).to_numpy()
-    cluster = scores["cluster_id"].astype("string")
-    flagged_ids = np.unique(cluster[(action == "suspend") & cluster.notna().to_numpy()].astype(str))
-    in_flagged = cluster.isin(flagged_ids).fillna(False).to_numpy(dtype=bool)
+    _check_account_order(scores, bipartite)
+    flagged_ids, in_flagged = _flagged_clusters(scores)
     embedding = embed_accounts(
         graph,
         in_flagged,
@@ -350,56 +456,12 @@ def embedding_review(
     frame = embedding_frame(bipartite, embedding)
     if len(flagged_ids) == 0:
         return ProximityResult(scores, frame, 0)
-
-    rows, unit = embedding.rows, embedding.vectors
-    member_cluster = np.asarray(cluster.fillna("").astype(str).to_numpy())[rows]
-    centroids = np.zeros((len(flagged_ids), unit.shape[1]), dtype=np.float64)
-    members: list[np.ndarray] = []
-    for k, cid in enumerate(flagged_ids):
-        inside = member_cluster == cid
-        members.append(rows[inside])
-        mean = unit[inside].astype(np.float64).sum(axis=0)
-        norm = np.linalg.norm(mean)
-        if norm > 0:
-            centroids[k] = mean / norm
-    candidate = (action[rows] == "none") & ~in_flagged[rows]
-    cand_rows = rows[candidate]
-    if len(cand_rows) == 0:
+    rows = embedding.rows
+    candidate = (scores["action"].astype(str).to_numpy()[rows] == "none") & ~in_flagged[rows]
+    if not candidate.any():
         return ProximityResult(scores, frame, 0)
-    similarity = unit[candidate].astype(np.float64) @ centroids.T
-    nearest = np.argmax(similarity, axis=1)
-    best = similarity[np.arange(len(cand_rows)), nearest]
-    near = np.flatnonzero(best >= options.threshold)
-
-    linking = graph.linkable
-    new_action = action.astype(object)
-    new_score = scores["score"].to_numpy(dtype=np.float64, copy=True)
-    new_reasons = scores["reasons"].astype("string").fillna("").to_numpy(dtype=object)
-    moved = 0
-    for hit in near.tolist():
-        row = int(cand_rows[hit])
-        target = int(nearest[hit])
-        shared = shared_identifiers(
-            bipartite, linking, row, members[target], limit=max(options.min_shared, 2)
-        )
-        if len(shared) < options.min_shared:
-            continue
-        reason = (
-            f"embedding: near flagged cluster {flagged_ids[target]} "
-            f"(cosine {best[hit]:.3f}), shares {', '.join(shared)}"
-        )
-        before = str(new_reasons[row])
-        new_reasons[row] = f"{before}; {reason}" if before else reason
-        new_action[row] = "review"
-        new_score[row] = max(new_score[row], settings.review_threshold)
-        moved += 1
-    out = scores.copy()
-    out["action"] = pd.Series(new_action, index=out.index).astype(scores["action"].dtype)
-    out["score"] = new_score
-    out["reasons"] = pd.array(new_reasons, dtype="string")
-    logger.info(
-        "embedding proximity: %d accounts moved to review (%d near a flagged cluster)",
-        moved,
-        len(near),
-    )
+    cluster_ids = scores["cluster_id"].astype("string").fillna("").astype(str).to_numpy()
+    centroids, members = _cluster_centroids(embedding, np.asarray(cluster_ids)[rows], flagged_ids)
+    hits = _near_centroids(embedding, candidate, centroids, options.threshold)
+    out, moved = _move_to_review(scores, graph, settings, hits, members, flagged_ids)
     return ProximityResult(out, frame, moved)

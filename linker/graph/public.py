@@ -168,8 +168,8 @@ def _tied(
     _, label = connected_components(graph, directed=False)
     label = label[:n_members]
     holders_in = np.bincount(label, minlength=int(label.max()) + 1 if n_members else 0)
-    n_v = np.bincount(coo.col, minlength=holders.shape[1])
-    least = np.maximum(2.0, np.ceil(group_share * n_v))[coo.col]
+    n_holders = np.bincount(coo.col, minlength=holders.shape[1])
+    least = np.maximum(2.0, np.ceil(group_share * n_holders))[coo.col]
     tied_member = (holders_in[label] >= least) & np.isin(np.arange(n_members), member[hit])
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -314,6 +315,123 @@ def _run_import(home: Path, files: ImportFiles, *, heap: str, threads: int) -> f
     return time.perf_counter() - began
 
 
+def _local_server(data_dir: str | os.PathLike[str] | None) -> tuple[Path, dict[str, Any]]:
+    """The resolved data directory of the local server and its state file's contents."""
+    home = Path(data_dir).expanduser() if data_dir is not None else server.default_data_dir()
+    home = home.resolve()
+    state = server.read_state(home)
+    if state is None or not (home / "conf" / "neo4j.conf").exists():
+        raise LinkerError(
+            f"no local Neo4j server in {home}: start one with `linker neo4j start` "
+            "(and the same --data-dir) before a --bulk load"
+        )
+    return home, state
+
+
+def _check_replaceable(home: Path, replace: bool) -> bool:
+    """Refuse a database that is not empty, or cannot be checked, unless ``replace``.
+
+    Returns whether a non-empty database is being replaced. A stopped server cannot say
+    whether its database is empty, so an existing store is then refused without ``replace``.
+    """
+    status = server.server_status(data_dir=home)
+    store = home / "data" / "databases" / DATABASE
+    if status.running:
+        nodes, rels = _database_size(home)
+        if nodes or rels:
+            if not replace:
+                raise LinkerError(
+                    f"database {DATABASE} in {home} is not empty ({nodes:,} nodes, "
+                    f"{rels:,} relationships): --bulk only loads into an empty database; "
+                    "pass --replace to overwrite it (its whole graph is deleted), "
+                    "or load without --bulk"
+                )
+            return True
+    elif store.exists() and not replace:
+        raise LinkerError(
+            f"the server of {home} is stopped, so database {DATABASE} cannot be checked for "
+            "emptiness: start it with `linker neo4j start`, or pass --replace to overwrite it"
+        )
+    return False
+
+
+def _import_offline(
+    prepared: PreparedLoad,
+    home: Path,
+    state: dict[str, Any],
+    import_heap: str,
+    threads: int,
+    timeout: float,
+) -> tuple[ImportFiles, dict[str, float]]:
+    """Write the import files, stop the server, run the importer and restart the server.
+
+    The server restarts with its own memory settings and ports even when the import fails,
+    and the import files are removed either way. Returns the files written and the seconds
+    of each phase.
+    """
+    heap = _conf_value(home, "server.memory.heap.max_size", server.DEFAULT_HEAP)
+    pagecache = _conf_value(home, "server.memory.pagecache.size", server.DEFAULT_PAGECACHE)
+    phases: dict[str, float] = {}
+    began = time.perf_counter()
+    (home / "import").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bulk.", suffix=".tmp", dir=home / "import"))
+    try:
+        files = write_import_files(prepared, folder)
+        phases["write_csv"] = time.perf_counter() - began
+        mark = time.perf_counter()
+        server.stop_server(data_dir=home)
+        phases["stop"] = time.perf_counter() - mark
+        try:
+            phases["import"] = _run_import(home, files, heap=import_heap, threads=threads)
+        finally:
+            mark = time.perf_counter()
+            server.start_server(
+                data_dir=home,
+                bolt_port=int(state["bolt_port"]),
+                http_port=int(state["http_port"]),
+                heap=heap,
+                pagecache=pagecache,
+                auth=bool(state.get("auth")),
+                timeout=timeout,
+            )
+            phases["start"] = time.perf_counter() - mark
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return files, phases
+
+
+def _finish_online(
+    prepared: PreparedLoad,
+    home: Path,
+    files: ImportFiles,
+    phases: dict[str, float],
+    embedding_batch: int,
+    timeout: float,
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Once the server answers: constraints, the run's embeddings, and the graph's counts.
+
+    Returns the rows written per step and the node and relationship counts; the seconds of
+    the schema and embedding phases go into ``phases``.
+    """
+    mark = time.perf_counter()
+    _database_size(home, timeout=timeout)
+    rows_written = dict(files.rows)
+    with _local_runner(home) as runner:
+        create_schema(runner)
+        phases["schema"] = time.perf_counter() - mark
+        if prepared.embeddings is not None and prepared.embedding_dimensions is not None:
+            # Vectors go in as the UNWIND loader writes them: one list property per account.
+            mark = time.perf_counter()
+            create_vector_index(runner, prepared.embedding_dimensions)
+            written, _ = write_steps(
+                runner, [prepared.embeddings], embedding_batch, desc="neo4j embeddings"
+            )
+            rows_written.update(written)
+            phases["embeddings"] = time.perf_counter() - mark
+        node_counts, rel_counts = graph_counts(runner)
+    return rows_written, node_counts, rel_counts
+
+
 def bulk_load(
     run_dir: str | os.PathLike[str],
     *,
@@ -376,87 +494,19 @@ def bulk_load(
     21.4
     """
     prepared = prepare_load(run_dir)  # every input error before the server is touched
-    home = Path(data_dir).expanduser() if data_dir is not None else server.default_data_dir()
-    home = home.resolve()
-    state = server.read_state(home)
-    if state is None or not (home / "conf" / "neo4j.conf").exists():
-        raise LinkerError(
-            f"no local Neo4j server in {home}: start one with `linker neo4j start` "
-            "(and the same --data-dir) before a --bulk load"
-        )
-    status = server.server_status(data_dir=home)
-    store = home / "data" / "databases" / DATABASE
-    replaced = False
-    if status.running:
-        nodes, rels = _database_size(home)
-        if nodes or rels:
-            if not replace:
-                raise LinkerError(
-                    f"database {DATABASE} in {home} is not empty ({nodes:,} nodes, "
-                    f"{rels:,} relationships): --bulk only loads into an empty database; "
-                    "pass --replace to overwrite it (its whole graph is deleted), "
-                    "or load without --bulk"
-                )
-            replaced = True
-    elif store.exists() and not replace:
-        raise LinkerError(
-            f"the server of {home} is stopped, so database {DATABASE} cannot be checked for "
-            "emptiness: start it with `linker neo4j start`, or pass --replace to overwrite it"
-        )
-
-    heap = _conf_value(home, "server.memory.heap.max_size", server.DEFAULT_HEAP)
-    pagecache = _conf_value(home, "server.memory.pagecache.size", server.DEFAULT_PAGECACHE)
-    phases: dict[str, float] = {}
+    home, state = _local_server(data_dir)
+    replaced = _check_replaceable(home, replace)
     began = time.perf_counter()
-    (home / "import").mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="bulk.", suffix=".tmp", dir=home / "import"))
-    try:
-        files = write_import_files(prepared, folder)
-        phases["write_csv"] = time.perf_counter() - began
-        mark = time.perf_counter()
-        server.stop_server(data_dir=home)
-        phases["stop"] = time.perf_counter() - mark
-        try:
-            phases["import"] = _run_import(home, files, heap=import_heap, threads=threads)
-        finally:
-            mark = time.perf_counter()
-            server.start_server(
-                data_dir=home,
-                bolt_port=int(state["bolt_port"]),
-                http_port=int(state["http_port"]),
-                heap=heap,
-                pagecache=pagecache,
-                auth=bool(state.get("auth")),
-                timeout=timeout,
-            )
-            phases["start"] = time.perf_counter() - mark
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    mark = time.perf_counter()
-    _database_size(home, timeout=timeout)
-    rows_written = dict(files.rows)
-    with _local_runner(home) as runner:
-        create_schema(runner)
-        phases["schema"] = time.perf_counter() - mark
-        if prepared.embeddings is not None and prepared.embedding_dimensions is not None:
-            # Vectors go in as the UNWIND loader writes them: one list property per account.
-            mark = time.perf_counter()
-            create_vector_index(runner, prepared.embedding_dimensions)
-            written, _ = write_steps(
-                runner, [prepared.embeddings], embedding_batch, desc="neo4j embeddings"
-            )
-            rows_written.update(written)
-            phases["embeddings"] = time.perf_counter() - mark
-        node_counts, rel_counts = graph_counts(runner)
+    files, phases = _import_offline(prepared, home, state, import_heap, threads, timeout)
+    written, nodes, rels = _finish_online(prepared, home, files, phases, embedding_batch, timeout)
     seconds = time.perf_counter() - began
     logger.info("bulk-imported %s into %s in %.1f s", prepared.run_dir, home, seconds)
     return BulkSummary(
         run_dir=prepared.run_dir,
         data_dir=home,
-        rows_written=rows_written,
-        nodes=node_counts,
-        relationships=rel_counts,
+        rows_written=written,
+        nodes=nodes,
+        relationships=rels,
         skipped=prepared.skipped,
         seconds=seconds,
         phases=phases,

@@ -631,6 +631,36 @@ def graph_counts(runner: QueryRunner) -> tuple[dict[str, int], dict[str, int]]:
     )
 
 
+def _write_prepared(
+    runner: QueryRunner, prepared: PreparedLoad, batch_size: int, replace: bool
+) -> LoadSummary:
+    """Write a prepared run through ``runner``: schema, vector index, every step, then counts.
+
+    With ``replace``, the database is emptied first. The seconds exclude the connection check.
+    """
+    steps = prepared.steps
+    if prepared.embeddings is not None:
+        steps = [*steps, prepared.embeddings]
+    runner.verify()
+    began = time.perf_counter()
+    if replace:
+        logger.info("deleted %d nodes before loading", clear_graph(runner))
+    create_schema(runner)
+    if prepared.embedding_dimensions is not None:
+        create_vector_index(runner, prepared.embedding_dimensions)
+    written, batches = write_steps(runner, steps, batch_size)
+    nodes, relationships = graph_counts(runner)
+    return LoadSummary(
+        run_dir=prepared.run_dir,
+        batches=batches,
+        rows_written=written,
+        nodes=nodes,
+        relationships=relationships,
+        skipped=prepared.skipped,
+        seconds=time.perf_counter() - began,
+    )
+
+
 def load_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -684,33 +714,14 @@ def load_run(
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
     prepared = prepare_load(run_dir)
-    steps = prepared.steps
-    if prepared.embeddings is not None:
-        steps = [*steps, prepared.embeddings]
-
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
     try:
-        active.verify()
-        began = time.perf_counter()
-        if replace:
-            logger.info("deleted %d nodes before loading", clear_graph(active))
-        create_schema(active)
-        if prepared.embedding_dimensions is not None:
-            create_vector_index(active, prepared.embedding_dimensions)
-        written, batches = write_steps(active, steps, batch_size)
-        nodes, relationships = graph_counts(active)
-        seconds = time.perf_counter() - began
+        summary = _write_prepared(active, prepared, batch_size, replace)
     finally:
         if own:
             active.close()
-    logger.info("loaded %s in %d batches (%.1f s)", prepared.run_dir, batches, seconds)
-    return LoadSummary(
-        run_dir=prepared.run_dir,
-        batches=batches,
-        rows_written=written,
-        nodes=nodes,
-        relationships=relationships,
-        skipped=prepared.skipped,
-        seconds=seconds,
+    logger.info(
+        "loaded %s in %d batches (%.1f s)", summary.run_dir, summary.batches, summary.seconds
     )
+    return summary

@@ -412,6 +412,111 @@ def _write_secret(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def _running_server(home: Path) -> ServerInfo | None:
+    """The info of ``home``'s server when our process is already running it, else None."""
+    state = read_state(home)
+    pid = _read_pid(home)
+    if pid is None or not _is_our_server(pid, home) or state is None:
+        return None
+    return ServerInfo(
+        data_dir=home,
+        pid=pid,
+        bolt_port=int(state["bolt_port"]),
+        http_port=int(state["http_port"]),
+        auth=bool(state["auth"]),
+        version=str(state["version"]),
+        already_running=True,
+        password_file=Path(state["password_file"]) if state.get("password_file") else None,
+    )
+
+
+def _choose_free_ports(bolt_port: int | str | None, http_port: int | str | None) -> tuple[int, int]:
+    """The Bolt and HTTP ports to listen on; both must differ and be free on 127.0.0.1."""
+    bolt = _choose_port(bolt_port, DEFAULT_BOLT_PORT, set())
+    http = _choose_port(http_port, DEFAULT_HTTP_PORT, {bolt})
+    if bolt == http:
+        raise LinkerError(f"Bolt and HTTP ports must differ (both {bolt})")
+    for port, what in ((bolt, "Bolt"), (http, "HTTP")):
+        if _port_in_use(port):
+            raise EnvironmentProblem(
+                f"{what} port {port} on 127.0.0.1 is already in use; "
+                "pass another port or --port auto"
+            )
+    return bolt, http
+
+
+def _initial_password(java: str, home: Path) -> tuple[str | None, Path]:
+    """Set the password of a fresh store; return it (when new, to print once) and its file.
+
+    The password comes from an existing password file, ``NEO4J_PASSWORD`` or is generated.
+    A store that already exists keeps its password.
+    """
+    password: str | None = None
+    password_file = home / PASSWORD_FILE
+    fresh_store = not (home / "data" / "databases" / "system").exists()
+    if password_file.exists():
+        if fresh_store:
+            password = password_file.read_text(encoding="utf-8").strip()
+            _set_initial_password(java, home, password)
+            password = None  # already known to the user: print it only once
+    elif fresh_store:
+        password = os.environ.get("NEO4J_PASSWORD") or secrets.token_urlsafe(18)
+        _set_initial_password(java, home, password)
+        _write_secret(password_file, password)
+    else:
+        raise LinkerError(
+            f"{home} holds a store without a password file: start it with --no-auth, "
+            "or give a fresh --data-dir"
+        )
+    return password, password_file
+
+
+def _launch(java: str, lib: Path, home: Path, heap: str) -> subprocess.Popen[bytes]:
+    """Start the server's JVM in its own session, logging to the console log; record its pid."""
+    cmd = [
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        *JVM_FLAGS,
+        "-cp",
+        f"{home / 'plugins'}/*:{lib}/*",
+        _MAIN_CLASS,
+        f"--home-dir={home}",
+        f"--config-dir={home / 'conf'}",
+    ]
+    logger.info("starting Neo4j %s in %s", NEO4J_VERSION, home)
+    with open(home / CONSOLE_LOG, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_java_env(home),
+            cwd=home,
+            start_new_session=True,
+        )
+    write_text_atomic(home / PID_FILE, f"{proc.pid}\n")
+    return proc
+
+
+def _write_state(info: ServerInfo) -> None:
+    """Record the started server in ``<data_dir>/state.json`` (no secret: the password's file)."""
+    state_data = {
+        "version": NEO4J_VERSION,
+        "uri": info.bolt_uri,
+        "browser_url": info.browser_url,
+        "bolt_port": info.bolt_port,
+        "http_port": info.http_port,
+        "pid": info.pid,
+        "auth": info.auth,
+        "user": "neo4j",
+        "password_file": str(info.password_file) if info.password_file else None,
+        "data_dir": str(info.data_dir),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_text_atomic(info.data_dir / STATE_FILE, json.dumps(state_data, indent=2) + "\n")
+
+
 def start_server(
     *,
     data_dir: str | os.PathLike[str] | None = None,
@@ -461,81 +566,17 @@ def start_server(
     home = _resolve_data_dir(data_dir)
     heap = _validate_size("heap size", heap)
     pagecache = _validate_size("page cache size", pagecache)
-    state = read_state(home)
-    pid = _read_pid(home)
-    if pid is not None and _is_our_server(pid, home) and state is not None:
-        return ServerInfo(
-            data_dir=home,
-            pid=pid,
-            bolt_port=int(state["bolt_port"]),
-            http_port=int(state["http_port"]),
-            auth=bool(state["auth"]),
-            version=str(state["version"]),
-            already_running=True,
-            password_file=Path(state["password_file"]) if state.get("password_file") else None,
-        )
+    running = _running_server(home)
+    if running is not None:
+        return running
     java = _require_tool("java", "Java 17 or 21")
     lib = ensure_jars()
-
-    bolt = _choose_port(bolt_port, DEFAULT_BOLT_PORT, set())
-    http = _choose_port(http_port, DEFAULT_HTTP_PORT, {bolt})
-    if bolt == http:
-        raise LinkerError(f"Bolt and HTTP ports must differ (both {bolt})")
-    for port, what in ((bolt, "Bolt"), (http, "HTTP")):
-        if _port_in_use(port):
-            raise EnvironmentProblem(
-                f"{what} port {port} on 127.0.0.1 is already in use; "
-                "pass another port or --port auto"
-            )
-
+    bolt, http = _choose_free_ports(bolt_port, http_port)
     for sub in ("conf", "data", "logs", "run", "import", "plugins"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     _write_conf(home, bolt_port=bolt, http_port=http, heap=heap, pagecache=pagecache, auth=auth)
-
-    password: str | None = None
-    password_file: Path | None = None
-    if auth:
-        password_file = home / PASSWORD_FILE
-        fresh_store = not (home / "data" / "databases" / "system").exists()
-        if password_file.exists():
-            if fresh_store:
-                password = password_file.read_text(encoding="utf-8").strip()
-                _set_initial_password(java, home, password)
-                password = None  # already known to the user: print it only once
-        elif fresh_store:
-            password = os.environ.get("NEO4J_PASSWORD") or secrets.token_urlsafe(18)
-            _set_initial_password(java, home, password)
-            _write_secret(password_file, password)
-        else:
-            raise LinkerError(
-                f"{home} holds a store without a password file: start it with --no-auth, "
-                "or give a fresh --data-dir"
-            )
-
-    log_path = home / CONSOLE_LOG
-    cmd = [
-        java,
-        f"-Xms{heap}",
-        f"-Xmx{heap}",
-        *JVM_FLAGS,
-        "-cp",
-        f"{home / 'plugins'}/*:{lib}/*",
-        _MAIN_CLASS,
-        f"--home-dir={home}",
-        f"--config-dir={home / 'conf'}",
-    ]
-    logger.info("starting Neo4j %s in %s", NEO4J_VERSION, home)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_java_env(home),
-            cwd=home,
-            start_new_session=True,
-        )
-    write_text_atomic(home / PID_FILE, f"{proc.pid}\n")
+    password, password_file = _initial_password(java, home) if auth else (None, None)
+    proc = _launch(java, lib, home, heap)
     info = ServerInfo(
         data_dir=home,
         pid=proc.pid,
@@ -546,20 +587,7 @@ def start_server(
         password=password,
         password_file=password_file,
     )
-    state_data = {
-        "version": NEO4J_VERSION,
-        "uri": info.bolt_uri,
-        "browser_url": info.browser_url,
-        "bolt_port": bolt,
-        "http_port": http,
-        "pid": proc.pid,
-        "auth": auth,
-        "user": "neo4j",
-        "password_file": str(password_file) if password_file else None,
-        "data_dir": str(home),
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    write_text_atomic(home / STATE_FILE, json.dumps(state_data, indent=2) + "\n")
+    _write_state(info)
     try:
         _wait_for_bolt(proc, bolt, timeout, home)
     except BaseException:
