@@ -174,10 +174,6 @@ class BehaviourSettings:
     wake_window_hours: float = 48.0
     """Woken accounts of a cluster count as waking together within this window."""
 
-    guard_customers: float = 0.5
-    """Behaviour credit scales with the cluster's ``customers`` feature up to this value, so a
-    one-customer group (shared card or billing customer) gets none."""
-
     def problems(self) -> list[str]:
         found = []
         if not self.bucket_minutes or any(w < 1 for w in self.bucket_minutes):
@@ -194,8 +190,8 @@ class BehaviourSettings:
                 found.append(f"link.behaviour.{name} must be at least 0")
         if self.output_heavy_ratio <= 1:
             found.append("link.behaviour.output_heavy_ratio must be greater than 1")
-        if not 0 < self.pivot_full_share <= 1 or not 0 < self.guard_customers <= 1:
-            found.append("link.behaviour.pivot_full_share and guard_customers must be in (0, 1]")
+        if not 0 < self.pivot_full_share <= 1:
+            found.append("link.behaviour.pivot_full_share must be in (0, 1]")
         if self.wake_window_hours <= 0:
             found.append("link.behaviour.wake_window_hours must be greater than 0")
         return found
@@ -267,6 +263,11 @@ class LinkSettings:
 
     relative_attachment: float = 0.0
     """... and less than this share of the median attachment of the community's other members."""
+
+    guard_spread: float = 0.5
+    """Routine signals (shared templates, bursts, lockstep, the model pivot) count in full for
+    a cluster whose network spread (``ip_spread``) reaches this, in proportion below it: a
+    group behind its own network is an organisation, and behaving alike is its routine."""
 
     min_attachment_families: int = 2
     """A member whose ties to the rest of its cluster (its strong-link unit aside) come from
@@ -349,6 +350,8 @@ class LinkSettings:
             found.append("link.review_threshold and link.suspend_threshold must be in [0, 1]")
         elif self.review_threshold > self.suspend_threshold:
             found.append("link.review_threshold must not exceed link.suspend_threshold")
+        if not 0 < self.guard_spread <= 1:
+            found.append("link.guard_spread must be in (0, 1]")
         if self.max_reasons < 1:
             found.append("link.max_reasons must be at least 1")
         return found

@@ -43,6 +43,7 @@ __all__ = [
     "default_weights",
     "group",
     "groups",
+    "organisation_guard",
     "register_group",
     "register_signal",
     "registered_signal",
@@ -228,6 +229,17 @@ class Signal(ABC):
     """Its weight in the score unless ``link.score_weights`` says otherwise."""
     description: ClassVar[str] = ""
     """What it measures, for the documentation."""
+    routine: ClassVar[bool] = False
+    """An organisation shows it as routine (a class signs up together, a company's cron jobs
+    run in step on its templates): it counts only as far as the cluster's traffic comes
+    through a spread-out proxy pool (:func:`organisation_guard`)."""
+    spread_counts_as: ClassVar[bool] = False
+    """A cluster whose traffic comes through a spread-out proxy pool shows this signal in
+    full whatever its value: one payer speaks for a group only behind its own network (a
+    ring billing every account to one customer still pays through many virtual cards)."""
+    network_spread: ClassVar[bool] = False
+    """It measures how far a cluster's shared addresses are spread over networks (the
+    organisation guard reads it)."""
 
     @abstractmethod
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -374,6 +386,23 @@ def groups() -> tuple[SignalGroup, ...]:
 def group(name: str) -> SignalGroup:
     """The registered group called ``name``."""
     return _GROUPS[name]
+
+
+def organisation_guard(values: dict[str, SignalValues], full_at: float) -> np.ndarray:
+    """Per cluster, how much of its routine signals it may be credited with.
+
+    One organisation (a family, a company, a class, a hackathon) sits behind its own
+    networks: a home, an office NAT, a campus, a venue. Its accounts signing up together,
+    sharing templates, running in step or moving to a new model together is its routine.
+    A ring reaches the API through a residential proxy pool, its shared addresses spread
+    over many subnets, and no organisation's network looks like that. The guard is the
+    cluster's network spread (the signal that declares ``network_spread``), full at
+    ``full_at``; without such a signal there is no guard.
+    """
+    spread = [v.cluster for name, v in values.items() if _SIGNALS[name].network_spread]
+    if not spread:
+        return np.ones(len(next(iter(values.values())).cluster)) if values else np.ones(0)
+    return np.asarray(np.clip(np.maximum.reduce(spread) / full_at, 0.0, 1.0), dtype=np.float64)
 
 
 def default_weights() -> dict[str, float]:

@@ -5,11 +5,12 @@ waking together after dormancy. Each is a per-account indicator in [0, 1]; a clu
 is its members' mean.
 
 The ``behaviour`` group scores them with three guards, because plenty of innocent groups
-show one behaviour: a one-payer group (a family, a company on one card) gets no behaviour
-credit (``guard``); synchrony and waking count only in proportion to the cluster's ring-like
-traffic (batch jobs and classes are synchronised too); and an account earns full positive
-credit only when it shows at least two of the behaviours itself, half with one. Members that
-do not behave like their cluster are pushed down.
+show one behaviour: a group behind its own network (a family, a company, a class) gets no
+behaviour credit (the organisation guard: behaving alike is its routine); synchrony and
+waking count only in proportion to the cluster's ring-like traffic; and an account earns
+full credit only when it shows at least two of the behaviours itself, half with one. An
+account is never credited with a behaviour it does not show, nor penalised for one: it may be
+held in reserve, or idle that week.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from linker.signals.base import (
     Signal,
     SignalGroup,
     SignalValues,
+    organisation_guard,
 )
 
 __all__ = [
@@ -254,23 +256,11 @@ class AgedWake(BehaviourSignal):
         return np.where(values.account[rows] >= 1, text.to_numpy(dtype=object), "").astype(object)
 
 
-def _guard(values: dict[str, SignalValues], full_at: float) -> np.ndarray:
-    """Per cluster, the share of behaviour credit it may earn.
-
-    A group of one customer (a family, a company on one card or billing account) behaving
-    alike is a customer's routine, unless its traffic comes through a proxy pool spread over
-    many subnets, which no office or home does: the credit follows the larger of the payer
-    diversity and the network spread, full at ``full_at``.
-    """
-    spread = values["ip_spread"].cluster if "ip_spread" in values else 0.0
-    evidence = np.maximum(values["customers"].cluster, spread)
-    return np.asarray(np.clip(evidence / full_at, 0.0, 1.0), dtype=np.float64)
-
-
 class BehaviourGroup(SignalGroup):
     """Behaviour credit, guarded by payers, gated by traffic and corroborated per account.
 
-    ``guard = clip(max(customers, ip_spread) / guard_customers, 0, 1)``; a signal's cluster term is
+    ``guard`` = :func:`~linker.signals.base.organisation_guard` (the cluster's network
+    spread); a signal's cluster term is
     ``weight × value × guard`` (× ``traffic``, the larger traffic value, when gated); an
     account's term is ``cluster term × (2 × own value − 1)``, and a positive term counts in
     full only with two behaviours shown, at half with one.
@@ -288,12 +278,11 @@ class BehaviourGroup(SignalGroup):
         weights: dict[str, float],
         inputs: EvidenceInputs,
     ) -> GroupTerms:
-        cfg = inputs.settings.behaviour
         rows, of = inputs.rows, inputs.cluster_of[inputs.rows]
         behaviours = [s for s in signals if isinstance(s, BehaviourSignal)]
         # Traffic first: the gated signals scale with it.
         ordered = [s for s in behaviours if s.traffic] + [s for s in behaviours if not s.traffic]
-        guard = _guard(values, cfg.guard_customers)
+        guard = organisation_guard(values, inputs.settings.guard_spread)
         traffic = np.zeros(inputs.n_clusters)
         for s in behaviours:
             if s.traffic:
@@ -330,11 +319,10 @@ class BehaviourGroup(SignalGroup):
         parts: list[str],
         cluster: int,
     ) -> str:
-        guard = (
-            float(values["customers"].cluster[cluster]) / inputs.settings.behaviour.guard_customers
-        )
-        guard = min(max(guard, 0.0), 1.0)
-        return f"behaviour credit x{guard:.2f} (few payers)" if parts and guard < 1 else ""
+        guard = float(organisation_guard(values, inputs.settings.guard_spread)[cluster])
+        if not parts or guard >= 1:
+            return ""
+        return f"behaviour credit x{guard:.2f} (one organisation's network)"
 
 
 BUILT_IN: tuple[Signal, ...] = (Lockstep(), OutputHeavy(), ModelPivot(), AgedWake())

@@ -9,7 +9,9 @@ distinct, patterned mailboxes, and signup bursts. Each is a value in [0, 1]
 The ``identity`` group scores them: the cluster logit adds ``weight × value``; an account's
 logit adds the same term for a cluster-level signal, and for an account-level one only in
 proportion to the account's own value: an account is never credited with evidence that only
-its cluster shows.
+its cluster shows. Signals an organisation shows as routine (shared templates, signing up
+together) count only as far as the cluster's traffic is spread over a proxy pool
+(:func:`~linker.signals.base.organisation_guard`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from linker.signals.base import (
     Signal,
     SignalGroup,
     SignalValues,
+    organisation_guard,
 )
 
 __all__ = [
@@ -71,6 +74,7 @@ class Customers(Signal):
     name = "customers"
     level = "cluster"
     default_weight = 1.0
+    spread_counts_as = True
     description = "(distinct payers - 1) / (size - 1); payers = components over customer kinds"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -97,6 +101,7 @@ class IpSpread(Signal):
     name = "ip_spread"
     level = "account"
     default_weight = 1.2
+    network_spread = True
     description = "spread(# subnets of cluster-owned IPs) x min(1, subnets per account / 0.25)"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -140,6 +145,7 @@ class PromptFamily(Signal):
     name = "prompt_family"
     level = "account"
     default_weight = 1.0
+    routine = True
     description = "spread(# cluster-owned prompt fingerprints)"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -229,6 +235,7 @@ class Burst(Signal):
     name = "burst"
     level = "account"
     default_weight = 1.0
+    routine = True
     description = "share of members in a key burst or a cluster burst"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -305,14 +312,17 @@ class IdentityGroup(SignalGroup):
     ) -> GroupTerms:
         n_acc = inputs.n_accounts
         rows, of = inputs.rows, inputs.cluster_of[inputs.rows]
+        guard = organisation_guard(values, inputs.settings.guard_spread)
         cluster = np.zeros(inputs.n_clusters)
         per_signal: dict[str, np.ndarray] = {}
         for s in signals:
             v = values[s.name]
-            w = weights.get(s.name, s.default_weight)
-            cluster = cluster + w * v.cluster
+            w = weights.get(s.name, s.default_weight) * (guard if s.routine else 1.0)
+            shown = np.maximum(v.cluster, guard) if s.spread_counts_as else v.cluster
+            weighted = w * shown
+            cluster = cluster + weighted
             term = np.zeros(n_acc)
-            contribution = w * v.cluster[of]
+            contribution = weighted[of]
             if v.account is not None:
                 # Own evidence only: an account-level signal counts for an account that shows
                 # it, never because its cluster does.
