@@ -51,12 +51,11 @@ RUN_STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "identifiers",
-        reads=("accounts", "observations", "bipartite"),
-        optional=("events",),
+        reads=("bipartite",),
         writes=("identifiers",),
         run=linking.identifiers,
         settings=("link",),
-        doc="evidence weight and super-node flag of every identifier (the graph's nodes)",
+        doc="evidence weight and public flag of every identifier (the graph's nodes)",
     ),
     Stage(
         "communities",
