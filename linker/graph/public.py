@@ -20,10 +20,11 @@ data at hand, with no count threshold:
    else. ``v``'s *cohesion* is the share of its holders that are tied.
 3. ``v`` is **public** when the data show that fewer than half of its holders are tied
    (``majority``): the binomial tail of its tied count under a half is below ``alpha``. Its
-   sharing is then mostly coincidence, whatever its size. A value held by a handful of
-   accounts never shows that, and keeps its (rarity-weighted) link: its holders must still
-   be tied by another family to stay in a cluster together. Public values link nobody; they
-   stay in the graph as features.
+   sharing is then mostly coincidence, whatever its size. A value held by too few accounts
+   to show that takes its kind's word, pooled over all such values: where most holders of
+   the kind's small values are tied (cards, homes), an untied one still links; where most
+   are not (mailbox patterns of common names, shared by namesakes), an untied one is public
+   too. Public values link nobody; they stay in the graph as features.
 
 The test runs in rounds: values found public in one round no longer corroborate others in
 the next (a popular template must not vouch for a CGNAT address because the app's users
@@ -174,15 +175,44 @@ def _tied(
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 
 
+def _public(
+    tied: np.ndarray,
+    judged: np.ndarray,
+    cohesion: np.ndarray,
+    kind: np.ndarray,
+    tested: np.ndarray,
+    alpha: float,
+    majority: float,
+) -> np.ndarray:
+    """Which tested values are public.
+
+    A value whose own holders show it (the share tied below the majority, with a binomial
+    tail under alpha) is public. A value held by too few accounts to show anything takes its
+    kind's word: when, pooled over such undecided values, most holders of the kind are not
+    tied (a first-name mailbox pattern is shared by namesakes), an untied value of that kind
+    is public too; when most are tied (a card, a home address), it is not.
+    """
+    below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
+    decided = tested & (below < alpha)
+    undecided = tested & ~decided
+    kinds = np.unique(kind[undecided])
+    pooled_tied = np.bincount(kind[undecided], weights=tied[undecided], minlength=kind.max() + 1)
+    pooled_n = np.bincount(kind[undecided], weights=judged[undecided], minlength=kind.max() + 1)
+    reliable = np.ones(kind.max() + 1, dtype=bool)
+    reliable[kinds] = pooled_tied[kinds] >= majority * np.maximum(pooled_n[kinds], 1.0)
+    return np.asarray(decided | (undecided & ~reliable[kind] & (cohesion < majority)), dtype=bool)
+
+
 def public_values(
     incidence: sp.csr_matrix,
     family: np.ndarray,
     linkable: np.ndarray,
+    kind: np.ndarray | None = None,
     *,
     alpha: float = 1e-4,
     majority: float = 0.5,
     group_share: float = 0.05,
-    min_accounts: int = 3,
+    min_accounts: int = 2,
     sample: int = 2048,
     rounds: int = 5,
     seed: int = 42,
@@ -198,6 +228,9 @@ def public_values(
     linkable : numpy.ndarray of bool
         Identifiers of kinds that can link accounts (a prior above 0); only these are tested
         and only these corroborate.
+    kind : numpy.ndarray of int, optional
+        Per identifier, its kind: values too small to judge alone take their kind's pooled
+        word (default: the family).
     alpha : float, default 1e-4
         Poisson tail below which a co-held identifier corroborates a value.
     majority : float, default 0.5
@@ -206,8 +239,8 @@ def public_values(
     group_share : float, default 0.05
         A holder is tied when it belongs to a group of holders, linked through corroborating
         identifiers, of at least this share of the holders (and at least 3).
-    min_accounts : int, default 3
-        Values held by fewer accounts are not tested (a pair is judged by its own evidence).
+    min_accounts : int, default 2
+        Values held by fewer accounts are not tested.
     sample : int, default 2048
         Values held by more accounts are judged on about this many holders, chosen by a
         seeded hash (deterministic).
@@ -240,6 +273,7 @@ def public_values(
     n_acc, n_ident = incidence.shape
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
+    kind = np.asarray(family if kind is None else kind, dtype=np.int64)
     cohesion = np.full(n_ident, np.nan)
     tied = np.zeros(n_ident)
     judged = np.zeros(n_ident)
@@ -261,10 +295,7 @@ def public_values(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
         cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
-        # Public only when the data show it: the share tied is below the majority with a
-        # binomial tail under alpha. A value held by a handful of accounts cannot show it.
-        below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
-        public = tested & (below < alpha)
+        public = tested & _public(tied, judged, cohesion, kind, tested, alpha, majority)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

@@ -38,12 +38,12 @@ __all__ = [
     "BinConcentration",
     "Burst",
     "Customers",
-    "Density",
     "EmailPattern",
     "IdentityGroup",
     "IpSpread",
     "PromptFamily",
     "Size",
+    "Ties",
     "spread",
 ]
 
@@ -268,21 +268,29 @@ class Burst(Signal):
         return np.where(peers >= inputs.settings.burst_min_accounts, text, "").astype(object)
 
 
-class Density(Signal):
-    """Mean weighted degree inside the cluster, saturating."""
+class Ties(Signal):
+    """How strongly the account itself is tied to other members: the summed weight of the
+    specific (non-public) identifiers it shares with at least one of them, saturating. The
+    account's own evidence of belonging: a card, a device, a mailbox, proxy exits or
+    templates it shares with specific other members."""
 
-    name = "density"
-    level = "cluster"
-    default_weight = 0.4
-    description = "1 - exp(-mean internal weighted degree / 4)"
+    name = "ties"
+    level = "account"
+    default_weight = 1.0
+    description = "1 - exp(-(summed weight of identifiers shared with other members) / 4)"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
-        lw = inputs.link_weight.tocoo()
-        c = inputs.cluster_of
-        same = (c[lw.row] >= 0) & (c[lw.row] == c[lw.col])
-        internal = np.bincount(c[lw.row[same]], weights=lw.data[same], minlength=inputs.n_clusters)
-        mean_degree = 2.0 * internal / np.maximum(inputs.size, 1)
-        return SignalValues(np.asarray(1.0 - np.exp(-mean_degree / 4.0), dtype=np.float64))
+        m = inputs.memberships
+        shared = m[m["in_cluster"] >= 2]
+        weight = inputs.weights[shared["identifier"].to_numpy()]
+        strength = np.bincount(
+            shared["row"].to_numpy(), weights=weight, minlength=inputs.n_accounts
+        )
+        account = np.asarray(1.0 - np.exp(-strength / 4.0), dtype=np.float64)
+        account[inputs.cluster_of < 0] = 0.0
+        return SignalValues(
+            inputs.cluster_mean(account), account=account, account_detail={"strength": strength}
+        )
 
 
 class Size(Signal):
@@ -346,7 +354,7 @@ BUILT_IN: tuple[Signal, ...] = (
     BinConcentration(),
     EmailPattern(),
     Burst(),
-    Density(),
+    Ties(),
     Size(),
 )
 """The identity signals, in reason order."""

@@ -156,6 +156,7 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         bip.matrix,
         family_code,
         linkable,
+        pd.factorize(pd.Series(bip.kinds))[0],
         alpha=settings.public_alpha,
         majority=settings.public_majority,
         sample=settings.public_sample,
