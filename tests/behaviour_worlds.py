@@ -221,14 +221,22 @@ def _ring(
         )
 
 
-def behaviour_world(seed: int = 5) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
-    """The world's input tables, its observations and its labels (group, role)."""
+def behaviour_world(
+    seed: int = 5, n_solo: int = 6000
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The world's input tables, its observations and its labels (group, role).
+
+    The background is large enough that a ring of 58 is a small share of the world: whether
+    a value is concentrated in a cluster, or corroborated by another, is a significance test
+    against the population, and in a world of a few hundred accounts a 58-account cluster is
+    a tenth of everybody.
+    """
     b = _Builder(seed)
     rng = b.rng
     public = [f"public-template-{i}" for i in range(4)]
 
     # Background: solo users at human hours, a few early adopters of m-4, a public template.
-    for k in range(400):
+    for k in range(n_solo):
         created = START - pd.Timedelta(days=int(rng.integers(30, 900)))
         ip = f"{rng.integers(11, 90)}.{rng.integers(0, 250)}.{rng.integers(0, 250)}.{k % 250 + 2}"
         aid = b.account(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 from behaviour_worlds import behaviour_world
 
-from linker.graph.behaviour import account_behaviour, template_populations
+from linker.graph.behaviour import account_behaviour
 from linker.pipeline import link_accounts
 from linker.settings import LinkSettings, load_settings
 
@@ -123,45 +122,6 @@ def test_model_pivot_against_population() -> None:
     assert f.loc["x", "pivot_hours"] == pytest.approx(0.0)
     assert f.loc["y", "pivot_share_72h"] == pytest.approx(0.0)
     assert f.loc["y", "pivot_hours"] == pytest.approx(80.0)
-
-
-def test_template_super_node_from_population() -> None:
-    rng = np.random.default_rng(0)
-    n = 120
-    countries = np.array(["US", "GB", "DE", "FR", "BR", "IN", "JP", "CA"])
-    accounts = pd.DataFrame(
-        {
-            "account_id": [f"u{i}" for i in range(2 * n)],
-            "created_at": pd.to_datetime(
-                np.r_[
-                    pd.Timestamp("2024-01-01").value + rng.integers(0, 700, n) * 86_400 * 10**9,
-                    pd.Timestamp("2026-06-01").value + rng.integers(0, 5, n) * 86_400 * 10**9,
-                ],
-                utc=True,
-            ),
-            "country": np.r_[countries[rng.integers(0, 8, n)], ["US"] * n],
-        }
-    )
-    ids = accounts["account_id"]
-    obs = pd.concat(
-        [
-            pd.DataFrame({"account_id": ids[:n], "kind": "prompt", "value": "app-system"}),
-            pd.DataFrame({"account_id": ids[n:], "kind": "prompt", "value": "ring-template"}),
-            pd.DataFrame(
-                {
-                    "account_id": ids,
-                    "kind": "signup_subnet",
-                    "value": [f"10.{i // 250}.{i % 250}.0/24" for i in range(2 * n)],
-                }
-            ),
-        ],
-        ignore_index=True,
-    )
-    pops = template_populations(obs, accounts).set_index("value")
-    assert bool(pops.loc["app-system", "is_supernode"])
-    assert not bool(pops.loc["ring-template", "is_supernode"])
-    assert pops.loc["ring-template", "country_entropy"] == pytest.approx(0.0)
-    assert pops.loc["app-system", "signup_span_days"] > 60
 
 
 # --- robustness worlds (tests/behaviour_worlds.py) ---------------------------------------

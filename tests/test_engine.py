@@ -54,7 +54,7 @@ def test_manifest_records_every_stage_with_hashes_memory_and_settings(full_run: 
     assert list(stages) == [s.name for s in RUN_STAGES]
     observations = stages["normalise"]["writes"]["observations"]
     assert len(observations) == 64
-    assert stages["identifiers"]["reads"]["observations"] == observations
+    assert len(stages["identifiers"]["writes"]["identifiers"]) == 64
     assert (
         stages["signals"]["reads"]["communities"] == stages["communities"]["writes"]["communities"]
     )
@@ -131,21 +131,28 @@ def test_link_accounts_in_memory_equals_the_run_directory(world: Path, full_run:
 
 def test_ip_spread_counts_ipv6_networks_not_addresses() -> None:
     base = pd.Timestamp("2024-05-01", tz="UTC")
-    ids = [f"r{i}" for i in range(6)]
+    # Six ring members among 2,000 customers with an address and a card each: whether an
+    # address is concentrated in a cluster is measured against the population.
+    ids = [f"r{i}" for i in range(6)] + [f"u{i}" for i in range(2000)]
     accounts = pd.DataFrame(
         {
             "account_id": pd.array(ids, dtype="string"),
-            "created_at": [base + pd.Timedelta(minutes=i) for i in range(6)],
-            "billing_customer_id": pd.array([None] * 6, dtype="string"),
+            "created_at": [base + pd.Timedelta(minutes=i) for i in range(len(ids))],
+            "billing_customer_id": pd.array([None] * len(ids), dtype="string"),
         }
     )
     rows = []
-    for i, account in enumerate(ids):
+    for i, account in enumerate(ids[:6]):
         # Two /48 networks, each with addresses shared by three members.
         network = "2001:db8:aa" if i < 3 else "2001:db8:bb"
         for k in range(3):
             rows.append((account, "ip", f"{network}:{k}::1"))
         rows.append((account, "payment", f"card{i // 2}"))
+        # A second family of evidence: one family alone (the addresses) holds nobody in.
+        rows.append((account, "prompt", "ring-template"))
+    for i, account in enumerate(ids[6:]):
+        rows.append((account, "ip", f"2001:db8:{i:x}::7"))
+        rows.append((account, "payment", f"own-card{i}"))
     obs = pd.DataFrame(rows, columns=["account_id", "kind", "value"])
     obs = obs.astype("string").assign(first_seen=base, last_seen=base, count=1)
     result = link_accounts(accounts, obs, LinkSettings(review_threshold=0.0))

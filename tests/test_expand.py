@@ -245,9 +245,15 @@ def _near_world() -> tuple[pd.DataFrame, IdentifierGraph]:
     pay["card_bin"] = pd.array([pd.NA] * len(pay), dtype="string")
     observations = build_observations({"accounts": accounts, "payments": pay})
     bipartite = build_bipartite(accounts["account_id"], observations)
-    graph = IdentifierGraph(
-        bipartite, *identifier_weights(bipartite.kinds, bipartite.n_accounts, LinkSettings())
+    public = np.zeros(bipartite.shape[1], dtype=bool)
+    weights = identifier_weights(
+        bipartite.kinds,
+        bipartite.n_accounts,
+        LinkSettings().kind_priors,
+        bipartite.shape[0],
+        public,
     )
+    graph = IdentifierGraph(bipartite, weights, public)
     n = len(accounts)
     scores = pd.DataFrame(
         {
@@ -330,9 +336,8 @@ def _parts(reasons: str) -> tuple[float, float]:
 
 def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path) -> None:
     # "x" shares one rare card with the seed a0, and a device and subnet with ring B; "y"
-    # shares a device with
-    # a ring-A account that is not a seed, so it sits near the ring in the embedding without
-    # sharing anything with a seed.
+    # shares a device, two cards and a subnet with ring-A accounts that are not seeds, so it
+    # sits near the ring in the embedding without sharing anything weighted with a seed.
     world = write_world(tmp_path / "world")
     accounts = pd.read_csv(world / "accounts.csv", dtype=str)
     payments = pd.read_csv(world / "payments.csv", dtype=str)
@@ -354,7 +359,7 @@ def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path
                         **extra,
                         "account_id": "y",
                         "email": "y@y.example",
-                        "signup_ip": "198.51.100.1",
+                        "signup_ip": "10.0.1.99",
                         "device_id": "dev-a-3",
                         "billing_customer_id": "cust-y",
                     },
@@ -379,11 +384,12 @@ def test_shared_rare_evidence_outranks_embedding_similarity_alone(tmp_path: Path
                 + [
                     {
                         "account_id": "y",
-                        "payment_fingerprint": "card-a-1",
+                        "payment_fingerprint": card,
                         "card_bin": "",
                         "billing_country": "FR",
                         "added_at": "2026-03-05T00:00:00Z",
                     }
+                    for card in ("card-a-1", "card-a-2")
                 ]
             ),
         ]

@@ -42,6 +42,7 @@ PHONE = IdentifierKind(
     reason_label="phone",
     neo4j_label="Phone",
     neo4j_relationship="HAS_PHONE",
+    family="phone",
     description="a phone number given at signup",
 )
 
@@ -55,7 +56,9 @@ def phone_kind() -> Iterator[IdentifierKind]:
 @pytest.fixture(scope="module")
 def phone_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A small synth world whose accounts table has a ``phone`` column: every account its
-    own number, except three unrelated solo accounts that share one (spelt three ways)."""
+    own number, except three unrelated solo accounts that share one (spelt three ways) and
+    signed up from one address. One family of evidence (the address) ties nobody; the phone
+    is the second that makes them a group."""
     root = tmp_path_factory.mktemp("phone-world")
     generate_world(2000, 3, root)
     accounts = pd.read_csv(root / "accounts.csv", dtype=str, keep_default_na=False)
@@ -65,6 +68,7 @@ def phone_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[st
     accounts["phone"] = [f"+44 20 7946 {i:04d}" for i in range(len(accounts))]
     for number, account in zip(SHARED_PHONE, sharers, strict=True):
         accounts.loc[accounts["account_id"] == account, "phone"] = number
+        accounts.loc[accounts["account_id"] == account, "signup_ip"] = "198.51.100.23"
     accounts.to_csv(root / "accounts.csv", index=False)
     return root, sharers
 
@@ -122,6 +126,7 @@ def test_a_registered_kind_links_accounts_and_reaches_the_reasons(
     for account in sharers:
         reason = scores.loc[account, "reasons"]
         assert "phone 15550109999 with 2 accounts" in reason, reason
+        assert "signup IP 198.51.100.23 with 2 accounts" in reason, reason
     observations = pd.read_parquet(result.run_dir / "observations.parquet")
     phones = observations[observations["kind"] == "phone"]
     assert len(phones) == 2000 and phones["value"].str.fullmatch(r"[0-9]+").all()

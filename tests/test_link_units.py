@@ -54,17 +54,26 @@ def test_enumerate_pairs_lists_every_pair_once(columns: list[set[int]]) -> None:
     assert got == want
 
 
-def test_rarity_falls_with_sharing_and_supernodes_get_no_weight() -> None:
-    s = LinkSettings(supernode_max_accounts=100, supernode_by_kind={})
+def test_rarity_falls_with_sharing_and_public_values_get_no_weight() -> None:
+    priors = LinkSettings().kind_priors
     kinds = np.array(["payment", "payment", "card_bin", "ip", "ip"], dtype=object)
     n = np.array([2, 50, 2, 2, 101])
-    weight, supernode = identifier_weights(kinds, n, s)
+    public = np.array([False, False, False, False, True])
+    weight = identifier_weights(kinds, n, priors, 1000, public)
     assert weight[0] > weight[1] > 0  # rarer is stronger
-    assert weight[0] > weight[2]  # a card is stronger than a BIN
-    assert weight[3] > 0 and weight[4] == 0
-    assert supernode.tolist() == [False, False, False, False, True]
-    r = rarity(np.arange(2, 101), np.full(99, 100))
+    assert weight[0] > weight[2] == 0  # a BIN is a feature: it links nobody
+    assert weight[3] > 0 and weight[4] == 0  # a public value links nobody
+    r = rarity(np.arange(2, 1001), 1000)
     assert np.all(np.diff(r) < 0) and r[0] == 1.0 and r[-1] == 0.0
+
+
+def test_rarity_is_measured_against_the_population() -> None:
+    """The same 200 accounts sharing a value are a crowd in a world of 2,000 and a small group
+    in one of 200,000: no count threshold, only the share of the population."""
+    assert rarity(np.array([200]), 2_000)[0] < rarity(np.array([200]), 200_000)[0]
+    assert rarity(np.array([2, 2_000]), 2_000).tolist() == [1.0, 0.0]
+    shares = rarity(np.array([20, 200, 2_000]), 20_000)
+    assert np.all(np.diff(shares) < 0)
 
 
 def test_projection_uses_hubs_for_large_groups_instead_of_pairs() -> None:
@@ -77,8 +86,9 @@ def test_projection_uses_hubs_for_large_groups_instead_of_pairs() -> None:
         }
     )
     bip = build_bipartite([f"a{i}" for i in range(n_acc)], obs)
-    weight, supernode = identifier_weights(bip.kinds, bip.n_accounts, LinkSettings())
-    proj = project(bip, weight, supernode, pair_max_accounts=48)
+    public = np.zeros(bip.shape[1], dtype=bool)
+    weight = identifier_weights(bip.kinds, bip.n_accounts, LinkSettings().kind_priors, 1000, public)
+    proj = project(bip, weight, public, pair_max_accounts=48)
     assert len(proj.pair_a) == 1  # only the card pair is materialised
     assert proj.hub_matrix.shape == (n_acc, 1)
     assert proj.hub_matrix.nnz == n_acc
@@ -126,13 +136,13 @@ def test_link_settings_collect_every_problem() -> None:
             overrides={
                 "link.suspend_threshold": 0.3,
                 "link.review_threshold": 0.6,
-                "link.supernode_max_accounts": 1,
+                "link.public_majority": 1.5,
                 "link.burst_window_minutes": 0.0,
             }
         )
     message = str(caught.value)
     assert "review_threshold must not exceed" in message
-    assert "supernode_max_accounts" in message
+    assert "public_majority" in message
     assert "burst_window_minutes" in message
     assert load_settings(overrides={"link.kind_priors": {"ip": 2.0}}).link.kind_priors == {
         "ip": 2.0

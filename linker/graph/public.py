@@ -181,6 +181,7 @@ def _public(
     cohesion: np.ndarray,
     kind: np.ndarray,
     tested: np.ndarray,
+    strong: np.ndarray,
     alpha: float,
     majority: float,
 ) -> np.ndarray:
@@ -190,7 +191,8 @@ def _public(
     tail under alpha) is public. A value held by too few accounts to show anything takes its
     kind's word: when, pooled over such undecided values, most holders of the kind are not
     tied (a first-name mailbox pattern is shared by namesakes), an untied value of that kind
-    is public too; when most are tied (a card, a home address), it is not.
+    is public too; when most are tied (a card, a home address), it is not. A small value of a
+    ``strong`` kind (an exact card or mailbox) is never public on its kind's word alone.
     """
     below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
     decided = tested & (below < alpha)
@@ -200,7 +202,8 @@ def _public(
     pooled_n = np.bincount(kind[undecided], weights=judged[undecided], minlength=kind.max() + 1)
     reliable = np.ones(kind.max() + 1, dtype=bool)
     reliable[kinds] = pooled_tied[kinds] >= majority * np.maximum(pooled_n[kinds], 1.0)
-    return np.asarray(decided | (undecided & ~reliable[kind] & (cohesion < majority)), dtype=bool)
+    untied = undecided & ~reliable[kind] & (cohesion < majority) & ~strong
+    return np.asarray(decided | untied, dtype=bool)
 
 
 def public_values(
@@ -209,6 +212,7 @@ def public_values(
     linkable: np.ndarray,
     kind: np.ndarray | None = None,
     *,
+    strong: np.ndarray | None = None,
     alpha: float = 1e-4,
     majority: float = 0.5,
     group_share: float = 0.05,
@@ -231,6 +235,9 @@ def public_values(
     kind : numpy.ndarray of int, optional
         Per identifier, its kind: values too small to judge alone take their kind's pooled
         word (default: the family).
+    strong : numpy.ndarray of bool, optional
+        Identifiers of strong kinds (an exact card, mailbox, billing customer): public only
+        when their own holders show it.
     alpha : float, default 1e-4
         Poisson tail below which a co-held identifier corroborates a value.
     majority : float, default 0.5
@@ -274,6 +281,7 @@ def public_values(
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
     kind = np.asarray(family if kind is None else kind, dtype=np.int64)
+    strong = np.zeros(n_ident, dtype=bool) if strong is None else np.asarray(strong, dtype=bool)
     cohesion = np.full(n_ident, np.nan)
     tied = np.zeros(n_ident)
     judged = np.zeros(n_ident)
@@ -295,7 +303,7 @@ def public_values(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
         cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
-        public = tested & _public(tied, judged, cohesion, kind, tested, alpha, majority)
+        public = tested & _public(tied, judged, cohesion, kind, tested, strong, alpha, majority)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

@@ -2,8 +2,8 @@
 
 A shared value is strong evidence when its kind is specific (an exact card) and when few
 accounts share it: Splink's term-frequency adjustment, with the rarity measured against the
-population at hand, so that a value shared by the same *share* of accounts weighs the same in
-a world of 20,000 accounts and in one of a million. Public values
+population at hand rather than against a fixed count, so that 200 accounts sharing a value
+are a crowd in a world of 2,000 and a small group in one of a million. Public values
 (:mod:`linker.graph.public`) get no weight at all: they stay in the graph as features.
 """
 

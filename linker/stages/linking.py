@@ -157,6 +157,7 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         family_code,
         linkable,
         pd.factorize(pd.Series(bip.kinds))[0],
+        strong=np.isin(bip.kinds, list(settings.strong_kinds)),
         alpha=settings.public_alpha,
         majority=settings.public_majority,
         sample=settings.public_sample,
