@@ -225,7 +225,9 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
     ),
     IdentifierKind(
         "ip",
-        (Source("events", "ip"),),
+        # The signup address too: a reserve account signed up through the proxy exit that
+        # active members send their traffic through shares that exit with them.
+        (Source("events", "ip"), Source("accounts", "signup_ip")),
         ip_array,
         "ip",
         prior=1.0,
@@ -234,7 +236,7 @@ _BUILT_IN: tuple[IdentifierKind, ...] = (
         neo4j_label="IP",
         neo4j_relationship="USED_IP",
         family="network",
-        description="an IP address seen in traffic",
+        description="an IP address the account used, in traffic or to sign up",
     ),
     IdentifierKind(
         "mailbox",

@@ -275,6 +275,12 @@ class LinkSettings:
     another corroborates it (a VPN user sharing proxy exits with a ring, a neighbour sharing
     a home /24)."""
 
+    suspend_with_peers: bool = True
+    """Suspend a clustered account whose own shared values reach members suspended on their
+    own evidence through ``min_attachment_families`` families (a reserve account on the
+    ring's devices and signup IPs, with no traffic to judge it by). One hop: an account
+    suspended this way never suspends another."""
+
     min_cluster_size: int = 3
     """Communities with fewer accounts get no cluster id."""
 

@@ -2,11 +2,14 @@
 
 One world holds a background of solo users and the populations of issue 5: an active ring
 (proxy IPs, distinct virtual cards, a template family, controller slots, output-heavy traffic,
-a pivot to ``m-4``), its aged accounts (no shared identifier at all: own IP, card, mailbox and
+a pivot to ``m-4``), its reserve accounts (the ring's signup attributes, no traffic), its
+aged accounts (no shared identifier at all: own IP, card, mailbox and
 prompts; they only act on the ring's clock and models), a ring split across two controllers
 whose clocks are 6 hours apart, a company batch pipeline (templated, synchronised, one NAT,
 one card, one billing customer, one domain, a long history, and, to make it hard, output-heavy
-and pivoting too) and a hackathon burst (one venue IP, one starter template, a 36-hour event).
+and pivoting too), a second one with no card on file at all, a hackathon burst (one venue IP,
+one starter template, a 36-hour event) and output-heavy individuals who rent some of the
+ring's proxy exits, among solo users and heavy users (busy every day at human hours).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import pandas as pd
 from linker.observations import build_observations
 
 START = pd.Timestamp("2026-06-01", tz="UTC")
+NAMES = ("ada", "alan", "grace", "edsger", "barbara", "donald")
+SURNAMES = ("lovelace", "turing", "hopper", "dijkstra", "liskov", "knuth")
 RELEASE = START + pd.Timedelta(days=60, hours=16)
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timedelta(days=1)
@@ -29,6 +34,7 @@ class _Builder:
         self.payments: list[dict[str, object]] = []
         self.events: list[pd.DataFrame] = []
         self.labels: list[dict[str, object]] = []
+        self.devices: dict[str, str] = {}
 
     def account(
         self,
@@ -42,6 +48,7 @@ class _Builder:
         billing: str | None = None,
         country: str = "US",
         role: str = "",
+        device: str | None = None,
     ) -> str:
         aid = f"acc{len(self.accounts):05d}"
         self.accounts.append(
@@ -50,7 +57,7 @@ class _Builder:
                 "created_at": created,
                 "email": email,
                 "signup_ip": ip,
-                "device_id": f"dev-{aid}",
+                "device_id": self.devices.setdefault(aid, device or f"dev-{aid}"),
                 "country": country,
                 "billing_customer_id": billing or f"cust-{aid}",
             }
@@ -93,7 +100,7 @@ class _Builder:
                     "account_id": aid,
                     "ts": ts,
                     "ip": np.asarray(ips, dtype=object)[self.rng.integers(0, len(ips), n)],
-                    "device_id": f"dev-{aid}",
+                    "device_id": self.devices[aid],
                     "user_agent": "python-requests/2.31",
                     "model": model,
                     "requests": requests,
@@ -166,7 +173,9 @@ def _ring(
     family: list[str],
     pool_prefix: int,
     role: str = "member",
-) -> None:
+    n_reserve: int = 0,
+) -> list[str]:
+    """Adds the ring's accounts and traffic; returns its proxy pool."""
     rng = b.rng
     pool = [f"{pool_prefix}.{rng.integers(0, 250)}.{k}.{rng.integers(2, 250)}" for k in range(60)]
     n_days = 15
@@ -184,6 +193,7 @@ def _ring(
             card=f"vc-{name}-{k}",
             bin_="479038",
             role=role,
+            device=f"vm-{name}-{rng.integers(0, 12)}",
         )
         shard = [family[i] for i in rng.choice(len(family), 3, replace=False)]
         times = b.slot_times(70, campaign + DAY, n_days, slots, 15.0)
@@ -195,6 +205,21 @@ def _ring(
             ratio=4.5,
             pivot_share=0.6,
             pivot_after=RELEASE + 2 * HOUR,
+        )
+    for k in range(n_reserve):
+        # Reserve: opened with the ring's signup attributes (a proxy exit, a mailbox pattern,
+        # a virtual card on the ring's BIN, one of the controller's twelve virtual machines),
+        # never used.
+        b.account(
+            "ring",
+            campaign + pd.Timedelta(minutes=int(rng.integers(0, 90))),
+            email=f"{name}{rng.choice(['bold', 'calm', 'dark'])}wolf{rng.integers(1000, 9999)}"
+            "@gmail.com",
+            ip=pool[int(rng.integers(0, len(pool)))],
+            card=f"vc-{name}-reserve-{k}",
+            bin_="479038",
+            role="reserve",
+            device=f"vm-{name}-{rng.integers(0, 12)}",
         )
     for k in range(n_aged):
         # Aged: opened weeks early at a human hour, nothing shared with the ring.
@@ -220,9 +245,11 @@ def _ring(
             pivot_after=RELEASE + 2 * HOUR,
         )
 
+    return pool
+
 
 def behaviour_world(
-    seed: int = 5, n_solo: int = 6000
+    seed: int = 5, n_solo: int = 6000, n_heavy: int = 300
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
     """The world's input tables, its observations and its labels (group, role).
 
@@ -263,13 +290,36 @@ def behaviour_world(
             requests=int(rng.integers(1, 5)),
         )
 
+    # Heavy users: busy every day at human hours, so they are in step with each other (and
+    # now and then with a ring) by chance.
+    for k in range(n_heavy):
+        created = START - pd.Timedelta(days=int(rng.integers(60, 900)))
+        ip = f"{rng.integers(11, 90)}.{rng.integers(0, 250)}.{rng.integers(0, 250)}.{k % 250 + 2}"
+        aid = b.account(
+            "heavy",
+            created,
+            email=f"dev{k}q@{rng.choice(['gmail.com', 'proton.me'])}",
+            ip=ip,
+            card=f"card-heavy-{k}",
+            bin_=str(400000 + int(rng.integers(0, 300))),
+        )
+        b.traffic(
+            aid,
+            b.human_times(int(rng.integers(300, 600)), START, 90),
+            ips=[ip],
+            prompts=[f"own-{aid}-{j}" for j in range(4)],
+            ratio=float(rng.lognormal(np.log(1.0), 0.5)),
+            requests=int(rng.integers(1, 5)),
+        )
+
     family = [f"ring-tmpl-{i}" for i in range(10)] + public[:1]
-    # The active ring with its aged accounts.
-    _ring(
+    # The active ring with its aged and reserve accounts.
+    alpha_pool = _ring(
         b,
         "alpha",
         n=50,
         n_aged=8,
+        n_reserve=8,
         campaign=START + pd.Timedelta(days=45),
         slots=np.array([3.0, 9.5, 14.0, 20.0]),
         family=family,
@@ -352,6 +402,48 @@ def behaviour_world(
             ips=[venue],
             prompts=["starter-template", f"own-{aid}"],
             ratio=float(rng.lognormal(np.log(0.6), 0.4)),
+        )
+
+    # A second company's batch pipeline with no card on file: every service account is its
+    # own billing customer, so no payer ties them; one NAT, one corporate domain, cron jobs in
+    # lockstep, templated and output-heavy.
+    nat = "198.51.100.77"
+    for k in range(30):
+        created = START - pd.Timedelta(days=int(rng.integers(100, 300)))
+        aid = b.account(
+            "company_nocard", created, email=f"etl.worker{k}@beta-labs.io", ip=nat, card=None
+        )
+        b.traffic(
+            aid,
+            b.slot_times(60, launch, 70, np.array([4.0, 4.5]), 2.0),
+            ips=[nat],
+            prompts=["beta-etl-1", "beta-etl-2"],
+            ratio=4.0,
+            pivot_share=0.5,
+            pivot_after=RELEASE + 5 * HOUR,
+        )
+
+    # Output-heavy individuals in the ring's neighbourhood: each sends part of its traffic
+    # through one of the ring's proxy exits (a residential proxy they also rent), with its
+    # own card, mailbox, device and prompts.
+    for k in range(6):
+        created = START - pd.Timedelta(days=int(rng.integers(30, 300)))
+        home = f"{rng.integers(11, 90)}.{rng.integers(0, 250)}.{rng.integers(0, 250)}.{k + 2}"
+        aid = b.account(
+            "neighbour",
+            created,
+            email=f"{rng.choice(NAMES)}.{rng.choice(SURNAMES)}{k}@gmail.com",
+            ip=home,
+            card=f"card-neighbour-{k}",
+            bin_=str(400000 + int(rng.integers(0, 300))),
+        )
+        b.traffic(
+            aid,
+            b.human_times(50, START + pd.Timedelta(days=40), 20),
+            ips=[home, alpha_pool[k], alpha_pool[k + 6]],
+            prompts=[f"own-{aid}-{j}" for j in range(3)],
+            ratio=4.5,
+            requests=int(rng.integers(1, 5)),
         )
 
     tables = b.tables()

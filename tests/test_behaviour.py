@@ -180,17 +180,21 @@ def test_aged_accounts_caught_through_lockstep(
 ) -> None:
     aged_on = with_behaviour[with_behaviour["role"] == "aged"]
     aged_off = without_behaviour[without_behaviour["role"] == "aged"]
-    # They share no identifier: without behaviour, nothing links them.
+    # They share no corroborated identifier (their common mailbox stem is shared by nobody
+    # else and backed by nothing): without behaviour, nothing links them.
     assert aged_off["cluster_id"].isna().all()
     assert (aged_off["action"] == "none").all()
-    suspended = aged_on[aged_on["action"] == "suspend"]
-    assert len(suspended) >= len(aged_on) // 2
-    assert suspended["reasons"].str.contains("in lockstep with").all()
+    # With it, lockstep with the ring brings most of them into its cluster, for review:
+    # behaviour alone (no identifier of their own shared with the ring) never suspends.
+    flagged = aged_on[aged_on["action"] != "none"]
+    assert len(flagged) >= len(aged_on) // 2
+    assert (flagged["action"] == "review").all()
+    assert flagged["reasons"].str.contains("in lockstep with").all()
     # They join the rings' clusters, not clusters of their own.
     ring_clusters = set(
         with_behaviour.loc[with_behaviour["role"] == "member", "cluster_id"].dropna()
     )
-    assert set(suspended["cluster_id"]) <= ring_clusters
+    assert set(flagged["cluster_id"]) <= ring_clusters
 
 
 def test_split_ring_is_linked_and_suspended(with_behaviour: pd.DataFrame) -> None:
@@ -223,3 +227,45 @@ def test_behaviour_switch_and_old_callers(
     # Without events (existing callers) or with the switch off, the result is the same.
     pd.testing.assert_frame_equal(plain.scores, switched.scores)
     assert "lockstep" not in plain.timings and "lockstep" not in switched.timings
+
+
+def test_reserve_accounts_are_found_through_signup_evidence(with_behaviour: pd.DataFrame) -> None:
+    # No traffic at all: only their signup IP (a ring proxy exit), their device (one of the
+    # controller's machines), their mailbox pattern and their virtual card's BIN tie them to
+    # the ring's suspended members.
+    reserve = with_behaviour[with_behaviour["role"] == "reserve"]
+    assert len(reserve) == 8
+    assert (reserve["action"] == "suspend").all(), reserve[["score", "action"]]
+    assert reserve["reasons"].str.contains(r"(?:signup IP|device|email pattern) \S+ with").all()
+    # Those whose own score falls short are suspended for whom they share it with, and say so,
+    # naming the values and how many suspended members hold each.
+    by_peers = reserve[reserve["score"] < 0.8]
+    assert len(by_peers) > 0
+    assert (
+        by_peers["reasons"]
+        .str.match(
+            r"tied by its own evidence to suspended members of its cluster: shares "
+            r"(?:\S+ )+\S+ with \d+ of them"
+        )
+        .all()
+    ), by_peers["reasons"].tolist()
+
+
+def test_card_less_company_batch_accounts_are_not_suspended(with_behaviour: pd.DataFrame) -> None:
+    # No payer ties them, but the office NAT and the corporate domain make them one
+    # organisation: their cron lockstep, templates and output-heavy traffic are its routine.
+    batch = with_behaviour[with_behaviour["group"] == "company_nocard"]
+    assert len(batch) == 30
+    assert not (batch["action"] == "suspend").any()
+
+
+def test_output_heavy_individuals_next_to_a_ring_are_not_suspended(
+    with_behaviour: pd.DataFrame,
+) -> None:
+    # They share proxy exits with the ring (one family of evidence) and send output-heavy
+    # traffic; nothing else of theirs is the ring's.
+    neighbours = with_behaviour[with_behaviour["group"] == "neighbour"]
+    assert len(neighbours) == 6
+    assert not (neighbours["action"] != "none").any(), neighbours[["cluster_id", "action"]]
+    ring_clusters = set(with_behaviour.loc[with_behaviour["role"] == "member", "cluster_id"])
+    assert not set(neighbours["cluster_id"].dropna()) & ring_clusters

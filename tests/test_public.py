@@ -68,8 +68,8 @@ def test_a_crowds_value_is_public_and_a_groups_value_is_not() -> None:
     assert public[names["vpn_exit"]]
     for k in range(4):
         assert not public[names[f"ring_template_{k}"]], test.cohesion[names[f"ring_template_{k}"]]
-    # Too small to judge alone: a household's address takes its kind's word (homes are tied
-    # by a card), a namesake's pattern its own (patterns are mostly untied).
+    # Too small for the binomial test: a household's address is tied by its card, so it
+    # links; two namesakes' pattern is backed by nothing else, so it is public.
     assert not public[names["household_ip"]]
     assert public[names["namesake_pattern"]]
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+from scipy.special import gammainc
 
 __all__ = [
     "components_over",
@@ -352,12 +353,19 @@ def _lockstep_ties(
 
 
 def reattach_by_lockstep(
-    community: np.ndarray, lock_matrix: sp.csr_matrix, min_attachment: float
+    community: np.ndarray,
+    lock_matrix: sp.csr_matrix,
+    min_attachment: float,
+    *,
+    alpha: float = 1e-4,
 ) -> np.ndarray:
     """Put accounts left outside every community into the one they are in lockstep with.
 
     An aged ring account shares no identifier with the ring, so pruning drops it; lockstep
-    pairs weighing at least ``min_attachment`` with one community bring it back.
+    pairs weighing at least ``min_attachment`` with one community bring it back, when that
+    community holds far more of the account's lockstep partners than chance predicts. A heavy
+    user is in step with dozens of other heavy users all over the population, a few of them
+    in a ring; an aged ring account is in step with the ring.
 
     Parameters
     ----------
@@ -366,6 +374,10 @@ def reattach_by_lockstep(
     lock_matrix : scipy.sparse.csr_matrix
         Accounts x accounts lockstep weights (one triangle).
     min_attachment : float
+    alpha : float, default 1e-4
+        Poisson tail below which the partners in the community are more than chance: the
+        mean is the account's partners times the community's share of all lockstep pair
+        ends (a configuration-model null).
 
     Returns
     -------
@@ -374,6 +386,14 @@ def reattach_by_lockstep(
     Notes
     -----
     O(p log p) for p lockstep pairs.
+
+    Examples
+    --------
+    Account 4 is in step with 0 and 1 (community 0); account 5 with 2 (community 1) only.
+
+    >>> lock = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 1, 2], [4, 4, 5])), shape=(6, 6))
+    >>> reattach_by_lockstep(np.array([0, 0, 1, 1, -1, -1]), lock, 2.0, alpha=1.0).tolist()
+    [0, 0, 1, 1, 0, -1]
     """
     coo = lock_matrix.tocoo()
     left = np.r_[coo.row, coo.col]
@@ -382,11 +402,20 @@ def reattach_by_lockstep(
     outside = (community[left] < 0) & (community[right] >= 0)
     if not outside.any():
         return community
+    # The configuration-model null, as modularity's: a partner is drawn in proportion to
+    # its own number of partners, so a community of busy accounts expects more of them.
+    partners = np.bincount(left, minlength=len(community)).astype(np.float64)
+    placed = community >= 0
+    share = np.bincount(
+        community[placed], weights=partners[placed], minlength=int(community.max()) + 1
+    ) / max(float(partners.sum()), 1.0)
     frame = pd.DataFrame({"row": left[outside], "comm": community[right[outside]], "w": w[outside]})
-    totals = frame.groupby(["row", "comm"], as_index=False).agg(w=("w", "sum"))
+    totals = frame.groupby(["row", "comm"], as_index=False).agg(w=("w", "sum"), n=("w", "size"))
+    mean = partners[totals["row"].to_numpy()] * share[totals["comm"].to_numpy()]
+    totals["tail"] = gammainc(totals["n"].to_numpy(np.float64), mean)
     totals = totals.sort_values(["row", "w", "comm"], ascending=[True, False, True])
     best = totals.drop_duplicates("row")
-    best = best[best["w"] >= min_attachment]
+    best = best[(best["w"] >= min_attachment) & (best["tail"] < alpha)]
     out = community.copy()
     out[best["row"].to_numpy()] = best["comm"].to_numpy()
     return out

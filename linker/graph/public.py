@@ -21,10 +21,10 @@ data at hand, with no count threshold:
 3. ``v`` is **public** when the data show that fewer than half of its holders are tied
    (``majority``): the binomial tail of its tied count under a half is below ``alpha``. Its
    sharing is then mostly coincidence, whatever its size. A value held by too few accounts
-   to show that takes its kind's word, pooled over all such values: where most holders of
-   the kind's small values are tied (cards, homes), an untied one still links; where most
-   are not (mailbox patterns of common names, shared by namesakes), an untied one is public
-   too. Public values link nobody; they stay in the graph as features.
+   to show that (two namesakes' mailbox pattern, a proxy exit shared by a ring member and a
+   stranger) is public when most of its holders are not tied, unless it is of a strong kind
+   (an exact card: two holders of one card cannot show that they are strangers). Public
+   values link nobody; they stay in the graph as features.
 
 The test runs in rounds: values found public in one round no longer corroborate others in
 the next (a popular template must not vouch for a CGNAT address because the app's users
@@ -179,7 +179,6 @@ def _public(
     tied: np.ndarray,
     judged: np.ndarray,
     cohesion: np.ndarray,
-    kind: np.ndarray,
     tested: np.ndarray,
     strong: np.ndarray,
     alpha: float,
@@ -188,21 +187,16 @@ def _public(
     """Which tested values are public.
 
     A value whose own holders show it (the share tied below the majority, with a binomial
-    tail under alpha) is public. A value held by too few accounts to show anything takes its
-    kind's word: when, pooled over such undecided values, most holders of the kind are not
-    tied (a first-name mailbox pattern is shared by namesakes), an untied value of that kind
-    is public too; when most are tied (a card, a home address), it is not. A small value of a
-    ``strong`` kind (an exact card or mailbox) is never public on its kind's word alone.
+    tail under alpha) is public. A value held by too few accounts for that test (fewer than
+    ``log2(1 / alpha)``: 14 at the default) is public when fewer than ``majority`` of its
+    holders are tied: two namesakes sharing a mailbox pattern and nothing else, a VPN exit
+    shared by a ring member and a stranger. A small value of a ``strong`` kind (an exact
+    card, mailbox or billing customer) is never public on so little: two holders of one card
+    cannot show by themselves that they are strangers.
     """
     below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
     decided = tested & (below < alpha)
-    undecided = tested & ~decided
-    kinds = np.unique(kind[undecided])
-    pooled_tied = np.bincount(kind[undecided], weights=tied[undecided], minlength=kind.max() + 1)
-    pooled_n = np.bincount(kind[undecided], weights=judged[undecided], minlength=kind.max() + 1)
-    reliable = np.ones(kind.max() + 1, dtype=bool)
-    reliable[kinds] = pooled_tied[kinds] >= majority * np.maximum(pooled_n[kinds], 1.0)
-    untied = undecided & ~reliable[kind] & (cohesion < majority) & ~strong
+    untied = tested & ~decided & (cohesion < majority) & ~strong
     return np.asarray(decided | untied, dtype=bool)
 
 
@@ -210,7 +204,6 @@ def public_values(
     incidence: sp.csr_matrix,
     family: np.ndarray,
     linkable: np.ndarray,
-    kind: np.ndarray | None = None,
     *,
     strong: np.ndarray | None = None,
     alpha: float = 1e-4,
@@ -232,9 +225,6 @@ def public_values(
     linkable : numpy.ndarray of bool
         Identifiers of kinds that can link accounts (a prior above 0); only these are tested
         and only these corroborate.
-    kind : numpy.ndarray of int, optional
-        Per identifier, its kind: values too small to judge alone take their kind's pooled
-        word (default: the family).
     strong : numpy.ndarray of bool, optional
         Identifiers of strong kinds (an exact card, mailbox, billing customer): public only
         when their own holders show it.
@@ -280,7 +270,6 @@ def public_values(
     n_acc, n_ident = incidence.shape
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
-    kind = np.asarray(family if kind is None else kind, dtype=np.int64)
     strong = np.zeros(n_ident, dtype=bool) if strong is None else np.asarray(strong, dtype=bool)
     cohesion = np.full(n_ident, np.nan)
     tied = np.zeros(n_ident)
@@ -303,7 +292,7 @@ def public_values(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
         cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
-        public = tested & _public(tied, judged, cohesion, kind, tested, strong, alpha, majority)
+        public = tested & _public(tied, judged, cohesion, tested, strong, alpha, majority)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linker import kinds
 from linker import signals as registry
 from linker.engine.stages import RunContext
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.links import cluster_links
+from linker.graph.peers import PeerTies, suspended_peer_ties
 from linker.graph.scoring import (
     actions,
     cluster_labels,
@@ -183,6 +185,50 @@ def _clusters_frame(
     return clusters.iloc[np.argsort(label, kind="stable")].reset_index(drop=True)
 
 
+def _peer_ties(inputs: EvidenceInputs, action: np.ndarray) -> PeerTies | None:
+    """Clustered accounts whose own evidence reaches members suspended on theirs through
+    several families (reserve accounts: signup evidence only), or None when switched off."""
+    settings = inputs.settings
+    if not settings.suspend_with_peers:
+        return None
+    b = inputs.bipartite
+    family_of = kinds.families()
+    family = pd.factorize(pd.Series([family_of.get(k, k) for k in b.kinds], dtype=object))[0]
+    return suspended_peer_ties(
+        b.matrix,
+        (inputs.weights > 0) & ~inputs.supernode,
+        family,
+        inputs.weights,
+        inputs.cluster_of,
+        action == "suspend",
+        min_families=settings.min_attachment_families,
+    )
+
+
+def _peer_reasons(inputs: EvidenceInputs, ties: PeerTies, rows: np.ndarray) -> np.ndarray:
+    """``tied to suspended members by its own evidence: shares device d-1 with 3 of them,
+    signup IP 203.0.113.7 with 2 of them`` for each given row."""
+    b = inputs.bipartite
+    shared = ties.shared[ties.shared["row"].isin(rows)]
+    shared = shared[shared.groupby("row").cumcount() < inputs.settings.max_reasons]
+    ident = shared["identifier"].to_numpy()
+    labels = {k: kinds.reason_label(k) for k in np.unique(b.kinds[ident])}
+    text = (
+        pd.Series(b.kinds[ident]).map(labels).astype(str)
+        + " "
+        + pd.Series(b.values[ident]).astype(str)
+        + " with "
+        + shared["suspended"].astype(str).to_numpy()
+        + " of them"
+    )
+    joined = text.groupby(shared["row"].to_numpy()).agg(", ".join)
+    found = joined.reindex(rows).fillna("").to_numpy(dtype=object)
+    return np.asarray(
+        "tied by its own evidence to suspended members of its cluster: shares " + found,
+        dtype=object,
+    )
+
+
 def score(ctx: RunContext) -> Mapping[str, Any]:
     """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
     settings = ctx.settings.link
@@ -201,6 +247,9 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
         suspend_at=settings.suspend_threshold,
         review_at=settings.review_threshold,
     )
+    ties = _peer_ties(inputs, action)
+    if ties is not None:
+        action[ties.promoted] = "suspend"
     ids = inputs.bipartite.account_ids
     first_id = (
         pd.Series(ids[clustered].astype(str))
@@ -218,6 +267,9 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
     flagged = np.flatnonzero(action != "none")
     reasons = np.full(inputs.n_accounts, "", dtype=object)
     reasons[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
+    if ties is not None and ties.promoted.any():
+        promoted = np.flatnonzero(ties.promoted)
+        reasons[promoted] = _peer_reasons(inputs, ties, promoted) + "; " + reasons[promoted]
     scores = pd.DataFrame(
         {
             "account_id": pd.array(ids, dtype="string"),
@@ -240,12 +292,15 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
         lockstep=inputs.lockstep,
         lockstep_weight=settings.behaviour.lockstep_weight,
     )
-    ctx.note(clusters=n_clusters, links=len(links))
+    n_peer = int(ties.promoted.sum()) if ties is not None else 0
+    ctx.note(clusters=n_clusters, links=len(links), suspended_with_peers=n_peer)
     logger.info(
-        "scored %d accounts: %d clusters, %d suspend, %d review",
+        "scored %d accounts: %d clusters, %d suspend (%d through ties to suspended members), "
+        "%d review",
         inputs.n_accounts,
         n_clusters,
         int((action == "suspend").sum()),
+        n_peer,
         int((action == "review").sum()),
     )
     return {"engine_scores": scores, "engine_clusters": clusters, "links": links}

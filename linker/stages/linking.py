@@ -156,7 +156,6 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         bip.matrix,
         family_code,
         linkable,
-        pd.factorize(pd.Series(bip.kinds))[0],
         strong=np.isin(bip.kinds, list(settings.strong_kinds)),
         alpha=settings.public_alpha,
         majority=settings.public_majority,
@@ -224,7 +223,9 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
     if lock is not None:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
         # not be pulled into it); they bring back accounts that pruning left outside.
-        community = reattach_by_lockstep(community, lock, settings.min_attachment)
+        community = reattach_by_lockstep(
+            community, lock, settings.min_attachment, alpha=settings.public_alpha
+        )
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
