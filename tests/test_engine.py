@@ -82,7 +82,7 @@ def test_a_run_resumed_at_a_stage_reuses_the_saved_artefacts(
     ]
     assert set(same.manifest["timings_seconds"]) >= {"score", "decide", "export", "total"}
     assert "validate" not in same.manifest["timings_seconds"]
-    stricter = Settings(link=LinkSettings(suspend_threshold=0.99))
+    stricter = Settings(link=LinkSettings(suspend_threshold=0.99, suspend_with_peers=False))
     moved = run(world, tmp_path / "strict.csv", run_dir=resumed, settings=stricter, start="score")
     assert moved.counts["suspend"] < full_run.counts["suspend"]
     assert moved.counts["suspend"] + moved.counts["review"] >= full_run.counts["suspend"]

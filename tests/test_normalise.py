@@ -310,6 +310,7 @@ def _reference_observations(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             add(r.account_id, "billing_customer", r.billing_customer_id, t, t, 1)
         if isinstance(r.signup_ip, str):
             add(r.account_id, "signup_ip", safe(normalise_ip, r.signup_ip), t, t, 1)
+            add(r.account_id, "ip", safe(normalise_ip, r.signup_ip), t, t, 1)
             add(r.account_id, "signup_subnet", safe(ip_prefix, r.signup_ip), t, t, 1)
         if isinstance(r.device_id, str):
             add(r.account_id, "device", normalise_token(r.device_id), t, t, 1)
