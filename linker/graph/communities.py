@@ -358,6 +358,7 @@ def reattach_by_lockstep(
     min_attachment: float,
     *,
     alpha: float = 1e-4,
+    majority: float = 0.5,
 ) -> np.ndarray:
     """Put accounts left outside every community into the one they are in lockstep with.
 
@@ -378,6 +379,8 @@ def reattach_by_lockstep(
         Poisson tail below which the partners in the community are more than chance: the
         mean is the account's partners times the community's share of all lockstep pair
         ends (a configuration-model null).
+    majority : float, default 0.5
+        Share of the account's lockstep partners the community must hold.
 
     Returns
     -------
@@ -415,7 +418,8 @@ def reattach_by_lockstep(
     totals["tail"] = gammainc(totals["n"].to_numpy(np.float64), mean)
     totals = totals.sort_values(["row", "w", "comm"], ascending=[True, False, True])
     best = totals.drop_duplicates("row")
-    best = best[(best["w"] >= min_attachment) & (best["tail"] < alpha)]
+    held = best["n"].to_numpy() >= majority * partners[best["row"].to_numpy()]
+    best = best[(best["w"] >= min_attachment) & (best["tail"] < alpha) & held]
     out = community.copy()
     out[best["row"].to_numpy()] = best["comm"].to_numpy()
     return out

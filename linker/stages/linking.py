@@ -224,7 +224,11 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
         # not be pulled into it); they bring back accounts that pruning left outside.
         community = reattach_by_lockstep(
-            community, lock, settings.min_attachment, alpha=settings.public_alpha
+            community,
+            lock,
+            settings.min_attachment,
+            alpha=settings.public_alpha,
+            majority=settings.public_majority,
         )
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
