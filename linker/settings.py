@@ -156,8 +156,10 @@ class BehaviourSettings:
     min_lockstep_partners: int = 3
     """An account shows lockstep in full with this many synchronised cluster members."""
 
-    output_heavy_ratio: float = 4.0
-    """Output/input token ratio at which an account counts as output-heavy in full."""
+    output_heavy_quantile: float = 0.9
+    """An account is output-heavy in full when its output/input token ratio reaches this
+    quantile of the ratios of all accounts with traffic, and not at all at their median (in
+    proportion on a log scale between): heavy relative to how this population uses the API."""
 
     min_rows: int = 3
     """Accounts with fewer event rows show no traffic features."""
@@ -188,8 +190,8 @@ class BehaviourSettings:
         for name in ("lockstep_weight", "pivot_prior_requests", "dormancy_days"):
             if getattr(self, name) < 0:
                 found.append(f"link.behaviour.{name} must be at least 0")
-        if self.output_heavy_ratio <= 1:
-            found.append("link.behaviour.output_heavy_ratio must be greater than 1")
+        if not 0.5 < self.output_heavy_quantile < 1:
+            found.append("link.behaviour.output_heavy_quantile must be in (0.5, 1)")
         if not 0 < self.pivot_full_share <= 1:
             found.append("link.behaviour.pivot_full_share must be in (0, 1]")
         if self.wake_window_hours <= 0:

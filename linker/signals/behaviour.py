@@ -129,23 +129,45 @@ class Lockstep(BehaviourSignal):
         return np.where(partners.to_numpy() >= 1, text.to_numpy(dtype=object), "").astype(object)
 
 
+def _population_ratio(ratios: np.ndarray, quantile: float) -> tuple[float, float]:
+    """The population's median output/input ratio and the ratio at ``quantile`` (at least a
+    tenth above the median, so that a population of identical users divides by no zero)."""
+    finite = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if len(finite) == 0:
+        return 1.0, 1.1
+    median = float(np.median(finite))
+    return median, max(float(np.quantile(finite, quantile)), median * 1.1)
+
+
 class OutputHeavy(BehaviourSignal):
     """Much more output than input: answers harvested for training."""
 
     name = "output_heavy"
     default_weight = 1.5
     traffic = True
-    description = "clip(log(output/input tokens) / log(output_heavy_ratio), 0, 1)"
+    description = (
+        "clip(log(ratio / population median) / log(population quantile / median), 0, 1), "
+        "ratio = output/input tokens"
+    )
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         frame = self._frame(inputs)
         cfg = inputs.settings.behaviour
         has_traffic = frame["n_rows"].to_numpy(np.float64) >= cfg.min_rows
         ratio = frame["output_input_ratio"].to_numpy(np.float64)
+        median, full = _population_ratio(ratio[has_traffic], cfg.output_heavy_quantile)
         with np.errstate(divide="ignore", invalid="ignore"):
-            heavy = np.clip(np.log(ratio) / np.log(cfg.output_heavy_ratio), 0.0, 1.0)
+            heavy = np.clip(np.log(ratio / median) / np.log(full / median), 0.0, 1.0)
         account = np.where(has_traffic, np.nan_to_num(heavy, nan=0.0), 0.0)
-        return SignalValues(inputs.cluster_mean(account), account=account)
+        return SignalValues(
+            inputs.cluster_mean(account),
+            account=account,
+            # The population's figures, repeated per cluster (the cluster evidence table).
+            detail={
+                "population_median": np.full(inputs.n_clusters, median),
+                "population_full": np.full(inputs.n_clusters, full),
+            },
+        )
 
     def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
         share = float(values.cluster[cluster])
@@ -155,10 +177,12 @@ class OutputHeavy(BehaviourSignal):
         self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
     ) -> np.ndarray:
         ratio = self._frame(inputs)["output_input_ratio"].iloc[rows].reset_index(drop=True)
+        medians = values.detail["population_median"]
+        median = float(medians[0]) if len(medians) else 1.0
         text = (
             "output-heavy traffic ("
             + ratio.map(lambda v: f"{v:.1f}")
-            + "x output over input tokens)"
+            + f"x output over input tokens; population median {median:.1f}x)"
         )
         assert values.account is not None
         return np.where(values.account[rows] >= 0.5, text.to_numpy(dtype=object), "").astype(object)
