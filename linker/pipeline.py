@@ -95,6 +95,13 @@ class RunResult:
         """Accounts the allow-list kept from being flagged."""
         return int(self.counts["spared_by_allowlist"])
 
+    @property
+    def cluster_warnings(self) -> list[dict[str, Any]]:
+        """Flagged clusters most of whose ties run through one value (the manifest's
+        ``stages.score.facts.cluster_warnings``; empty when the score stage was not run)."""
+        facts = self.manifest.get("stages", {}).get("score", {}).get("facts", {})
+        return list(facts.get("cluster_warnings", []))
+
     def render(self) -> str:
         """The summary ``linker run`` prints."""
         c = self.counts
@@ -111,6 +118,12 @@ class RunResult:
             f"suspend {c['suspend']:,}, review {c['review']:,}, "
             f"spared by allow-list {c['spared_by_allowlist']:,}"
         )
+        for w in self.cluster_warnings:
+            lines.append(
+                f"warning: cluster {w['cluster_id']} ({w['size']:,} accounts): "
+                f"{w['share_of_ties']:.0%} of its ties run through one {w['kind']} value "
+                f"held by {w['members_holding']:,} members; check it before acting"
+            )
         lines.append(f"takedown list: {self.export.path} ({self.export.rows:,} rows)")
         lines.append(f"run directory: {self.run_dir}")
         return "\n".join(lines)

@@ -60,6 +60,10 @@ def test_manifest_records_every_stage_with_hashes_memory_and_settings(full_run: 
     )
     assert all(s["peak_rss_bytes"] > 0 for s in stages.values())
     assert stages["score"]["settings"]["link"]["suspend_threshold"] == 0.8
+    facts = stages["score"]["facts"]
+    assert facts["suspended_with_peers"] <= full_run.manifest["counts"]["suspend"]
+    for warning in facts["cluster_warnings"]:
+        assert warning["share_of_ties"] >= 0.5 and warning["cluster_id"].startswith("C-")
     assert full_run.manifest["counts"]["links"] == len(
         pd.read_parquet(full_run.run_dir / "links.parquet")
     )

@@ -19,6 +19,7 @@ import pandas as pd
 from linker import kinds
 from linker import signals as registry
 from linker.engine.stages import RunContext
+from linker.graph.audit import dominant_values
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.links import cluster_links
 from linker.graph.peers import PeerTies, suspended_peer_ties
@@ -229,6 +230,45 @@ def _peer_reasons(inputs: EvidenceInputs, ties: PeerTies, rows: np.ndarray) -> n
     )
 
 
+def _cluster_warnings(
+    inputs: EvidenceInputs, clusters: pd.DataFrame, label: np.ndarray
+) -> list[dict[str, Any]]:
+    """Flagged clusters most of whose tie weight runs through one value, largest first."""
+    top = dominant_values(inputs.bipartite.matrix, inputs.weights, inputs.cluster_of)
+    flagged = (
+        clusters.set_index("cluster_id")[["n_suspend", "n_review", "size"]]
+        .reindex(label)
+        .to_numpy()
+    )
+    held = (top["share"].to_numpy() >= inputs.settings.public_majority) & (
+        flagged[:, 0] + flagged[:, 1] > 0
+    )
+    warnings: list[dict[str, Any]] = []
+    b = inputs.bipartite
+    for c in np.flatnonzero(held):
+        ident = int(top["identifier"].iloc[c])
+        warning: dict[str, Any] = {
+            "cluster_id": str(label[c]),
+            "size": int(flagged[c, 2]),
+            "kind": str(b.kinds[ident]),
+            "value": str(b.values[ident]),
+            "members_holding": int(top["members"].iloc[c]),
+            "share_of_ties": float(top["share"].iloc[c]),
+        }
+        warnings.append(warning)
+    warnings.sort(key=lambda w: (-w["size"], w["cluster_id"]))
+    for w in warnings:
+        logger.warning(
+            "cluster %s (%d accounts): %.0f%% of its ties run through one %s; its suspensions "
+            "rest on each member's own evidence, check it before acting",
+            w["cluster_id"],
+            w["size"],
+            100 * w["share_of_ties"],
+            kinds.reason_label(w["kind"]),
+        )
+    return warnings
+
+
 def score(ctx: RunContext) -> Mapping[str, Any]:
     """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
     settings = ctx.settings.link
@@ -293,7 +333,12 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
         lockstep_weight=settings.behaviour.lockstep_weight,
     )
     n_peer = int(ties.promoted.sum()) if ties is not None else 0
-    ctx.note(clusters=n_clusters, links=len(links), suspended_with_peers=n_peer)
+    ctx.note(
+        clusters=n_clusters,
+        links=len(links),
+        suspended_with_peers=n_peer,
+        cluster_warnings=_cluster_warnings(inputs, clusters, label),
+    )
     logger.info(
         "scored %d accounts: %d clusters, %d suspend (%d through ties to suspended members), "
         "%d review",
