@@ -96,6 +96,13 @@ class RunResult:
         return int(self.counts["spared_by_allowlist"])
 
     @property
+    def placeholders(self) -> list[dict[str, Any]]:
+        """Values of strong kinds (cards, mailboxes, billing customers) held by accounts that
+        nothing else ties together, which link nobody (``stages.identifiers.facts``)."""
+        facts = self.manifest.get("stages", {}).get("identifiers", {}).get("facts", {})
+        return list(facts.get("placeholders", []))
+
+    @property
     def cluster_warnings(self) -> list[dict[str, Any]]:
         """Flagged clusters most of whose ties run through one value (the manifest's
         ``stages.score.facts.cluster_warnings``; empty when the score stage was not run)."""
@@ -118,6 +125,11 @@ class RunResult:
             f"suspend {c['suspend']:,}, review {c['review']:,}, "
             f"spared by allow-list {c['spared_by_allowlist']:,}"
         )
+        for p in self.placeholders:
+            lines.append(
+                f"warning: a {p['kind']} value held by {p['accounts']:,} accounts links nobody: "
+                "nothing else ties its holders (a placeholder, not one customer)"
+            )
         for w in self.cluster_warnings:
             lines.append(
                 f"warning: cluster {w['cluster_id']} ({w['size']:,} accounts): "

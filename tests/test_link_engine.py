@@ -326,3 +326,39 @@ def test_world_without_shared_values_has_no_clusters() -> None:
     assert result.scores["cluster_id"].isna().all()
     assert (result.scores["action"] == "none").all()
     assert result.clusters.empty and result.links.empty
+
+
+def test_a_placeholder_card_on_half_the_accounts_links_nobody_and_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A "0000" default fingerprint on half the accounts, ring members included: strangers
+    # who share nothing else. It must not glue them into one cluster (an exact card is
+    # otherwise always kept together), and the ring must still be suspended.
+    world = World()
+    rng = np.random.default_rng(21)
+    add_background(world, 1200, rng)
+    ring = add_ring(world, 40, rng)
+    accounts, observations = world.frames()
+    half = np.sort(rng.choice(len(accounts), len(accounts) // 2, replace=False))
+    placeholder = accounts["account_id"].iloc[half]
+    extra = pd.DataFrame(
+        {
+            "account_id": placeholder.to_numpy(),
+            "kind": "payment",
+            "value": "0000",
+            "first_seen": BASE,
+            "last_seen": BASE,
+            "count": 1,
+        }
+    ).astype({"account_id": "string", "kind": "string", "value": "string"})
+    observations = pd.concat([observations, extra], ignore_index=True)
+    with caplog.at_level("WARNING", logger="linker.stages.linking"):
+        result = link_accounts(accounts, observations, LinkSettings(), seed=7)
+    card = result.identifiers.set_index(["kind", "value"]).loc[("payment", "0000")]
+    assert bool(card["is_supernode"]) and card["weight"] == 0.0
+    scores = result.scores.set_index("account_id")
+    assert int(scores["cluster_size"].max()) < 100
+    assert (scores.loc[ring, "action"] == "suspend").mean() > 0.9
+    solo = scores.index.str.startswith("solo")
+    assert not (scores.loc[solo, "action"] == "suspend").any()
+    assert f"a card value held by {len(half)} accounts links nobody" in caplog.text

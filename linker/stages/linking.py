@@ -145,6 +145,28 @@ def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | No
     )
 
 
+def _placeholders(
+    bip: Bipartite, public: np.ndarray, strong_kinds: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Public values of strong kinds, most holders first: a card fingerprint, mailbox or
+    billing customer shared by accounts that nothing else ties together is a placeholder (a
+    ``0000`` default, a test card), not a customer, and links nobody; the run says so."""
+    found = np.flatnonzero(public & np.isin(bip.kinds, list(strong_kinds)))
+    found = found[np.lexsort((found, -bip.n_accounts[found]))]
+    placeholders: list[dict[str, Any]] = [
+        {"kind": str(bip.kinds[j]), "value": str(bip.values[j]), "accounts": int(bip.n_accounts[j])}
+        for j in found
+    ]
+    for p in placeholders:
+        logger.warning(
+            "a %s value held by %d accounts links nobody: nothing else ties its holders "
+            "together (a placeholder or test value, not one customer)",
+            kinds.reason_label(p["kind"]),
+            p["accounts"],
+        )
+    return placeholders
+
+
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Every identifier's accounts, evidence weight and public flag (the graph's nodes)."""
     bip: Bipartite = ctx.view("bipartite")
@@ -166,7 +188,10 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         bip.kinds, bip.n_accounts, settings.kind_priors, bip.shape[0], test.public
     )
     ctx.note(
-        identifiers=len(weights), public=int(test.public.sum()), supernodes=int(test.public.sum())
+        identifiers=len(weights),
+        public=int(test.public.sum()),
+        supernodes=int(test.public.sum()),
+        placeholders=_placeholders(bip, test.public, settings.strong_kinds),
     )
     return {
         "identifiers": pd.DataFrame(
