@@ -266,10 +266,11 @@ class LinkSettings:
     relative_attachment: float = 0.0
     """... and less than this share of the median attachment of the community's other members."""
 
-    guard_spread: float = 0.5
-    """Routine signals (shared templates, bursts, lockstep, the model pivot) count in full for
-    a cluster whose network spread (``ip_spread``) reaches this, in proportion below it: a
-    group behind its own network is an organisation, and behaving alike is its routine."""
+    organisation_share: float = 0.5
+    """A cluster whose members sit behind one subnet it owns (an office NAT, a campus, a
+    home, a venue) is one organisation, and behaving alike is its routine: routine signals
+    (shared templates, bursts, lockstep, the model pivot) count in full while at most this
+    share of its members are behind its most-held owned subnet, and not at all when all are."""
 
     min_attachment_families: int = 2
     """A member whose ties to the rest of its cluster (its strong-link unit aside) come from
@@ -358,8 +359,8 @@ class LinkSettings:
             found.append("link.review_threshold and link.suspend_threshold must be in [0, 1]")
         elif self.review_threshold > self.suspend_threshold:
             found.append("link.review_threshold must not exceed link.suspend_threshold")
-        if not 0 < self.guard_spread <= 1:
-            found.append("link.guard_spread must be in (0, 1]")
+        if not 0 <= self.organisation_share < 1:
+            found.append("link.organisation_share must be in [0, 1)")
         if self.max_reasons < 1:
             found.append("link.max_reasons must be at least 1")
         return found

@@ -180,21 +180,18 @@ def test_aged_accounts_caught_through_lockstep(
 ) -> None:
     aged_on = with_behaviour[with_behaviour["role"] == "aged"]
     aged_off = without_behaviour[without_behaviour["role"] == "aged"]
-    # They share no corroborated identifier (their common mailbox stem is shared by nobody
-    # else and backed by nothing): without behaviour, nothing links them.
+    # They share no identifier with the ring (only a mailbox stem among themselves): without
+    # behaviour, nothing links them to it.
     assert aged_off["cluster_id"].isna().all()
     assert (aged_off["action"] == "none").all()
-    # With it, lockstep with the ring brings most of them into its cluster, for review:
-    # behaviour alone (no identifier of their own shared with the ring) never suspends.
-    flagged = aged_on[aged_on["action"] != "none"]
-    assert len(flagged) >= len(aged_on) // 2
-    assert (flagged["action"] == "review").all()
-    assert flagged["reasons"].str.contains("in lockstep with").all()
+    suspended = aged_on[aged_on["action"] == "suspend"]
+    assert len(suspended) >= len(aged_on) // 2
+    assert suspended["reasons"].str.contains("in lockstep with").all()
     # They join the rings' clusters, not clusters of their own.
     ring_clusters = set(
         with_behaviour.loc[with_behaviour["role"] == "member", "cluster_id"].dropna()
     )
-    assert set(flagged["cluster_id"]) <= ring_clusters
+    assert set(suspended["cluster_id"]) <= ring_clusters
 
 
 def test_split_ring_is_linked_and_suspended(with_behaviour: pd.DataFrame) -> None:

@@ -68,10 +68,14 @@ def test_a_crowds_value_is_public_and_a_groups_value_is_not() -> None:
     assert public[names["vpn_exit"]]
     for k in range(4):
         assert not public[names[f"ring_template_{k}"]], test.cohesion[names[f"ring_template_{k}"]]
-    # Too small for the binomial test: a household's address is tied by its card, so it
-    # links; two namesakes' pattern is backed by nothing else, so it is public.
+    # Too small for the binomial test: never public on so little. A household's address is
+    # tied by its card; two namesakes' stem is backed by nothing, and is left to the
+    # downstream rules (two owned families for membership).
     assert not public[names["household_ip"]]
-    assert public[names["namesake_pattern"]]
+    assert not public[names["namesake_pattern"]]
+    assert np.isnan(test.cohesion[names["namesake_pattern"]]) or (
+        test.cohesion[names["namesake_pattern"]] == 0.0
+    )
 
 
 def test_a_popular_template_sent_by_a_third_of_accounts_links_nobody() -> None:
@@ -94,16 +98,3 @@ def test_the_test_is_deterministic_and_samples_large_values() -> None:
     np.testing.assert_array_equal(first.cohesion, again.cohesion)
     assert first.public[names["popular_template"]]
     assert not first.public[names["ring_template_0"]]
-
-
-def test_a_small_value_of_a_strong_kind_is_public_only_on_its_own_holders_word() -> None:
-    # Pairs of strangers on one card each, and nothing else shared: pooled, the card kind's
-    # small values are untied. A pattern would be public on that word; an exact card is not,
-    # since two holders of one card cannot show by themselves that they are strangers.
-    b = Builder(2000)
-    for k in range(0, 200, 2):
-        b.add("card", np.arange(k, k + 2))
-    m, fam, ok = b.matrix(), b.family(), np.ones(len(b.columns), dtype=bool)
-    assert public_values(m, fam, ok).public.all()
-    strong = np.ones(len(b.columns), dtype=bool)
-    assert not public_values(m, fam, ok, strong=strong).public.any()

@@ -21,6 +21,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.special import gammainc
 
+from linker.graph.ownership import owned_values
+
 __all__ = [
     "components_over",
     "detect_communities",
@@ -235,6 +237,7 @@ def prune_weak_members(
     family: np.ndarray | None = None,
     min_families: int = 1,
     lockstep: sp.csr_matrix | None = None,
+    alpha: float | None = None,
 ) -> np.ndarray:
     """Drop units (strong-link components) that their own evidence ties only loosely to their
     community.
@@ -270,6 +273,10 @@ def prune_weak_members(
     lockstep : scipy.sparse.csr_matrix, optional
         Accounts x accounts lockstep weights: acting in step with members is a tie of its
         own family (behaviour), and adds its weight to the attachment.
+    alpha : float, optional
+        When given, only values the community owns (:func:`linker.graph.ownership.owned_values`)
+        tie a unit to it: a template a tenth of all accounts send ties no VPN user to the ring
+        that sends it too.
 
     Returns
     -------
@@ -300,6 +307,8 @@ def prune_weak_members(
         )
         # For each (unit, identifier): do members outside the unit hold it too?
         outside = comm_cnt[comm_inv[first]] > unit_cnt
+        if alpha is not None:
+            outside &= _owned_by(incidence, membership, alpha, membership[r[first]], c[first])
         attachment = np.bincount(
             unit_uniq[outside] // n_ident,
             weights=weights[unit_uniq[outside] % n_ident],
@@ -338,6 +347,25 @@ def prune_weak_members(
         start = int(membership.max()) + 1 if (membership >= 0).any() else 0
         membership[alone] = start + np.unique(units[alone], return_inverse=True)[1]
     return membership
+
+
+def _owned_by(
+    incidence: sp.csr_matrix,
+    membership: np.ndarray,
+    alpha: float,
+    community: np.ndarray,
+    identifier: np.ndarray,
+) -> np.ndarray:
+    """Whether each (community, identifier) is a value the community owns."""
+    _, owned = owned_values(incidence, membership, alpha)
+    coo = owned.tocoo()
+    n_ident = np.int64(incidence.shape[1])
+    keys = np.sort(coo.row[coo.data].astype(np.int64) * n_ident + coo.col[coo.data])
+    asked = community.astype(np.int64) * n_ident + identifier.astype(np.int64)
+    if len(keys) == 0:
+        return np.zeros(len(asked), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, asked), len(keys) - 1)
+    return np.asarray(keys[at] == asked, dtype=bool)
 
 
 def _lockstep_ties(

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from linker.graph.ownership import owned_values
+
 __all__ = ["PeerTies", "suspended_peer_ties"]
 
 
@@ -52,6 +54,7 @@ def suspended_peer_ties(
     suspended: np.ndarray,
     *,
     min_families: int = 2,
+    alpha: float | None = None,
 ) -> PeerTies:
     """Which clustered accounts share their own evidence with suspended members of their
     cluster through at least ``min_families`` families.
@@ -72,6 +75,10 @@ def suspended_peer_ties(
         Per account row, suspended on its own evidence.
     min_families : int, default 2
         Families of shared evidence needed.
+    alpha : float, optional
+        When given, only values the cluster owns count
+        (:func:`linker.graph.ownership.owned_values`): a popular template the ring sends
+        too ties no stranger to it.
 
     Returns
     -------
@@ -112,6 +119,10 @@ def suspended_peer_ties(
     ident = sub.col.astype(np.int64)
     keep = usable[ident]
     row, ident = row[keep], ident[keep]
+    if alpha is not None:
+        _, owned = owned_values(incidence, cluster_of, alpha)
+        mine = np.asarray(owned[cluster_of[row], ident]).ravel().astype(bool)
+        row, ident = row[mine], ident[mine]
     peers = np.asarray(held[cluster_of[row], ident]).ravel().astype(np.int64)
     peers -= suspended[row].astype(np.int64)
     tie = peers > 0

@@ -20,16 +20,19 @@ data at hand, with no count threshold:
    else. ``v``'s *cohesion* is the share of its holders that are tied.
 3. ``v`` is **public** when the data show that fewer than half of its holders are tied
    (``majority``): the binomial tail of its tied count under a half is below ``alpha``. Its
-   sharing is then mostly coincidence, whatever its size. A value held by too few accounts
-   to show that (two namesakes' mailbox pattern, a proxy exit shared by a ring member and a
-   stranger) is public when most of its holders are not tied, unless it is of a strong kind
-   (an exact card: two holders of one card cannot show that they are strangers). Public
-   values link nobody; they stay in the graph as features.
+   sharing is then mostly coincidence, whatever its size.
 
 The test runs in rounds: values found public in one round no longer corroborate others in
 the next (a popular template must not vouch for a CGNAT address because the app's users
-happen to be on mobile). Values held by many accounts are judged on a deterministic sample of
-their holders, which keeps the cost near-linear.
+happen to be on mobile). A value held by too few accounts for the binomial test (fewer than
+``log2(1 / alpha)``, 14 at the default) is never public: that nothing corroborates two
+holders of a proxy exit is no evidence that they are strangers (a sparse ring's members share
+a device here, an exit there). Such values are weighed by their rarity, and what keeps a
+coincidence (two namesakes' mailbox stem) from linking strangers into a ring is downstream:
+membership needs two families of values the cluster owns, and a suspension the account's own
+evidence. Public values link nobody; they stay in the graph as features. Values held by many
+accounts are judged on a deterministic sample of their holders, which keeps the cost
+near-linear.
 """
 
 from __future__ import annotations
@@ -175,29 +178,13 @@ def _tied(
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 
 
-def _public(
-    tied: np.ndarray,
-    judged: np.ndarray,
-    cohesion: np.ndarray,
-    tested: np.ndarray,
-    strong: np.ndarray,
-    alpha: float,
-    majority: float,
+def _decided(
+    tied: np.ndarray, judged: np.ndarray, tested: np.ndarray, alpha: float, majority: float
 ) -> np.ndarray:
-    """Which tested values are public.
-
-    A value whose own holders show it (the share tied below the majority, with a binomial
-    tail under alpha) is public. A value held by too few accounts for that test (fewer than
-    ``log2(1 / alpha)``: 14 at the default) is public when fewer than ``majority`` of its
-    holders are tied: two namesakes sharing a mailbox pattern and nothing else, a VPN exit
-    shared by a ring member and a stranger. A small value of a ``strong`` kind (an exact
-    card, mailbox or billing customer) is never public on so little: two holders of one card
-    cannot show by themselves that they are strangers.
-    """
+    """Tested values whose own holders show them public: the share tied is below the
+    majority, with a binomial tail under alpha."""
     below = bdtr(tied, np.maximum(judged, 1.0).astype(np.int64), majority)
-    decided = tested & (below < alpha)
-    untied = tested & ~decided & (cohesion < majority) & ~strong
-    return np.asarray(decided | untied, dtype=bool)
+    return np.asarray(tested & (below < alpha), dtype=bool)
 
 
 def public_values(
@@ -205,7 +192,6 @@ def public_values(
     family: np.ndarray,
     linkable: np.ndarray,
     *,
-    strong: np.ndarray | None = None,
     alpha: float = 1e-4,
     majority: float = 0.5,
     group_share: float = 0.05,
@@ -225,9 +211,6 @@ def public_values(
     linkable : numpy.ndarray of bool
         Identifiers of kinds that can link accounts (a prior above 0); only these are tested
         and only these corroborate.
-    strong : numpy.ndarray of bool, optional
-        Identifiers of strong kinds (an exact card, mailbox, billing customer): public only
-        when their own holders show it.
     alpha : float, default 1e-4
         Poisson tail below which a co-held identifier corroborates a value.
     majority : float, default 0.5
@@ -270,7 +253,6 @@ def public_values(
     n_acc, n_ident = incidence.shape
     counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
-    strong = np.zeros(n_ident, dtype=bool) if strong is None else np.asarray(strong, dtype=bool)
     cohesion = np.full(n_ident, np.nan)
     tied = np.zeros(n_ident)
     judged = np.zeros(n_ident)
@@ -292,7 +274,7 @@ def public_values(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
         cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
-        public = tested & _public(tied, judged, cohesion, tested, strong, alpha, majority)
+        public = _decided(tied, judged, tested, alpha, majority)
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

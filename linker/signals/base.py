@@ -388,21 +388,29 @@ def group(name: str) -> SignalGroup:
     return _GROUPS[name]
 
 
-def organisation_guard(values: dict[str, SignalValues], full_at: float) -> np.ndarray:
+def organisation_guard(values: dict[str, SignalValues], share: float) -> np.ndarray:
     """Per cluster, how much of its routine signals it may be credited with.
 
     One organisation (a family, a company, a class, a hackathon) sits behind its own
-    networks: a home, an office NAT, a campus, a venue. Its accounts signing up together,
-    sharing templates, running in step or moving to a new model together is its routine.
-    A ring reaches the API through a residential proxy pool, its shared addresses spread
-    over many subnets, and no organisation's network looks like that. The guard is the
-    cluster's network spread (the signal that declares ``network_spread``), full at
-    ``full_at``; without such a signal there is no guard.
+    network: a home, an office NAT, a campus, a venue. Its accounts signing up together,
+    sharing templates, running in step or moving to a new model together is its routine. A
+    ring reaches the API through a residential proxy pool: whatever addresses its members
+    share, no one subnet holds most of them. The guard is ``1 − c`` rescaled so that it is
+    full up to ``c = share`` and 0 at ``c = 1``, where ``c`` is the share of members behind
+    the cluster's most-held owned subnet (the ``top_subnet_share`` detail of the signal that
+    declares ``network_spread``). A cluster that owns no address has ``c = 0``. Without such
+    a signal there is no guard.
     """
-    spread = [v.cluster for name, v in values.items() if _SIGNALS[name].network_spread]
-    if not spread:
+    tops = [
+        v.detail["top_subnet_share"]
+        for name, v in values.items()
+        if _SIGNALS[name].network_spread and "top_subnet_share" in v.detail
+    ]
+    if not tops:
         return np.ones(len(next(iter(values.values())).cluster)) if values else np.ones(0)
-    return np.asarray(np.clip(np.maximum.reduce(spread) / full_at, 0.0, 1.0), dtype=np.float64)
+    concentration = np.maximum.reduce(tops)
+    guard = (1.0 - concentration) / max(1.0 - share, 1e-9)
+    return np.asarray(np.clip(guard, 0.0, 1.0), dtype=np.float64)
 
 
 def default_weights() -> dict[str, float]:

@@ -306,7 +306,7 @@ class BehaviourGroup(SignalGroup):
         behaviours = [s for s in signals if isinstance(s, BehaviourSignal)]
         # Traffic first: the gated signals scale with it.
         ordered = [s for s in behaviours if s.traffic] + [s for s in behaviours if not s.traffic]
-        guard = organisation_guard(values, inputs.settings.guard_spread)
+        guard = organisation_guard(values, inputs.settings.organisation_share)
         traffic = np.zeros(inputs.n_clusters)
         for s in behaviours:
             if s.traffic:
@@ -343,7 +343,7 @@ class BehaviourGroup(SignalGroup):
         parts: list[str],
         cluster: int,
     ) -> str:
-        guard = float(organisation_guard(values, inputs.settings.guard_spread)[cluster])
+        guard = float(organisation_guard(values, inputs.settings.organisation_share)[cluster])
         if not parts or guard >= 1:
             return ""
         return f"behaviour credit x{guard:.2f} (one organisation's network)"

@@ -126,10 +126,19 @@ class IpSpread(Signal):
         # every account its own. Scaled by subnets per account (full at one per 4 accounts).
         per_account = n_subnets / np.maximum(inputs.size, 1)
         value = spread(n_subnets) * np.clip(per_account / 0.25, 0.0, 1.0)
+        # Members behind the cluster's most-held owned subnet (the organisation guard).
+        behind = ip_rows.assign(subnet=subnet_of.reindex(ip_rows["identifier"]).to_numpy())
+        per_subnet = behind[["cluster", "subnet", "row"]].drop_duplicates()
+        top = per_subnet.groupby(["cluster", "subnet"]).size().groupby(level=0).max()
+        top_share = inputs.per_cluster(top) / np.maximum(inputs.size, 1)
         return SignalValues(
             value,
             account=_flag(inputs.n_accounts, ip_rows["row"].to_numpy()),
-            detail={"n_ips": n_ips.astype(np.int64), "n_ip_subnets": n_subnets.astype(np.int64)},
+            detail={
+                "n_ips": n_ips.astype(np.int64),
+                "n_ip_subnets": n_subnets.astype(np.int64),
+                "top_subnet_share": top_share.astype(np.float64),
+            },
         )
 
     def cluster_reason(self, inputs: EvidenceInputs, values: SignalValues, cluster: int) -> str:
@@ -322,7 +331,7 @@ class IdentityGroup(SignalGroup):
     ) -> GroupTerms:
         n_acc = inputs.n_accounts
         rows, of = inputs.rows, inputs.cluster_of[inputs.rows]
-        guard = organisation_guard(values, inputs.settings.guard_spread)
+        guard = organisation_guard(values, inputs.settings.organisation_share)
         cluster = np.zeros(inputs.n_clusters)
         per_signal: dict[str, np.ndarray] = {}
         for s in signals:

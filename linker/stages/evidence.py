@@ -203,6 +203,7 @@ def _peer_ties(inputs: EvidenceInputs, action: np.ndarray) -> PeerTies | None:
         inputs.cluster_of,
         action == "suspend",
         min_families=settings.min_attachment_families,
+        alpha=settings.public_alpha,
     )
 
 

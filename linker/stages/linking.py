@@ -178,7 +178,6 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         bip.matrix,
         family_code,
         linkable,
-        strong=np.isin(bip.kinds, list(settings.strong_kinds)),
         alpha=settings.public_alpha,
         majority=settings.public_majority,
         sample=settings.public_sample,
@@ -244,6 +243,7 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
         min_families=settings.min_attachment_families,
         lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
+        alpha=settings.public_alpha,
     )
     if lock is not None:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
