@@ -59,3 +59,20 @@ def test_nothing_suspended_promotes_nobody() -> None:
     ties = _ties([[1, 1, 1, 0, 0], [1, 1, 1, 0, 0]], [0, 0], [False, False])
     assert not ties.promoted.any()
     assert ties.shared.empty
+
+
+def test_no_owned_ties_promotes_nobody() -> None:
+    # The suspended account's values are held by half the world: the cluster owns none.
+    n = 400
+    m = np.zeros((n, 5))
+    m[: n // 2, 0] = 1
+    m[: n // 2, 1] = 1
+    cluster = np.full(n, -1)
+    cluster[:2] = 0
+    suspended = np.zeros(n, dtype=bool)
+    suspended[0] = True
+    ties = suspended_peer_ties(
+        sp.csr_matrix(m), USABLE, FAMILY, WEIGHTS, cluster, suspended, alpha=1e-4
+    )
+    assert not ties.promoted.any()
+    assert ties.shared.empty

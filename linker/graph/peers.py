@@ -121,8 +121,14 @@ def suspended_peer_ties(
     row, ident = row[keep], ident[keep]
     if alpha is not None:
         _, owned = owned_values(incidence, cluster_of, alpha)
-        mine = np.asarray(owned[cluster_of[row], ident]).ravel().astype(bool)
+        mine = (
+            np.asarray(owned[cluster_of[row], ident]).ravel().astype(bool)
+            if len(row)
+            else np.zeros(0, dtype=bool)
+        )
         row, ident = row[mine], ident[mine]
+    if len(row) == 0:
+        return PeerTies(np.zeros(n_accounts, dtype=bool), families, empty)
     peers = np.asarray(held[cluster_of[row], ident]).ravel().astype(np.int64)
     peers -= suspended[row].astype(np.int64)
     tie = peers > 0
