@@ -95,6 +95,29 @@ class Customers(Signal):
         return f"{size} accounts paid by {int(values.detail['n_customers'][cluster])} payers"
 
 
+def _top_subnet_share(
+    inputs: EvidenceInputs, ip_rows: pd.DataFrame, subnet_of: pd.Series
+) -> np.ndarray:
+    """Per cluster, the share of its members behind its most-held owned subnet.
+
+    A member is behind a subnet when that subnet carries at least half of the member's
+    owned addresses: staff behind an office NAT (or a family behind its home router) are,
+    while a ring member rotating through a proxy pool, whose addresses spread over many
+    subnets, is behind none of them even when every member touches the same ones.
+    """
+    held = ip_rows[["cluster", "row", "identifier"]].drop_duplicates()
+    held = held.assign(subnet=subnet_of.reindex(held["identifier"]).to_numpy())
+    per_subnet = held.groupby(["cluster", "subnet"])["row"].nunique()
+    top_subnet = per_subnet.reset_index().sort_values(
+        ["cluster", "row", "subnet"], ascending=[True, False, True], kind="stable"
+    )
+    top_subnet = top_subnet.drop_duplicates("cluster").set_index("cluster")["subnet"]
+    in_top = held["subnet"].to_numpy() == top_subnet.reindex(held["cluster"]).to_numpy()
+    per_member = held.assign(in_top=in_top).groupby(["cluster", "row"])["in_top"].mean()
+    behind = (per_member >= 0.5).groupby(level=0).sum()
+    return np.asarray(inputs.per_cluster(behind) / np.maximum(inputs.size, 1), dtype=np.float64)
+
+
 class IpSpread(Signal):
     """A proxy pool: cluster-owned IPs spread over many subnets."""
 
@@ -126,11 +149,7 @@ class IpSpread(Signal):
         # every account its own. Scaled by subnets per account (full at one per 4 accounts).
         per_account = n_subnets / np.maximum(inputs.size, 1)
         value = spread(n_subnets) * np.clip(per_account / 0.25, 0.0, 1.0)
-        # Members behind the cluster's most-held owned subnet (the organisation guard).
-        behind = ip_rows.assign(subnet=subnet_of.reindex(ip_rows["identifier"]).to_numpy())
-        per_subnet = behind[["cluster", "subnet", "row"]].drop_duplicates()
-        top = per_subnet.groupby(["cluster", "subnet"]).size().groupby(level=0).max()
-        top_share = inputs.per_cluster(top) / np.maximum(inputs.size, 1)
+        top_share = _top_subnet_share(inputs, ip_rows, subnet_of)
         return SignalValues(
             value,
             account=_flag(inputs.n_accounts, ip_rows["row"].to_numpy()),
