@@ -108,10 +108,10 @@ def _top_subnet_share(
     held = ip_rows[["cluster", "row", "identifier"]].drop_duplicates()
     held = held.assign(subnet=subnet_of.reindex(held["identifier"]).to_numpy())
     per_subnet = held.groupby(["cluster", "subnet"])["row"].nunique()
-    top_subnet = per_subnet.reset_index().sort_values(
+    ranked = per_subnet.reset_index().sort_values(
         ["cluster", "row", "subnet"], ascending=[True, False, True], kind="stable"
     )
-    top_subnet = top_subnet.drop_duplicates("cluster").set_index("cluster")["subnet"]
+    top_subnet = ranked.drop_duplicates("cluster").set_index("cluster")["subnet"]
     in_top = held["subnet"].to_numpy() == top_subnet.reindex(held["cluster"]).to_numpy()
     per_member = held.assign(in_top=in_top).groupby(["cluster", "row"])["in_top"].mean()
     behind = (per_member >= 0.5).groupby(level=0).sum()
