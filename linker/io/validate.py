@@ -500,96 +500,141 @@ def _check_column(
             lambda idx: [f"empty {name} (a value is required)"] * len(idx),
         )
     if column.kind == "string":
-        return _null_where(array if array.type == _TEXT else pc.cast(array, _TEXT), empty)
+        return _null_where(_as_text(array), empty)
     if column.kind == "id":
-        strings = _null_where(array if array.type == _TEXT else pc.cast(array, _TEXT), empty)
+        strings = _null_where(_as_text(array), empty)
         if not ids_checked_later:
             _mask_findings(findings, "bad_id", name, _bad_ids(strings), _bad_id_reason(array, name))
         return strings
     if column.kind == "timestamp":
-        typed, bad = _parse_timestamps(array, empty)
-        _mask_findings(
-            findings,
-            "bad_timestamp",
-            name,
-            bad,
-            _values_reason(array, lambda v: f"bad timestamp {v} (expected ISO 8601)"),
-        )
-        early = _true_where(pc.less(typed, window.earliest))
-        late = _true_where(pc.greater(typed, window.latest_for(typed)))
-        _mask_findings(
-            findings,
-            "implausible_timestamp",
-            name,
-            early | late,
-            _implausible_reason(array, early, window),
-        )
-        return typed
+        return _check_timestamp_column(name, array, empty, findings, window)
     if column.kind == "ip":
-        strings = _null_where(_as_strings(array), empty)
-        bad = _bad_ips(strings)
-        _mask_findings(
-            findings,
-            "bad_ip",
-            name,
-            bad,
-            _values_reason(array, lambda v: f"malformed IP address {v}"),
-        )
-        return strings
+        return _check_ip_column(name, array, empty, findings)
     if column.kind in ("count", "tokens"):
-        typed, not_integer = _parse_integers(array, empty)
-        _mask_findings(
-            findings,
-            "not_integer",
+        return _check_integer_column(name, array, empty, findings, positive=column.kind == "count")
+    if column.kind == "country":
+        strings = _check_pattern_column(
             name,
-            not_integer,
-            _values_reason(array, lambda v: f"{name} {v} is not an integer"),
+            array,
+            empty,
+            findings,
+            rule="bad_country",
+            regex=r"^[A-Za-z]{2}$",
+            message=lambda v: f"{name} {v} is not two letters (ISO 3166-1 alpha-2)",
         )
-        values = typed.to_numpy(zero_copy_only=False)
-        if column.kind == "count":
-            out_of_range = ~not_integer & ~empty & (np.nan_to_num(values, nan=1) <= 0)
-            _mask_findings(
-                findings,
-                "out_of_range",
-                name,
-                out_of_range,
-                _values_reason(array, lambda v: f"{name} {v} is not positive"),
-            )
-            return pc.fill_null(typed, 1)
-        negative = ~not_integer & ~empty & (np.nan_to_num(values, nan=0) < 0)
+        return pc.utf8_upper(strings)
+    if column.kind == "card_bin":
+        return _check_pattern_column(
+            name,
+            array,
+            empty,
+            findings,
+            rule="bad_card_bin",
+            regex=r"^[0-9]{6,8}$",
+            message=lambda v: f"card_bin {v} is not 6 to 8 digits",
+        )
+    raise AssertionError(f"unknown column kind {column.kind}")  # pragma: no cover
+
+
+def _as_text(array: pa.Array) -> pa.Array:
+    """Any Arrow array as strings, nulls kept."""
+    return array if array.type == _TEXT else pc.cast(array, _TEXT)
+
+
+def _check_timestamp_column(
+    name: str, array: pa.Array, empty: np.ndarray, findings: list[_Finding], window: _Window
+) -> pa.Array:
+    """Parse a timestamp column; reject values that are not ISO 8601 or outside ``window``."""
+    typed, bad = _parse_timestamps(array, empty)
+    _mask_findings(
+        findings,
+        "bad_timestamp",
+        name,
+        bad,
+        _values_reason(array, lambda v: f"bad timestamp {v} (expected ISO 8601)"),
+    )
+    early = _true_where(pc.less(typed, window.earliest))
+    late = _true_where(pc.greater(typed, window.latest_for(typed)))
+    _mask_findings(
+        findings,
+        "implausible_timestamp",
+        name,
+        early | late,
+        _implausible_reason(array, early, window),
+    )
+    return typed
+
+
+def _check_ip_column(
+    name: str, array: pa.Array, empty: np.ndarray, findings: list[_Finding]
+) -> pa.Array:
+    """Reject malformed IP addresses; the column stays text."""
+    strings = _null_where(_as_strings(array), empty)
+    _mask_findings(
+        findings,
+        "bad_ip",
+        name,
+        _bad_ips(strings),
+        _values_reason(array, lambda v: f"malformed IP address {v}"),
+    )
+    return strings
+
+
+def _check_integer_column(
+    name: str, array: pa.Array, empty: np.ndarray, findings: list[_Finding], *, positive: bool
+) -> pa.Array:
+    """Parse an integer column: a count (``positive``, a missing one is 1) or token sums.
+
+    Token sums may be missing (they stay null) but not negative; a count must be over zero.
+    """
+    typed, not_integer = _parse_integers(array, empty)
+    _mask_findings(
+        findings,
+        "not_integer",
+        name,
+        not_integer,
+        _values_reason(array, lambda v: f"{name} {v} is not an integer"),
+    )
+    values = typed.to_numpy(zero_copy_only=False)
+    present = ~not_integer & ~empty
+    if positive:
         _mask_findings(
             findings,
             "out_of_range",
             name,
-            negative,
-            _values_reason(array, lambda v: f"{name} {v} is negative"),
+            present & (np.nan_to_num(values, nan=1) <= 0),
+            _values_reason(array, lambda v: f"{name} {v} is not positive"),
         )
-        return typed
-    if column.kind == "country":
-        strings = _null_where(_as_strings(array), empty)
-        ok = pc.fill_null(pc.match_substring_regex(strings, r"^[A-Za-z]{2}$"), True)
-        bad = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
-        _mask_findings(
-            findings,
-            "bad_country",
-            name,
-            bad,
-            _values_reason(array, lambda v: f"{name} {v} is not two letters (ISO 3166-1 alpha-2)"),
-        )
-        return pc.utf8_upper(strings)
-    if column.kind == "card_bin":
-        strings = _null_where(_as_strings(array), empty)
-        ok = pc.fill_null(pc.match_substring_regex(strings, r"^[0-9]{6,8}$"), True)
-        bad = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
-        _mask_findings(
-            findings,
-            "bad_card_bin",
-            name,
-            bad,
-            _values_reason(array, lambda v: f"card_bin {v} is not 6 to 8 digits"),
-        )
-        return strings
-    raise AssertionError(f"unknown column kind {column.kind}")  # pragma: no cover
+        return pc.fill_null(typed, 1)
+    _mask_findings(
+        findings,
+        "out_of_range",
+        name,
+        present & (np.nan_to_num(values, nan=0) < 0),
+        _values_reason(array, lambda v: f"{name} {v} is negative"),
+    )
+    return typed
+
+
+def _check_pattern_column(
+    name: str,
+    array: pa.Array,
+    empty: np.ndarray,
+    findings: list[_Finding],
+    *,
+    rule: str,
+    regex: str,
+    message: Callable[[str], str],
+) -> pa.Array:
+    """Reject the non-empty values that do not match ``regex``; return the column as text.
+
+    ``message`` gives the reason from the value as shown.
+    """
+    strings = _null_where(_as_strings(array), empty)
+    ok = pc.fill_null(pc.match_substring_regex(strings, regex), True)
+    bad = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+    _mask_findings(findings, rule, name, bad, _values_reason(array, message))
+    return strings
 
 
 def _true_where(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -175,87 +175,132 @@ def generate_segment_events(
     accounts draw from streams keyed by the seed, the segment and the chunk number, so a
     segment's events do not depend on the rest of the world.
     """
-    p = ctx.params
     written = 0
     for number, sl in enumerate(chunk_slices(seg.n_events)):
-        counts = seg.n_events[sl]
-        n = int(counts.sum())
+        n = int(seg.n_events[sl].sum())
         if n == 0:
             continue
         rng = make_rng(ctx.seed, STREAM_EVENTS, seg.stream, number)
-        local = np.repeat(np.arange(sl.start, sl.stop), counts)
-
-        def per_row(values: np.ndarray, local: np.ndarray = local) -> np.ndarray:
-            return values[local]
-
-        alt = rng.random(n) < per_row(seg.p_alt)
-        sched = np.where(alt, HUMAN, per_row(seg.sched))
-        a = np.where(alt, per_row(seg.alt_start), per_row(seg.act_start))
-        b = np.maximum(np.where(alt, per_row(seg.alt_end), per_row(seg.act_end)), a + 1)
-        ts = _times(ctx, rng, sched, a, b, per_row(seg.tz), per_row(seg.sched_ref))
-        if p.timestamp_mix > 0:
-            form = np.where(rng.random(n) < p.timestamp_mix, rng.integers(1, 4, n), 0)
-        else:
-            form = np.zeros(n, np.int64)
-        ts = np.where(form == FORM_SPACE_MS, ts - ts % 1000, ts - ts % 1_000_000)
-        # Address: the account's pool (office NAT, gateway, VPN, proxy exits) or a home slot.
-        pool_len = per_row(seg.pool_len)
-        use_pool = ~alt & (rng.random(n) < per_row(seg.p_pool)) & (pool_len > 0)
-        pool_idx = per_row(seg.pool_start) + (rng.random(n) * pool_len).astype(np.int64)
-        slot = np.searchsorted(np.array([0.8, 0.95]), rng.random(n), side="right")
-        home = seg.home[local, slot]
-        ip = np.where(use_pool, ctx.pool[np.where(use_pool, pool_idx, 0)], home)
-        device = per_row(seg.device)
-        dev = np.where(rng.random(n) < 0.85, device, per_row(seg.dev2))
-        dev = np.where(dev < 0, device, dev)
-        dev = np.where(rng.random(n) < p.event_device_share, dev, -1)
-        ua = np.where(rng.random(n) < 0.92, per_row(seg.ua), per_row(seg.ua2))
-        # Prompt template: the group's, a popular one, the account's own, or none.
-        u, u2 = rng.random(n), rng.random(n)
-        gt_n = per_row(seg.gt_n)
-        p_gt = np.where(alt | (gt_n == 0), 0.0, per_row(seg.p_gt))
-        pop = per_row(seg.pop_idx)
-        p_pop = np.where(pop >= 0, per_row(seg.p_pop), 0.0)
-        n_own = per_row(seg.n_own)
-        p_own = np.where(n_own > 0, per_row(seg.p_own), 0.0)
-        popular = popular_keys[np.maximum(pop, 0)]
-        prompt = np.select(
-            [u < p_gt, u < p_gt + p_pop, u < p_gt + p_pop + p_own],
-            [
-                per_row(seg.gt_base) + (u2 * gt_n).astype(np.int64),
-                popular,
-                per_row(seg.own_base) + (u2 * n_own).astype(np.int64),
-            ],
-            -1,
-        )
-        # Every adopter of a popular template sends it at least once (its first row).
-        firsts = (np.cumsum(counts) - counts)[(counts > 0) & (seg.pop_idx[sl] >= 0)]
-        prompt[firsts] = popular[firsts]
-        old = np.where(rng.random(n) < 0.8, per_row(seg.model_pref), rng.integers(0, 3, n))
-        pivot = (ts >= ctx.release + per_row(seg.new_lag)) & (
-            rng.random(n) < per_row(seg.new_share)
-        )
-        model = np.where(pivot, NEW_MODEL, old)
-        requests = np.clip(
-            np.rint(np.exp(per_row(seg.req_mu) + 0.8 * rng.standard_normal(n))), 1, 5000
-        )
-        prof = PROFILES[per_row(seg.profile)]
-        inp = np.rint(requests * np.exp(np.log(prof[:, 0]) + prof[:, 1] * rng.standard_normal(n)))
-        outp = np.rint(requests * np.exp(np.log(prof[:, 2]) + prof[:, 3] * rng.standard_normal(n)))
-        missing = rng.random(n) < p.missing_tokens_share
-        end = at + written + n
-        where = slice(at + written, end)
-        out.acct[where] = rows[local]
-        out.ts[where] = ts
-        out.ip[where] = ip
-        out.device[where] = dev
-        out.ua[where] = ua
-        out.model[where] = model
-        out.requests[where] = requests
-        out.input_tokens[where] = np.where(missing, -1, np.minimum(inp, _TOKEN_CAP))
-        out.output_tokens[where] = np.where(missing, -1, np.minimum(outp, _TOKEN_CAP))
-        out.prompt[where] = prompt
-        out.form[where] = form
-        out.offset[where] = rng.integers(0, len(OFFSETS), n)
+        _draw_chunk(ctx, rng, seg, sl, popular_keys, rows, out, at + written)
         written += n
     return written
+
+
+def _draw_chunk(
+    ctx: Context,
+    rng: np.random.Generator,
+    seg: Segment,
+    sl: slice,
+    popular_keys: np.ndarray,
+    rows: np.ndarray,
+    out: EventColumns,
+    start: int,
+) -> None:
+    """Draw the events of the accounts ``sl`` of ``seg`` into ``out`` from position ``start``.
+
+    ``rows`` maps the segment's accounts to their rows in the accounts table. The draws from
+    ``rng`` come in a fixed order that the world's bytes depend on: keep it.
+    """
+    p = ctx.params
+    counts = seg.n_events[sl]
+    n = int(counts.sum())
+    local = np.repeat(np.arange(sl.start, sl.stop), counts)
+    alt = rng.random(n) < seg.p_alt[local]
+    ts, form = _event_times(ctx, rng, seg, local, alt)
+    ip = _event_addresses(ctx, rng, seg, local, alt)
+    device = seg.device[local]
+    dev = np.where(rng.random(n) < 0.85, device, seg.dev2[local])
+    dev = np.where(dev < 0, device, dev)
+    dev = np.where(rng.random(n) < p.event_device_share, dev, -1)
+    ua = np.where(rng.random(n) < 0.92, seg.ua[local], seg.ua2[local])
+    prompt = _event_prompts(rng, seg, sl, local, alt, popular_keys)
+    old = np.where(rng.random(n) < 0.8, seg.model_pref[local], rng.integers(0, 3, n))
+    pivot = (ts >= ctx.release + seg.new_lag[local]) & (rng.random(n) < seg.new_share[local])
+    model = np.where(pivot, NEW_MODEL, old)
+    requests = np.clip(np.rint(np.exp(seg.req_mu[local] + 0.8 * rng.standard_normal(n))), 1, 5000)
+    prof = PROFILES[seg.profile[local]]
+    inp = np.rint(requests * np.exp(np.log(prof[:, 0]) + prof[:, 1] * rng.standard_normal(n)))
+    outp = np.rint(requests * np.exp(np.log(prof[:, 2]) + prof[:, 3] * rng.standard_normal(n)))
+    missing = rng.random(n) < p.missing_tokens_share
+    where = slice(start, start + n)
+    out.acct[where] = rows[local]
+    out.ts[where] = ts
+    out.ip[where] = ip
+    out.device[where] = dev
+    out.ua[where] = ua
+    out.model[where] = model
+    out.requests[where] = requests
+    out.input_tokens[where] = np.where(missing, -1, np.minimum(inp, _TOKEN_CAP))
+    out.output_tokens[where] = np.where(missing, -1, np.minimum(outp, _TOKEN_CAP))
+    out.prompt[where] = prompt
+    out.form[where] = form
+    out.offset[where] = rng.integers(0, len(OFFSETS), n)
+
+
+def _event_times(
+    ctx: Context, rng: np.random.Generator, seg: Segment, local: np.ndarray, alt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's time (by its schedule, a person's for alternative rows) and text form."""
+    n = len(local)
+    sched = np.where(alt, HUMAN, seg.sched[local])
+    a = np.where(alt, seg.alt_start[local], seg.act_start[local])
+    b = np.maximum(np.where(alt, seg.alt_end[local], seg.act_end[local]), a + 1)
+    ts = _times(ctx, rng, sched, a, b, seg.tz[local], seg.sched_ref[local])
+    if ctx.params.timestamp_mix > 0:
+        form = np.where(rng.random(n) < ctx.params.timestamp_mix, rng.integers(1, 4, n), 0)
+    else:
+        form = np.zeros(n, np.int64)
+    # No finer than the row's text form shows: milliseconds for FORM_SPACE_MS, else seconds.
+    ts = np.where(form == FORM_SPACE_MS, ts - ts % 1000, ts - ts % 1_000_000)
+    return ts, form
+
+
+def _event_addresses(
+    ctx: Context, rng: np.random.Generator, seg: Segment, local: np.ndarray, alt: np.ndarray
+) -> np.ndarray:
+    """Each row's address: from the account's pool, or one of its three home slots.
+
+    Pools are office NATs, carrier gateways, VPN and proxy exits; alternative rows never use
+    them. Home slots are taken 80/15/5%: the home, its second address, the mobile one.
+    """
+    n = len(local)
+    pool_len = seg.pool_len[local]
+    use_pool = ~alt & (rng.random(n) < seg.p_pool[local]) & (pool_len > 0)
+    pool_idx = seg.pool_start[local] + (rng.random(n) * pool_len).astype(np.int64)
+    slot = np.searchsorted(np.array([0.8, 0.95]), rng.random(n), side="right")
+    home = seg.home[local, slot]
+    return np.where(use_pool, ctx.pool[np.where(use_pool, pool_idx, 0)], home)
+
+
+def _event_prompts(
+    rng: np.random.Generator,
+    seg: Segment,
+    sl: slice,
+    local: np.ndarray,
+    alt: np.ndarray,
+    popular_keys: np.ndarray,
+) -> np.ndarray:
+    """Each row's prompt template: the group's, a popular one, the account's own, or none."""
+    n = len(local)
+    u, u2 = rng.random(n), rng.random(n)
+    gt_n = seg.gt_n[local]
+    p_gt = np.where(alt | (gt_n == 0), 0.0, seg.p_gt[local])
+    pop = seg.pop_idx[local]
+    p_pop = np.where(pop >= 0, seg.p_pop[local], 0.0)
+    n_own = seg.n_own[local]
+    p_own = np.where(n_own > 0, seg.p_own[local], 0.0)
+    popular = popular_keys[np.maximum(pop, 0)]
+    prompt = np.select(
+        [u < p_gt, u < p_gt + p_pop, u < p_gt + p_pop + p_own],
+        [
+            seg.gt_base[local] + (u2 * gt_n).astype(np.int64),
+            popular,
+            seg.own_base[local] + (u2 * n_own).astype(np.int64),
+        ],
+        -1,
+    )
+    # Every adopter of a popular template sends it at least once (its first row).
+    counts = seg.n_events[sl]
+    firsts = (np.cumsum(counts) - counts)[(counts > 0) & (seg.pop_idx[sl] >= 0)]
+    prompt[firsts] = popular[firsts]
+    return prompt

@@ -61,6 +61,9 @@ _PLUS_PROVIDERS = (
     "zoho.com", "zohomail.com", "hey.com",
 )  # fmt: skip
 
+_AGENTS = pa.array(USER_AGENTS)
+_MODELS = pa.array(MODELS)
+
 
 @dataclass(frozen=True)
 class ScenarioSummary:
@@ -348,6 +351,54 @@ def generate_scenario(
     return summary
 
 
+@dataclass
+class _Target:
+    """Where and how the tables go, and the files written so far (in order)."""
+
+    out: Path
+    fmt: str
+    native: bool
+    """Timestamps as native Parquet timestamps, not text."""
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ts_type(self) -> pa.DataType:
+        """The type of timestamp columns."""
+        return pa.timestamp("us", tz="UTC") if self.native else pa.string()
+
+    def file_name(self, table: str) -> str:
+        """``table``'s file name in this format."""
+        return table + (".csv" if self.fmt == "csv" else ".parquet")
+
+    def write(self, table: str, schema: pa.Schema, columns: dict[str, pa.Array]) -> None:
+        """Write one whole table and record its file."""
+        _write_table(self.out / self.file_name(table), self.fmt, schema, columns)
+        self.files.append(self.file_name(table))
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    """The world's accounts in sign-up order: the rows the other tables refer to."""
+
+    order: np.ndarray
+    """Index, into the segments' accounts end to end, of each row."""
+    row_of: np.ndarray
+    """Row of each of the segments' accounts (the inverse of ``order``)."""
+    segment_start: np.ndarray
+    """Index of each segment's first account in the segments' accounts end to end."""
+    account_id: pa.Array
+    created: np.ndarray
+    """Sign-up time of each row, whole seconds."""
+    email: pa.Array
+    group: np.ndarray
+    role: np.ndarray
+    ring: np.ndarray
+
+    def column(self, segments: list[Segment], attribute: str) -> np.ndarray:
+        """A per-account attribute of the segments, in row order."""
+        return np.concatenate([getattr(s, attribute) for s in segments])[self.order]
+
+
 def _write_world(
     ctx: Context,
     params: ScenarioParams,
@@ -357,173 +408,34 @@ def _write_world(
     segments: list[Segment],
     scale: float,
 ) -> ScenarioSummary:
-    seed = ctx.seed
-    native = fmt == "parquet" and params.timestamp_mix == 0
-    ts_type = pa.timestamp("us", tz="UTC") if native else pa.string()
-    forms_rng = make_rng(seed, STREAM_FORMS)
-    # Accounts, in sign-up order.
-    key = np.concatenate([s.key for s in segments])
-    created = np.concatenate([s.created for s in segments])
-    created -= created % 1_000_000
-    order = np.lexsort((key, created))
-    row_of = np.empty(len(order), np.int64)
-    row_of[order] = np.arange(len(order))
-    group = np.concatenate([s.group for s in segments])[order]
-    role = np.concatenate([s.role for s in segments])[order]
-    ring = np.concatenate([s.ring for s in segments])[order]
-    email = pa.concat_arrays([s.email for s in segments]).take(pa.array(order))
-    email = _dedupe_emails(email, group == GROUPS.index("ring"))
-    created = created[order]
-    account_id = tokens(key[order], "acct_", salt(seed, "account"))
-    n = len(order)
-    form = np.zeros(n, np.int64)
-    if params.timestamp_mix > 0:
-        form = np.where(forms_rng.random(n) < params.timestamp_mix, forms_rng.integers(1, 4, n), 0)
-    offsets = forms_rng.integers(0, 8, n)
+    """Write the tables of the planned ``segments`` and ``scenario.json`` into ``out``.
+
+    The draws from the timestamp-forms stream come in a fixed order (accounts, then
+    payments) that the world's bytes depend on: keep it.
+    """
+    forms_rng = make_rng(ctx.seed, STREAM_FORMS)
+    accounts = _order_accounts(ctx.seed, segments)
     _remove_stale(out)
-    ext = ".csv" if fmt == "csv" else ".parquet"
-    files = []
-    schema = pa.schema(
-        [("account_id", pa.string()), ("created_at", ts_type), ("email", pa.string()),
-         ("signup_ip", pa.string()), ("device_id", pa.string()), ("country", pa.string()),
-         ("billing_customer_id", pa.string())]
-    )  # fmt: skip
-    countries = pa.array(COUNTRIES)
-    columns = {
-        "account_id": account_id,
-        "created_at": _ts_column(created, form, offsets, native),
-        "email": email,
-        "signup_ip": render_ips(np.concatenate([s.signup_ip for s in segments])[order]),
-        "device_id": _nullable_tokens(
-            np.concatenate([s.device for s in segments])[order], "dev_", salt(seed, "device")
-        ),
-        "country": _nullable_take(countries, np.concatenate([s.country for s in segments])[order]),
-        "billing_customer_id": _nullable_tokens(
-            np.concatenate([s.billing for s in segments])[order], "cus_", salt(seed, "billing"), 14
-        ),
-    }
-    _write_table(out / f"accounts{ext}", fmt, schema, columns)
-    files.append(f"accounts{ext}")
-    logger.info("wrote %d accounts", n)
-    # Payments, by the time the card was added.
-    offset = np.cumsum([0] + [len(s) for s in segments[:-1]])
-    p_row = np.concatenate([row_of[s.pay_acct + o] for s, o in zip(segments, offset, strict=True)])
-    p_added = np.concatenate([s.pay_added for s in segments])
-    p_added = np.minimum(np.maximum(p_added, created[p_row] + 1_000_000), ctx.w_end - HOUR_US)
-    p_added = np.maximum(p_added, created[p_row])
-    p_order = np.lexsort((p_row, p_added))
-    p_row, p_added = p_row[p_order], p_added[p_order]
-    k = len(p_row)
-    p_form = np.zeros(k, np.int64)
-    if params.timestamp_mix > 0:
-        u = forms_rng.random(k)
-        p_form = np.where(u < params.timestamp_mix, forms_rng.integers(1, 5, k), FORM_Z)
-    p_added = np.where(
-        p_form == FORM_SPACE_MS, p_added - p_added % 1000, p_added - p_added % 1_000_000
-    )
-    p_added = np.where(p_form == FORM_DATE, p_added - p_added % (24 * HOUR_US), p_added)
-    p_added = np.maximum(p_added, np.where(p_form == FORM_DATE, 0, created[p_row]))
-    bins = pa.array([*ALL_BINS, *COMMERCIAL_BINS])
-    fp = np.concatenate([s.pay_fp for s in segments])[p_order]
-    schema = pa.schema(
-        [("account_id", pa.string()), ("payment_fingerprint", pa.string()),
-         ("card_bin", pa.string()), ("billing_country", pa.string()), ("added_at", ts_type)]
-    )  # fmt: skip
-    if k:
-        columns = {
-            "account_id": account_id.take(pa.array(p_row)),
-            "payment_fingerprint": tokens(fp, "fp_", salt(seed, "card")),
-            "card_bin": bins.take(pa.array(np.concatenate([s.pay_bin for s in segments])[p_order])),
-            "billing_country": _nullable_take(
-                countries, np.concatenate([s.pay_country for s in segments])[p_order]
-            ),
-            "added_at": _ts_column(p_added, p_form, forms_rng.integers(0, 8, k), native),
-        }
-        _write_table(out / f"payments{ext}", fmt, schema, columns)
-        files.append(f"payments{ext}")
-    # Labels.
-    ring_ids = pa.array([f"ring-{i + 1:02d}" for i in range(max(1, int(ring.max()) + 1))])
-    schema = pa.schema(
-        [
-            ("account_id", pa.string()),
-            ("ring_id", pa.string()),
-            ("group", pa.string()),
-            ("role", pa.string()),
-        ]
-    )
-    _write_table(
-        out / f"labels{ext}",
-        fmt,
-        schema,
-        {
-            "account_id": account_id,
-            "ring_id": _nullable_take(ring_ids, ring),
-            "group": pa.array(GROUPS).take(pa.array(group)),
-            "role": pa.array(ROLES).take(pa.array(role)),
-        },
-    )
-    files.append(f"labels{ext}")
-    # Events, in warehouse (time) order.
-    total = int(sum(int(s.n_events.sum()) for s in segments))
-    cols = EventColumns.allocate(total)
-    popular_keys = key_space(K_POPULAR, np.arange(8))
-    at = 0
-    for seg, o in zip(segments, offset, strict=True):
-        at += generate_segment_events(ctx, seg, row_of[o : o + len(seg)], popular_keys, cols, at)
-    ev_order = np.lexsort((cols.acct, cols.ts))
-    logger.info("drew %d event rows", total)
-    cols.permute(ev_order)
-    del ev_order
-    logger.info("sorted the event rows by time")
-    n_requests = int(cols.requests.sum(dtype=np.int64))
-    schema = pa.schema(
-        [("account_id", pa.string()), ("ts", ts_type), ("ip", pa.string()),
-         ("device_id", pa.string()), ("user_agent", pa.string()), ("model", pa.string()),
-         ("requests", pa.int64()), ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
-         ("prompt_fingerprint", pa.string())]
-    )  # fmt: skip
-    agents, models = pa.array(USER_AGENTS), pa.array(MODELS)
-    writer = _Writer(out / f"events{ext}", fmt, schema)
-    try:
-        for sl in _chunks(total):
-            inp, outp = (
-                cols.input_tokens[sl].astype(np.int64),
-                cols.output_tokens[sl].astype(np.int64),
-            )
-            writer.write(
-                {
-                    "account_id": account_id.take(pa.array(cols.acct[sl])),
-                    "ts": _ts_column(cols.ts[sl], cols.form[sl], cols.offset[sl], native),
-                    "ip": render_ips(cols.ip[sl]),
-                    "device_id": _nullable_tokens(cols.device[sl], "dev_", salt(seed, "device")),
-                    "user_agent": agents.take(pa.array(cols.ua[sl])),
-                    "model": models.take(pa.array(cols.model[sl])),
-                    "requests": pa.array(cols.requests[sl].astype(np.int64)),
-                    "input_tokens": pa.array(inp, mask=inp < 0),
-                    "output_tokens": pa.array(outp, mask=outp < 0),
-                    "prompt_fingerprint": _nullable_tokens(
-                        cols.prompt[sl], "pf_", salt(seed, "prompt")
-                    ),
-                }
-            )
-    except BaseException:
-        writer.close(ok=False)
-        raise
-    writer.close()
-    files.append(f"events{ext}")
-    logger.info("wrote %d event rows to %s", total, out / f"events{ext}")
+    target = _Target(out, fmt, native=fmt == "parquet" and params.timestamp_mix == 0)
+    _write_accounts(target, ctx, segments, accounts, forms_rng)
+    logger.info("wrote %d accounts", len(accounts.order))
+    n_payments = _write_payments(target, ctx, segments, accounts, forms_rng)
+    _write_labels(target, accounts)
+    n_events, n_requests = _write_events(target, ctx, segments, accounts)
+    ring = accounts.ring
     rings_count = (
         {f"ring-{r + 1:02d}": int((ring == r).sum()) for r in range(int(ring.max()) + 1)}
         if (ring >= 0).any()
         else {}
     )
+    group, role = accounts.group, accounts.role
     summary = ScenarioSummary(
         scenario=name,
-        seed=seed,
+        seed=ctx.seed,
         fmt=fmt,
-        n_accounts=n,
-        n_payments=k,
-        n_events=total,
+        n_accounts=len(accounts.order),
+        n_payments=n_payments,
+        n_events=n_events,
         n_requests=n_requests,
         rings=rings_count,
         ring_scale=round(scale, 6),
@@ -532,13 +444,218 @@ def _write_world(
         window_start=_iso(ctx.w0),
         window_end=_iso(ctx.w_end),
         release_at=_iso(ctx.release),
-        files=files,
+        files=target.files,
         params=params.to_dict(),
     )
     write_text_atomic(
         out / "scenario.json", json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n"
     )
     return summary
+
+
+def _order_accounts(seed: int, segments: list[Segment]) -> _Accounts:
+    """Put the accounts in sign-up order, give them ids, and make innocent mailboxes unique."""
+    key = np.concatenate([s.key for s in segments])
+    created = np.concatenate([s.created for s in segments])
+    created -= created % 1_000_000
+    order = np.lexsort((key, created))
+    row_of = np.empty(len(order), np.int64)
+    row_of[order] = np.arange(len(order))
+    group = np.concatenate([s.group for s in segments])[order]
+    email = pa.concat_arrays([s.email for s in segments]).take(pa.array(order))
+    return _Accounts(
+        order=order,
+        row_of=row_of,
+        segment_start=np.cumsum([0] + [len(s) for s in segments[:-1]]),
+        account_id=tokens(key[order], "acct_", salt(seed, "account")),
+        created=created[order],
+        email=_dedupe_emails(email, group == GROUPS.index("ring")),
+        group=group,
+        role=np.concatenate([s.role for s in segments])[order],
+        ring=np.concatenate([s.ring for s in segments])[order],
+    )
+
+
+def _write_accounts(
+    target: _Target,
+    ctx: Context,
+    segments: list[Segment],
+    accounts: _Accounts,
+    forms_rng: np.random.Generator,
+) -> None:
+    """The accounts table, in sign-up order."""
+    n = len(accounts.order)
+    form = np.zeros(n, np.int64)
+    if ctx.params.timestamp_mix > 0:
+        mixed = forms_rng.random(n) < ctx.params.timestamp_mix
+        form = np.where(mixed, forms_rng.integers(1, 4, n), 0)
+    offsets = forms_rng.integers(0, 8, n)
+    schema = pa.schema(
+        [("account_id", pa.string()), ("created_at", target.ts_type), ("email", pa.string()),
+         ("signup_ip", pa.string()), ("device_id", pa.string()), ("country", pa.string()),
+         ("billing_customer_id", pa.string())]
+    )  # fmt: skip
+    seed = ctx.seed
+    columns = {
+        "account_id": accounts.account_id,
+        "created_at": _ts_column(accounts.created, form, offsets, target.native),
+        "email": accounts.email,
+        "signup_ip": render_ips(accounts.column(segments, "signup_ip")),
+        "device_id": _nullable_tokens(
+            accounts.column(segments, "device"), "dev_", salt(seed, "device")
+        ),
+        "country": _nullable_take(pa.array(COUNTRIES), accounts.column(segments, "country")),
+        "billing_customer_id": _nullable_tokens(
+            accounts.column(segments, "billing"), "cus_", salt(seed, "billing"), 14
+        ),
+    }
+    target.write("accounts", schema, columns)
+
+
+def _write_payments(
+    target: _Target,
+    ctx: Context,
+    segments: list[Segment],
+    accounts: _Accounts,
+    forms_rng: np.random.Generator,
+) -> int:
+    """The payments table, by the time each card was added; returns its rows (no file if 0)."""
+    p_row = np.concatenate(
+        [
+            accounts.row_of[s.pay_acct + o]
+            for s, o in zip(segments, accounts.segment_start, strict=True)
+        ]
+    )
+    p_added = _card_added_times(ctx, segments, accounts, p_row)
+    p_order = np.lexsort((p_row, p_added))
+    p_row, p_added = p_row[p_order], p_added[p_order]
+    k = len(p_row)
+    p_form = np.zeros(k, np.int64)
+    if ctx.params.timestamp_mix > 0:
+        u = forms_rng.random(k)
+        p_form = np.where(u < ctx.params.timestamp_mix, forms_rng.integers(1, 5, k), FORM_Z)
+    # Truncated to what the row's text form shows; then no earlier than sign-up, except a
+    # bare date (raising it to the sign-up time would give it a time of day).
+    p_added = np.where(
+        p_form == FORM_SPACE_MS, p_added - p_added % 1000, p_added - p_added % 1_000_000
+    )
+    p_added = np.where(p_form == FORM_DATE, p_added - p_added % (24 * HOUR_US), p_added)
+    p_added = np.maximum(p_added, np.where(p_form == FORM_DATE, 0, accounts.created[p_row]))
+    if not k:
+        return 0
+    bins = pa.array([*ALL_BINS, *COMMERCIAL_BINS])
+    fp = np.concatenate([s.pay_fp for s in segments])[p_order]
+    schema = pa.schema(
+        [("account_id", pa.string()), ("payment_fingerprint", pa.string()),
+         ("card_bin", pa.string()), ("billing_country", pa.string()),
+         ("added_at", target.ts_type)]
+    )  # fmt: skip
+    columns = {
+        "account_id": accounts.account_id.take(pa.array(p_row)),
+        "payment_fingerprint": tokens(fp, "fp_", salt(ctx.seed, "card")),
+        "card_bin": bins.take(pa.array(np.concatenate([s.pay_bin for s in segments])[p_order])),
+        "billing_country": _nullable_take(
+            pa.array(COUNTRIES), np.concatenate([s.pay_country for s in segments])[p_order]
+        ),
+        "added_at": _ts_column(p_added, p_form, forms_rng.integers(0, 8, k), target.native),
+    }
+    target.write("payments", schema, columns)
+    return k
+
+
+def _card_added_times(
+    ctx: Context, segments: list[Segment], accounts: _Accounts, p_row: np.ndarray
+) -> np.ndarray:
+    """When each card was added: at least a second after sign-up, an hour before the end."""
+    created = accounts.created[p_row]
+    p_added = np.concatenate([s.pay_added for s in segments])
+    p_added = np.minimum(np.maximum(p_added, created + 1_000_000), ctx.w_end - HOUR_US)
+    return np.maximum(p_added, created)
+
+
+def _write_labels(target: _Target, accounts: _Accounts) -> None:
+    """The labels table: each account's ring, group and role."""
+    ring_ids = pa.array([f"ring-{i + 1:02d}" for i in range(max(1, int(accounts.ring.max()) + 1))])
+    schema = pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("ring_id", pa.string()),
+            ("group", pa.string()),
+            ("role", pa.string()),
+        ]
+    )
+    columns = {
+        "account_id": accounts.account_id,
+        "ring_id": _nullable_take(ring_ids, accounts.ring),
+        "group": pa.array(GROUPS).take(pa.array(accounts.group)),
+        "role": pa.array(ROLES).take(pa.array(accounts.role)),
+    }
+    target.write("labels", schema, columns)
+
+
+def _write_events(
+    target: _Target, ctx: Context, segments: list[Segment], accounts: _Accounts
+) -> tuple[int, int]:
+    """The events table, in warehouse (time) order; returns its rows and total requests."""
+    cols = _draw_events(ctx, segments, accounts)
+    total = len(cols.acct)
+    n_requests = int(cols.requests.sum(dtype=np.int64))
+    schema = pa.schema(
+        [("account_id", pa.string()), ("ts", target.ts_type), ("ip", pa.string()),
+         ("device_id", pa.string()), ("user_agent", pa.string()), ("model", pa.string()),
+         ("requests", pa.int64()), ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
+         ("prompt_fingerprint", pa.string())]
+    )  # fmt: skip
+    path = target.out / target.file_name("events")
+    writer = _Writer(path, target.fmt, schema)
+    try:
+        # In chunks, to bound the memory the rendered text takes.
+        for sl in _chunks(total):
+            writer.write(_event_chunk(cols, sl, accounts.account_id, ctx.seed, target.native))
+    except BaseException:
+        writer.close(ok=False)
+        raise
+    writer.close()
+    target.files.append(target.file_name("events"))
+    logger.info("wrote %d event rows to %s", total, path)
+    return total, n_requests
+
+
+def _draw_events(ctx: Context, segments: list[Segment], accounts: _Accounts) -> EventColumns:
+    """Every segment's event rows, sorted by time (then account row)."""
+    total = int(sum(int(s.n_events.sum()) for s in segments))
+    cols = EventColumns.allocate(total)
+    popular_keys = key_space(K_POPULAR, np.arange(8))
+    at = 0
+    for seg, o in zip(segments, accounts.segment_start, strict=True):
+        rows = accounts.row_of[o : o + len(seg)]
+        at += generate_segment_events(ctx, seg, rows, popular_keys, cols, at)
+    ev_order = np.lexsort((cols.acct, cols.ts))
+    logger.info("drew %d event rows", total)
+    cols.permute(ev_order)
+    del ev_order
+    logger.info("sorted the event rows by time")
+    return cols
+
+
+def _event_chunk(
+    cols: EventColumns, sl: slice, account_id: pa.Array, seed: int, native: bool
+) -> dict[str, pa.Array]:
+    """The event rows ``sl`` as the table's columns."""
+    inp = cols.input_tokens[sl].astype(np.int64)
+    outp = cols.output_tokens[sl].astype(np.int64)
+    return {
+        "account_id": account_id.take(pa.array(cols.acct[sl])),
+        "ts": _ts_column(cols.ts[sl], cols.form[sl], cols.offset[sl], native),
+        "ip": render_ips(cols.ip[sl]),
+        "device_id": _nullable_tokens(cols.device[sl], "dev_", salt(seed, "device")),
+        "user_agent": _AGENTS.take(pa.array(cols.ua[sl])),
+        "model": _MODELS.take(pa.array(cols.model[sl])),
+        "requests": pa.array(cols.requests[sl].astype(np.int64)),
+        "input_tokens": pa.array(inp, mask=inp < 0),
+        "output_tokens": pa.array(outp, mask=outp < 0),
+        "prompt_fingerprint": _nullable_tokens(cols.prompt[sl], "pf_", salt(seed, "prompt")),
+    }
 
 
 def _write_table(path: Path, fmt: str, schema: pa.Schema, columns: dict[str, pa.Array]) -> None:

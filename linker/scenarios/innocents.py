@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linker.scenarios.params import ScenarioParams
 from linker.scenarios.plan import (
     BATCH,
     BIN_CONSUMER,
@@ -286,9 +288,59 @@ def _family(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     return seg
 
 
+@dataclass(frozen=True)
+class _Companies:
+    """Which company each account belongs to, and whether it is staff or a batch account.
+
+    A company's accounts are consecutive: its staff first, then its batch accounts.
+    """
+
+    staff: np.ndarray
+    """Staff accounts per company."""
+    country: np.ndarray
+    """Country index per company."""
+    comp: np.ndarray
+    """Company of each account."""
+    pos: np.ndarray
+    """Position of each account within its company."""
+    is_batch: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """The number of companies."""
+        return len(self.staff)
+
+
 def _company(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
-    p = ctx.params
-    # Draw companies (staff + batch accounts) until they fill n accounts.
+    """Companies: staff on the office NAT and corporate cards, and lockstep batch accounts.
+
+    The draws from ``rng`` come in a fixed order that the world's bytes depend on: keep it.
+    """
+    staff, batch = _company_sizes(ctx.params, rng, n)
+    sizes = staff + batch
+    comp = np.repeat(np.arange(len(sizes)), sizes)
+    pos = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    seg = individuals(ctx, rng, n, "company", STREAM_GROUP + G["company"], cards=False)
+    domains = _domains(rng, len(sizes), ctx.reserved_domains)
+    ctx.reserved_domains.update(domains.tolist())
+    co = _Companies(staff, draw_countries(rng, len(sizes)), comp, pos, pos >= staff[comp])
+    seg.country = co.country[comp]
+    seg.tz = COUNTRY_TZ[seg.country].astype(np.int64)
+    _office_nat(ctx, rng, seg, co)
+    seg.email = join(_company_locals(rng, co), "@", pa.array(domains[comp]))
+    _company_timeline(ctx, rng, seg, co)
+    _batch_jobs(ctx, rng, seg, co)
+    _company_cards(ctx, rng, seg, co)
+    return seg
+
+
+def _company_sizes(
+    p: ScenarioParams, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Staff and batch accounts per company, drawn until the companies fill ``n`` accounts.
+
+    The last company is cut to fit, batch accounts first; it keeps at least one staff.
+    """
     staff_l: list[np.ndarray] = []
     batch_l: list[np.ndarray] = []
     acc = 0
@@ -309,44 +361,57 @@ def _company(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     if staff_all[-1] < 1:
         staff_all[-1] += batch_all[-1]
         batch_all[-1] = 0
-    sizes = staff_all + batch_all
-    comp = np.repeat(np.arange(c_n), sizes)
-    pos = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    is_batch = pos >= staff_all[comp]
-    seg = individuals(ctx, rng, n, "company", STREAM_GROUP + G["company"], cards=False)
-    domains = _domains(rng, c_n, ctx.reserved_domains)
-    ctx.reserved_domains.update(domains.tolist())
-    c_country = draw_countries(rng, c_n)
-    seg.country = c_country[comp]
-    seg.tz = COUNTRY_TZ[seg.country].astype(np.int64)
-    # Office NAT: 1-4 addresses in the company's office /24 (big offices also on IPv6).
-    n_nat = rng.integers(1, 5, c_n)
-    nat_c = np.repeat(np.arange(c_n), n_nat)
+    return staff_all, batch_all
+
+
+def _office_nat(ctx: Context, rng: np.random.Generator, seg: Segment, co: _Companies) -> None:
+    """Office NAT: 1-4 addresses in the company's office /24 (big offices also on IPv6).
+
+    Batch accounts always go out through it, staff most of the time.
+    """
+    n_nat = rng.integers(1, 5, co.n)
+    nat_c = np.repeat(np.arange(co.n), n_nat)
     nat = ipv4_code(block24(NET_OFFICE, nat_c, ctx.seed), rng.integers(1, 255, len(nat_c)))
-    v6 = (staff_all > 100)[nat_c] & (rng.random(len(nat_c)) < 0.5)
+    v6 = (co.staff > 100)[nat_c] & (rng.random(len(nat_c)) < 0.5)
     nat = np.where(
         v6, ipv6_code(V6_OFFICE, nat_c, rng.integers(1, 1 << 16, len(nat_c)), ctx.seed), nat
     )
     starts, lens = _pools(ctx, nat, n_nat)
-    base = int(starts[0])
-    seg.pool_start, seg.pool_len = starts[comp], lens[comp]
-    seg.p_pool = np.where(is_batch, 1.0, 0.7)
-    seg.signup_ip = _pick(rng, seg.pool_start, seg.pool_len, nat, base)
-    # Staff: first.last@domain, joined over the company's life.
-    local, _, _ = person_locals(rng, n)
+    seg.pool_start, seg.pool_len = starts[co.comp], lens[co.comp]
+    seg.p_pool = np.where(co.is_batch, 1.0, 0.7)
+    seg.signup_ip = _pick(rng, seg.pool_start, seg.pool_len, nat, int(starts[0]))
+
+
+def _company_locals(rng: np.random.Generator, co: _Companies) -> pa.Array:
+    """Mailbox local parts, unique within each company.
+
+    Staff have ``first.last``; batch accounts a job name (``svc-etl``, ``batch-digest-14``).
+    """
+    local, _, _ = person_locals(rng, len(co.comp))
     local = pc.replace_substring_regex(local, r"[0-9_-]", ".")
     local = pc.utf8_trim(pc.replace_substring_regex(local, r"\.+", "."), ".")
+    pos = co.pos
     job = _JOBS.take(pa.array(pos % len(_JOBS)))
+    # Past the list of job names, a batch account's name takes its position as a number.
     job = pc.if_else(
-        pa.array(pos - staff_all[comp] >= len(_JOBS)), join(job, "-", digits(pos)), job
+        pa.array(pos - co.staff[co.comp] >= len(_JOBS)), join(job, "-", digits(pos)), job
     )
-    svc = join(pa.array(np.where(rng.random(n) < 0.5, "svc-", "batch-")), job)
-    local = pc.if_else(pa.array(is_batch), svc, local)
-    local = _unique_locals(local, comp)
-    seg.email = join(local, "@", pa.array(domains[comp]))
-    founded = ctx.w0 - (rng.uniform(30, 900, c_n) * DAY_US).astype(np.int64)
+    svc = join(pa.array(np.where(rng.random(len(pos)) < 0.5, "svc-", "batch-")), job)
+    local = pc.if_else(pa.array(co.is_batch), svc, local)
+    return _unique_locals(local, co.comp)
+
+
+def _company_timeline(ctx: Context, rng: np.random.Generator, seg: Segment, co: _Companies) -> None:
+    """Sign-ups, activity, roles and templates.
+
+    Staff join over the company's life; its batch accounts are set up within 40 minutes of
+    each other and run to the end of the window.
+    """
+    comp, is_batch, n = co.comp, co.is_batch, len(co.comp)
+    founded = ctx.w0 - (rng.uniform(30, 900, co.n) * DAY_US).astype(np.int64)
     joined = founded[comp] + (rng.random(n) * (ctx.w_end - DAY_US - founded[comp])).astype(np.int64)
-    setup = ctx.w0 + (rng.uniform(-200, ctx.params.window_days - 20, c_n) * DAY_US).astype(np.int64)
+    last_setup = ctx.params.window_days - 20
+    setup = ctx.w0 + (rng.uniform(-200, last_setup, co.n) * DAY_US).astype(np.int64)
     batch_created = setup[comp] + (rng.uniform(0, 40, n) * 60_000_000).astype(np.int64)
     seg.created = np.where(is_batch, batch_created, joined)
     seg.act_start = np.maximum(seg.created, ctx.w0)
@@ -355,24 +420,28 @@ def _company(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     seg.role = np.where(is_batch, R["batch"], R["staff"])
     seg.gt_base = np.where(
         is_batch,
-        key_space(K_GROUP_PROMPT, comp * 64 + pos, 2),
+        key_space(K_GROUP_PROMPT, comp * 64 + co.pos, 2),
         key_space(K_GROUP_PROMPT, comp * 2, 1),
     )
     seg.gt_n = np.where(is_batch, 1, 2)
     seg.p_gt = np.where(is_batch, 0.95, 0.25)
-    # Batch jobs: cron slots of the company, one server, one client library, lockstep.
+
+
+def _batch_jobs(ctx: Context, rng: np.random.Generator, seg: Segment, co: _Companies) -> None:
+    """Batch jobs: cron slots of the company, one server, one client library, lockstep."""
+    comp, is_batch, n = co.comp, co.is_batch, len(co.comp)
     batch_ua = np.concatenate([ua_index("python-requests/2.3"), ua_index("apiclient-python/1.5")])
-    c_ua = rng.choice(batch_ua, c_n)
-    server = ctx.next_keys(K_DEVICE, c_n)
+    c_ua = rng.choice(batch_ua, co.n)
+    server = ctx.next_keys(K_DEVICE, co.n)
     seg.device = np.where(is_batch, server[comp], seg.device)
     seg.dev2 = np.where(is_batch, -1, seg.dev2)
     seg.ua = np.where(is_batch, c_ua[comp], seg.ua)
     seg.ua2 = np.where(is_batch, c_ua[comp], seg.ua2)
-    n_slots = rng.integers(1, 5, c_n)
+    n_slots = rng.integers(1, 5, co.n)
     slot_hours = np.where(
-        rng.random((c_n, 1)) < 0.5, rng.uniform(0, 6, (c_n, 4)), rng.uniform(0, 24, (c_n, 4))
+        rng.random((co.n, 1)) < 0.5, rng.uniform(0, 6, (co.n, 4)), rng.uniform(0, 24, (co.n, 4))
     )
-    c_tz = COUNTRY_TZ[c_country].astype(np.float64)
+    c_tz = COUNTRY_TZ[co.country].astype(np.float64)
     slots = ((slot_hours - c_tz[:, None]) % 24 * 3600).astype(np.int64)
     slots = (slots // 300) * 300  # cron fires on the five minutes
     ref0 = len(ctx.cron_n)
@@ -385,17 +454,27 @@ def _company(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     seg.home[:, 2] = np.where(is_batch, seg.home[:, 0], seg.home[:, 2])
     seg.weight = np.where(is_batch, 3.0 * rng.lognormal(0, 0.5, n), seg.weight * 1.2)
     # A company moves its batch jobs to the new model all at once, if it does.
-    migrate = rng.random(c_n) < p.early_adopter_share
-    lag = (rng.exponential(7.0, c_n) * DAY_US).astype(np.int64)
+    migrate = rng.random(co.n) < ctx.params.early_adopter_share
+    lag = (rng.exponential(7.0, co.n) * DAY_US).astype(np.int64)
     seg.new_share = np.where(is_batch, np.where(migrate[comp], 1.0, 0.0), seg.new_share)
     seg.new_lag = np.where(is_batch, lag[comp], seg.new_lag)
-    # Billing and cards.
-    shared_bill = rng.random(c_n) < p.company_billing_share
-    bill = ctx.next_keys(K_BILLING, c_n)
-    corp_card = ctx.next_keys(K_CARD, c_n)
-    corp_bin = BIN_COMMERCIAL_START + rng.integers(0, len(COMMERCIAL_BINS), c_n)
-    shared_card = rng.random(c_n) < p.company_shared_card_share
-    u = rng.random(c_n)
+
+
+def _company_cards(ctx: Context, rng: np.random.Generator, seg: Segment, co: _Companies) -> None:
+    """Billing customers and cards.
+
+    Where a company shares its corporate card, most staff pay with it; elsewhere about half
+    pay with their own. A company's batch accounts have no card, the corporate card, or a
+    card each.
+    """
+    p = ctx.params
+    comp, is_batch, n = co.comp, co.is_batch, len(co.comp)
+    shared_bill = rng.random(co.n) < p.company_billing_share
+    bill = ctx.next_keys(K_BILLING, co.n)
+    corp_card = ctx.next_keys(K_CARD, co.n)
+    corp_bin = BIN_COMMERCIAL_START + rng.integers(0, len(COMMERCIAL_BINS), co.n)
+    shared_card = rng.random(co.n) < p.company_shared_card_share
+    u = rng.random(co.n)
     policy = np.where(
         u < p.batch_no_card_share,
         0,
@@ -423,7 +502,6 @@ def _company(ctx: Context, rng: np.random.Generator, n: int) -> Segment:
     seg.billing = np.where(
         shared_bill[comp], bill[comp], np.where(has_card, ctx.next_keys(K_BILLING, n), -1)
     )
-    return seg
 
 
 def _university(ctx: Context, rng: np.random.Generator, n: int) -> Segment:

@@ -425,44 +425,20 @@ def individuals(
     """``n`` ordinary individuals: own mailbox, home, device and (maybe) card.
 
     Group builders start from this and change what makes their group what it is. With
-    ``cards=False`` nobody gets a card (the builder adds its own).
+    ``cards=False`` nobody gets a card (the builder adds its own). The draws from ``rng``
+    come in a fixed order that the world's bytes depend on: keep it.
     """
     p = ctx.params
     key = ctx.next_keys(K_ACCOUNT, n)
     created = ctx.time_in_window(rng, n)
-    local, _, _ = person_locals(rng, n)
-    # A few people sign up with a +tag (which the provider, and the linker, fold away).
-    tagged = pa.array(rng.random(n) < 0.03)
-    local = pc.if_else(tagged, join(local, "+", _TAGS.take(pa.array(rng.integers(0, 8, n)))), local)
-    email = join(local, "@", consumer_domains(rng, n))
-    home = ctx.homes(rng, n)
-    # Dynamic addressing: a second address in the same /24 (or /48) some of the time.
-    v6 = home >= (1 << 62)
-    home2 = np.where(
-        v6, home ^ rng.integers(1, 256, n), (home & ~np.int64(255)) | rng.integers(1, 255, n)
-    )
-    home2 = ctx.avoid_exits(home2)
-    mobile = (
-        ctx.mobile_ips[rng.integers(0, len(ctx.mobile_ips), n)]
-        if len(ctx.mobile_ips)
-        else home.copy()
-    )
+    email = _personal_emails(rng, n)
+    home, home2, mobile = _personal_addresses(ctx, rng, n)
     country = draw_countries(rng, n)
     country = np.where(rng.random(n) < 0.01, -1, country)
     tz = COUNTRY_TZ[np.maximum(country, 0)].astype(np.int64)
     paying = (rng.random(n) < p.paying_share) & cards
     billing = np.where(paying, ctx.next_keys(K_BILLING, n), -1)
-    act_start = np.maximum(created, ctx.w0)
-    span = ctx.w_end - act_start
-    late_start = rng.random(n) < 0.3
-    act_start = act_start + np.where(late_start, (rng.random(n) * 0.6 * span).astype(np.int64), 0)
-    churn = rng.random(n) < 0.25
-    act_end = np.where(
-        churn,
-        act_start + ((ctx.w_end - act_start) * (0.2 + 0.8 * rng.random(n))).astype(np.int64),
-        ctx.w_end,
-    )
-    act_end = np.maximum(act_end, act_start + HOUR_US)
+    act_start, act_end = _active_span(ctx, rng, created)
     ua = draw_ua(rng, n)
     profile = np.select(
         [rng.random(n) < p.output_heavy_share, rng.random(n) < 0.15], [OUTPUT_HEAVY, RAG], CHAT
@@ -514,18 +490,69 @@ def individuals(
         new_share=np.where(adopter, rng.uniform(0.3, 1.0, n), 0.0),
         new_lag=np.where(adopter, (rng.exponential(3.0, n) * DAY_US).astype(np.int64), 0),
     )
-    # Cards: one for most paying accounts, a second for some.
-    acct = np.flatnonzero(paying)
-    two = acct[rng.random(len(acct)) < 0.12]
-    acct = np.concatenate([acct, two])
+    _add_personal_cards(ctx, rng, seg, np.flatnonzero(paying))
+    return seg
+
+
+def _personal_emails(rng: np.random.Generator, n: int) -> pa.Array:
+    """Mailboxes of ``n`` people at consumer mail domains."""
+    local, _, _ = person_locals(rng, n)
+    # A few people sign up with a +tag (which the provider, and the linker, fold away).
+    tagged = pa.array(rng.random(n) < 0.03)
+    local = pc.if_else(tagged, join(local, "+", _TAGS.take(pa.array(rng.integers(0, 8, n)))), local)
+    return join(local, "@", consumer_domains(rng, n))
+
+
+def _personal_addresses(
+    ctx: Context, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each person's home address, its second address and a mobile carrier address."""
+    home = ctx.homes(rng, n)
+    # Dynamic addressing: a second address in the same /24 (or /48) some of the time.
+    v6 = home >= (1 << 62)
+    home2 = np.where(
+        v6, home ^ rng.integers(1, 256, n), (home & ~np.int64(255)) | rng.integers(1, 255, n)
+    )
+    home2 = ctx.avoid_exits(home2)
+    # A world without carrier gateways has no mobile addresses: mobile traffic comes from home.
+    mobile = (
+        ctx.mobile_ips[rng.integers(0, len(ctx.mobile_ips), n)]
+        if len(ctx.mobile_ips)
+        else home.copy()
+    )
+    return home, home2, mobile
+
+
+def _active_span(
+    ctx: Context, rng: np.random.Generator, created: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """When each account is active: some start late, some churn before the window ends."""
+    n = len(created)
+    act_start = np.maximum(created, ctx.w0)
+    span = ctx.w_end - act_start
+    late_start = rng.random(n) < 0.3
+    act_start = act_start + np.where(late_start, (rng.random(n) * 0.6 * span).astype(np.int64), 0)
+    churn = rng.random(n) < 0.25
+    act_end = np.where(
+        churn,
+        act_start + ((ctx.w_end - act_start) * (0.2 + 0.8 * rng.random(n))).astype(np.int64),
+        ctx.w_end,
+    )
+    return act_start, np.maximum(act_end, act_start + HOUR_US)
+
+
+def _add_personal_cards(
+    ctx: Context, rng: np.random.Generator, seg: Segment, paying: np.ndarray
+) -> None:
+    """Cards of the ``paying`` accounts: one each, a second for some."""
+    acct = np.concatenate([paying, paying[rng.random(len(paying)) < 0.12]])
     k = len(acct)
-    card_country = np.where(rng.random(k) < 0.93, country[acct], draw_countries(rng, k))
-    added = created[acct] + (rng.exponential(3.0, k) * DAY_US).astype(np.int64)
+    card_country = np.where(rng.random(k) < 0.93, seg.country[acct], draw_countries(rng, k))
+    added = seg.created[acct] + (rng.exponential(3.0, k) * DAY_US).astype(np.int64)
     seg.add_payments(
         acct,
         ctx.next_keys(K_CARD, k),
-        consumer_bins(rng, k, p.innocent_virtual_bin_share),
+        consumer_bins(rng, k, ctx.params.innocent_virtual_bin_share),
         card_country,
         np.minimum(added, ctx.w_end - HOUR_US),
     )
-    return seg

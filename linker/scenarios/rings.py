@@ -9,6 +9,7 @@ only, so a ring of the same size is the same ring in a world of any population.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -213,6 +214,35 @@ def _duplicated(values: pa.Array) -> np.ndarray:
     return pd.Series(values.to_numpy(zero_copy_only=False)).duplicated().to_numpy()
 
 
+# The client a controller scripts its accounts with: the vendor SDK most often, else a
+# generic HTTP library.
+_SDK_AGENTS = ua_index("apiclient-python/1.6")
+_TOOL_AGENTS = np.array(
+    [
+        USER_AGENTS.index(a)
+        for a in (
+            "python-requests/2.31.0",
+            "python-httpx/0.27.0",
+            "Python/3.11 aiohttp/3.9.5",
+            "Go-http-client/2.0",
+        )
+    ]
+)
+
+
+@dataclass(frozen=True)
+class _ProxyPool:
+    """A controller's rented proxy exits, registered in the world's pools."""
+
+    codes: np.ndarray
+    country: np.ndarray
+    """Country index of each exit."""
+    countries: np.ndarray
+    """The countries the controller rents exits in."""
+    start: int
+    length: int
+
+
 def _controller(
     ctx: Context,
     rng: np.random.Generator,
@@ -224,69 +254,29 @@ def _controller(
     style: str,
     domain: str | None,
 ) -> Segment:
+    """The ``n`` accounts of controller ``ctrl`` (0 or 1) of ring number ``ring``.
+
+    ``family`` is the controller's range of the ring's prompt templates and ``bins`` the
+    ring's virtual BINs; ``style`` and ``domain`` shape its mailboxes. The draws from ``rng``
+    come in a fixed order that the world's bytes (and the ring's sameness at any world size)
+    depend on: keep it.
+    """
     p = ctx.params
     controller = ring * 2 + ctrl
     tz = int(rng.choice([-8, -5, -3, 0, 1, 2, 3, 5, 7, 8, 9]))
-    # Proxy pool: exits in the controller's countries.
-    n_countries = min(p.proxy_countries, len(COUNTRIES))
-    countries = rng.choice(len(COUNTRIES), n_countries, replace=False, p=COUNTRY_WEIGHTS)
-    candidates = np.flatnonzero(np.isin(ctx.exit_country, countries))
-    pool_n = min(len(candidates), max(20, math.ceil(n * p.proxy_pool_per_account)))
-    chosen = rng.choice(candidates, pool_n, replace=False)
-    pool, pool_country = ctx.exits[chosen], ctx.exit_country[chosen]
-    pool_start, pool_len = ctx.add_pool(pool)
-    # Sign-up bursts.
-    first = ctx.w0 + int(rng.uniform(-20, p.release_day - 15) * DAY_US)
-    gaps = rng.uniform(3, 15, p.burst_waves - 1) * DAY_US
-    starts = first + np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64)
-    wave = rng.integers(0, p.burst_waves, n)
-    created = starts[wave] + (rng.beta(1.2, 2.5, n) * p.burst_hours * HOUR_US).astype(np.int64)
-    # Operating sessions: every day from the first burst, in the controller's hours.
-    day0 = (max(first, ctx.w0 - 30 * DAY_US) - ctx.w0) // DAY_US
-    days = np.arange(day0, p.window_days + 1, dtype=np.int64)
-    per_day = rng.integers(2, 7, len(days))
-    sess_day = np.repeat(days, per_day)
-    round_the_clock = rng.random() < 0.5
-    hour = (
-        rng.uniform(0, 24, len(sess_day)) if round_the_clock else rng.uniform(7, 22, len(sess_day))
-    )
-    sess_start = ctx.w0 + sess_day * DAY_US + ((hour - tz) * HOUR_US).astype(np.int64)
-    sess_dur = (rng.uniform(1, 5, len(sess_day)) * HOUR_US).astype(np.int64)
-    ctx.add_sessions(controller, sess_start, sess_dur)
-    # Accounts.
+    pool = _rent_proxy_pool(ctx, rng, n)
+    first, created = _signup_bursts(ctx, rng, n)
+    _add_operating_sessions(ctx, rng, controller, first, tz)
     idx = np.arange(n, dtype=np.int64)
-    signup_pick = rng.integers(0, pool_len, n)
-    sticky = pool[rng.integers(0, pool_len, n)]
-    country = np.where(
-        rng.random(n) < 0.75, pool_country[signup_pick], rng.choice(countries, n)
-    ).astype(np.int64)
-    country = np.where(rng.random(n) < 0.01, -1, country)
+    signup_pick = rng.integers(0, pool.length, n)
+    sticky = pool.codes[rng.integers(0, pool.length, n)]
+    country = _account_countries(rng, pool, signup_pick)
     n_dev = math.ceil(n / p.ring_accounts_per_device)
     device = key_space(K_RING_DEVICE, rng.integers(0, n_dev, n), controller)
     carded = rng.random(n) < p.ring_card_share
-    if domain is not None:
-        billing = np.full(n, key_space(K_RING_BILLING, 1 << 31, 255 - ring), np.int64)
-    else:
-        billing = np.where(carded, key_space(K_RING_BILLING, idx, controller), -1)
-    sdk = ua_index("apiclient-python/1.6")
-    tools = np.array(
-        [
-            USER_AGENTS.index(a)
-            for a in (
-                "python-requests/2.31.0",
-                "python-httpx/0.27.0",
-                "Python/3.11 aiohttp/3.9.5",
-                "Go-http-client/2.0",
-            )
-        ]
-    )
-    ua = int(rng.choice(sdk)) if rng.random() < 0.6 else int(rng.choice(tools))
-    start = np.maximum(created, ctx.w0) + (rng.uniform(0.5, 72, n) * HOUR_US).astype(np.int64)
-    life = (p.ring_lifespan_days * rng.uniform(0.5, 1.5, n) * DAY_US).astype(np.int64)
-    end = np.minimum(ctx.w_end, np.maximum(created, ctx.w0) + life)
-    end = np.maximum(end, np.minimum(start + HOUR_US, ctx.w_end))
-    lam = p.events_per_account * p.ring_event_multiplier * rng.lognormal(-0.18, 0.6, n)
-    n_events = np.where(start < ctx.w_end - HOUR_US, rng.poisson(lam), 0)
+    billing = _ring_billing(carded, ring, controller, fake_company=domain is not None)
+    ua = int(rng.choice(_SDK_AGENTS)) if rng.random() < 0.6 else int(rng.choice(_TOOL_AGENTS))
+    start, end, n_events = _ring_activity(ctx, rng, created)
     shares = popular_shares(p)
     adopt = rng.random(n) < p.ring_popular_share
     pop_idx = np.where(adopt, rng.choice(len(shares), n, p=shares / shares.sum()), -1)
@@ -299,12 +289,12 @@ def _controller(
         ring=np.full(n, ring, np.int64),
         created=created,
         email=_ring_emails(rng, n, style, domain),
-        signup_ip=pool[signup_pick],
+        signup_ip=pool.codes[signup_pick],
         device=device,
         country=country,
         billing=billing,
         weight=np.zeros(n),
-        n_events=n_events.astype(np.int64),
+        n_events=n_events,
         act_start=start,
         act_end=end,
         alt_start=start.copy(),
@@ -314,12 +304,12 @@ def _controller(
         sched=np.full(n, SESSIONS, np.int64),
         sched_ref=np.full(n, controller, np.int64),
         home=np.stack([sticky, sticky, sticky], axis=1),
-        pool_start=np.full(n, pool_start, np.int64),
-        pool_len=np.full(n, pool_len, np.int64),
+        pool_start=np.full(n, pool.start, np.int64),
+        pool_len=np.full(n, pool.length, np.int64),
         p_pool=np.ones(n),
         dev2=np.full(n, -1, np.int64),
         ua=np.full(n, ua, np.int64),
-        ua2=np.full(n, int(rng.choice(sdk)), np.int64),
+        ua2=np.full(n, int(rng.choice(_SDK_AGENTS)), np.int64),
         own_base=key_space(K_RING_PROMPT, idx, 64 + controller),
         n_own=np.ones(n, np.int64),
         p_own=np.full(n, 0.1),
@@ -336,19 +326,121 @@ def _controller(
             n, int(max(0.5, p.pivot_lag_hours + rng.uniform(-2, 2)) * HOUR_US), np.int64
         ),
     )
-    # Cards on the ring's virtual BINs, each card on up to ring_accounts_per_card accounts.
-    with_card = np.flatnonzero(carded)
-    n_cards = max(1, math.ceil(len(with_card) / p.ring_accounts_per_card))
+    _add_ring_cards(ctx, rng, seg, np.flatnonzero(carded), bins, controller)
+    return seg
+
+
+def _rent_proxy_pool(ctx: Context, rng: np.random.Generator, n: int) -> _ProxyPool:
+    """Exits of the residential-proxy network in the controller's countries, for ``n`` accounts."""
+    p = ctx.params
+    n_countries = min(p.proxy_countries, len(COUNTRIES))
+    countries = rng.choice(len(COUNTRIES), n_countries, replace=False, p=COUNTRY_WEIGHTS)
+    candidates = np.flatnonzero(np.isin(ctx.exit_country, countries))
+    pool_n = min(len(candidates), max(20, math.ceil(n * p.proxy_pool_per_account)))
+    chosen = rng.choice(candidates, pool_n, replace=False)
+    codes = ctx.exits[chosen]
+    start, length = ctx.add_pool(codes)
+    return _ProxyPool(codes, ctx.exit_country[chosen], countries, start, length)
+
+
+def _account_countries(
+    rng: np.random.Generator, pool: _ProxyPool, signup_pick: np.ndarray
+) -> np.ndarray:
+    """Each account's country: mostly its sign-up exit's, else one of the controller's.
+
+    One in a hundred has none.
+    """
+    n = len(signup_pick)
+    country = np.where(
+        rng.random(n) < 0.75, pool.country[signup_pick], rng.choice(pool.countries, n)
+    ).astype(np.int64)
+    return np.where(rng.random(n) < 0.01, -1, country)
+
+
+def _ring_billing(
+    carded: np.ndarray, ring: int, controller: int, *, fake_company: bool
+) -> np.ndarray:
+    """Each account's billing customer (``-1``: none).
+
+    A fake company bills every account to itself; otherwise each carded account has its own.
+    """
+    n = len(carded)
+    if fake_company:
+        return np.full(n, key_space(K_RING_BILLING, 1 << 31, 255 - ring), np.int64)
+    idx = np.arange(n, dtype=np.int64)
+    return np.where(carded, key_space(K_RING_BILLING, idx, controller), -1)
+
+
+def _signup_bursts(ctx: Context, rng: np.random.Generator, n: int) -> tuple[int, np.ndarray]:
+    """The first burst's start, and each account's sign-up time in one of the bursts."""
+    p = ctx.params
+    first = ctx.w0 + int(rng.uniform(-20, p.release_day - 15) * DAY_US)
+    gaps = rng.uniform(3, 15, p.burst_waves - 1) * DAY_US
+    starts = first + np.concatenate([[0], np.cumsum(gaps)]).astype(np.int64)
+    wave = rng.integers(0, p.burst_waves, n)
+    created = starts[wave] + (rng.beta(1.2, 2.5, n) * p.burst_hours * HOUR_US).astype(np.int64)
+    return first, created
+
+
+def _add_operating_sessions(
+    ctx: Context, rng: np.random.Generator, controller: int, first: int, tz: int
+) -> None:
+    """The controller's sessions: every day from its first burst, in its working hours.
+
+    Half the controllers work round the clock, the others from 7:00 to 22:00 their time.
+    """
+    day0 = (max(first, ctx.w0 - 30 * DAY_US) - ctx.w0) // DAY_US
+    days = np.arange(day0, ctx.params.window_days + 1, dtype=np.int64)
+    per_day = rng.integers(2, 7, len(days))
+    sess_day = np.repeat(days, per_day)
+    round_the_clock = rng.random() < 0.5
+    hour = (
+        rng.uniform(0, 24, len(sess_day)) if round_the_clock else rng.uniform(7, 22, len(sess_day))
+    )
+    sess_start = ctx.w0 + sess_day * DAY_US + ((hour - tz) * HOUR_US).astype(np.int64)
+    sess_dur = (rng.uniform(1, 5, len(sess_day)) * HOUR_US).astype(np.int64)
+    ctx.add_sessions(controller, sess_start, sess_dur)
+
+
+def _ring_activity(
+    ctx: Context, rng: np.random.Generator, created: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each ring account's active span (from soon after sign-up, for its lifespan) and events.
+
+    Ring accounts send ``ring_event_multiplier`` times the mean, none when they start too
+    late in the window.
+    """
+    p = ctx.params
+    n = len(created)
+    start = np.maximum(created, ctx.w0) + (rng.uniform(0.5, 72, n) * HOUR_US).astype(np.int64)
+    life = (p.ring_lifespan_days * rng.uniform(0.5, 1.5, n) * DAY_US).astype(np.int64)
+    end = np.minimum(ctx.w_end, np.maximum(created, ctx.w0) + life)
+    end = np.maximum(end, np.minimum(start + HOUR_US, ctx.w_end))
+    lam = p.events_per_account * p.ring_event_multiplier * rng.lognormal(-0.18, 0.6, n)
+    n_events = np.where(start < ctx.w_end - HOUR_US, rng.poisson(lam), 0)
+    return start, end, n_events.astype(np.int64)
+
+
+def _add_ring_cards(
+    ctx: Context,
+    rng: np.random.Generator,
+    seg: Segment,
+    with_card: np.ndarray,
+    bins: np.ndarray,
+    controller: int,
+) -> None:
+    """Cards on the ring's virtual BINs, each on up to ``ring_accounts_per_card`` accounts."""
+    n_cards = max(1, math.ceil(len(with_card) / ctx.params.ring_accounts_per_card))
     card = rng.permutation(np.arange(len(with_card)) % n_cards)
     card_bin = bins[card % len(bins)]
+    added = seg.created[with_card]
     seg.add_payments(
         with_card,
         key_space(K_RING_CARD, card, controller),
         card_bin,
         _VIRTUAL_COUNTRY[(card_bin - BIN_VIRTUAL[0]) % len(_VIRTUAL_COUNTRY)],
-        created[with_card] + (rng.uniform(1, 240, len(with_card)) * 60_000_000).astype(np.int64),
+        added + (rng.uniform(1, 240, len(with_card)) * 60_000_000).astype(np.int64),
     )
-    return seg
 
 
 def _camouflage(
