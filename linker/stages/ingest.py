@@ -124,7 +124,8 @@ def _ranks(column: pd.Series) -> np.ndarray:
     dtype = column.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         stamps = pd.to_datetime(column)
-        ticks = np.asarray(stamps.array.asi8, dtype=np.int64).copy()
+        naive = stamps.dt.tz_localize(None) if isinstance(dtype, pd.DatetimeTZDtype) else stamps
+        ticks = np.asarray(naive.to_numpy()).view(np.int64).copy()  # the column's own unit
         ticks[np.asarray(stamps.isna().to_numpy(), dtype=bool)] = np.iinfo(np.int64).max
         return ticks
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
