@@ -464,6 +464,10 @@ def link_accounts(
     Returns
     -------
     LinkResult
+        ``scores``, ``behaviour`` and ``evidence`` have one row per account in the order of
+        ``accounts``; the result does not depend on the order of the rows of ``accounts``,
+        ``observations`` or ``events`` (``bipartite`` numbers accounts in ``account_id``
+        order).
 
     Raises
     ------
@@ -500,16 +504,29 @@ def link_accounts(
         store.write("events", events)
     ctx = RunContext(Settings(seed=seed, link=settings), store, VIEWS)
     reports = run_stages(LINK_STAGES, ctx, keep=("bipartite",), desc="linking")
+    # The stages number accounts in account_id order; the per-account frames come back in
+    # the caller's order.
+    order = pd.Index(accounts["account_id"].astype("string")).drop_duplicates()
     return LinkResult(
-        scores=store.read("engine_scores"),
+        scores=_in_account_order(store.read("engine_scores"), order),
         clusters=store.read("engine_clusters"),
         links=store.read("links"),
         identifiers=store.read("identifiers"),
         timings={r.name: r.seconds for r in reports},
         bipartite=ctx.view("bipartite"),
-        behaviour=store.read("behaviour") if store.has("behaviour") else None,
-        evidence=store.read("evidence"),
+        behaviour=(
+            _in_account_order(store.read("behaviour"), order) if store.has("behaviour") else None
+        ),
+        evidence=_in_account_order(store.read("evidence"), order),
     )
+
+
+def _in_account_order(frame: pd.DataFrame, order: pd.Index) -> pd.DataFrame:
+    """The rows of a per-account frame in the order of the account ids ``order``."""
+    at = pd.Index(frame["account_id"].astype("string")).get_indexer(order)
+    if (at < 0).any() or (len(at) == len(frame) and bool((at == np.arange(len(at))).all())):
+        return frame
+    return frame.take(at).reset_index(drop=True)
 
 
 def _completed(accounts: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFrame:

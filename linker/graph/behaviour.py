@@ -14,6 +14,7 @@ event rows. No Python loop runs over rows or accounts (see docs/behaviour.md).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,31 +101,26 @@ def _indices(encoded: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(filled.to_numpy(), dtype=np.int64)
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Dense int64 codes of a column in order of first appearance (``-1`` for missing
-    values, as ``pandas.factorize``), and the distinct values as text."""
+def _codes(values: pd.Series, *, named: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Dense int64 codes of a column, ranked in code-point order of the values (``-1`` for
+    missing values), and (when ``named``) the distinct values in that order as text.
+
+    The codes depend on which values occur, never on the order of the rows
+    (:func:`event_codes` relabels them in order of first appearance over the sorted events).
+    """
     try:
-        encoded = pc.dictionary_encode(_arrow_column(values))
+        encoded = pc.dictionary_encode(_arrow_column(values)).combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        return np.asarray(codes, dtype=np.int64), pd.Index(uniques).astype(str).tolist()
-    names = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
-    return _indices(encoded), [str(v) for v in names.to_pylist()]
-
-
-def _ranked_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of a string column ranked in code-point order of the values (``-1`` for
-    missing values), and the distinct values in that order."""
-    encoded = pc.dictionary_encode(
-        _arrow_column(pd.Series(values, copy=False).astype("string"))
-    ).combine_chunks()
+        codes, uniques = pd.factorize(values, use_na_sentinel=True, sort=True)
+        names = pd.Index(uniques).astype(str).tolist() if named else []
+        return np.asarray(codes, dtype=np.int64), names
     dictionary = encoded.dictionary
     order = np.asarray(pc.sort_indices(dictionary).to_numpy(), dtype=np.int64)
     rank = np.empty(len(order) + 1, dtype=np.int64)
     rank[order] = np.arange(len(order))
     rank[-1] = -1
     codes = _indices(pa.chunked_array([encoded.indices]))
-    names = np.asarray(dictionary.to_numpy(zero_copy_only=False), dtype=object)[order]
+    names = [str(v) for v in dictionary.take(pa.array(order)).to_pylist()] if named else []
     return rank[codes], names
 
 
@@ -152,7 +148,8 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
     -------
     pandas.DataFrame
         ``acc`` (row of ``account_ids``), ``t`` (epoch seconds), ``model``, ``prompt``, ``ip``
-        (int64 codes in order of first appearance, -1 when missing), ``requests``,
+        (int64 codes in order of first appearance over the rows sorted by account and time,
+        values first seen at the same moment in code-point order; -1 when missing), ``requests``,
         ``input_tokens``, ``output_tokens`` (int64, missing = 0). Events of unknown accounts
         are dropped. ``attrs["models"]`` names the model codes and ``attrs["n_accounts"]``
         is ``len(account_ids)``.
@@ -161,7 +158,9 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
     -----
     O(m) hash passes with Arrow (``index_in``, ``dictionary_encode``) for m events, plus
     one sort unless the events already come in (account, time) order, as the validated
-    tables of ``linker synth`` do.
+    tables of a run do, and one sort of each coded column. The result does not depend on
+    the order of the events' rows (rows at the same account and second keep their relative
+    order, which nothing downstream reads); it depends on the order of ``account_ids``.
     """
     n = len(events)
     acc = _rows_of(events["account_id"], account_ids) if n else np.zeros(0, np.int64)
@@ -174,15 +173,13 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
             column = pd.to_numeric(column)
         return np.asarray(column.to_numpy(dtype=np.int64, na_value=default), dtype=np.int64)
 
-    models: list[str] = []
+    names_of: dict[str, list[str]] = {}
     columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
-    for out_name, name in (("model", "model"), ("prompt", "prompt_fingerprint"), ("ip", "ip")):
+    for out_name, name in _CODED:
         if name in events.columns and n:
-            columns[out_name], names = _codes(events[name])
-            if out_name == "model":
-                models = names
+            columns[out_name], names_of[out_name] = _codes(events[name], named=out_name == "model")
         else:
-            columns[out_name] = np.full(n, -1, dtype=np.int64)
+            columns[out_name], names_of[out_name] = np.full(n, -1, dtype=np.int64), []
     columns["requests"] = np.maximum(ints("requests", 1), 1)
     columns["input_tokens"] = ints("input_tokens", 0)
     columns["output_tokens"] = ints("output_tokens", 0)
@@ -192,6 +189,7 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
     if not known.all():
         columns = {k: v[known] for k, v in columns.items()}
         acc, t = columns["acc"], columns["t"]
+    new_moment = np.ones(len(acc), dtype=bool)
     if len(acc) > 1:
         span = int(t.max()) - int(t.min()) + 1
         if len(account_ids) * span < 2**62:
@@ -202,10 +200,48 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
             order = np.lexsort((t, acc))
         if order is not None:
             columns = {k: v[order] for k, v in columns.items()}
+            acc, t = columns["acc"], columns["t"]
+        new_moment[1:] = (acc[1:] != acc[:-1]) | (t[1:] != t[:-1])
+    moment = np.cumsum(new_moment) - 1
+    for out_name, _ in _CODED:
+        columns[out_name], names_of[out_name] = _first_seen_codes(
+            columns[out_name], moment, names_of[out_name]
+        )
+    models = names_of["model"]
     out = pd.DataFrame(columns, copy=False)
     out.attrs["models"] = models
     out.attrs["n_accounts"] = len(account_ids)
     return out
+
+
+_CODED: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("prompt", "prompt_fingerprint"),
+    ("ip", "ip"),
+)
+"""The coded columns of :func:`event_codes` and the events columns they come from."""
+
+
+def _first_seen_codes(
+    ranked: np.ndarray, moment: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Codes in order of first appearance over the (account, time)-sorted events, values
+    first seen at the same moment in code-point order; ``-1`` stays ``-1``.
+
+    ``ranked`` are code-point ranks of the values (:func:`_codes`) and ``moment`` the
+    ascending (account, time) group of each row: the codes depend on the events, never on
+    the order of their rows. Only the values present get codes (``names`` follows them).
+    """
+    ok = ranked >= 0
+    if not ok.any():
+        return ranked, []
+    values, first = np.unique(ranked[ok], return_index=True)
+    # Rows are in moment order, so a value's first row is at its earliest moment.
+    seen = np.lexsort((values, moment[ok][first]))
+    code = np.full(int(values.max()) + 2, -1, dtype=np.int64)
+    code[values[seen]] = np.arange(len(values))
+    relabelled = code[ranked]  # ranked == -1 reads code[-1], which is -1
+    return relabelled, [names[v] for v in values[seen].tolist()] if names else []
 
 
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -531,7 +567,9 @@ def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
             share = np.where(total > 0, moved / np.maximum(total, 1e-12), np.nan)
             # The population's share is the mean over active accounts, not over requests:
             # a ring's own heavy traffic must not set the baseline it is compared with.
-            population = float(np.nanmean(share)) if (total > 0).any() else np.nan
+            # An exact sum (math.fsum): the mean must not depend on the accounts' order.
+            active = share[total > 0]
+            population = math.fsum(active.tolist()) / len(active) if len(active) else np.nan
             shares[hours] = (total, share, population)
         first_on = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
         on_m = model == m

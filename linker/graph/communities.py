@@ -112,8 +112,14 @@ def partition_graph(
 
     Notes
     -----
-    Roughly O(m) per iteration.
+    Roughly O(m) per iteration, after an O(m log m) sort of the edges. The partition does not
+    depend on the order of ``edges``, nor on which end of an edge comes first: the edges are
+    put in one canonical order (parallel edges merged, their weights summed in a fixed order)
+    before the graph is built, and communities are numbered in order of their smallest node.
+    Node numbers are the caller's: give nodes numbers that do not depend on input order
+    (account rows in ``account_id`` order, as the linking stages do).
     """
+    edges, weights = _canonical_edges(edges, weights)
     graph = ig.Graph(n=n_nodes, edges=edges.tolist(), directed=False)
     graph.es["weight"] = weights.tolist()
     if method == "igraph":
@@ -131,7 +137,7 @@ def partition_graph(
         finally:
             ig.set_random_number_generator(random)
             random.setstate(state)
-        return np.asarray(clustering.membership, dtype=np.int64)
+        return _numbered_by_first_node(np.asarray(clustering.membership, dtype=np.int64))
     partition = leidenalg.find_partition(
         graph,
         leidenalg.RBConfigurationVertexPartition,
@@ -140,7 +146,38 @@ def partition_graph(
         seed=seed,
         n_iterations=-1,
     )
-    return np.asarray(partition.membership, dtype=np.int64)
+    return _numbered_by_first_node(np.asarray(partition.membership, dtype=np.int64))
+
+
+def _canonical_edges(edges: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges as ``(low, high)`` pairs in ascending order, parallel edges merged.
+
+    The merged weight is summed over the parallel edges sorted by weight, so the float sum
+    does not depend on their order either.
+    """
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(edges) == 0:
+        return edges, weights
+    low = np.minimum(edges[:, 0], edges[:, 1])
+    high = np.maximum(edges[:, 0], edges[:, 1])
+    order = np.lexsort((weights, high, low))
+    low, high, weights = low[order], high[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, (low[1:] != low[:-1]) | (high[1:] != high[:-1])])
+    if len(starts) < len(low):
+        weights = np.add.reduceat(weights, starts)
+        low, high = low[starts], high[starts]
+    return np.stack([low, high], axis=1), weights
+
+
+def _numbered_by_first_node(membership: np.ndarray) -> np.ndarray:
+    """Community labels ``0..k-1`` in order of each community's smallest node."""
+    if len(membership) == 0:
+        return membership
+    _, first, inverse = np.unique(membership, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return np.asarray(rank[inverse.ravel()], dtype=np.int64)
 
 
 def detect_communities(

@@ -31,7 +31,7 @@ from linker.graph.scoring import (
     shared_value_reasons,
 )
 from linker.signals import EvidenceInputs, Signal, SignalValues
-from linker.stages.linking import LinkProjection, lockstep_rows
+from linker.stages.linking import LinkProjection, account_frame, lockstep_rows
 
 __all__ = ["score", "signals"]
 
@@ -60,7 +60,7 @@ def _inputs(ctx: RunContext) -> EvidenceInputs:
         n_clusters=n_clusters,
         customer_of=communities["customer"].to_numpy(np.int64),
         link_weight=linked.links,
-        created=_seconds(ctx.frame("accounts")["created_at"]),
+        created=_seconds(account_frame(ctx, ["created_at"])["created_at"]),
         settings=ctx.settings.link,
         behaviour=ctx.optional_frame("behaviour"),
         lockstep=lockstep_rows(ctx, graph.bipartite.account_ids),

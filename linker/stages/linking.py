@@ -10,6 +10,10 @@ graph onto accounts, contracts strong-link components, runs Leiden and prunes we
 
 The views these stages share (the incidence matrix, the weighted graph, the projection) are
 built from the artefacts on first use and kept in memory only while a stage needs them.
+
+Account rows are numbered in ``account_id`` order (:func:`account_frame`), whatever order the
+``accounts`` artefact holds them in: node numbers, and so Leiden's partition, the lockstep
+search's blocks and every per-account sum, never depend on the order of the input rows.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from linker import kinds
@@ -37,10 +43,12 @@ from linker.graph.lockstep import lockstep_pairs
 from linker.graph.projection import Projection, project
 from linker.graph.public import public_values
 from linker.graph.weights import identifier_weights
+from linker.stages.ingest import ROW_KEYS, canonical_rows
 
 __all__ = [
     "LINK_VIEWS",
     "LinkProjection",
+    "account_frame",
     "behaviour",
     "communities",
     "identifiers",
@@ -58,8 +66,31 @@ class LinkProjection:
     links: sp.csr_matrix
 
 
+def account_frame(ctx: RunContext, columns: list[str] | None = None) -> pd.DataFrame:
+    """The ``accounts`` artefact (or its ``columns``, with ``account_id``) in ``account_id``
+    order: the account rows of every linking stage, its views and its artefacts.
+
+    The validate stage already saves the accounts in that order; an artefact from elsewhere
+    (another engine, a hand-made store) is sorted here, so row numbers stay canonical.
+    """
+    wanted = None if columns is None else ["account_id", *(c for c in columns if c != "account_id")]
+    frame = ctx.frame("accounts", columns=wanted)
+    return canonical_rows(frame, ROW_KEYS["accounts"]) if wanted is None else _by_id(frame)
+
+
+def _by_id(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted by ``account_id`` alone (code-point order, stable)."""
+    ids = pa.array(frame["account_id"].astype("string[pyarrow]").array)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    order = np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)
+    if bool((order == np.arange(len(order))).all()):
+        return frame.reset_index(drop=True)
+    return frame.take(order).reset_index(drop=True)
+
+
 def _bipartite(ctx: RunContext) -> Bipartite:
-    accounts = ctx.frame("accounts", columns=["account_id"])
+    accounts = account_frame(ctx, ["account_id"])
     return build_bipartite(accounts["account_id"].astype("string"), ctx.frame("observations"))
 
 
@@ -98,7 +129,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     if not _uses_behaviour(ctx):
         return {}
     cfg = ctx.settings.link.behaviour
-    accounts = ctx.frame("accounts")
+    accounts = account_frame(ctx)
     ids = accounts["account_id"].astype("string")
     codes = event_codes(ctx.frame("events"), ids)
     ctx.release("events")  # by far the largest table: only its codes are needed from here
