@@ -26,7 +26,6 @@ A background thread prepares the next batch while the server commits the current
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -47,6 +46,7 @@ from linker.normalise import subnet_array
 from linker.progress import progress
 from linker.queries import load_query, render_template, split_statements
 
+from .redact import secret_safe_logger
 from .runner import QueryRunner, resolve_connection
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
     "write_steps",
 ]
 
-logger = logging.getLogger(__name__)
+logger = secret_safe_logger(__name__)
 
 ACCOUNT_COLUMNS = (
     "account_id",
