@@ -4,8 +4,8 @@ The reference is a clean load into an empty database (through the CLI, as a user
 summarised by :func:`linker.neo4j.loader.graph_digest`: nodes per label, relationships per
 type and a SHA-256 over every node, relationship and property. Each kill point starts the same
 load in a child process and sends it SIGKILL once the database holds a seeded share of the
-clean graph (drawn from the point's own slice of 0-100 %, so the points spread from start-up
-and the schema through every step to the final counts) plus a seeded jitter of up to 50 ms
+clean graph (drawn from the point's own slice of 0-100 %, so the points spread from the
+first batches through every step to the final counts) plus a seeded jitter of up to 50 ms
 (so the kill lands inside a batch or its commit), reloads, and demands the clean load's
 digest. Progress, not time, places the kills: a load's duration varies several-fold with the
 server's warm-up. Every other point kills a ``--replace`` load over another run's graph
@@ -123,8 +123,7 @@ def test_killed_load_reloads_to_exactly_a_clean_load(
     rng = random.Random(KILL_SEED)
     points: list[KillPoint] = []
     for index in range(KILL_POINTS):
-        # One kill point per slice of the load's progress, at a seeded place in it; the
-        # first slice includes kills before any write (start-up, schema).
+        # One kill point per slice of the load's progress, at a seeded place in it.
         point = KillPoint(
             index=index,
             replace=index % 2 == 1,
