@@ -410,7 +410,23 @@ def _human_bytes(size: int) -> str:
     return f"{size} B"
 
 
-@cli.group("neo4j", cls=LinkerGroup)
+class _SecretSafeGroup(LinkerGroup):
+    """The neo4j commands' group: every error message is redacted once more before it is
+    shown (a password in a URI, or NEO4J_PASSWORD; :func:`linker.neo4j.redact.redact`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LinkerClickError as exc:
+            from linker.neo4j.redact import redact
+
+            message = redact(exc.message)
+            if message == exc.message:
+                raise
+            raise LinkerClickError(message, exc.exit_code) from None
+
+
+@cli.group("neo4j", cls=_SecretSafeGroup)
 def neo4j_group() -> None:
     """Run a local Neo4j server and load runs into it.
 
@@ -447,8 +463,9 @@ def neo4j_start_command(
 ) -> None:
     """Start a local Neo4j Community server on 127.0.0.1 (jars resolved by Maven, once).
 
-    The initial password is NEO4J_PASSWORD, or a generated one printed here once and kept in
-    <data-dir>/password (mode 0600).
+    The initial password is NEO4J_PASSWORD (never printed), or a generated one printed here
+    once; either is kept in <data-dir>/password (mode 0600). The data directory is private
+    (mode 0700, its files 0600).
     """
     from linker.neo4j.server import start_server
 
@@ -472,6 +489,10 @@ def neo4j_start_command(
     elif info.password is not None:
         click.echo("User:        neo4j")
         click.echo(f"Password:    {info.password}  (shown once; kept in {info.password_file})")
+    elif info.password_source == "NEO4J_PASSWORD":
+        click.echo(
+            f"User:        neo4j (password from NEO4J_PASSWORD; kept in {info.password_file})"
+        )
     else:
         click.echo(f"User:        neo4j (password in {info.password_file})")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -54,15 +55,18 @@ def test_connection_falls_back_to_the_state_file(neo4j_server: Neo4jTestServer) 
 
 
 def test_auth_server_with_generated_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("NEO4J_PASSWORD", raising=False)
+    caplog.set_level(logging.DEBUG, logger="linker")
     data_dir = tmp_path / "auth"
     info = server.start_server(
         data_dir=data_dir, bolt_port="auto", http_port="auto", heap="384m", pagecache="32m"
     )
     try:
         assert info.auth and info.password and len(info.password) >= 20
+        assert info.password_source == "generated"
+        assert info.password not in caplog.text  # handed back to be shown once, never logged
         assert info.password_file is not None
         assert stat.S_IMODE(info.password_file.stat().st_mode) == 0o600
         assert info.password_file.read_text().strip() == info.password

@@ -25,7 +25,6 @@ add to an existing graph, so later loads use the idempotent ``UNWIND`` loader.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import subprocess
@@ -53,11 +52,12 @@ from .loader import (
     prepare_load,
     write_steps,
 )
+from .redact import secret_safe_logger
 from .runner import QueryRunner, resolve_connection
 
 __all__ = ["BulkSummary", "ImportFiles", "bulk_load", "write_import_files"]
 
-logger = logging.getLogger(__name__)
+logger = secret_safe_logger(__name__)
 
 DATABASE = "neo4j"
 """The one user database of Neo4j Community (its default database)."""
@@ -300,7 +300,13 @@ def _run_import(home: Path, files: ImportFiles, *, heap: str, threads: int) -> f
     began = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=home, check=False
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            check=False,
+            umask=server.PRIVATE_UMASK,  # the store files it writes are 0600
         )
     if proc.returncode != 0:
         lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()

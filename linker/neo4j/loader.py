@@ -26,7 +26,8 @@ A background thread prepares the next batch while the server commits the current
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import json
 import os
 import re
 import time
@@ -47,9 +48,11 @@ from linker.normalise import subnet_array
 from linker.progress import progress
 from linker.queries import load_query, render_template, split_statements
 
+from .redact import secret_safe_logger
 from .runner import QueryRunner, resolve_connection
 
 __all__ = [
+    "GraphDigest",
     "LoadStep",
     "LoadSummary",
     "PreparedLoad",
@@ -59,12 +62,13 @@ __all__ = [
     "create_vector_index",
     "embedding_dimensions",
     "graph_counts",
+    "graph_digest",
     "load_run",
     "prepare_load",
     "write_steps",
 ]
 
-logger = logging.getLogger(__name__)
+logger = secret_safe_logger(__name__)
 
 ACCOUNT_COLUMNS = (
     "account_id",
@@ -629,6 +633,77 @@ def graph_counts(runner: QueryRunner) -> tuple[dict[str, int], dict[str, int]]:
         {str(r[0]): int(r[1]) for r in nodes.rows},
         {str(r[0]): int(r[1]) for r in rels.rows},
     )
+
+
+@dataclass(frozen=True)
+class GraphDigest:
+    """The whole graph in a few comparable values (:func:`graph_digest`)."""
+
+    nodes: dict[str, int]
+    """Nodes per label."""
+    relationships: dict[str, int]
+    """Relationships per type."""
+    sha256: str
+    """A SHA-256 over every node (labels, key, all properties) and every relationship (end
+    nodes' labels and keys, type, all properties), canonically encoded and sorted."""
+
+
+def _canonical(value: Any) -> str:
+    """A canonical text of a property value that keeps its type (1, 1.0 and "1" differ)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"i{value}"
+    if isinstance(value, float):
+        return f"f{value!r}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = sorted((str(k), _canonical(v)) for k, v in value.items())
+        return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in items) + "}"
+    # Temporal and spatial values: their repr names the type and every field.
+    return f"{type(value).__name__}:{value!r}"
+
+
+def graph_digest(runner: QueryRunner) -> GraphDigest:
+    """Counts and a canonical digest of every node, relationship and property in the database.
+
+    Two databases hold exactly the same graph (same nodes with the same labels and
+    properties, same relationships between the same keyed nodes) when their digests are
+    equal; the digest does not depend on internal ids or on the order of writes.
+
+    Parameters
+    ----------
+    runner : QueryRunner
+
+    Returns
+    -------
+    GraphDigest
+
+    Notes
+    -----
+    Reads the whole graph (``queries/load/graph_nodes.cypher`` and
+    ``graph_relationships.cypher``) into memory: a verification tool, O(V + E).
+    """
+    nodes, relationships = graph_counts(runner)
+    lines: list[str] = []
+    for labels, key, props in runner.run(load_query("load/graph_nodes")).rows:
+        lines.append(f"N {_canonical(sorted(labels))} {_canonical(key)} {_canonical(props)}")
+    for row in runner.run(load_query("load/graph_relationships")).rows:
+        start_labels, start_key, rel_type, end_labels, end_key, props = row
+        lines.append(
+            f"R {_canonical(sorted(start_labels))} {_canonical(start_key)} {rel_type} "
+            f"{_canonical(sorted(end_labels))} {_canonical(end_key)} {_canonical(props)}"
+        )
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return GraphDigest(nodes=nodes, relationships=relationships, sha256=digest.hexdigest())
 
 
 def _write_prepared(

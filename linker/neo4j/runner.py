@@ -5,11 +5,15 @@ Every query linker sends goes through :meth:`QueryRunner.run`, which calls the d
 the errors the driver marks retryable (``exc.is_retryable()``), with bounded exponential
 backoff. Connection settings come from ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD`` and
 ``NEO4J_DATABASE``, falling back to the ``state.json`` of the local server that
-``linker neo4j start`` runs. Passwords never reach a log line or a command line.
+``linker neo4j start`` runs. Passwords never reach a log line, an error message or a command
+line: a user and password inside ``NEO4J_URI`` (``neo4j://user:password@host``) are taken out
+of the URI before the driver sees it, and every message passes through
+:func:`linker.neo4j.redact.redact`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,10 +28,15 @@ from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavaila
 
 from linker.errors import EnvironmentProblem, LinkerError
 from linker.neo4j import server
+from linker.neo4j.redact import redact, register_secret, secret_safe_logger, split_uri_credentials
 
 __all__ = ["ConnectionSettings", "QueryResult", "QueryRunner", "resolve_connection"]
 
-logger = logging.getLogger(__name__)
+logger = secret_safe_logger(__name__)
+# The driver's own warnings (e.g. "Unable to retrieve routing information", once per retry)
+# would reach stderr through logging's last-resort handler; the runner reports every failure
+# itself, in one line. `-vv` users who want the driver's log attach a handler to "neo4j".
+logging.getLogger("neo4j").addHandler(logging.NullHandler())
 
 _HOW_TO_START = "start one with `linker neo4j start`, or set NEO4J_URI (and NEO4J_PASSWORD)"
 
@@ -85,11 +94,15 @@ def resolve_connection(
     """
     env = os.environ if env is None else env
     database = env.get("NEO4J_DATABASE") or None
+    register_secret(env.get("NEO4J_PASSWORD"))
     if env.get("NEO4J_URI"):
+        # A user and password inside the URI are credentials like NEO4J_USER/NEO4J_PASSWORD
+        # (which take precedence); the URI kept and shown in messages has neither.
+        uri, uri_user, uri_password = split_uri_credentials(env["NEO4J_URI"])
         return ConnectionSettings(
-            uri=env["NEO4J_URI"],
-            user=env.get("NEO4J_USER") or "neo4j",
-            password=env.get("NEO4J_PASSWORD") or None,
+            uri=uri,
+            user=env.get("NEO4J_USER") or uri_user or "neo4j",
+            password=env.get("NEO4J_PASSWORD") or uri_password or None,
             database=database,
         )
     state = server.read_state(data_dir)
@@ -103,6 +116,7 @@ def resolve_connection(
             raise EnvironmentProblem(
                 f"{state['password_file']}: cannot read the server's password ({exc.strerror})"
             ) from None
+        register_secret(password)
     return ConnectionSettings(
         uri=str(state["uri"]),
         user=env.get("NEO4J_USER") or str(state.get("user") or "neo4j"),
@@ -141,7 +155,17 @@ class QueryRunner:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
     ) -> None:
-        self.connection = connection if connection is not None else resolve_connection()
+        connection = connection if connection is not None else resolve_connection()
+        uri, uri_user, uri_password = split_uri_credentials(connection.uri)
+        if uri != connection.uri:  # credentials inside the URI: the driver never sees them
+            connection = dataclasses.replace(
+                connection,
+                uri=uri,
+                user=uri_user or connection.user,
+                password=connection.password or uri_password,
+            )
+        self.connection = connection
+        register_secret(self.connection.password)
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -157,7 +181,7 @@ class QueryRunner:
                 notifications_min_severity="OFF",
             )
         except (ValueError, DriverError) as exc:
-            raise LinkerError(f"invalid Neo4j URI {self.connection.uri!r}: {exc}") from None
+            raise LinkerError(redact(f"invalid Neo4j URI {self.connection.uri!r}: {exc}")) from None
 
     def __enter__(self) -> QueryRunner:
         return self
@@ -228,8 +252,10 @@ class QueryRunner:
                 return fn()
             except AuthError as exc:
                 raise EnvironmentProblem(
-                    f"Neo4j at {self.connection.uri} rejected the credentials of user "
-                    f"{self.connection.user!r} ({exc.code}); check NEO4J_USER/NEO4J_PASSWORD"
+                    redact(
+                        f"Neo4j at {self.connection.uri} rejected the credentials of user "
+                        f"{self.connection.user!r} ({exc.code}); check NEO4J_USER/NEO4J_PASSWORD"
+                    )
                 ) from None
             except (Neo4jError, DriverError) as exc:
                 retryable = exc.is_retryable()
@@ -249,9 +275,11 @@ class QueryRunner:
                     isinstance(exc, DriverError) and retryable
                 ):
                     raise EnvironmentProblem(
-                        f"cannot reach Neo4j at {self.connection.uri}: {_HOW_TO_START}"
+                        redact(f"cannot reach Neo4j at {self.connection.uri}: {_HOW_TO_START}")
                     ) from None
                 if isinstance(exc, Neo4jError):
                     message = (exc.message or str(exc)).splitlines()[0]
-                    raise LinkerError(f"Neo4j rejected the {what}: {exc.code}: {message}") from None
-                raise LinkerError(f"Neo4j driver error: {exc}") from None
+                    raise LinkerError(
+                        redact(f"Neo4j rejected the {what}: {exc.code}: {message}")
+                    ) from None
+                raise LinkerError(redact(f"Neo4j driver error: {exc}")) from None

@@ -10,7 +10,14 @@ the password file (mode 0600, only with auth) and ``state.json``, which
 The server binds 127.0.0.1 only. Its password is set with Neo4j's own
 ``neo4j-admin dbms set-initial-password`` (main class ``org.neo4j.cli.AdminTool``) before the
 first start; the password travels through a Java argument file with mode 0600, never through
-the command line, and the file is removed at once.
+the command line, and the file is removed at once. A password the user supplied
+(``NEO4J_PASSWORD``) is never printed or logged; only a generated one is handed back, to be
+shown once.
+
+The data directory is private: it is mode 0700, every directory linker keeps in it 0700 and
+every file 0600 (:func:`make_private`, run on every start, fixes a store made before), and the
+Java processes (server, ``neo4j-admin``) run with umask 077, so the store files they create
+(``data/dbms/auth.ini`` included) are 0600 from the start.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,6 +41,7 @@ from typing import Any
 
 from linker.errors import EnvironmentProblem, LinkerError
 from linker.io.atomic import write_text_atomic
+from linker.neo4j.redact import redact, register_secret, secret_safe_logger
 
 __all__ = [
     "BROWSER_VERSION",
@@ -45,13 +53,14 @@ __all__ = [
     "default_data_dir",
     "ensure_jars",
     "jar_dir",
+    "make_private",
     "read_state",
     "server_status",
     "start_server",
     "stop_server",
 ]
 
-logger = logging.getLogger(__name__)
+logger = secret_safe_logger(__name__)
 
 NEO4J_VERSION = "5.26.30"
 """The Neo4j Community version in ``linker/neo4j/pom.xml``."""
@@ -68,6 +77,13 @@ STATE_FILE = "state.json"
 PASSWORD_FILE = "password"
 PID_FILE = "run/linker-neo4j.pid"
 CONSOLE_LOG = "logs/console.log"
+
+PRIVATE_UMASK = 0o077
+"""The umask of every Java process linker starts on a data directory: files 0600, dirs 0700."""
+
+# The parts of a data directory that linker creates and keeps private.
+_PRIVATE_DIRS = ("conf", "data", "logs", "run", "import", "plugins")
+_PRIVATE_FILES = (STATE_FILE, PASSWORD_FILE)
 
 _MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
 _ADMIN_CLASS = "org.neo4j.cli.AdminTool"
@@ -95,8 +111,11 @@ JVM_FLAGS: tuple[str, ...] = (
 class ServerInfo:
     """A running server, as :func:`start_server` leaves it.
 
-    ``password`` is set only when this call generated or set the password, so that the CLI
-    can print it once; it is never written to ``state.json`` (only to the 0600 password file).
+    ``password`` is set only when this call *generated* the password, so that the CLI can
+    print it once; a password the user supplied (``NEO4J_PASSWORD``) is never handed back to
+    be shown. ``password_source`` says where the password of a store set up by this call
+    came from (``"generated"``, ``"NEO4J_PASSWORD"`` or ``"password file"``). The password
+    is never written to ``state.json`` (only to the 0600 password file).
     """
 
     data_dir: Path
@@ -108,6 +127,7 @@ class ServerInfo:
     already_running: bool = False
     password: str | None = dataclasses.field(default=None, repr=False)
     password_file: Path | None = None
+    password_source: str | None = None
 
     @property
     def bolt_uri(self) -> str:
@@ -275,6 +295,47 @@ def _resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     return (Path(data_dir).expanduser() if data_dir is not None else default_data_dir()).resolve()
 
 
+def make_private(home: Path) -> int:
+    """Make the data directory ``home`` private: itself and its directories 0700, files 0600.
+
+    Only what linker keeps there is touched (``conf``, ``data``, ``logs``, ``run``,
+    ``import``, ``plugins``, ``state.json``, ``password``); symbolic links are not followed.
+
+    Returns
+    -------
+    int
+        The number of entries whose mode was changed.
+    """
+    changed = 0
+
+    def fix(path: Path, mode: int) -> None:
+        nonlocal changed
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
+            return
+        if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+            os.chmod(path, mode)
+            changed += 1
+
+    fix(home, 0o700)
+    for name in _PRIVATE_FILES:
+        fix(home / name, 0o600)
+    for name in _PRIVATE_DIRS:
+        top = home / name
+        fix(top, 0o700)
+        for root, dirs, files in os.walk(top):
+            for entry in dirs:
+                fix(Path(root) / entry, 0o700)
+            for entry in files:
+                fix(Path(root) / entry, 0o600)
+    if changed:
+        logger.info("made %d entries of %s private (0700 directories, 0600 files)", changed, home)
+    return changed
+
+
 def _read_pid(home: Path) -> int | None:
     try:
         return int((home / PID_FILE).read_text(encoding="utf-8").strip())
@@ -393,6 +454,7 @@ def _set_initial_password(java: str, home: Path, password: str) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             check=False,
+            umask=PRIVATE_UMASK,
         )
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -401,7 +463,10 @@ def _set_initial_password(java: str, home: Path, password: str) -> None:
         # The tool's output names the rule the password broke, never the password itself.
         detail = proc.stdout.decode("utf-8", "replace").strip().splitlines()
         raise LinkerError(
-            "neo4j-admin set-initial-password failed: " + (detail[-1] if detail else "no output")
+            redact(
+                "neo4j-admin set-initial-password failed: "
+                + (detail[-1] if detail else "no output")
+            )
         )
 
 
@@ -445,24 +510,32 @@ def _choose_free_ports(bolt_port: int | str | None, http_port: int | str | None)
     return bolt, http
 
 
-def _initial_password(java: str, home: Path) -> tuple[str | None, Path]:
-    """Set the password of a fresh store; return it (when new, to print once) and its file.
+def _initial_password(java: str, home: Path) -> tuple[str | None, Path, str | None]:
+    """Set the password of a fresh store; return the password when generated (to print once),
+    its file and where it came from (None for a store that already had one).
 
     The password comes from an existing password file, ``NEO4J_PASSWORD`` or is generated.
-    A store that already exists keeps its password.
+    A store that already exists keeps its password. A password the user supplied is never
+    returned: it must not be printed.
     """
-    password: str | None = None
     password_file = home / PASSWORD_FILE
     fresh_store = not (home / "data" / "databases" / "system").exists()
     if password_file.exists():
         if fresh_store:
-            password = password_file.read_text(encoding="utf-8").strip()
-            _set_initial_password(java, home, password)
-            password = None  # already known to the user: print it only once
-    elif fresh_store:
-        password = os.environ.get("NEO4J_PASSWORD") or secrets.token_urlsafe(18)
+            known = password_file.read_text(encoding="utf-8").strip()
+            register_secret(known)
+            _set_initial_password(java, home, known)
+            return None, password_file, "password file"
+        return None, password_file, None
+    if fresh_store:
+        supplied = os.environ.get("NEO4J_PASSWORD") or None
+        password = supplied or secrets.token_urlsafe(18)
+        register_secret(password)
         _set_initial_password(java, home, password)
         _write_secret(password_file, password)
+        if supplied is not None:
+            return None, password_file, "NEO4J_PASSWORD"
+        return password, password_file, "generated"
     else:
         raise LinkerError(
             f"{home} holds a store without a password file: start it with --no-auth, "
@@ -485,7 +558,8 @@ def _launch(java: str, lib: Path, home: Path, heap: str) -> subprocess.Popen[byt
         f"--config-dir={home / 'conf'}",
     ]
     logger.info("starting Neo4j %s in %s", NEO4J_VERSION, home)
-    with open(home / CONSOLE_LOG, "ab") as log:
+    fd = os.open(home / CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -494,6 +568,7 @@ def _launch(java: str, lib: Path, home: Path, heap: str) -> subprocess.Popen[byt
             env=_java_env(home),
             cwd=home,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     write_text_atomic(home / PID_FILE, f"{proc.pid}\n")
     return proc
@@ -568,14 +643,19 @@ def start_server(
     pagecache = _validate_size("page cache size", pagecache)
     running = _running_server(home)
     if running is not None:
+        make_private(home)
         return running
     java = _require_tool("java", "Java 17 or 21")
     lib = ensure_jars()
     bolt, http = _choose_free_ports(bolt_port, http_port)
-    for sub in ("conf", "data", "logs", "run", "import", "plugins"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for sub in _PRIVATE_DIRS:
+        (home / sub).mkdir(mode=0o700, exist_ok=True)
     _write_conf(home, bolt_port=bolt, http_port=http, heap=heap, pagecache=pagecache, auth=auth)
-    password, password_file = _initial_password(java, home) if auth else (None, None)
+    password, password_file, password_source = (
+        _initial_password(java, home) if auth else (None, None, None)
+    )
+    make_private(home)
     proc = _launch(java, lib, home, heap)
     info = ServerInfo(
         data_dir=home,
@@ -586,6 +666,7 @@ def start_server(
         version=NEO4J_VERSION,
         password=password,
         password_file=password_file,
+        password_source=password_source,
     )
     _write_state(info)
     try:
@@ -594,6 +675,7 @@ def start_server(
         _terminate(proc.pid, home, grace=20.0)
         (home / PID_FILE).unlink(missing_ok=True)
         raise
+    make_private(home)  # the pid and state files written since, and anything created early
     return info
 
 
@@ -634,8 +716,10 @@ def _wait_for_bolt(proc: subprocess.Popen[bytes], port: int, timeout: float, hom
         if code is not None:
             tail = _log_tail(home)
             raise EnvironmentProblem(
-                f"Neo4j exited with code {code} during start-up; see {home / 'logs'}"
-                + (f": {tail}" if tail else "")
+                redact(
+                    f"Neo4j exited with code {code} during start-up; see {home / 'logs'}"
+                    + (f": {tail}" if tail else "")
+                )
             )
         if _bolt_handshake(port):
             return
