@@ -32,6 +32,8 @@ accounts are unchanged; an allow-listed account gets ``action = "none"`` and a r
 ``allow-listed (<kind> <value>)``. The number *spared* is the number of allow-listed accounts that
 would otherwise have been flagged (``suspend`` or ``review``); their reason keeps what they
 would have been, e.g. ``allow-listed (email_domain uni.edu); would be suspend: shared card ...``.
+Its reason codes (:mod:`linker.reasons`) are ``allowlisted:1``, followed by the codes it would
+have had.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import pandas as pd
 
 from linker.errors import InputError
 from linker.io.files import read_bounded
+from linker.reasons import ALLOWLISTED
 
 __all__ = [
     "KINDS",
@@ -359,6 +362,12 @@ def apply_allowlist(
     reason = reason.where(~was_flagged, reason + "; would be " + previous)
     out.loc[hit, "action"] = "none"
     out.loc[hit, "reasons"] = reason[hit]
+    if "reason_codes" in out.columns:
+        before = out["reason_codes"].astype("string").fillna("")
+        code = pd.Series(f"{ALLOWLISTED.code}:1", index=out.index, dtype="string")
+        code = code.where(~was_flagged | (before == ""), code + ";" + before)
+        out["reason_codes"] = out["reason_codes"].astype("string")
+        out.loc[hit, "reason_codes"] = code[hit]
     n_matched = int(hit.sum())
     n_spared = int((hit & was_flagged).sum())
     logger.info("allow-list matched %d accounts, spared %d flagged ones", n_matched, n_spared)

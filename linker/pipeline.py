@@ -180,6 +180,8 @@ class Explanation:
     cluster_size: int
     cluster: dict[str, Any] | None
     links: list[LinkedAccount] = field(default_factory=list)
+    reason_codes: str = ""
+    """The codes the export carries for it (:mod:`linker.reasons`)."""
     identifiers: list[dict[str, Any]] = field(default_factory=list)
     signals: list[SignalTerm] = field(default_factory=list)
     """Each registered signal's value for the account and its cluster, and its score term."""
@@ -191,6 +193,7 @@ class Explanation:
             f"account {self.account_id} (billing customer {billing})",
             f"  action: {self.action}  score: {self.score:.{SCORE_DECIMALS}f}",
             f"  reasons: {self.reasons or '-'}",
+            f"  reason codes (as exported): {self.reason_codes or '-'}",
         ]
         if self.cluster is not None:
             c = self.cluster
@@ -589,7 +592,13 @@ def export_run(
     chosen_min = float(min_score if min_score is not None else run_settings.get("min_score", 0.0))
     if not 0.0 <= chosen_min <= 1.0:
         raise InputError(f"min score must be in [0, 1], not {chosen_min}")
-    frame = takedown_frame(store.read("scores"), actions=chosen_actions, min_score=chosen_min)
+    scores = store.read("scores")
+    if "reason_codes" not in scores.columns:
+        raise InputError(
+            f"{store.root}: the run predates reason codes; run `linker run` again "
+            "(`--from score` reuses its linking)"
+        )
+    frame = takedown_frame(scores, actions=chosen_actions, min_score=chosen_min)
     return write_export(
         frame,
         out,
@@ -675,6 +684,7 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
         score=float(me["score"]),
         action=str(me["action"]),
         reasons=me["reasons"] or "",
+        reason_codes=me.get("reason_codes") or "",
         cluster_id=cluster_id,
         cluster_size=int(me["cluster_size"] or 0),
         cluster=cluster,

@@ -248,6 +248,8 @@ class Burst(Signal):
     default_weight = 1.0
     routine = True
     description = "share of members in a key burst or a cluster burst"
+    code = "signup_burst"
+    count_means = "members of its cluster created within the burst window of it"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         min_peers = inputs.settings.burst_min_accounts
@@ -277,6 +279,11 @@ class Burst(Signal):
             + " of them"
         )
         return np.where(peers >= inputs.settings.burst_min_accounts, text, "").astype(object)
+
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(values.account_detail["burst_peers"][rows], dtype=np.int64)
 
 
 class Ties(Signal):
