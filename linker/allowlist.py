@@ -42,7 +42,7 @@ import csv
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,7 +315,11 @@ def match_allowlist(accounts: pd.DataFrame, allow: AllowList) -> pd.Series:
 
 
 def apply_allowlist(
-    scores: pd.DataFrame, accounts: pd.DataFrame, allow: AllowList | None
+    scores: pd.DataFrame,
+    accounts: pd.DataFrame,
+    allow: AllowList | None,
+    *,
+    describe: Callable[[str], str] | None = None,
 ) -> AllowListOutcome:
     """Set allow-listed accounts to ``action = "none"`` with an ``allow-listed (...)`` reason.
 
@@ -327,6 +331,9 @@ def apply_allowlist(
         Validated accounts, used to match domains, signup IPs and billing customers.
     allow : AllowList or None
         ``None`` or an empty list changes nothing.
+    describe : callable, optional
+        How a matched entry (``email_domain uni.edu``) appears in the reason; default as it
+        is (``run.pseudonymise`` passes :meth:`linker.pseudonyms.Pseudonymiser.allowlist_entry`).
 
     Returns
     -------
@@ -354,6 +361,8 @@ def apply_allowlist(
     )
     lookup = lookup[~lookup.index.duplicated()]
     entry = scores["account_id"].astype("string").map(lookup).astype("string")
+    if describe is not None:
+        entry = entry.map(lambda e: describe(e) if isinstance(e, str) else e).astype("string")
     hit = entry.notna().to_numpy()
     out = scores.copy()
     was_flagged = out["action"].isin(["suspend", "review"]).to_numpy()

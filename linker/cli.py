@@ -200,6 +200,13 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     help="Link without behavioural evidence (lockstep, model pivot, traffic; docs/behaviour.md).",
 )
 @click.option(
+    "--pseudonymise",
+    is_flag=True,
+    help="Replace every identifier value (e-mail, IP, card, device ...) in the run directory, "
+    "reasons and Neo4j by its keyed HMAC pseudonym; the key is read from the environment "
+    "variable LINKER_PSEUDONYM_KEY [default: run.pseudonymise of --settings, else off].",
+)
+@click.option(
     "--neo4j",
     "load_neo4j",
     is_flag=True,
@@ -226,6 +233,7 @@ def run_command(
     min_score: float | None,
     actions: tuple[str, ...],
     no_behaviour: bool,
+    pseudonymise: bool | None,
     load_neo4j: bool,
     start: str | None,
 ) -> None:
@@ -247,6 +255,7 @@ def run_command(
             "run.min_score": min_score,
             "run.actions": list(actions) if actions else None,
             "link.behaviour.enabled": False if no_behaviour else None,
+            "run.pseudonymise": True if pseudonymise else None,
         },
     )
     result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt, start=start)

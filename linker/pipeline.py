@@ -45,6 +45,7 @@ from linker.export import (
 from linker.graph.bipartite import Bipartite
 from linker.kinds import all_kinds
 from linker.observations import build_observations
+from linker.pseudonyms import Pseudonymiser
 from linker.settings import LinkSettings, Settings
 from linker.signals import all_signals
 from linker.stages import LINK_STAGES, RUN_STAGES, VIEWS, stage_names
@@ -309,16 +310,27 @@ def run(
     settings = (settings or Settings()).validate()
     out = Path(out)
     fmt = export_format(out, fmt)
+    # The key is checked before any work; it lives in ctx.inputs only (never in the
+    # settings, the manifest or a log line).
+    pseudonymiser = Pseudonymiser.from_environment() if settings.run.pseudonymise else None
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
+    if start is not None:
+        _check_resumed_pseudonyms(store, start, pseudonymiser)
     previous = _resumed(store, start)
     ctx = RunContext(
         settings,
         store,
         VIEWS,
-        inputs={"data_dir": Path(data_dir), "out": out, "fmt": fmt, "allowlist": allow},
+        inputs={
+            "data_dir": Path(data_dir),
+            "out": out,
+            "fmt": fmt,
+            "allowlist": allow,
+            "pseudonymiser": pseudonymiser,
+        },
     )
     began = time.perf_counter()
     reused = _reuse(previous, start, ctx)
@@ -337,6 +349,29 @@ def run(
     store.write_json("manifest", manifest)
     logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
     return RunResult(store.root, export, manifest)
+
+
+def _check_resumed_pseudonyms(
+    store: RunDirectory, start: str, pseudonymiser: Pseudonymiser | None
+) -> None:
+    """A run resumed after ``normalise`` reuses its observations: they must have been made
+    with the same pseudonymisation (or none) as this run asks for."""
+    if start not in stage_names() or stage_names().index(start) <= stage_names().index("normalise"):
+        return
+    manifest = RunDirectory.open(store.root).read_json("manifest")
+    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
+    before = facts.get("pseudonym_key_id")
+    now = pseudonymiser.key_id if pseudonymiser is not None else None
+    if before != now:
+        what = {
+            (True, True): "with another pseudonym key",
+            (True, False): "with pseudonyms",
+            (False, True): "without pseudonyms",
+        }[(before is not None, now is not None)]
+        raise InputError(
+            f"{store.root}: its observations were made {what}; resume with the same "
+            "run.pseudonymise and key, or start from normalise"
+        )
 
 
 def _resumed(store: RunDirectory, start: str | None) -> dict[str, Any] | None:

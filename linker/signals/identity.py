@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from linker import kinds
-from linker.normalise import subnet_array
+from linker.pseudonyms import network_of
 from linker.signals.base import (
     EvidenceInputs,
     GroupTerms,
@@ -109,7 +109,7 @@ class IpSpread(Signal):
         ip_rows = m[m["owned"] & m["kind"].isin(kinds.ip_kinds())]
         ip_ids = np.unique(ip_rows["identifier"].to_numpy())
         texts = pa.array(inputs.bipartite.values[ip_ids].astype(str), pa.large_string())
-        subnet_of = pd.Series(pd.factorize(subnet_array(texts).to_numpy(False))[0], index=ip_ids)
+        subnet_of = pd.Series(pd.factorize(network_of(texts).to_numpy(False))[0], index=ip_ids)
         address_of = pd.Series(pd.factorize(inputs.bipartite.values[ip_ids])[0], index=ip_ids)
         pairs = ip_rows[["cluster", "identifier"]].drop_duplicates()
         pairs = pairs.assign(

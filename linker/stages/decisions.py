@@ -21,6 +21,7 @@ from linker.engine.stages import RunContext
 from linker.export import takedown_frame, write_export_file
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.proximity import embedding_review
+from linker.pseudonyms import Pseudonymiser
 
 __all__ = ["decide", "export", "proximity"]
 
@@ -91,7 +92,13 @@ def decide(ctx: RunContext) -> Mapping[str, Any]:
     accounts = ctx.frame("accounts")
     scores = _with_moves(ctx.frame("engine_scores"), ctx.optional_frame("proximity"))
     scores = _with_billing(scores, accounts)
-    outcome = apply_allowlist(scores, accounts, ctx.inputs.get("allowlist"))
+    pseudonymiser: Pseudonymiser | None = ctx.inputs.get("pseudonymiser")
+    outcome = apply_allowlist(
+        scores,
+        accounts,
+        ctx.inputs.get("allowlist"),
+        describe=pseudonymiser.allowlist_entry if pseudonymiser is not None else None,
+    )
     scores = outcome.scores
     ctx.note(
         accounts=len(scores),
