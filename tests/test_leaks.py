@@ -411,3 +411,28 @@ def test_bad_query_limits_exit_2_in_one_line(value: str) -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "limit" in lines[0], result.output
     assert "internal error" not in result.output and "\x1b" not in result.output
+
+
+def test_neo4j_load_of_a_pseudonymised_run_holds_pseudonyms(
+    pseudonymised: Path, ran: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from linker.errors import SettingsError
+    from linker.neo4j.loader import prepare_load
+
+    run_dir = pseudonymised.with_name("takedown.run")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(SettingsError, match=KEY_ENV):
+        prepare_load(run_dir)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    steps = {s.name: s.frame for s in prepare_load(run_dir).steps}
+    accounts = steps["accounts"]
+    for column in ("email", "signup_ip", "device_id"):
+        present = accounts[column].dropna()
+        assert len(present) and present.str.startswith("h:").all(), column
+    identifiers = set(pd.read_parquet(run_dir / "identifiers.parquet")["value"])
+    assert set(accounts["email"].dropna()) & identifiers  # the same pseudonyms as the nodes
+    plain = {s.name: s.frame for s in prepare_load(ran.with_name("takedown.run")).steps}
+    assert len(steps["ip_in_subnet"]) == len(plain["ip_in_subnet"]) > 0
+    monkeypatch.setenv(KEY_ENV, KEY + "other")
+    with pytest.raises(Exception, match="another key"):
+        prepare_load(run_dir)
