@@ -52,18 +52,27 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 _CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
 def neutralise_cell(value: str) -> str:
     """The OWASP rule for one text cell: prefix ``'`` when it starts with ``=``, ``+``,
-    ``-``, ``@``, tab or carriage return (or with ``'``, to keep the rule reversible).
+    ``-``, ``@``, tab or carriage return (or with ``'``, to keep the rule reversible). A
+    plain decimal number (``-5``, ``+1.5e3``) is left as it is: a spreadsheet reads it as
+    a number, never as a formula.
 
     Examples
     --------
     >>> neutralise_cell("=cmd|' /C calc'!A0")
     "'=cmd|' /C calc'!A0"
-    >>> neutralise_cell("acct-1"), neutralise_cell("'quoted")
-    ('acct-1', "''quoted")
+    >>> neutralise_cell("acct-1"), neutralise_cell("'quoted"), neutralise_cell("-5")
+    ('acct-1', "''quoted", '-5')
+    >>> neutralise_cell("-2+3+cmd|' /C calc'!A0")
+    "'-2+3+cmd|' /C calc'!A0"
     """
-    return "'" + value if value.startswith(_ESCAPED_LEADS) else value
+    if not value.startswith(_ESCAPED_LEADS) or _PLAIN_NUMBER.match(value):
+        return value
+    return "'" + value
 
 
 def neutralise_columns(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:

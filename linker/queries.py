@@ -227,19 +227,20 @@ def _coerce(raw: str, ptype: str, pname: str, qname: str) -> Any:
         if ptype == "int":
             if not _INT.match(text):
                 raise InputError(
-                    f"query {qname}: parameter {pname} must be a whole number from 0 to "
-                    f"{INT_MAX}, not {_shown(raw)}"
+                    f"query {qname}: parameter {pname} must be int, not {_shown(raw)} "
+                    f"(a whole number from 0 to {INT_MAX})"
                 )
             value = int(text)
             if value > INT_MAX:
                 raise InputError(
-                    f"query {qname}: parameter {pname} must be at most {INT_MAX}, not {_shown(raw)}"
+                    f"query {qname}: parameter {pname} must be int, not {_shown(raw)} "
+                    f"(at most {INT_MAX})"
                 )
             return value
         if not _FLOAT.match(text):
             raise InputError(
-                f"query {qname}: parameter {pname} must be a finite number of at least 0, "
-                f"not {_shown(raw)}"
+                f"query {qname}: parameter {pname} must be float, not {_shown(raw)} "
+                "(finite, at least 0)"
             )
         number = float(text)
         if number == float("inf"):

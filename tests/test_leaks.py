@@ -342,12 +342,13 @@ def test_formula_ids_are_neutralised_in_run_and_export(formula_world: Path, tmp_
 def test_query_csv_neutralises_text_but_not_numbers() -> None:
     text = format_result(
         ["account_id", "score", "n"],
-        [(FORMULA_ID, 0.5, -3), ("+1", 1.0, 2), ("'quoted", None, 0)],
+        [(FORMULA_ID, 0.5, -3), ("+1+cmd", 1.0, 2), ("'quoted", None, 0), ("-5", 2.0, 1)],
         "csv",
     )
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[1] == ["'" + FORMULA_ID, "0.5", "-3"]
-    assert rows[2][0] == "'+1" and rows[3][0] == "''quoted"
+    assert rows[2][0] == "'+1+cmd" and rows[3][0] == "''quoted"
+    assert rows[4][0] == "-5"  # a plain number is no formula
 
 
 @pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r", "'"])
@@ -356,6 +357,8 @@ def test_the_rule_is_reversible(lead: str) -> None:
     cell = neutralise_cell(value)
     assert cell == "'" + value and cell[1:] == value
     assert neutralise_cell("x" + lead) == "x" + lead
+    if lead in "+-":
+        assert neutralise_cell(lead + "12.5") == lead + "12.5"
 
 
 # --- item 9: terminal output ---
