@@ -32,6 +32,8 @@ accounts are unchanged; an allow-listed account gets ``action = "none"`` and a r
 ``allow-listed (<kind> <value>)``. The number *spared* is the number of allow-listed accounts that
 would otherwise have been flagged (``suspend`` or ``review``); their reason keeps what they
 would have been, e.g. ``allow-listed (email_domain uni.edu); would be suspend: shared card ...``.
+Its reason codes (:mod:`linker.reasons`) are ``allowlisted:1``, followed by the codes it would
+have had.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import csv
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,7 @@ import pandas as pd
 
 from linker.errors import InputError
 from linker.io.files import read_bounded
+from linker.reasons import ALLOWLISTED
 
 __all__ = [
     "KINDS",
@@ -312,7 +315,11 @@ def match_allowlist(accounts: pd.DataFrame, allow: AllowList) -> pd.Series:
 
 
 def apply_allowlist(
-    scores: pd.DataFrame, accounts: pd.DataFrame, allow: AllowList | None
+    scores: pd.DataFrame,
+    accounts: pd.DataFrame,
+    allow: AllowList | None,
+    *,
+    describe: Callable[[str], str] | None = None,
 ) -> AllowListOutcome:
     """Set allow-listed accounts to ``action = "none"`` with an ``allow-listed (...)`` reason.
 
@@ -324,6 +331,9 @@ def apply_allowlist(
         Validated accounts, used to match domains, signup IPs and billing customers.
     allow : AllowList or None
         ``None`` or an empty list changes nothing.
+    describe : callable, optional
+        How a matched entry (``email_domain uni.edu``) appears in the reason; default as it
+        is (``run.pseudonymise`` passes :meth:`linker.pseudonyms.Pseudonymiser.allowlist_entry`).
 
     Returns
     -------
@@ -351,6 +361,8 @@ def apply_allowlist(
     )
     lookup = lookup[~lookup.index.duplicated()]
     entry = scores["account_id"].astype("string").map(lookup).astype("string")
+    if describe is not None:
+        entry = entry.map(lambda e: describe(e) if isinstance(e, str) else e).astype("string")
     hit = entry.notna().to_numpy()
     out = scores.copy()
     was_flagged = out["action"].isin(["suspend", "review"]).to_numpy()
@@ -359,6 +371,12 @@ def apply_allowlist(
     reason = reason.where(~was_flagged, reason + "; would be " + previous)
     out.loc[hit, "action"] = "none"
     out.loc[hit, "reasons"] = reason[hit]
+    if "reason_codes" in out.columns:
+        before = out["reason_codes"].astype("string").fillna("")
+        code = pd.Series(f"{ALLOWLISTED.code}:1", index=out.index, dtype="string")
+        code = code.where(~was_flagged | (before == ""), code + ";" + before)
+        out["reason_codes"] = out["reason_codes"].astype("string")
+        out.loc[hit, "reason_codes"] = code[hit]
     n_matched = int(hit.sum())
     n_spared = int((hit & was_flagged).sum())
     logger.info("allow-list matched %d accounts, spared %d flagged ones", n_matched, n_spared)

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from linker import __version__, pipeline
+from linker.cells import terminal_text
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
 from linker.scenarios.params import SCENARIOS
@@ -28,7 +29,9 @@ class LinkerClickError(click.ClickException):
     """A library error shown as ``Error: <one line>`` with the library's exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message.splitlines()[0] if message else "error")
+        line = message.splitlines()[0] if message else "error"
+        # The message may repeat a user's value: nothing in it may drive the terminal.
+        super().__init__(terminal_text(line, one_line=True) or "error")
         # click declares exit_code on the class; each library error carries its own.
         self.exit_code = exit_code  # type: ignore[misc]
 
@@ -41,7 +44,11 @@ class LinkerGroup(click.Group):
             return super().invoke(ctx)
         except LinkerError as exc:
             raise LinkerClickError(str(exc), exc.exit_code) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.ClickException as exc:
+            # click's own messages quote what the user typed.
+            exc.message = terminal_text(exc.message)  # type: ignore[misc]
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
@@ -124,10 +131,10 @@ def validate_command(
         )
     except ValidationFailed as failed:
         for problem in failed.problems:
-            click.echo(str(problem), err=True)
+            click.echo(terminal_text(str(problem), one_line=True), err=True)
         raise
     for problem in result.problems:
-        click.echo(str(problem), err=True)
+        click.echo(terminal_text(str(problem), one_line=True), err=True)
     rows = [(name, c.read, c.accepted, c.rejected) for name, c in result.summary.items()]
     header = ("table", "read", "accepted", "rejected")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
@@ -193,6 +200,13 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     help="Link without behavioural evidence (lockstep, model pivot, traffic; docs/behaviour.md).",
 )
 @click.option(
+    "--pseudonymise",
+    is_flag=True,
+    help="Replace every identifier value (e-mail, IP, card, device ...) in the run directory, "
+    "reasons and Neo4j by its keyed HMAC pseudonym; the key is read from the environment "
+    "variable LINKER_PSEUDONYM_KEY [default: run.pseudonymise of --settings, else off].",
+)
+@click.option(
     "--neo4j",
     "load_neo4j",
     is_flag=True,
@@ -219,6 +233,7 @@ def run_command(
     min_score: float | None,
     actions: tuple[str, ...],
     no_behaviour: bool,
+    pseudonymise: bool | None,
     load_neo4j: bool,
     start: str | None,
 ) -> None:
@@ -240,6 +255,7 @@ def run_command(
             "run.min_score": min_score,
             "run.actions": list(actions) if actions else None,
             "link.behaviour.enabled": False if no_behaviour else None,
+            "run.pseudonymise": True if pseudonymise else None,
         },
     )
     result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt, start=start)
@@ -303,7 +319,8 @@ def export_command(
 )
 def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
     """Show why ACCOUNT_ID got its action: its cluster, linked accounts and evidence."""
-    click.echo(pipeline.explain(run_dir, account_id).render(max_links=max_links))
+    text = pipeline.explain(run_dir, account_id).render(max_links=max_links)
+    click.echo(terminal_text(text))
 
 
 @cli.command("expand")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linker.cells import neutralise_columns
 from linker.engine import RunDirectory
 from linker.errors import InputError
 from linker.graph.bipartite import IdentifierGraph, identifier_graph
@@ -379,7 +380,8 @@ def _ranked(
 
 
 def write_ranked(frame: pd.DataFrame, out: str | Path) -> Path:
-    """Write a ranking from :func:`expand` as CSV (UTF-8, ``\\n``), atomically.
+    """Write a ranking from :func:`expand` as CSV (UTF-8, ``\\n``), atomically; text cells
+    that a spreadsheet would read as a formula are neutralised (:mod:`linker.cells`).
 
     Returns
     -------
@@ -387,7 +389,7 @@ def write_ranked(frame: pd.DataFrame, out: str | Path) -> Path:
         ``out``.
     """
     out = Path(out)
-    text = frame[list(EXPAND_COLUMNS)].copy()
+    text = neutralise_columns(frame[list(EXPAND_COLUMNS)], ("account_id", "reasons"))
     text["score"] = frame["score"].map(lambda x: f"{x:.{SCORE_DECIMALS}f}")
     with atomic_path(out) as tmp:
         text.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from linker.cells import neutralise_columns
 from linker.errors import InputError
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.files import file_sha256
@@ -30,6 +31,7 @@ __all__ = [
     "EXPORT_SCHEMA",
     "FORMATS",
     "SCORE_DECIMALS",
+    "TEXT_COLUMNS",
     "ExportResult",
     "export_format",
     "manifest_path",
@@ -48,9 +50,21 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "cluster_size",
     "score",
     "action",
-    "reasons",
+    "reason_codes",
 )
-"""The takedown list's columns, in file order."""
+"""The takedown list's columns, in file order. ``reason_codes`` holds codes with counts
+(``shared_payment:3;signup_burst:45``, :mod:`linker.reasons`), never the evidence's values:
+those stay in the run directory for analysts."""
+
+TEXT_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "billing_customer_id",
+    "cluster_id",
+    "action",
+    "reason_codes",
+)
+"""The export's text columns: in CSV, :func:`linker.cells.neutralise_cell` applies to them
+(and never to the numeric ``cluster_size`` and ``score``)."""
 
 ACTIONS: tuple[str, ...] = ("suspend", "review", "none")
 """The actions, in export order."""
@@ -141,7 +155,7 @@ def takedown_frame(
     >>> scores = pd.DataFrame({"account_id": ["b", "a", "c"], "billing_customer_id": ["x"] * 3,
     ...     "cluster_id": ["C-1", "C-1", None], "cluster_size": [2, 2, 1],
     ...     "score": [0.91234, 0.91236, 0.6], "action": ["suspend", "suspend", "review"],
-    ...     "reasons": ["r"] * 3})
+    ...     "reason_codes": ["shared_payment:1"] * 3})
     >>> takedown_frame(scores)["account_id"].tolist()
     ['a', 'b', 'c']
     """
@@ -160,7 +174,7 @@ def takedown_frame(
             "cluster_size": scores["cluster_size"].fillna(0).astype(np.int64),
             "score": scores["score"].astype(np.float64).round(SCORE_DECIMALS),
             "action": scores["action"].astype("string"),
-            "reasons": scores["reasons"].astype("string").fillna(""),
+            "reason_codes": scores["reason_codes"].astype("string").fillna(""),
         }
     )
     frame = frame[frame["action"].isin(actions) & (frame["score"] >= min_score)]
@@ -185,7 +199,7 @@ def _ordinal_keys(values: pd.Series) -> np.ndarray:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    text = frame.copy()
+    text = neutralise_columns(frame, TEXT_COLUMNS)
     text["score"] = frame["score"].map(lambda x: f"{x:.{SCORE_DECIMALS}f}")
     text.to_csv(
         path,
@@ -217,7 +231,7 @@ EXPORT_SCHEMA = pa.schema(
         ("cluster_size", pa.int64()),
         ("score", pa.float64()),
         ("action", pa.string()),
-        ("reasons", pa.string()),
+        ("reason_codes", pa.string()),
     ]
 )
 """The Parquet export's schema (no pandas metadata is stored)."""

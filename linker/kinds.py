@@ -134,6 +134,12 @@ class IdentifierKind:
     family: str = ""
     description: str = ""
 
+    @property
+    def reason_code(self) -> str:
+        """The code of a shared value of this kind in the export's ``reason_codes``
+        (:mod:`linker.reasons`): ``shared_<name>``."""
+        return f"shared_{self.name}"
+
     def problems(self) -> list[str]:
         """What is wrong with this entry (an empty list when it is valid)."""
         found = []

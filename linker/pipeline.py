@@ -45,6 +45,7 @@ from linker.export import (
 from linker.graph.bipartite import Bipartite
 from linker.kinds import all_kinds
 from linker.observations import build_observations
+from linker.pseudonyms import Pseudonymiser
 from linker.settings import LinkSettings, Settings
 from linker.signals import all_signals
 from linker.stages import LINK_STAGES, RUN_STAGES, VIEWS, stage_names
@@ -180,6 +181,8 @@ class Explanation:
     cluster_size: int
     cluster: dict[str, Any] | None
     links: list[LinkedAccount] = field(default_factory=list)
+    reason_codes: str = ""
+    """The codes the export carries for it (:mod:`linker.reasons`)."""
     identifiers: list[dict[str, Any]] = field(default_factory=list)
     signals: list[SignalTerm] = field(default_factory=list)
     """Each registered signal's value for the account and its cluster, and its score term."""
@@ -191,6 +194,7 @@ class Explanation:
             f"account {self.account_id} (billing customer {billing})",
             f"  action: {self.action}  score: {self.score:.{SCORE_DECIMALS}f}",
             f"  reasons: {self.reasons or '-'}",
+            f"  reason codes (as exported): {self.reason_codes or '-'}",
         ]
         if self.cluster is not None:
             c = self.cluster
@@ -306,16 +310,27 @@ def run(
     settings = (settings or Settings()).validate()
     out = Path(out)
     fmt = export_format(out, fmt)
+    # The key is checked before any work; it lives in ctx.inputs only (never in the
+    # settings, the manifest or a log line).
+    pseudonymiser = Pseudonymiser.from_environment() if settings.run.pseudonymise else None
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
+    if start is not None:
+        _check_resumed_pseudonyms(store, start, pseudonymiser)
     previous = _resumed(store, start)
     ctx = RunContext(
         settings,
         store,
         VIEWS,
-        inputs={"data_dir": Path(data_dir), "out": out, "fmt": fmt, "allowlist": allow},
+        inputs={
+            "data_dir": Path(data_dir),
+            "out": out,
+            "fmt": fmt,
+            "allowlist": allow,
+            "pseudonymiser": pseudonymiser,
+        },
     )
     began = time.perf_counter()
     reused = _reuse(previous, start, ctx)
@@ -334,6 +349,29 @@ def run(
     store.write_json("manifest", manifest)
     logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
     return RunResult(store.root, export, manifest)
+
+
+def _check_resumed_pseudonyms(
+    store: RunDirectory, start: str, pseudonymiser: Pseudonymiser | None
+) -> None:
+    """A run resumed after ``normalise`` reuses its observations: they must have been made
+    with the same pseudonymisation (or none) as this run asks for."""
+    if start not in stage_names() or stage_names().index(start) <= stage_names().index("normalise"):
+        return
+    manifest = RunDirectory.open(store.root).read_json("manifest")
+    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
+    before = facts.get("pseudonym_key_id")
+    now = pseudonymiser.key_id if pseudonymiser is not None else None
+    if before != now:
+        what = {
+            (True, True): "with another pseudonym key",
+            (True, False): "with pseudonyms",
+            (False, True): "without pseudonyms",
+        }[(before is not None, now is not None)]
+        raise InputError(
+            f"{store.root}: its observations were made {what}; resume with the same "
+            "run.pseudonymise and key, or start from normalise"
+        )
 
 
 def _resumed(store: RunDirectory, start: str | None) -> dict[str, Any] | None:
@@ -606,7 +644,13 @@ def export_run(
     chosen_min = float(min_score if min_score is not None else run_settings.get("min_score", 0.0))
     if not 0.0 <= chosen_min <= 1.0:
         raise InputError(f"min score must be in [0, 1], not {chosen_min}")
-    frame = takedown_frame(store.read("scores"), actions=chosen_actions, min_score=chosen_min)
+    scores = store.read("scores")
+    if "reason_codes" not in scores.columns:
+        raise InputError(
+            f"{store.root}: the run predates reason codes; run `linker run` again "
+            "(`--from score` reuses its linking)"
+        )
+    frame = takedown_frame(scores, actions=chosen_actions, min_score=chosen_min)
     return write_export(
         frame,
         out,
@@ -692,6 +736,7 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
         score=float(me["score"]),
         action=str(me["action"]),
         reasons=me["reasons"] or "",
+        reason_codes=me.get("reason_codes") or "",
         cluster_id=cluster_id,
         cluster_size=int(me["cluster_size"] or 0),
         cluster=cluster,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from linker.cells import neutralise_cell, terminal_text
 from linker.errors import InputError, LinkerError
 
 if TYPE_CHECKING:
@@ -210,12 +211,42 @@ def split_statements(text: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
 
 
+INT_MAX = 2**63 - 1
+"""The largest integer parameter (Neo4j's integers are signed 64-bit)."""
+
+_INT = re.compile(r"^[0-9]+$")
+_FLOAT = re.compile(r"^[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?$|^\.[0-9]+(?:[eE][+-]?[0-9]+)?$")
+
+
 def _coerce(raw: str, ptype: str, pname: str, qname: str) -> Any:
-    try:
+    text = raw.strip()
+    if ptype in ("int", "float"):
+        # Every numeric parameter of the analyst queries is a count, a size or a window:
+        # a non-negative, finite number written in ASCII digits (no sign, no 1e20 for an
+        # int, no nan or inf).
         if ptype == "int":
-            return int(raw)
-        if ptype == "float":
-            return float(raw)
+            if not _INT.match(text):
+                raise InputError(
+                    f"query {qname}: parameter {pname} must be int, not {_shown(raw)} "
+                    f"(a whole number from 0 to {INT_MAX})"
+                )
+            value = int(text)
+            if value > INT_MAX:
+                raise InputError(
+                    f"query {qname}: parameter {pname} must be int, not {_shown(raw)} "
+                    f"(at most {INT_MAX})"
+                )
+            return value
+        if not _FLOAT.match(text):
+            raise InputError(
+                f"query {qname}: parameter {pname} must be float, not {_shown(raw)} "
+                "(finite, at least 0)"
+            )
+        number = float(text)
+        if number == float("inf"):
+            raise InputError(f"query {qname}: parameter {pname} is too large: {_shown(raw)}")
+        return number
+    try:
         if ptype == "bool":
             lowered = raw.strip().lower()
             if lowered in ("true", "1", "yes"):
@@ -226,8 +257,16 @@ def _coerce(raw: str, ptype: str, pname: str, qname: str) -> Any:
         if ptype == "list":
             return [part for part in raw.split(",") if part]
     except ValueError:
-        raise InputError(f"query {qname}: parameter {pname} must be {ptype}, not {raw!r}") from None
+        raise InputError(
+            f"query {qname}: parameter {pname} must be {ptype}, not {_shown(raw)}"
+        ) from None
     return raw
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    """A user's value, quoted, shortened and without control characters, for a message."""
+    cut = raw if len(raw) <= limit else raw[:limit] + "..."
+    return repr(terminal_text(cut, one_line=True))
 
 
 def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
@@ -242,7 +281,7 @@ def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
     """
     info = query_info(name)
     declared = {p.name: p for p in info.params}
-    problems = [f"unknown parameter {k!r}" for k in raw if k not in declared]
+    problems = [f"unknown parameter {_shown(k)}" for k in raw if k not in declared]
     values: dict[str, Any] = {}
     for param in info.params:
         if param.name in raw:
@@ -309,6 +348,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -322,6 +365,11 @@ def _jsonable(value: Any) -> Any:
 def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     """Render rows as ``table`` (aligned text), ``csv`` or ``json`` (a list of objects).
 
+    ``table`` is for a terminal: escape sequences and control characters are removed from
+    every cell. ``csv`` is for a spreadsheet: text cells starting with ``=``, ``+``, ``-``,
+    ``@``, tab, carriage return or ``'`` get a leading ``'`` (:mod:`linker.cells`); numbers
+    are written as they are.
+
     Examples
     --------
     >>> print(format_result(["a", "b"], [(1, "x")], "csv"), end="")
@@ -333,13 +381,25 @@ def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: st
         return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
     cells = [[_cell(v) for v in row] for row in rows]
     if fmt == "csv":
+        # Numbers stay numbers; text cells a spreadsheet would run are neutralised.
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(cells)
+        writer.writerow([neutralise_cell(c) for c in columns])
+        writer.writerows(
+            [
+                [
+                    c if _numeric(v) else neutralise_cell(c)
+                    for v, c in zip(row, cells_row, strict=True)
+                ]
+                for row, cells_row in zip(rows, cells, strict=True)
+            ]
+        )
         return buffer.getvalue()
     if fmt != "table":
         raise LinkerError(f"unknown format {fmt!r}: use table, csv or json")
+    # For a terminal: no escape sequences or control characters, one line per row.
+    columns = [terminal_text(c, one_line=True) for c in columns]
+    cells = [[terminal_text(v, one_line=True) for v in row] for row in cells]
     widths = [len(c) for c in columns]
     for row in cells:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]

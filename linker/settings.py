@@ -383,6 +383,11 @@ class RunSettings:
     min_score: float = 0.0
     """Rows scoring below this are left out of the export."""
 
+    pseudonymise: bool = False
+    """Replace every identifier value by its keyed HMAC pseudonym right after normalisation
+    (:mod:`linker.pseudonyms`; the key comes from the environment variable
+    ``LINKER_PSEUDONYM_KEY`` only)."""
+
     def problems(self) -> list[str]:
         found = []
         bad = [a for a in self.actions if a not in ("suspend", "review", "none")]

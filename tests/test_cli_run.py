@@ -38,7 +38,7 @@ def test_run_writes_export_and_run_dir(ran: Path) -> None:
         "cluster_size",
         "score",
         "action",
-        "reasons",
+        "reason_codes",
     ]
     assert set(frame["action"]) <= {"suspend", "review"}
     assert (ran.with_name("takedown.run") / "manifest.json").is_file()

@@ -34,7 +34,16 @@ def _scores() -> pd.DataFrame:
                 "suspend",
                 "suspend",
             ],
-            "reasons": ["weak, shared", "card", "device", "card", "", "ip", "card", "mail"],
+            "reason_codes": [
+                "in_cluster:2",
+                "shared_payment:2",
+                "shared_device:1",
+                "shared_payment:2",
+                "",
+                "shared_ip:1",
+                "shared_payment:2",
+                "shared_mailbox:1",
+            ],
         }
     )
 
@@ -67,9 +76,9 @@ def test_csv_bytes(tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     result = write_export(takedown_frame(_scores(), actions=["review"]), out)
     assert out.read_bytes() == (
-        b"account_id,billing_customer_id,cluster_id,cluster_size,score,action,reasons\n"
-        b"r1,B-r1,,1,0.7000,review,ip\n"
-        b'r2,B-r2,C-0002,2,0.6000,review,"weak, shared"\n'
+        b"account_id,billing_customer_id,cluster_id,cluster_size,score,action,reason_codes\n"
+        b"r1,B-r1,,1,0.7000,review,shared_ip:1\n"
+        b"r2,B-r2,C-0002,2,0.6000,review,in_cluster:2\n"
     )
     assert result.rows == 2 and result.format == "csv"
     manifest = json.loads(result.manifest_path.read_text())

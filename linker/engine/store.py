@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from linker.cells import neutralise_columns
 from linker.errors import InputError, LinkerError
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.files import file_sha256
@@ -388,7 +389,8 @@ class RunDirectory(ArtefactStore):
             target.unlink(missing_ok=True)
             return None
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, lineterminator="\n")
+        # For people to read in a spreadsheet: formula-leading text cells are neutralised.
+        neutralise_columns(frame).to_csv(buffer, index=False, lineterminator="\n")
         write_text_atomic(target, buffer.getvalue())
         return str(target)
 

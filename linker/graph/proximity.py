@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.embed import bipartite_adjacency, candidate_subgraph, embed, fastrp_embed
+from linker.reasons import EMBEDDING_PROXIMITY
 from linker.settings import EmbedSettings, LinkSettings
 
 __all__ = [
@@ -351,6 +352,12 @@ def _move_to_review(
     new_action = scores["action"].astype(str).to_numpy().astype(object)
     new_score = scores["score"].to_numpy(dtype=np.float64, copy=True)
     new_reasons = scores["reasons"].astype("string").fillna("").to_numpy(dtype=object)
+    has_codes = "reason_codes" in scores.columns
+    new_codes = (
+        scores["reason_codes"].astype("string").fillna("").to_numpy(dtype=object)
+        if has_codes
+        else None
+    )
     moved = 0
     for row, target, cosine in zip(
         hits.rows.tolist(), hits.cluster.tolist(), hits.cosine.tolist(), strict=True
@@ -370,6 +377,9 @@ def _move_to_review(
         )
         before = str(new_reasons[row])
         new_reasons[row] = f"{before}; {reason}" if before else reason
+        if new_codes is not None:
+            code = f"{EMBEDDING_PROXIMITY.code}:{len(shared)}"
+            new_codes[row] = f"{new_codes[row]};{code}" if new_codes[row] else code
         new_action[row] = "review"
         new_score[row] = max(new_score[row], settings.review_threshold)
         moved += 1
@@ -377,6 +387,8 @@ def _move_to_review(
     out["action"] = pd.Series(new_action, index=out.index).astype(scores["action"].dtype)
     out["score"] = new_score
     out["reasons"] = pd.array(new_reasons, dtype="string")
+    if new_codes is not None:
+        out["reason_codes"] = pd.array(new_codes, dtype="string")
     logger.info(
         "embedding proximity: %d accounts moved to review (%d near a flagged cluster)",
         moved,

@@ -44,8 +44,8 @@ import pyarrow as pa
 from linker import kinds
 from linker.engine import RunDirectory
 from linker.errors import InputError, LinkerError
-from linker.normalise import subnet_array
 from linker.progress import progress
+from linker.pseudonyms import Pseudonymiser, network_of
 from linker.queries import load_query, render_template, split_statements
 
 from .redact import secret_safe_logger
@@ -165,8 +165,24 @@ def _read(
     return frame
 
 
-def _account_step(store: RunDirectory) -> LoadStep:
+def _pseudonymiser(manifest: dict[str, Any]) -> Pseudonymiser | None:
+    """The run's pseudonymiser when it was pseudonymised (its key from the environment,
+    checked against the key id the run recorded), else None."""
+    if not manifest.get("settings", {}).get("run", {}).get("pseudonymise"):
+        return None
+    pseudonymiser = Pseudonymiser.from_environment()
+    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
+    recorded = facts.get("pseudonym_key_id")
+    if recorded is not None and recorded != pseudonymiser.key_id:
+        raise InputError("the run was pseudonymised with another key than LINKER_PSEUDONYM_KEY")
+    return pseudonymiser
+
+
+def _account_step(store: RunDirectory, pseudonymiser: Pseudonymiser | None = None) -> LoadStep:
     accounts = _read(store, "accounts", ACCOUNT_COLUMNS)
+    if pseudonymiser is not None:
+        # The Account node's identifier properties get the same pseudonyms as the nodes.
+        accounts = pseudonymiser.account_columns(accounts)
     scores = _read(store, "scores", ("account_id", *SCORE_COLUMNS))
     scores = scores[["account_id", *(c for c in SCORE_COLUMNS if c != "billing_customer_id")]]
     merged = accounts[list(ACCOUNT_COLUMNS)].merge(scores, on="account_id", how="left")
@@ -303,7 +319,7 @@ def _in_subnet_step(obs: pd.DataFrame, skipped: dict[str, int]) -> LoadStep:
     ips = np.unique(obs.loc[obs["label"] == ip_label, "value"].astype(str).to_numpy())
     subnets = pd.Index(np.unique(obs.loc[obs["label"] == subnet_label, "value"].astype(str)))
     network = np.asarray(
-        subnet_array(pa.array(ips, pa.large_string())).to_numpy(zero_copy_only=False), dtype=object
+        network_of(pa.array(ips, pa.large_string())).to_numpy(zero_copy_only=False), dtype=object
     )
     is_address = network != ""
     observed = is_address & (subnets.get_indexer(network) >= 0)
@@ -420,9 +436,9 @@ def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
     Vectorised pandas and Arrow: O(n log n) in the observations (sort-based group-bys).
     """
     store = RunDirectory.open(run_dir)
-    store.read_json("manifest")  # a finished run with a readable manifest
+    manifest = store.read_json("manifest")  # a finished run with a readable manifest
     skipped: dict[str, int] = {}
-    accounts = _account_step(store)
+    accounts = _account_step(store, _pseudonymiser(manifest))
     account_ids = accounts.frame["account_id"]
     steps = [accounts]
     steps += _observation_steps(store, account_ids, skipped)

@@ -240,6 +240,23 @@ class Signal(ABC):
     network_spread: ClassVar[bool] = False
     """It measures how far a cluster's shared addresses are spread over networks (the
     organisation guard reads it)."""
+    code: ClassVar[str] = ""
+    """Its reason code in the billing export's ``reason_codes`` (:mod:`linker.reasons`);
+    ``""`` uses :attr:`name`. Declared here once: the export, the code table in
+    docs/pipeline.md and its test read it from the registry."""
+    count_means: ClassVar[str] = ""
+    """What the count after its code is (:meth:`account_count`); ``""``: always 1."""
+
+    @classmethod
+    def reason_code(cls) -> str:
+        """Its code in ``reason_codes``: :attr:`code`, or :attr:`name` when that is empty."""
+        return cls.code or cls.name
+
+    @classmethod
+    def explains_accounts(cls) -> bool:
+        """Whether it says something of single accounts (overrides :meth:`account_reason`),
+        so that its code can appear in the export."""
+        return cls.account_reason is not Signal.account_reason
 
     @abstractmethod
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
@@ -256,6 +273,14 @@ class Signal(ABC):
         """What the signal says about each of the given account rows (``""`` for nothing)."""
         del inputs, values
         return np.full(len(rows), "", dtype=object)
+
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        """The count after its code for each given row, where :meth:`account_reason` says
+        something (what it counts is :attr:`count_means`); 1 unless overridden."""
+        del inputs, values
+        return np.ones(len(rows), dtype=np.int64)
 
 
 @dataclass(frozen=True)

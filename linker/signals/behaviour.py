@@ -74,6 +74,7 @@ class Lockstep(BehaviourSignal):
     support_at = 1.0
     gated = True
     description = "synchronised members of its own cluster / min_lockstep_partners, capped at 1"
+    count_means = "members of its cluster it runs in lockstep with"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         pairs = inputs.lockstep
@@ -128,6 +129,11 @@ class Lockstep(BehaviourSignal):
         )
         return np.where(partners.to_numpy() >= 1, text.to_numpy(dtype=object), "").astype(object)
 
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(values.account_detail["lockstep_partners"][rows], dtype=np.int64)
+
 
 def _population_ratio(ratios: np.ndarray, quantile: float) -> tuple[float, float]:
     """The population's median output/input ratio and the ratio at ``quantile`` (at least a
@@ -149,6 +155,7 @@ class OutputHeavy(BehaviourSignal):
         "clip(log(ratio / population median) / log(population quantile / median), 0, 1), "
         "ratio = output/input tokens"
     )
+    count_means = "its output/input token ratio, rounded (at least 1)"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         frame = self._frame(inputs)
@@ -187,6 +194,12 @@ class OutputHeavy(BehaviourSignal):
         assert values.account is not None
         return np.where(values.account[rows] >= 0.5, text.to_numpy(dtype=object), "").astype(object)
 
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        ratio = self._frame(inputs)["output_input_ratio"].to_numpy(np.float64)[rows]
+        return np.maximum(np.rint(np.nan_to_num(ratio, nan=1.0, posinf=1.0)), 1).astype(np.int64)
+
 
 class ModelPivot(BehaviourSignal):
     """A move to a newly released model within hours of its release, far above the
@@ -196,6 +209,7 @@ class ModelPivot(BehaviourSignal):
     default_weight = 1.0
     traffic = True
     description = "share of traffic moved to a new model in 72 h, above the population's share"
+    count_means = "per cent of its traffic moved to the new model within 72 h"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         frame = self._frame(inputs)
@@ -232,6 +246,12 @@ class ModelPivot(BehaviourSignal):
         assert values.account is not None
         return np.where(values.account[rows] >= 0.5, text.to_numpy(dtype=object), "").astype(object)
 
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        share = self._frame(inputs)["pivot_share_72h"].to_numpy(np.float64)[rows]
+        return np.rint(100.0 * np.nan_to_num(share, nan=0.0)).astype(np.int64)
+
 
 class AgedWake(BehaviourSignal):
     """Opened long ago, dormant, then woken with other members within hours."""
@@ -241,6 +261,7 @@ class AgedWake(BehaviourSignal):
     support_at = 1.0
     gated = True
     description = "woke from dormancy within wake_window_hours of two or more cluster members"
+    count_means = "members of its cluster woken within the wake window of it"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         frame = self._frame(inputs)
@@ -278,6 +299,11 @@ class AgedWake(BehaviourSignal):
         )
         assert values.account is not None
         return np.where(values.account[rows] >= 1, text.to_numpy(dtype=object), "").astype(object)
+
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(values.account_detail["woke_with"][rows], dtype=np.int64)
 
 
 class BehaviourGroup(SignalGroup):

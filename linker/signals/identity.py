@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from linker import kinds
-from linker.normalise import subnet_array
+from linker.pseudonyms import network_of
 from linker.signals.base import (
     EvidenceInputs,
     GroupTerms,
@@ -132,7 +132,7 @@ class IpSpread(Signal):
         ip_rows = m[m["owned"] & m["kind"].isin(kinds.ip_kinds())]
         ip_ids = np.unique(ip_rows["identifier"].to_numpy())
         texts = pa.array(inputs.bipartite.values[ip_ids].astype(str), pa.large_string())
-        subnet_of = pd.Series(pd.factorize(subnet_array(texts).to_numpy(False))[0], index=ip_ids)
+        subnet_of = pd.Series(pd.factorize(network_of(texts).to_numpy(False))[0], index=ip_ids)
         address_of = pd.Series(pd.factorize(inputs.bipartite.values[ip_ids])[0], index=ip_ids)
         pairs = ip_rows[["cluster", "identifier"]].drop_duplicates()
         pairs = pairs.assign(
@@ -267,6 +267,8 @@ class Burst(Signal):
     default_weight = 1.0
     routine = True
     description = "share of members in a key burst or a cluster burst"
+    code = "signup_burst"
+    count_means = "members of its cluster created within the burst window of it"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         min_peers = inputs.settings.burst_min_accounts
@@ -296,6 +298,11 @@ class Burst(Signal):
             + " of them"
         )
         return np.where(peers >= inputs.settings.burst_min_accounts, text, "").astype(object)
+
+    def account_count(
+        self, inputs: EvidenceInputs, values: SignalValues, rows: np.ndarray
+    ) -> np.ndarray:
+        return np.asarray(values.account_detail["burst_peers"][rows], dtype=np.int64)
 
 
 class Ties(Signal):

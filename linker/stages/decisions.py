@@ -21,12 +21,13 @@ from linker.engine.stages import RunContext
 from linker.export import takedown_frame, write_export_file
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.proximity import embedding_review
+from linker.pseudonyms import Pseudonymiser
 
 __all__ = ["decide", "export", "proximity"]
 
 logger = logging.getLogger(__name__)
 
-_MOVED_COLUMNS = ("account_id", "score", "action", "reasons")
+_MOVED_COLUMNS = ("account_id", "score", "action", "reasons", "reason_codes")
 
 
 def proximity(ctx: RunContext) -> Mapping[str, Any]:
@@ -57,8 +58,9 @@ def _with_moves(scores: pd.DataFrame, moved: pd.DataFrame | None) -> pd.DataFram
     if moved is None or moved.empty:
         return scores
     out = scores.set_index("account_id", drop=False)
-    for column in ("score", "action", "reasons"):
-        out.loc[moved["account_id"].to_numpy(), column] = moved[column].to_numpy()
+    for column in ("score", "action", "reasons", "reason_codes"):
+        if column in moved.columns:
+            out.loc[moved["account_id"].to_numpy(), column] = moved[column].to_numpy()
     return out.reset_index(drop=True)
 
 
@@ -69,6 +71,7 @@ def _with_billing(scores: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
     out.insert(1, "billing_customer_id", out["account_id"].map(billing).astype("string"))
     out["cluster_id"] = out["cluster_id"].astype("string")
     out["reasons"] = out["reasons"].astype("string").fillna("")
+    out["reason_codes"] = out["reason_codes"].astype("string").fillna("")
     return out
 
 
@@ -89,7 +92,13 @@ def decide(ctx: RunContext) -> Mapping[str, Any]:
     accounts = ctx.frame("accounts")
     scores = _with_moves(ctx.frame("engine_scores"), ctx.optional_frame("proximity"))
     scores = _with_billing(scores, accounts)
-    outcome = apply_allowlist(scores, accounts, ctx.inputs.get("allowlist"))
+    pseudonymiser: Pseudonymiser | None = ctx.inputs.get("pseudonymiser")
+    outcome = apply_allowlist(
+        scores,
+        accounts,
+        ctx.inputs.get("allowlist"),
+        describe=pseudonymiser.allowlist_entry if pseudonymiser is not None else None,
+    )
     scores = outcome.scores
     ctx.note(
         accounts=len(scores),

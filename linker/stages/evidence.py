@@ -28,8 +28,9 @@ from linker.graph.scoring import (
     cluster_labels,
     logistic,
     shared_evidence,
-    shared_value_reasons,
+    shared_value_explanations,
 )
+from linker.reasons import TIED_TO_SUSPENDED, join_codes
 from linker.signals import EvidenceInputs, Signal, SignalValues
 from linker.stages.linking import LinkProjection, account_frame, lockstep_rows
 
@@ -118,23 +119,30 @@ def _reasons(
     flagged: np.ndarray,
     cluster_id: np.ndarray,
     cluster_size: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each flagged account's reason: the values it shares with its cluster, then what each
-    signal says of it, in registry order."""
+    signal says of it, in registry order; and the same as reason codes
+    (:mod:`linker.reasons`)."""
     settings = inputs.settings
     accounts = pd.DataFrame(
         {"row": flagged, "cluster_id": cluster_id[flagged], "cluster_size": cluster_size[flagged]}
     )
     shared = shared_evidence(inputs.bipartite, inputs.cluster_of, flagged)
-    text = shared_value_reasons(
+    said_text, said_codes = shared_value_explanations(
         inputs.bipartite, shared, accounts, settings.kind_priors, max_reasons=settings.max_reasons
-    ).to_numpy(dtype=object)
+    )
+    text = said_text.to_numpy(dtype=object)
+    codes = said_codes.to_numpy(dtype=object)
     for s in registry.all_signals():
         if s.name in values and len(flagged):
             part = s.account_reason(inputs, values[s.name], flagged)
             said = np.array([len(p) > 0 for p in part], dtype=bool)
             text[said] = text[said] + "; " + part[said]
-    return text
+            if said.any():
+                count = np.asarray(s.account_count(inputs, values[s.name], flagged[said]))
+                code = f"{s.reason_code()}:" + count.astype(np.int64).astype(str).astype(object)
+                codes[said] = codes[said] + ";" + code
+    return text, codes
 
 
 def _cluster_reasons(
@@ -207,9 +215,12 @@ def _peer_ties(inputs: EvidenceInputs, action: np.ndarray) -> PeerTies | None:
     )
 
 
-def _peer_reasons(inputs: EvidenceInputs, ties: PeerTies, rows: np.ndarray) -> np.ndarray:
+def _peer_reasons(
+    inputs: EvidenceInputs, ties: PeerTies, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``tied to suspended members by its own evidence: shares device d-1 with 3 of them,
-    signup IP 203.0.113.7 with 2 of them`` for each given row."""
+    signup IP 203.0.113.7 with 2 of them`` for each given row, and its reason code
+    ``tied_to_suspended:<most suspended members holding one of those values>``."""
     b = inputs.bipartite
     shared = ties.shared[ties.shared["row"].isin(rows)]
     shared = shared[shared.groupby("row").cumcount() < inputs.settings.max_reasons]
@@ -225,9 +236,16 @@ def _peer_reasons(inputs: EvidenceInputs, ties: PeerTies, rows: np.ndarray) -> n
     )
     joined = text.groupby(shared["row"].to_numpy()).agg(", ".join)
     found = joined.reindex(rows).fillna("").to_numpy(dtype=object)
-    return np.asarray(
-        "tied by its own evidence to suspended members of its cluster: shares " + found,
-        dtype=object,
+    most = (
+        shared.groupby("row")["suspended"].max().reindex(rows).fillna(0).astype(np.int64)
+    ).to_numpy()
+    codes = (TIED_TO_SUSPENDED.code + ":" + most.astype(str)).astype(object)
+    return (
+        np.asarray(
+            "tied by its own evidence to suspended members of its cluster: shares " + found,
+            dtype=object,
+        ),
+        codes,
     )
 
 
@@ -307,10 +325,13 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
     cluster_size[clustered] = size[cluster_of[clustered]]
     flagged = np.flatnonzero(action != "none")
     reasons = np.full(inputs.n_accounts, "", dtype=object)
-    reasons[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
+    codes = np.full(inputs.n_accounts, "", dtype=object)
+    reasons[flagged], codes[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
     if ties is not None and ties.promoted.any():
         promoted = np.flatnonzero(ties.promoted)
-        reasons[promoted] = _peer_reasons(inputs, ties, promoted) + "; " + reasons[promoted]
+        peer_text, peer_codes = _peer_reasons(inputs, ties, promoted)
+        reasons[promoted] = peer_text + "; " + reasons[promoted]
+        codes[promoted] = join_codes(peer_codes, codes[promoted])
     scores = pd.DataFrame(
         {
             "account_id": pd.array(ids, dtype="string"),
@@ -319,6 +340,7 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
             "score": score.round(6),
             "action": pd.array(action, dtype="string"),
             "reasons": pd.array(reasons, dtype="string"),
+            "reason_codes": pd.array(codes, dtype="string"),
         }
     )
     clusters = _clusters_frame(inputs, values, label, cluster_score, size, action)

@@ -28,6 +28,7 @@ from linker.engine.stages import RunContext
 from linker.io.files import file_sha256
 from linker.io.validate import validate_dataset
 from linker.observations import build_observations
+from linker.pseudonyms import Pseudonymiser
 
 __all__ = ["INPUT_TABLES", "ROW_KEYS", "canonical_rows", "normalise", "validate"]
 
@@ -195,4 +196,9 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
     tables = {name: ctx.frame(name) for name in INPUT_TABLES if ctx.has(name)}
     observations = build_observations(tables)
     ctx.note(observations=len(observations))
+    pseudonymiser: Pseudonymiser | None = ctx.inputs.get("pseudonymiser")
+    if pseudonymiser is not None:
+        # Everything built from the observations holds pseudonyms only (run.pseudonymise).
+        observations = pseudonymiser.observations(observations)
+        ctx.note(pseudonym_key_id=pseudonymiser.key_id)
     return {"observations": observations}
