@@ -15,7 +15,10 @@ __all__ = [
     "EnvironmentProblem",
     "InputError",
     "LinkerError",
+    "OutputBusy",
+    "OutputError",
     "SettingsError",
+    "ShrinkRefused",
 ]
 
 EXIT_RUNTIME = 1
@@ -46,5 +49,24 @@ class SettingsError(LinkerError):
 
 class EnvironmentProblem(LinkerError):
     """Something outside the project is missing or unreachable (Java, Maven, a server)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class OutputError(LinkerError):
+    """An output location was refused before any work started: inside the input data
+    directory, an existing directory, not writable, or an artefact of the run directory."""
+
+    exit_code = EXIT_INPUT
+
+
+class ShrinkRefused(OutputError):
+    """A takedown list would have replaced a much larger one (``run.shrink_floor``); the
+    previous list was kept. ``--allow-shrink`` accepts the smaller list."""
+
+
+class OutputBusy(LinkerError):
+    """Another linker process holds the lock on an output (a takedown list or a run
+    directory); the message names the holder."""
 
     exit_code = EXIT_RUNTIME
