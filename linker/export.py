@@ -435,7 +435,7 @@ class Publication:
         try:
             yield
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+            reason = exc.strerror or str(exc) or type(exc).__name__
             raise LinkerError(
                 f"{self.out}: cannot write {what} ({reason}); the previous list is kept"
             ) from None
@@ -463,9 +463,9 @@ class Publication:
         if not shrunk:
             return None
         return (
-            f"{self.out}: the new takedown list would shrink too far ({'; '.join(shrunk)} in the "
-            f"list it replaces; run.shrink_floor {self.shrink_floor:g}); the previous list is "
-            "kept; check the run, then pass --allow-shrink to replace it"
+            f"{self.out}: refused to replace the takedown list with a much smaller one "
+            f"({', '.join(shrunk)}; run.shrink_floor {self.shrink_floor:g}); the previous "
+            "list is kept; check the run, then pass --allow-shrink to replace it"
         )
 
     def check_shrink(self, export: ExportResult) -> None:

@@ -390,8 +390,7 @@ def _commit(
     store.write_json("manifest", manifest)
     if refusal is not None:
         raise ShrinkRefused(
-            f"{refusal} (the run is saved in {store.root}: `linker run ... --from export "
-            "--allow-shrink` publishes it without recomputing)"
+            f"{refusal} (the run is saved in {store.root}; with --from export it is not recomputed)"
         )
     publication.commit()
 
