@@ -4,7 +4,8 @@ Every exception the CLI is expected to meet derives from :class:`LinkerError` an
 an ``exit_code``; the CLI turns it into a one-line message and that exit code. Exit codes:
 
 * ``1`` — a runtime problem outside the input (server unreachable, missing tool, I/O failure);
-* ``2`` — the input or the settings were rejected (also click's code for a usage error).
+* ``2`` — the input, the settings or an output location were rejected (also click's code for
+  a usage error).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from linker.synth import generate_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
-KILL_POINTS = int(os.environ.get("LINKER_KILL_POINTS", "5"))
+KILL_POINTS = int(os.environ.get("LINKER_KILL_POINTS", "4"))
 """Random kill points of the `linker run` kill test (a longer run: LINKER_KILL_POINTS=100)."""
 
 KILL_SEED = int(os.environ.get("LINKER_KILL_SEED", "12"))
