@@ -121,7 +121,7 @@ def test_interrupted_write_leaves_previous_file(tmp_path: Path, monkeypatch) -> 
         raise OSError("disk full")
 
     monkeypatch.setitem(export._WRITERS, "csv", crash_midway)
-    with pytest.raises(LinkerError, match="disk full.*previous list is kept"):
+    with pytest.raises(LinkerError, match=r"disk full.*previous list is kept"):
         write_export(takedown_frame(_scores(), actions=["review"]), out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [
