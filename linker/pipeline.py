@@ -328,6 +328,10 @@ def run(
     fmt = export_format(out, fmt)
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
     data_dir = Path(data_dir)
+    if start is not None:  # a resumed run needs a finished one, before anything is created
+        if start not in stage_names():
+            raise InputError(f"no stage {start!r} (stages: {', '.join(stage_names())})")
+        RunDirectory.open(store.root)
     _check_outputs(out, store, data_dir)
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
