@@ -213,6 +213,12 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     help="Then load the run into Neo4j (NEO4J_URI or the local server), as `linker neo4j load`.",
 )
 @click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Replace the previous list at --out even when the new one is much smaller "
+    "(below run.shrink_floor of its rows or suspend rows; otherwise exit 2 and keep it).",
+)
+@click.option(
     "--from",
     "start",
     type=click.Choice(stage_names()),
@@ -235,6 +241,7 @@ def run_command(
     no_behaviour: bool,
     pseudonymise: bool | None,
     load_neo4j: bool,
+    allow_shrink: bool,
     start: str | None,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
@@ -258,7 +265,15 @@ def run_command(
             "run.pseudonymise": True if pseudonymise else None,
         },
     )
-    result = pipeline.run(data_dir, out, run_dir=run_dir, settings=settings, fmt=fmt, start=start)
+    result = pipeline.run(
+        data_dir,
+        out,
+        run_dir=run_dir,
+        settings=settings,
+        fmt=fmt,
+        start=start,
+        allow_shrink=allow_shrink,
+    )
     click.echo(result.render())
     if load_neo4j:
         from linker.neo4j.loader import load_run
@@ -291,12 +306,32 @@ def run_command(
     type=_ACTION_CHOICE,
     help="Actions to export (repeatable) [default: the run's, suspend and review].",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Replace the previous list at --out even when the new one is much smaller "
+    "(below run.shrink_floor of its rows or suspend rows; otherwise exit 2 and keep it).",
+)
 def export_command(
-    run_dir: Path, out: Path, fmt: str | None, min_score: float | None, actions: tuple[str, ...]
+    run_dir: Path,
+    out: Path,
+    fmt: str | None,
+    min_score: float | None,
+    actions: tuple[str, ...],
+    allow_shrink: bool,
 ) -> None:
-    """Re-export the takedown list of a saved run, filtered, in csv, jsonl or parquet."""
+    """Re-export the takedown list of a saved run, filtered, in csv, jsonl or parquet.
+
+    The file and its manifest are published together; a list much smaller than the one it
+    replaces is refused unless --allow-shrink.
+    """
     result = pipeline.export_run(
-        run_dir, out, fmt=fmt, min_score=min_score, actions=list(actions) or None
+        run_dir,
+        out,
+        fmt=fmt,
+        min_score=min_score,
+        actions=list(actions) or None,
+        allow_shrink=allow_shrink,
     )
     counts = ", ".join(f"{a} {n:,}" for a, n in result.by_action.items() if n)
     click.echo(f"wrote {result.path} ({result.rows:,} rows{': ' + counts if counts else ''})")

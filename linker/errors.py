@@ -4,7 +4,8 @@ Every exception the CLI is expected to meet derives from :class:`LinkerError` an
 an ``exit_code``; the CLI turns it into a one-line message and that exit code. Exit codes:
 
 * ``1`` — a runtime problem outside the input (server unreachable, missing tool, I/O failure);
-* ``2`` — the input or the settings were rejected (also click's code for a usage error).
+* ``2`` — the input, the settings or an output location were rejected (also click's code for
+  a usage error).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ __all__ = [
     "EnvironmentProblem",
     "InputError",
     "LinkerError",
+    "OutputBusy",
+    "OutputError",
     "SettingsError",
+    "ShrinkRefused",
 ]
 
 EXIT_RUNTIME = 1
@@ -46,5 +50,24 @@ class SettingsError(LinkerError):
 
 class EnvironmentProblem(LinkerError):
     """Something outside the project is missing or unreachable (Java, Maven, a server)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class OutputError(LinkerError):
+    """An output location was refused before any work started: inside the input data
+    directory, an existing directory, not writable, or an artefact of the run directory."""
+
+    exit_code = EXIT_INPUT
+
+
+class ShrinkRefused(OutputError):
+    """A takedown list would have replaced a much larger one (``run.shrink_floor``); the
+    previous list was kept. ``--allow-shrink`` accepts the smaller list."""
+
+
+class OutputBusy(LinkerError):
+    """Another linker process holds the lock on an output (a takedown list or a run
+    directory); the message names the holder."""
 
     exit_code = EXIT_RUNTIME

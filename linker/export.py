@@ -1,16 +1,19 @@
 """The takedown list: which rows, in which order, in which format, written atomically.
 
 The billing system ingests this file; docs/pipeline.md specifies its columns, order and
-formats. :func:`takedown_frame` selects and orders the rows, :func:`write_export_file` writes
-them atomically, :func:`write_export_manifest` writes the manifest beside them.
+formats. :func:`takedown_frame` selects and orders the rows; a :class:`Publication` locks the
+output, :func:`write_export_file` and :func:`write_export_manifest` write the export and its
+manifest into it, and :meth:`Publication.commit` publishes the pair in one atomic step
+(:func:`write_export` does all of it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from linker.cells import neutralise_columns
-from linker.errors import InputError
+from linker.engine.store import ExportLocation
+from linker.errors import InputError, LinkerError, ShrinkRefused
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.files import file_sha256
+from linker.io.locking import OutputLock
 
 __all__ = [
     "ACTIONS",
@@ -33,6 +38,7 @@ __all__ = [
     "SCORE_DECIMALS",
     "TEXT_COLUMNS",
     "ExportResult",
+    "Publication",
     "export_format",
     "manifest_path",
     "takedown_frame",
@@ -258,31 +264,32 @@ _WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
 
 
 def write_export_file(
-    frame: pd.DataFrame, out: str | Path, *, fmt: str | None = None
+    frame: pd.DataFrame, publication: Publication, *, fmt: str | None = None
 ) -> ExportResult:
-    """Write a takedown frame (from :func:`takedown_frame`) atomically.
+    """Write a takedown frame (from :func:`takedown_frame`) into an open publication.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         Rows in export order.
-    out : str or Path
-        The export file; replaced atomically (a crash leaves the old file or the new one).
+    publication : Publication
+        The export being published; the file becomes visible at ``publication.out`` only
+        when the publication commits, together with its manifest.
     fmt : str, optional
-        ``csv``, ``jsonl`` or ``parquet``; by default taken from the suffix of ``out``.
+        ``csv``, ``jsonl`` or ``parquet``; by default taken from the suffix of the output.
 
     Returns
     -------
     ExportResult
         Without a manifest yet (:func:`write_export_manifest` writes it).
     """
-    out = Path(out)
+    out = publication.out
     fmt = export_format(out, fmt)
-    with atomic_path(out) as tmp:
+    with publication.writing("the export"), atomic_path(publication.export_file) as tmp:
         _WRITERS[fmt](frame, tmp)
         sha256 = file_sha256(tmp)
     by_action = {a: int((frame["action"] == a).sum()) for a in ACTIONS}
-    logger.info("wrote %s (%d rows, %s)", out, len(frame), fmt)
+    logger.info("wrote %s (%d rows, %s; not yet published)", out, len(frame), fmt)
     return ExportResult(out, fmt, len(frame), by_action, sha256, manifest_path(out))
 
 
@@ -292,9 +299,12 @@ def manifest_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".manifest.json")
 
 
-def write_export_manifest(export: ExportResult, extra: dict[str, Any] | None = None) -> Path:
-    """Write the manifest beside an export: its file, format, rows, hash, columns and order,
-    plus ``extra`` (the run manifest, the filters used). Returns its path."""
+def write_export_manifest(
+    export: ExportResult, publication: Publication, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write the manifest of an export into its publication: the export's file, format,
+    rows, hash, columns and order, plus ``extra`` (the run manifest, the filters used).
+    Returns the path it is published at."""
     content = {
         "export": {
             "file": export.path.name,
@@ -308,7 +318,10 @@ def write_export_manifest(export: ExportResult, extra: dict[str, Any] | None = N
         },
         **(extra or {}),
     }
-    write_text_atomic(export.manifest_path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    with publication.writing("the manifest"):
+        write_text_atomic(
+            publication.manifest_file, json.dumps(content, indent=2, sort_keys=True) + "\n"
+        )
     return export.manifest_path
 
 
@@ -318,9 +331,184 @@ def write_export(
     *,
     fmt: str | None = None,
     manifest: dict[str, Any] | None = None,
+    shrink_floor: float = 0.0,
+    allow_shrink: bool = False,
 ) -> ExportResult:
-    """Write a takedown frame atomically, then its manifest (:func:`write_export_file` and
-    :func:`write_export_manifest`)."""
-    export = write_export_file(frame, out, fmt=fmt)
-    write_export_manifest(export, manifest)
+    """Write a takedown frame and its manifest, and publish both in one atomic step.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows in export order (:func:`takedown_frame`).
+    out : str or Path
+        The export file.
+    fmt : str, optional
+        ``csv``, ``jsonl`` or ``parquet``; by default taken from the suffix of ``out``.
+    manifest : dict, optional
+        More manifest content (the run manifest, the filters used).
+    shrink_floor : float, default 0.0
+        Refuse to replace a list by one with fewer rows, or fewer suspend rows, than this
+        share of the previous list's (``run.shrink_floor``; 0 never refuses).
+    allow_shrink : bool, default False
+        Replace the previous list however much smaller the new one is.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    OutputError
+        When ``out`` cannot be written; :class:`~linker.errors.ShrinkRefused` when the list
+        would shrink past ``shrink_floor`` (the previous list is kept).
+    OutputBusy
+        When another process is writing ``out``.
+    """
+    with Publication(out, shrink_floor=shrink_floor, allow_shrink=allow_shrink) as publication:
+        export = write_export_file(frame, publication, fmt=fmt)
+        publication.check_shrink(export)
+        write_export_manifest(export, publication, {**(manifest or {}), **publication.record()})
+        publication.commit()
     return export
+
+
+class Publication:
+    """An export being published: its checks, its lock, a staged generation, the shrink
+    guard and the commit (the layout is :class:`~linker.engine.store.ExportLocation`'s).
+
+    Use it as a context manager: entering checks that ``out`` can be written, takes the
+    output's lock (or raises :class:`~linker.errors.OutputBusy` naming the holder), removes
+    what an interrupted writer left and stages a new generation; :meth:`commit` publishes the
+    export and its manifest in one atomic rename; leaving without a commit discards the staged
+    files and keeps the previous pair.
+
+    Parameters
+    ----------
+    out : str or Path
+        The export file (``--out``).
+    shrink_floor : float, default 0.0
+        See :meth:`check_shrink`.
+    allow_shrink : bool, default False
+        Do not refuse a shrinking list.
+    """
+
+    def __init__(
+        self, out: str | Path, *, shrink_floor: float = 0.0, allow_shrink: bool = False
+    ) -> None:
+        self.out = Path(out)
+        self.location = ExportLocation(self.out)
+        self.shrink_floor = shrink_floor
+        self.allow_shrink = allow_shrink
+        self.previous: dict[str, Any] | None = None
+        """The ``export`` section of the manifest this publication replaces, if any."""
+        self._lock: OutputLock | None = None
+        self._stage: Path | None = None
+        self._committed = False
+
+    def __enter__(self) -> Publication:
+        self.location.check_writable()
+        self._lock = self.location.lock().acquire()
+        try:
+            with self.writing("a new version"):
+                self.location.clean_stale()
+                previous = self.location.committed_manifest()
+                section = previous.get("export") if previous else None
+                self.previous = section if isinstance(section, dict) else None
+                self._stage = self.location.stage()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._stage is not None and not self._committed:
+                self.location.discard(self._stage)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    @property
+    def export_file(self) -> Path:
+        """Where the export is written before the commit."""
+        return self.location.staged(self._staged())[0]
+
+    @property
+    def manifest_file(self) -> Path:
+        """Where the manifest is written before the commit."""
+        return self.location.staged(self._staged())[1]
+
+    def _staged(self) -> Path:
+        if self._stage is None:
+            raise LinkerError(f"{self.out}: the publication is not open")
+        return self._stage
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn an I/O failure while writing ``what`` into a one-line error naming ``out``."""
+        try:
+            yield
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise LinkerError(
+                f"{self.out}: cannot write {what} ({reason}); the previous list is kept"
+            ) from None
+
+    def refusal(self, export: ExportResult) -> str | None:
+        """Why ``export`` may not replace the previous list, or ``None``.
+
+        It may not when it has fewer rows, or fewer ``suspend`` rows, than ``shrink_floor``
+        times the previous list's (each compared only when the previous list had some), unless
+        ``allow_shrink``.
+        """
+        if self.allow_shrink or self.previous is None or self.shrink_floor <= 0:
+            return None
+        before_rows = _count(self.previous.get("rows"))
+        before_suspend = _count((self.previous.get("by_action") or {}).get("suspend"))
+        suspend = export.by_action.get("suspend", 0)
+        shrunk = [
+            f"{label} {now:,} < {self.shrink_floor:.0%} of {before:,}"
+            for label, now, before in (
+                ("rows", export.rows, before_rows),
+                ("suspend rows", suspend, before_suspend),
+            )
+            if before > 0 and now < self.shrink_floor * before
+        ]
+        if not shrunk:
+            return None
+        return (
+            f"{self.out}: refused to replace the takedown list with a much smaller one "
+            f"({', '.join(shrunk)}; run.shrink_floor {self.shrink_floor:g}); the previous "
+            "list is kept; check the run, then pass --allow-shrink to replace it"
+        )
+
+    def check_shrink(self, export: ExportResult) -> None:
+        """Raise :class:`~linker.errors.ShrinkRefused` when :meth:`refusal` gives a reason."""
+        reason = self.refusal(export)
+        if reason is not None:
+            raise ShrinkRefused(reason)
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest records about the list replaced: its rows, actions and hash,
+        and whether a shrink was allowed."""
+        if self.previous is None:
+            return {"replaced": None}
+        kept = ("rows", "by_action", "sha256")
+        return {
+            "replaced": {k: self.previous.get(k) for k in kept},
+            "allow_shrink": self.allow_shrink,
+        }
+
+    def commit(self) -> None:
+        """Publish the staged export and manifest together (one atomic rename)."""
+        with self.writing("the new version"):
+            self.location.commit(self._staged())
+        self._committed = True
+        logger.info("published %s", self.out)
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ from linker.engine import (
     StageReport,
     run_stages,
 )
-from linker.errors import InputError
+from linker.engine.store import ExportLocation
+from linker.errors import InputError, OutputError, ShrinkRefused
 from linker.export import (
     SCORE_DECIMALS,
     ExportResult,
+    Publication,
     export_format,
     takedown_frame,
     write_export,
@@ -46,7 +49,7 @@ from linker.graph.bipartite import Bipartite
 from linker.kinds import all_kinds
 from linker.observations import build_observations
 from linker.pseudonyms import Pseudonymiser
-from linker.settings import LinkSettings, Settings
+from linker.settings import LinkSettings, RunSettings, Settings
 from linker.signals import all_signals
 from linker.stages import LINK_STAGES, RUN_STAGES, VIEWS, stage_names
 
@@ -271,6 +274,7 @@ def run(
     settings: Settings | None = None,
     fmt: str | None = None,
     start: str | None = None,
+    allow_shrink: bool = False,
 ) -> RunResult:
     """Validate, link, score, apply the allow-list and export a takedown list.
 
@@ -290,6 +294,9 @@ def run(
     start : str, optional
         Start at this stage (:func:`linker.stages.stage_names`), reusing what the earlier
         stages saved in ``run_dir`` (``linker run --from``).
+    allow_shrink : bool, default False
+        Replace the previous list at ``out`` however much smaller the new one is (otherwise
+        ``settings.run.shrink_floor`` applies).
 
     Returns
     -------
@@ -298,7 +305,15 @@ def run(
     Raises
     ------
     InputError
-        When the dataset, the allow-list, the export path or the stage is rejected (exit 2).
+        When the dataset, the allow-list, the export format or the stage is rejected (exit 2).
+    OutputError
+        Before any work, when ``out`` or the run directory lies inside ``data_dir``, ``out``
+        is a directory, or either cannot be written (exit 2).
+    ShrinkRefused
+        When the new list would shrink past ``settings.run.shrink_floor``: the previous list
+        is kept, the run directory holds the new run (exit 2).
+    OutputBusy
+        When another process is writing ``out`` or the run directory (exit 1).
     SettingsError
         When the settings are invalid.
 
@@ -306,6 +321,11 @@ def run(
     -----
     The export depends only on the input files, the settings and the seed: the same inputs
     give a byte-identical file. Timings and peak memory per stage live in the manifests.
+
+    The export and its manifest are published together in one atomic rename after
+    everything else, the run directory's manifest included, is written
+    (:class:`~linker.engine.store.ExportLocation`): a run stopped at any point leaves the
+    previous pair or the new one.
     """
     settings = (settings or Settings()).validate()
     out = Path(out)
@@ -313,40 +333,43 @@ def run(
     # The key is checked before any work; it lives in ctx.inputs only (never in the
     # settings, the manifest or a log line).
     pseudonymiser = Pseudonymiser.from_environment() if settings.run.pseudonymise else None
+    store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
+    data_dir = Path(data_dir)
+    if start is not None:  # a resumed run needs a finished one, before anything is created
+        if start not in stage_names():
+            raise InputError(f"no stage {start!r} (stages: {', '.join(stage_names())})")
+        RunDirectory.open(store.root)
+    _check_outputs(out, store, data_dir)
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
-    store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
-    if start is not None:
-        _check_resumed_pseudonyms(store, start, pseudonymiser)
-    previous = _resumed(store, start)
-    ctx = RunContext(
-        settings,
-        store,
-        VIEWS,
-        inputs={
-            "data_dir": Path(data_dir),
-            "out": out,
-            "fmt": fmt,
-            "allowlist": allow,
-            "pseudonymiser": pseudonymiser,
-        },
+    publication = Publication(
+        out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink
     )
-    began = time.perf_counter()
-    reused = _reuse(previous, start, ctx)
-    reports = reused + run_stages(RUN_STAGES, ctx, start=start)
-    export: ExportResult = ctx.inputs["export"]
-    manifest = _manifest(ctx, reports, previous, time.perf_counter() - began)
-    write_export_manifest(
-        export,
-        {
-            "filters": {"actions": list(settings.run.actions), "min_score": settings.run.min_score},
-            "run_dir": str(store.root.resolve()),
-            "run": manifest,
-        },
-    )
-    manifest["export"] = {"file": str(out.resolve()), "rows": export.rows, "sha256": export.sha256}
-    store.write_json("manifest", manifest)
+    with publication, store.lock():
+        store.clean_stale()
+        if start is not None:
+            _check_resumed_pseudonyms(store, start, pseudonymiser)
+        previous = _resumed(store, start)
+        ctx = RunContext(
+            settings,
+            store,
+            VIEWS,
+            inputs={
+                "data_dir": data_dir,
+                "out": out,
+                "fmt": fmt,
+                "allowlist": allow,
+                "pseudonymiser": pseudonymiser,
+                "publication": publication,
+            },
+        )
+        began = time.perf_counter()
+        reused = _reuse(previous, start, ctx)
+        reports = reused + run_stages(RUN_STAGES, ctx, start=start)
+        export: ExportResult = ctx.inputs["export"]
+        manifest = _manifest(ctx, reports, previous, time.perf_counter() - began)
+        _commit(publication, store, export, manifest)
     logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
     return RunResult(store.root, export, manifest)
 
@@ -372,6 +395,82 @@ def _check_resumed_pseudonyms(
             f"{store.root}: its observations were made {what}; resume with the same "
             "run.pseudonymise and key, or start from normalise"
         )
+
+
+def _commit(
+    publication: Publication, store: RunDirectory, export: ExportResult, manifest: dict[str, Any]
+) -> None:
+    """Write the export's manifest and the run's, then publish the export and its manifest
+    in one atomic step; or, when the list would shrink too far, keep the previous one."""
+    refusal = publication.refusal(export)
+    settings = manifest["settings"]["run"]
+    write_export_manifest(
+        export,
+        publication,
+        {
+            "filters": {"actions": list(settings["actions"]), "min_score": settings["min_score"]},
+            "run_dir": str(_located(store.root)),
+            "run": manifest,
+            **publication.record(),
+        },
+    )
+    manifest["export"] = {
+        "file": str(_located(export.path)),
+        "rows": export.rows,
+        "sha256": export.sha256,
+        "published": refusal is None,
+    }
+    if refusal is not None:
+        manifest["export"]["refused"] = refusal
+    # The run directory is finished before its export is published: a published list's
+    # run directory always explains it.
+    store.write_json("manifest", manifest)
+    if refusal is not None:
+        raise ShrinkRefused(
+            f"{refusal} (the run is saved in {store.root}; with --from export it is not recomputed)"
+        )
+    publication.commit()
+
+
+def _located(path: Path) -> Path:
+    """``path`` with its directory resolved and its own name kept (an export's name is a
+    symbolic link into its committed version: naming the link, not the version)."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _check_outputs(
+    out: Path, store: RunDirectory, data_dir: Path | None, *, writes_run_dir: bool = True
+) -> None:
+    """Refuse outputs that would overwrite the input or the run's own artefacts, or that
+    cannot be written, before any work starts.
+
+    Raises
+    ------
+    OutputError
+        Naming the path and the reason.
+    """
+    if data_dir is not None and data_dir.is_dir():
+        data = Path(os.path.realpath(data_dir))
+        for option, where in (
+            ("--out", _located(out)),
+            ("--run-dir", Path(os.path.realpath(store.root))),
+        ):
+            if where == data or where.is_relative_to(data):
+                path = out if option == "--out" else store.root
+                raise OutputError(
+                    f"{path}: {option} lies inside the input data directory {data_dir}; "
+                    "write outputs outside it"
+                )
+        if store.owns(data_dir):
+            raise OutputError(
+                f"{data_dir}: the input data directory lies inside the run directory "
+                f"{store.root}, whose files a run replaces"
+            )
+    if store.owns(out):
+        raise OutputError(f"{out}: --out is an artefact of the run directory {store.root}")
+    ExportLocation(out).check_writable()
+    if writes_run_dir:
+        store.check_writable()
 
 
 def _resumed(store: RunDirectory, start: str | None) -> dict[str, Any] | None:
@@ -610,6 +709,7 @@ def export_run(
     fmt: str | None = None,
     min_score: float | None = None,
     actions: Iterable[str] | None = None,
+    allow_shrink: bool = False,
 ) -> ExportResult:
     """Re-export the takedown list of a saved run, without recomputing anything.
 
@@ -625,6 +725,9 @@ def export_run(
         Keep rows whose (rounded) score is at least this; default the run's setting.
     actions : iterable of str, optional
         Actions to keep; default the run's setting (suspend and review).
+    allow_shrink : bool, default False
+        Replace a previous list at ``out`` however much smaller the new one is (otherwise
+        the run's ``run.shrink_floor`` applies).
 
     Returns
     -------
@@ -634,9 +737,23 @@ def export_run(
     ------
     InputError
         When the run directory is missing or incomplete, or a filter is invalid.
+    OutputError
+        When ``out`` lies inside the run's data directory or is one of the run directory's
+        artefacts, is a directory, or cannot be written; ``ShrinkRefused`` when the list
+        would shrink too far.
+    OutputBusy
+        When another process is writing ``out``.
     """
     store = RunDirectory.open(run_dir)
     manifest = store.read_json("manifest")
+    export_format(out, fmt)
+    data_dir = manifest.get("data_dir")
+    _check_outputs(
+        Path(out),
+        store,
+        Path(data_dir) if isinstance(data_dir, str) else None,
+        writes_run_dir=False,
+    )
     run_settings = manifest.get("settings", {}).get("run", {})
     chosen_actions = (
         list(actions) if actions else list(run_settings.get("actions", ["suspend", "review"]))
@@ -660,6 +777,8 @@ def export_run(
             "run_dir": str(store.root.resolve()),
             "run": manifest,
         },
+        shrink_floor=float(run_settings.get("shrink_floor", RunSettings().shrink_floor)),
+        allow_shrink=allow_shrink,
     )
 
 

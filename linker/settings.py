@@ -388,8 +388,17 @@ class RunSettings:
     (:mod:`linker.pseudonyms`; the key comes from the environment variable
     ``LINKER_PSEUDONYM_KEY`` only)."""
 
+    shrink_floor: float = 0.5
+    """A new takedown list may not replace the previous one at ``--out`` when it has fewer
+    rows, or fewer ``suspend`` rows, than this share of the previous list's (each compared
+    only when the previous list had some): the run stops with exit code 2 and the previous
+    list is kept, unless ``--allow-shrink``. Relative, so it means the same for a list of 50
+    rows and of 50,000; a list that empties is always caught. 0 turns the check off."""
+
     def problems(self) -> list[str]:
         found = []
+        if not 0.0 <= self.shrink_floor <= 1.0:
+            found.append(f"run.shrink_floor must be in [0, 1], not {self.shrink_floor}")
         bad = [a for a in self.actions if a not in ("suspend", "review", "none")]
         if bad:
             found.append(f"run.actions must be suspend, review or none, not {', '.join(bad)}")

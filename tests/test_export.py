@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from linker import export
 from linker.engine import RunDirectory
-from linker.errors import InputError
+from linker.errors import InputError, LinkerError
 from linker.export import EXPORT_COLUMNS, takedown_frame, write_export
 from linker.pipeline import export_run
 
@@ -129,12 +130,19 @@ def test_interrupted_write_leaves_previous_file(tmp_path: Path, monkeypatch) -> 
         raise OSError("disk full")
 
     monkeypatch.setitem(export._WRITERS, "csv", crash_midway)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(LinkerError, match=r"disk full.*previous list is kept"):
         write_export(takedown_frame(_scores(), actions=["review"]), out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".takedown.csv.d",
         "takedown.csv",
         "takedown.csv.manifest.json",
+    ]
+    # Only the committed version is left: the failed one was removed with its temporary file.
+    assert sorted(p.name for p in (tmp_path / ".takedown.csv.d").iterdir()) == [
+        "current",
+        os.readlink(tmp_path / ".takedown.csv.d" / "current"),
+        "lock",
     ]
 
 

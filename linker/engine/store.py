@@ -28,6 +28,10 @@ import io
 import json
 import logging
 import os
+import re
+import secrets
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,9 +43,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from linker.cells import neutralise_columns
-from linker.errors import InputError, LinkerError
+from linker.errors import InputError, LinkerError, OutputError
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.files import file_sha256
+from linker.io.locking import OutputLock
 
 if TYPE_CHECKING:
     from linker.io.validate import ValidationResult
@@ -50,6 +55,7 @@ __all__ = [
     "CATALOGUE",
     "Artefact",
     "ArtefactStore",
+    "ExportLocation",
     "Filter",
     "MemoryStore",
     "RunDirectory",
@@ -123,6 +129,18 @@ CATALOGUE: dict[str, Artefact] = _catalogue(
 """Every artefact a run can write, by name."""
 
 QUARANTINE_DIR = "quarantine"
+
+LOCK_FILE = ".lock"
+"""The lock file a run holds in its run directory."""
+
+_SUBDIRS: tuple[str, ...] = (
+    *sorted({str(Path(a.path).parent) for a in CATALOGUE.values()} - {"."}),
+    QUARANTINE_DIR,
+)
+"""Folders of a run directory whose files a run writes."""
+
+_TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
+"""A temporary file of :func:`linker.io.atomic.atomic_path` (``.<name>.XXXXXXXX.tmp``)."""
 
 
 def _artefact(name: str) -> Artefact:
@@ -411,6 +429,66 @@ class RunDirectory(ArtefactStore):
         for name in names:
             self._path(name).unlink(missing_ok=True)
 
+    def lock(self) -> OutputLock:
+        """The lock a run holds on this directory while it writes (``RUN_DIR/.lock``)."""
+        return OutputLock(self.root / LOCK_FILE, f"run directory {self.root}")
+
+    def check_writable(self) -> None:
+        """Create the directory if needed and prove a file can be written in it.
+
+        Raises
+        ------
+        OutputError
+            When it is not a directory, cannot be created, or refuses a new file.
+        """
+        if os.path.lexists(self.root) and not self.root.is_dir():
+            raise OutputError(f"{self.root}: run directory is not a directory")
+        _probe_directory(self.root, f"run directory {self.root}", ".probe.")
+
+    def owns(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is one of this directory's artefacts, or lies in a folder whose
+        files a run replaces (``tables/``, ``quarantine/``)."""
+        target = _located(path)
+        root = _located(self.root)
+        if any(target == _located(self._path(name)) for name in CATALOGUE):
+            return True
+        return any(target == root / sub or target.is_relative_to(root / sub) for sub in _SUBDIRS)
+
+    def clean_stale(self) -> list[Path]:
+        """Delete the temporary files that writers of an interrupted run left behind
+        (``.<artefact>.XXXXXXXX.tmp`` beside each artefact). Call it holding :meth:`lock`.
+
+        Returns
+        -------
+        list of Path
+            The files removed.
+        """
+        removed: list[Path] = []
+        for sub in ("", *_SUBDIRS):
+            folder = self.root / sub
+            if not folder.is_dir():
+                continue
+            names = {
+                Path(a.path).name
+                for a in CATALOGUE.values()
+                if str(Path(a.path).parent) == (sub or ".")
+            }
+            for entry in folder.iterdir():
+                match = _TEMP_NAME.match(entry.name)
+                if match is None or not entry.is_file() or entry.is_symlink():
+                    continue
+                stem = match.group(1)
+                if (
+                    stem in names
+                    or stem == "probe"
+                    or (sub == QUARANTINE_DIR and stem.endswith(".csv"))
+                ):
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        if removed:
+            logger.info("removed %d stale temporary file(s) from %s", len(removed), self.root)
+        return removed
+
 
 VALIDATED_TABLES: tuple[str, ...] = ("accounts", "payments", "events", "labels")
 """The input tables validation writes, in contract order."""
@@ -441,3 +519,237 @@ def save_validation(store: ArtefactStore, result: ValidationResult) -> None:
     if result.observations is not None:
         store.write("observations", result.observations)
     store.write_json("validation", result.report(), sort_keys=False)
+
+
+def _located(path: str | os.PathLike[str]) -> Path:
+    """``path`` with its directory resolved (symbolic links, ``..``) and its own name kept:
+    where a write to ``path`` lands, for comparing locations."""
+    path = Path(path)
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _probe_directory(directory: Path, what: str, prefix: str) -> None:
+    """Create ``directory`` (and its parents) and write and delete a file in it.
+
+    Raises
+    ------
+    OutputError
+        Naming ``what``, the directory and why it cannot take a new file.
+    """
+    existing = directory
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if os.path.lexists(existing) and not existing.is_dir():
+        raise OutputError(f"{what}: cannot create {directory}: {existing} is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{what}: cannot create the directory {directory} ({_reason(exc)})"
+        ) from None
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot write in {directory} ({_reason(exc)})") from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ExportLocation:
+    """Where a takedown list and its manifest live, and how a new pair is published.
+
+    Layout, for ``out = DIR/takedown.csv``::
+
+        DIR/takedown.csv                -> .takedown.csv.d/current/takedown.csv
+        DIR/takedown.csv.manifest.json  -> .takedown.csv.d/current/takedown.csv.manifest.json
+        DIR/.takedown.csv.d/current     -> g-XXXXXXXX      (the committed generation)
+        DIR/.takedown.csv.d/g-XXXXXXXX/ the export and its manifest
+        DIR/.takedown.csv.d/lock        held by the process writing the export
+
+    The two names a reader opens are symbolic links through ``current``; a new pair is written
+    into a new generation directory (:meth:`stage`) and published by replacing ``current`` in
+    one atomic rename (:meth:`commit`), so the export and its manifest are always a pair, the
+    old one or the new one, whenever the writer is stopped. An export written by an earlier
+    version (two regular files) is first moved into a generation of its own, in steps that
+    each leave it readable and unchanged.
+
+    Parameters
+    ----------
+    out : str or Path
+        The export file's path (``--out``).
+    """
+
+    def __init__(self, out: str | os.PathLike[str]) -> None:
+        self.out = Path(out)
+        self.manifest = self.out.with_name(self.out.name + ".manifest.json")
+        self.home = self.out.with_name(f".{self.out.name}.d")
+        self.current = self.home / "current"
+        self.lock_file = self.home / "lock"
+
+    def __repr__(self) -> str:
+        return f"ExportLocation({str(self.out)!r})"
+
+    def lock(self) -> OutputLock:
+        """The lock a writer of this export holds from its checks to its commit."""
+        return OutputLock(self.lock_file, str(self.out))
+
+    def check_writable(self) -> None:
+        """Refuse an ``out`` that is a directory or a special file, or whose directory
+        cannot be created or written.
+
+        Raises
+        ------
+        OutputError
+        """
+        out = self.out
+        if out.is_dir():
+            raise OutputError(f"{out}: is a directory; --out names the file to write")
+        if os.path.lexists(out) and not out.is_symlink() and not out.is_file():
+            raise OutputError(f"{out}: exists and is not a regular file; it is not replaced")
+        _probe_directory(out.parent, str(out), f".{out.name}.")
+
+    def _links(self) -> dict[Path, str]:
+        """The two published names and the link each must hold."""
+        return {
+            self.out: f"{self.home.name}/current/{self.out.name}",
+            self.manifest: f"{self.home.name}/current/{self.manifest.name}",
+        }
+
+    def committed(self) -> str | None:
+        """The name of the committed generation, or ``None``."""
+        try:
+            return os.readlink(self.current)
+        except OSError:
+            return None
+
+    def committed_manifest(self) -> dict[str, Any] | None:
+        """The published manifest (of this layout or an earlier one), or ``None`` when there
+        is none or it is unreadable."""
+        try:
+            data = json.loads(self.manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def clean_stale(self) -> list[Path]:
+        """Delete what an interrupted writer left: generations never committed, half-made
+        links, temporary files beside the export. Call it holding :meth:`lock`.
+
+        Returns
+        -------
+        list of Path
+            What was removed.
+        """
+        removed: list[Path] = []
+        keep = self.committed()
+        if self.home.is_dir():
+            for entry in self.home.iterdir():
+                if entry.name.startswith("g-") and entry.name != keep and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+                elif (match := _TEMP_NAME.match(entry.name)) and match.group(1) == "current":
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        names = {self.out.name, self.manifest.name}
+        if self.out.parent.is_dir():
+            for entry in self.out.parent.iterdir():
+                match = _TEMP_NAME.match(entry.name)
+                if match and match.group(1) in names and not entry.is_dir():
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        if removed:
+            logger.info(
+                "removed %d stale file(s) of an interrupted export of %s", len(removed), self.out
+            )
+        return removed
+
+    def stage(self) -> Path:
+        """A new, empty generation directory: write the export and its manifest into it
+        under their own names (:meth:`staged`), then :meth:`commit` it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix="g-", dir=self.home))
+        os.chmod(stage, 0o777 & ~_umask())
+        return stage
+
+    def staged(self, stage: Path) -> tuple[Path, Path]:
+        """Where the export and its manifest go in a staged generation."""
+        return stage / self.out.name, stage / self.manifest.name
+
+    def discard(self, stage: Path) -> None:
+        """Remove a staged generation that will not be committed."""
+        if stage.name != self.committed():
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def commit(self, stage: Path) -> None:
+        """Publish a staged generation: one atomic rename of ``current``; then remove the
+        generations it replaced."""
+        self._adopt_earlier_files()
+        for path, target in self._links().items():
+            if not os.path.lexists(path):
+                _replace_with_link(path, target)
+        _replace_with_link(self.current, stage.name)
+        for entry in self.home.iterdir():
+            if entry.name.startswith("g-") and entry.name != stage.name and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+        logger.debug("committed %s as %s", self.out, stage.name)
+
+    def _adopt_earlier_files(self) -> None:
+        """Turn published files that are not this layout's links into a generation of their
+        own, without changing what a reader sees at any step."""
+        links = self._links()
+        foreign = [p for p, t in links.items() if os.path.lexists(p) and not _is_link_to(p, t)]
+        if not foreign:
+            return
+        adopted = self.stage()
+        for path in links:
+            if path.exists():  # the content a reader sees now, through whichever link
+                shutil.copyfile(path, adopted / path.name)
+                with open(adopted / path.name, "rb+") as handle:
+                    os.fsync(handle.fileno())
+        _fsync_directory(adopted)
+        _replace_with_link(self.current, adopted.name)
+        for path in foreign:
+            _replace_with_link(path, links[path])
+        logger.info("moved the earlier export %s into %s", self.out, adopted)
+
+
+def _is_link_to(path: Path, target: str) -> bool:
+    try:
+        return os.readlink(path) == target
+    except OSError:
+        return False
+
+
+def _replace_with_link(path: Path, target: str) -> None:
+    """Make ``path`` a symbolic link to ``target`` in one atomic rename."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    os.symlink(target, temporary)
+    try:
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

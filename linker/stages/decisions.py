@@ -110,8 +110,11 @@ def decide(ctx: RunContext) -> Mapping[str, Any]:
 
 
 def export(ctx: RunContext) -> Mapping[str, Any]:
-    """Write the takedown list (``ctx.inputs["out"]``); its manifest follows the run's."""
+    """Write the takedown list into the run's publication (``ctx.inputs["publication"]``);
+    it is published, with its manifest, when the run commits."""
     run = ctx.settings.run
     frame = takedown_frame(ctx.frame("scores"), actions=run.actions, min_score=run.min_score)
-    ctx.inputs["export"] = write_export_file(frame, ctx.inputs["out"], fmt=ctx.inputs.get("fmt"))
+    ctx.inputs["export"] = write_export_file(
+        frame, ctx.inputs["publication"], fmt=ctx.inputs.get("fmt")
+    )
     return {}
