@@ -114,6 +114,7 @@ def _survivors(result: ValidationResult, clean: ValidationResult, table: str) ->
 def test_fuzzed_csv_keeps_every_good_row(data: st.DataObject, clean: ValidationResult) -> None:
     mixed: dict[str, list[str]] = {}
     bad: list[str] = []
+    quoted_in: dict[str, int] = {}
     for table in TABLES:
         lines = _good_lines(table)
         insertions = data.draw(
@@ -126,6 +127,7 @@ def test_fuzzed_csv_keeps_every_good_row(data: st.DataObject, clean: ValidationR
         for position, line in sorted(insertions, reverse=True):
             lines.insert(position, line)
             bad.append(line)
+        quoted_in[table] = sum('"' in line for _, line in insertions)
         mixed[table] = lines
     crlf = data.draw(st.booleans(), label="CRLF")
     with tempfile.TemporaryDirectory() as directory:
@@ -139,8 +141,13 @@ def test_fuzzed_csv_keeps_every_good_row(data: st.DataObject, clean: ValidationR
             )
         except InputError as exc:
             # Only a table that lost every row may stop it; the good rows make that impossible
-            # for accounts, and for the others their accounts survive.
+            # for accounts, and for the others their accounts survive. Except the documented
+            # stray-quote case: two quoted bad lines in accounts.csv make every good line
+            # between them one quoted field (quarantined, not lost), so the accounts of the
+            # other tables are gone and one of those tables loses every row.
             assert "\n" not in str(exc)
+            if quoted_in["accounts"] >= 2 and "is not in accounts.csv" in str(exc):
+                return
             pytest.fail(f"a dataset with good rows in every table was rejected: {exc}")
         _assert_counts(result)
         quoted_lines = sum('"' in line for line in bad)
