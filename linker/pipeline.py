@@ -12,6 +12,8 @@ artefacts are drawn in ``docs/architecture.md``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import time
@@ -537,7 +539,10 @@ def _manifest(
             for t in tables.values()
         }
     )
+    settings = ctx.settings.to_dict()
     return {
+        "run_id": run_identity(inputs, settings, allow.sha256 if allow is not None else None),
+        "as_of": facts.get("as_of"),
         "linker_version": __version__,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_dir": str(data_dir.resolve()) if previous is None else previous["data_dir"],
@@ -551,7 +556,7 @@ def _manifest(
             "matched": facts.get("allowlisted", 0),
             "spared": facts.get("spared_by_allowlist", 0),
         },
-        "settings": ctx.settings.to_dict(),
+        "settings": settings,
         "counts": counts,
         "problems": [p["line"] for p in validation["problems"][:100]],
         "quarantine": {n: t["quarantine"] for n, t in tables.items() if t.get("quarantine")},
@@ -562,6 +567,22 @@ def _manifest(
             "total": round(seconds, 3),
         },
     }
+
+
+def run_identity(
+    inputs: dict[str, dict[str, Any]], settings: dict[str, Any], allowlist_sha256: str | None
+) -> str:
+    """A run's id: 16 hex digits of SHA-256 over what decides its result (the input files'
+    hashes, the settings, the allow-list and linker's version), so the same run repeated
+    has the same id and any change to its inputs gives another."""
+    content = {
+        "inputs": {name: entry["sha256"] for name, entry in sorted(inputs.items())},
+        "settings": settings,
+        "allowlist": allowlist_sha256,
+        "linker_version": __version__,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()[:16]
 
 
 def _artefacts(store: ArtefactStore) -> dict[str, str]:

@@ -288,6 +288,28 @@ def _cluster_warnings(
     return warnings
 
 
+def _account_reasons(
+    inputs: EvidenceInputs,
+    values: dict[str, SignalValues],
+    action: np.ndarray,
+    ties: PeerTies | None,
+    cluster_id: np.ndarray,
+    cluster_size: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every flagged account's reasons and reason codes (empty for the others); accounts
+    suspended through ties to suspended members name those ties first."""
+    flagged = np.flatnonzero(action != "none")
+    reasons = np.full(inputs.n_accounts, "", dtype=object)
+    codes = np.full(inputs.n_accounts, "", dtype=object)
+    reasons[flagged], codes[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
+    if ties is not None and ties.promoted.any():
+        promoted = np.flatnonzero(ties.promoted)
+        peer_text, peer_codes = _peer_reasons(inputs, ties, promoted)
+        reasons[promoted] = peer_text + "; " + reasons[promoted]
+        codes[promoted] = join_codes(peer_codes, codes[promoted])
+    return reasons, codes
+
+
 def score(ctx: RunContext) -> Mapping[str, Any]:
     """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
     settings = ctx.settings.link
@@ -323,15 +345,7 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
     cluster_id[clustered] = label[cluster_of[clustered]]
     cluster_size = np.zeros(inputs.n_accounts, dtype=np.int64)
     cluster_size[clustered] = size[cluster_of[clustered]]
-    flagged = np.flatnonzero(action != "none")
-    reasons = np.full(inputs.n_accounts, "", dtype=object)
-    codes = np.full(inputs.n_accounts, "", dtype=object)
-    reasons[flagged], codes[flagged] = _reasons(inputs, values, flagged, cluster_id, cluster_size)
-    if ties is not None and ties.promoted.any():
-        promoted = np.flatnonzero(ties.promoted)
-        peer_text, peer_codes = _peer_reasons(inputs, ties, promoted)
-        reasons[promoted] = peer_text + "; " + reasons[promoted]
-        codes[promoted] = join_codes(peer_codes, codes[promoted])
+    reasons, codes = _account_reasons(inputs, values, action, ties, cluster_id, cluster_size)
     scores = pd.DataFrame(
         {
             "account_id": pd.array(ids, dtype="string"),

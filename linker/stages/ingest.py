@@ -188,7 +188,25 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
     tables = {
         k: canonical_rows(v, ROW_KEYS[k]) if k in ROW_KEYS else v for k, v in result.tables.items()
     }
+    as_of = _latest_timestamp(tables)
+    if as_of is not None:
+        ctx.note(as_of=as_of)
     return {**tables, "validation": result.report()}
+
+
+def _latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> str | None:
+    """The latest time the accepted data speaks of (signups, payments, events), in ISO 8601
+    UTC: how recent a run's picture is, so that runs over a growing warehouse can be ordered."""
+    when = (("accounts", "created_at"), ("payments", "added_at"), ("events", "ts"))
+    latest = [
+        tables[table][column].max()
+        for table, column in when
+        if table in tables and column in tables[table].columns and len(tables[table])
+    ]
+    found = [t for t in latest if t is not None and not pd.isna(t)]
+    if not found:
+        return None
+    return str(pd.Timestamp(max(found)).tz_convert("UTC").isoformat())
 
 
 def normalise(ctx: RunContext) -> Mapping[str, Any]:
