@@ -58,7 +58,7 @@ from linker.graph.bursts import burst_window
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.validate import ValidationResult, validate_dataset
 from linker.observations import build_observations
-from linker.pseudonyms import Pseudonymiser
+from linker.pseudonyms import KEY_ENV, Pseudonymiser
 from linker.reasons import format_codes
 from linker.settings import Settings, load_settings
 
@@ -640,12 +640,10 @@ def _run_pseudonymiser(
     if recorded is not None and pseudonymiser.key_id != recorded:
         raise InputError(
             f"{root}: the run was pseudonymised with another key (key id {recorded}) than "
-            f"the one in {_KEY_ENV}; new accounts cannot be matched against it"
+            f"the one in {KEY_ENV}; new accounts cannot be matched against it"
         )
     return pseudonymiser
 
-
-_KEY_ENV = "LINKER_PSEUDONYM_KEY"
 
 
 def _member_values(store: RunDirectory, member_ids: np.ndarray) -> pd.DataFrame:

@@ -233,3 +233,21 @@ def test_the_burst_window_follows_the_data_not_a_constant() -> None:
     assert (kth_gaps(times, 5) > 0).all()
     assert burst_window(times[:5], 5) > 0  # fewer members than k: the k falls to n - 1
     assert burst_window(times[:1], 5) == 0.0
+
+
+def test_a_run_without_flagged_clusters_flags_nobody(
+    held_out: dict[str, Path], tmp_path: Path
+) -> None:
+    benign = tmp_path / "benign"
+    benign.mkdir()
+    labels = pd.read_csv(held_out["labels"], dtype=str, keep_default_na=False)
+    innocent = set(labels[labels["ring_id"] == ""]["account_id"])
+    for table in TABLES:
+        frame = pd.read_csv(held_out["new"] / f"{table}.csv", dtype=str, keep_default_na=False)
+        frame[frame["account_id"].isin(innocent)].to_csv(benign / f"{table}.csv", index=False)
+    done = run(benign, tmp_path / "t.csv")
+    assert done.counts["suspend"] == done.counts["review"] == 0
+    index = ScoringIndex.load(tmp_path / "t.run")
+    assert index.cluster_ids == []
+    scores = score_accounts(held_out["new"], tmp_path / "t.run").scores
+    assert (scores["action"] == "none").all() and scores["cluster_id"].isna().all()
