@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from linker import kinds
 from linker.cells import neutralise_columns
 from linker.engine import RunDirectory
-from linker.errors import InputError, SettingsError
+from linker.errors import InputError, OutputError, SettingsError
 from linker.graph.bursts import burst_window
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.validate import ValidationResult, validate_dataset
@@ -645,7 +645,6 @@ def _run_pseudonymiser(
     return pseudonymiser
 
 
-
 def _member_values(store: RunDirectory, member_ids: np.ndarray) -> pd.DataFrame:
     """The linkable values the flagged members hold: ``account_id``, ``kind``, ``value``,
     ``weight`` (positive weight, not public)."""
@@ -883,12 +882,16 @@ def score_accounts(
     InputError
         For a file-level problem of the new data, rejected rows with ``on_error='fail'``,
         or a run directory that is not a finished run (one line each).
+    OutputError
+        When ``out`` is an artefact of the run directory or lies in one of its folders.
 
     Notes
     -----
     Validation O(rows), loading O(run's accounts + flagged members' observations), scoring
     as :meth:`ScoringIndex.score`.
     """
+    if out is not None and RunDirectory(against).owns(out):
+        raise OutputError(f"{out}: lies in the run directory {against}; write the scores elsewhere")
     began = time.perf_counter()
     index = ScoringIndex.load(against, environ=environ)
     loaded = time.perf_counter()

@@ -201,6 +201,15 @@ def test_a_directory_without_a_finished_run_is_refused_in_one_line(
     assert len(done.output.strip().splitlines()) == 1
 
 
+def test_an_output_inside_the_run_directory_is_refused(held_out: dict[str, Path]) -> None:
+    target = held_out["run"] / "scores.parquet"
+    before = target.read_bytes()
+    args = ["score", str(held_out["new"]), "--against", str(held_out["run"]), "--out", str(target)]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 2 and "lies in the run directory" in done.output
+    assert target.read_bytes() == before
+
+
 def test_a_pseudonymised_run_needs_its_key(
     held_out: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
