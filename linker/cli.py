@@ -421,6 +421,49 @@ def expand_command(
     click.echo(f"wrote {out} ({len(ranked):,} accounts)")
 
 
+@cli.command("score")
+@click.argument("new_accounts", type=click.Path(path_type=Path))
+@click.option(
+    "--against",
+    "run_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A finished run directory (`linker run`'s) to score the new accounts against.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every new account's score here (CSV); rejected rows go to OUT.quarantine/.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["quarantine", "fail"]),
+    help="Quarantine rejected rows and go on, or stop with exit code 2 [default: the run's].",
+)
+def score_command(
+    new_accounts: Path, run_dir: Path, out: Path | None, on_error: str | None
+) -> None:
+    """Score the new accounts in NEW_ACCOUNTS against a finished run, without a run.
+
+    NEW_ACCOUNTS is a data directory in the input contract (accounts; payments and events
+    optional). Each account is matched against the run's flagged clusters: values it shares
+    with their flagged members (weighted as the run weighed them) and signups inside their
+    bursts; it gets a score, an action and reasons naming the values and members
+    (docs/score.md). Prints the flagged ones, or writes all of them to --out.
+    """
+    from linker.signup import score_accounts
+
+    result = score_accounts(new_accounts, run_dir, out=out, on_error=on_error)
+    for problem in result.validation.problems:
+        click.echo(terminal_text(str(problem), one_line=True), err=True)
+    if out is None:
+        flagged = result.scores[result.scores["action"] != "none"]
+        for row in flagged.itertuples(index=False):
+            line = f"{row.account_id}\t{row.cluster_id}\t{row.score:.4f}\t{row.action}\t"
+            click.echo(terminal_text(line + str(row.reason_codes), one_line=False))
+    click.echo(result.render(), err=out is None)
+
+
 @cli.command("evaluate")
 @click.option(
     "--labels",
