@@ -20,7 +20,6 @@ that run's state instead of recomputing it from all rows. These are the pure par
 from __future__ import annotations
 
 import logging
-
 from typing import Any
 
 import numpy as np
@@ -144,8 +143,13 @@ def add_counts(previous: pd.DataFrame, new_pairs: pd.DataFrame) -> pd.DataFrame:
     index = pd.MultiIndex.from_arrays(
         [previous["kind"].astype("string"), previous["value"].astype("string")]
     )
-    per.index = per.index.set_levels([lvl.astype("string") for lvl in per.index.levels])
-    at = index.get_indexer(per.index)
+    wanted = pd.MultiIndex.from_arrays(
+        [
+            per.index.get_level_values(0).astype("string"),
+            per.index.get_level_values(1).astype("string"),
+        ]
+    )
+    at = index.get_indexer(wanted)
     counts = previous["n_accounts"].to_numpy(np.int64).copy()
     touched = np.zeros(len(previous), dtype=bool)
     known = at >= 0
@@ -335,7 +339,7 @@ def repartition_touched(
     facts = {
         "nodes": int(used.sum()),
         "nodes_repartitioned": int(redo.sum()),
-        "components_repartitioned": int(len(np.unique(component[redo]))),
+        "components_repartitioned": len(np.unique(component[redo])),
     }
     return membership, facts
 
@@ -386,7 +390,7 @@ def update_behaviour(
     """
     ids = accounts["account_id"].astype("string")
     touched = np.asarray(touched, dtype=bool)
-    at = pd.Index(previous["account_id"].astype("string")).get_indexer(ids)
+    at = pd.Index(previous["account_id"].astype("string")).get_indexer(pd.Index(ids))
     if ((at < 0) & ~touched).any():
         raise ValueError("every account without previous features must be touched")
     rows = np.flatnonzero(touched)

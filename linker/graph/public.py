@@ -200,7 +200,7 @@ def public_values(
     rounds: int = 5,
     seed: int = 42,
     only: np.ndarray | None = None,
-    previous: PublicTest | None = None,
+    prior: PublicTest | None = None,
 ) -> PublicTest:
     """Which linkable identifiers are public: shared by accounts not otherwise tied.
 
@@ -231,8 +231,8 @@ def public_values(
     seed : int, default 42
     only : numpy.ndarray of bool, optional
         Test only these identifiers (``linker update``: those whose holders changed); the
-        others keep their outcome in ``previous``.
-    previous : PublicTest, optional
+        others keep their outcome in ``prior``.
+    prior : PublicTest, optional
         The outcome kept for the identifiers outside ``only`` (required with it).
 
     Returns
@@ -267,11 +267,11 @@ def public_values(
     public = np.zeros(n_ident, dtype=bool)
     fixed = np.zeros(n_ident, dtype=bool)
     if only is not None:
-        if previous is None:
-            raise ValueError("public_values(only=...) needs the previous outcome")
+        if prior is None:
+            raise ValueError("public_values(only=...) needs the prior outcome")
         tested &= np.asarray(only, dtype=bool)
-        fixed = np.asarray(previous.public, dtype=bool) & ~tested
-        cohesion = np.where(tested, np.nan, previous.cohesion)
+        fixed = np.asarray(prior.public, dtype=bool) & ~tested
+        cohesion = np.where(tested, np.nan, prior.cohesion)
         public = fixed.copy()
     csc = incidence.tocsc()
     for round_ in range(rounds):

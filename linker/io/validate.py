@@ -820,7 +820,9 @@ def _check_known(ids: pa.Array, empty: np.ndarray, known: pa.Array) -> list[_Fin
             "duplicate_id",
             "account_id",
             seen,
-            _values_reason(ids, lambda v: f"account_id {v} is already an account of the previous run"),
+            _values_reason(
+                ids, lambda v: f"account_id {v} is already an account of the previous run"
+            ),
         )
     ]
 

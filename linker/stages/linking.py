@@ -234,7 +234,7 @@ def public_test(
         sample=settings.public_sample,
         seed=ctx.seed,
         only=only,
-        previous=previous,
+        prior=previous,
     )
 
 

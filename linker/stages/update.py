@@ -84,7 +84,9 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
         observations=False,
         known_accounts=pa.array(known.astype(str).to_numpy(), pa.large_string()),
     )
-    repeated = [p for p in result.problems if p.table == "accounts" and PREVIOUS_ACCOUNT in p.reason]
+    repeated = [
+        p for p in result.problems if p.table == "accounts" and PREVIOUS_ACCOUNT in p.reason
+    ]
     if repeated:
         raise InputError(f"{repeated[0]}; `linker update` takes accounts opened since then only")
     new, report = accepted_tables(ctx, result)
@@ -112,7 +114,9 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
         [delta[t]["account_id"] for t in ("payments", "events") if t in delta], ignore_index=True
     ).astype("string")
     old = ctx.frame("accounts", columns=["account_id", "created_at"])
-    old = old[old["account_id"].isin(referred.unique()) & ~old["account_id"].isin(fresh["account_id"])]
+    old = old[
+        old["account_id"].isin(referred.unique()) & ~old["account_id"].isin(fresh["account_id"])
+    ]
     # Old accounts only lend their signup time to their new payments and events: their own
     # attributes are in the previous observations already.
     accounts = pd.concat([fresh, old.reindex(columns=fresh.columns)], ignore_index=True)
