@@ -95,8 +95,11 @@ def merge_observations(
     columns = list(previous.columns)
     if new.empty:
         return previous, new[_KEY].iloc[0:0]
-    at = _keys(previous).get_indexer(_keys(new))
-    seen = at >= 0
+    # Only the previous rows of accounts the new rows speak of can match: index those alone.
+    mine = np.flatnonzero(previous["account_id"].isin(new["account_id"].unique()).to_numpy(bool))
+    found = _keys(previous.iloc[mine]).get_indexer(_keys(new))
+    seen = found >= 0
+    at = np.where(seen, mine[np.maximum(found, 0)], -1)
     merged = previous.copy() if seen.any() else previous
     if seen.any():
         rows = at[seen]
@@ -158,14 +161,12 @@ def add_counts(previous: pd.DataFrame, new_pairs: pd.DataFrame) -> pd.DataFrame:
     added = per[~known]
     return pd.DataFrame(
         {
-            "kind": pd.array(
-                [*previous["kind"].astype(str), *added.index.get_level_values(0).astype(str)],
-                dtype="string",
-            ),
-            "value": pd.array(
-                [*previous["value"].astype(str), *added.index.get_level_values(1).astype(str)],
-                dtype="string",
-            ),
+            "kind": pd.concat(
+                [previous["kind"], pd.Series(added.index.get_level_values(0))], ignore_index=True
+            ).astype("string"),
+            "value": pd.concat(
+                [previous["value"], pd.Series(added.index.get_level_values(1))], ignore_index=True
+            ).astype("string"),
             "n_accounts": np.r_[counts, added.to_numpy(np.int64)],
             "touched": np.r_[touched, np.ones(len(added), dtype=bool)],
         }
