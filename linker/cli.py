@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from linker import __version__, pipeline
+from linker import __version__, incremental, pipeline
 from linker.cells import terminal_text
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
@@ -281,6 +281,65 @@ def run_command(
         summary = load_run(result.run_dir)
         click.echo(f"loaded {summary.run_dir} into Neo4j in {summary.batches:,} batches")
         _echo_load_counts(summary.nodes, summary.relationships, summary.skipped)
+
+
+@cli.command("update")
+@click.argument("new_data", type=click.Path(path_type=Path))
+@click.option(
+    "--previous",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The previous run directory (of `linker run` or `linker update`); left unchanged.",
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The takedown list to write (.csv, .jsonl or .parquet).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="The new run directory [default: <export stem>.run beside the export]; not --previous.",
+)
+@click.option("--format", "fmt", type=_FORMAT_CHOICE, help="Export format [default: from --out].")
+@click.option(
+    "--allowlist",
+    type=click.Path(path_type=Path),
+    help="Another allow-list than the previous run's (kind,value lines, docs/pipeline.md).",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Replace the previous list at --out even when the new one is much smaller.",
+)
+def update_command(
+    new_data: Path,
+    previous: Path,
+    out: Path,
+    run_dir: Path | None,
+    fmt: str | None,
+    allowlist: Path | None,
+    allow_shrink: bool,
+) -> None:
+    """Add the rows in NEW_DATA that arrived since a previous run, and export the new list.
+
+    NEW_DATA holds the accounts opened since the previous run and the payments and events
+    that arrived since (docs/contract.md). The previous run's tables, observations,
+    identifier counts, behaviour features and communities are carried over and updated;
+    the settings are the previous run's (docs/incremental.md).
+    """
+    result = incremental.update(
+        new_data,
+        previous,
+        out,
+        run_dir=run_dir,
+        fmt=fmt,
+        allowlist=allowlist,
+        allow_shrink=allow_shrink,
+    )
+    click.echo(result.render())
 
 
 @cli.command("export")
