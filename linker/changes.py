@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "diff_runs",
     "evidence_version",
     "publish_changes",
+    "row_schema",
     "stable_cluster_ids",
     "write_change_file",
 ]
@@ -191,6 +193,27 @@ class RunState:
             "run_dir": str(self.root.resolve()) if self.root is not None else None,
             "as_of": self.manifest.get("as_of"),
         }
+
+
+def row_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema shipped with the package for a row of the takedown list
+    (``"takedown"``) or of the change list (``"change"``), as JSON Lines carries them.
+
+    Raises
+    ------
+    InputError
+        For another ``kind``.
+
+    Examples
+    --------
+    >>> row_schema("change")["$id"].endswith(SCHEMA_VERSION)
+    True
+    """
+    if kind not in ("takedown", "change"):
+        raise InputError(f"no row schema {kind!r} (takedown or change)")
+    text = resources.files("linker").joinpath(f"schemas/{kind}-row.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def stable_cluster_ids(
@@ -335,8 +358,8 @@ def change_frame(before: RunState | None, after: RunState) -> pd.DataFrame:
     was = _by_account(before.listed(), "action") if before is not None else pd.Series(dtype=object)
     accounts = sorted(set(now.index) | set(was.index))
     table = pd.DataFrame({"account_id": pd.Series(accounts, dtype=object)})
-    table["previous_action"] = table["account_id"].map(was).fillna("none")
-    table["action"] = table["account_id"].map(now).fillna("none")
+    table["previous_action"] = table["account_id"].map(was).astype(object).fillna("none")
+    table["action"] = table["account_id"].map(now).astype(object).fillna("none")
 
     def cluster(state: RunState | None) -> pd.Series:
         if state is None:
