@@ -549,6 +549,8 @@ class ChangeList:
     frame: pd.DataFrame
     run_id: str
     previous_run_id: str | None
+    sources: tuple[Path, ...] = ()
+    """The run directories compared (:meth:`write` never writes into them)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -580,6 +582,9 @@ class ChangeList:
             )
         if target.is_dir():
             raise OutputError(f"{target}: is a directory; --out names the file to write")
+        for root in self.sources:
+            if RunDirectory(root).owns(target):
+                raise OutputError(f"{target}: is an artefact of the run directory {root}")
         try:
             with atomic_path(target) as tmp:
                 write_change_file(self.frame, tmp, chosen)
@@ -598,4 +603,5 @@ def diff_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str]) -> C
         When a run directory is missing, unfinished or predates run ids.
     """
     before, after = RunState.open(run_a), RunState.open(run_b)
-    return ChangeList(change_frame(before, after), after.run_id, before.run_id)
+    sources = tuple(s.root for s in (before, after) if s.root is not None)
+    return ChangeList(change_frame(before, after), after.run_id, before.run_id, sources)

@@ -318,7 +318,8 @@ def run(
     Raises
     ------
     InputError
-        When the dataset, the allow-list, the export format or the stage is rejected (exit 2).
+        When the dataset, the allow-list, the export format, the stage or the previous run
+        is rejected (exit 2).
     OutputError
         Before any work, when ``out`` or the run directory lies inside ``data_dir``, ``out``
         is a directory, or either cannot be written (exit 2).

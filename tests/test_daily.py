@@ -328,6 +328,13 @@ def test_diff_rejects_a_missing_run_in_one_line(tmp_path: Path, runs: list[Publi
     result = CliRunner().invoke(cli, ["diff", str(tmp_path / "nope"), str(runs[0].run_dir)])
     assert result.exit_code == 2
     assert "run directory not found" in result.output and len(result.output.splitlines()) == 1
+    scores = runs[0].run_dir / "scores.parquet"
+    before = scores.read_bytes()
+    clobber = CliRunner().invoke(
+        cli, ["diff", str(runs[0].run_dir), str(runs[1].run_dir), "--out", str(scores)]
+    )
+    assert clobber.exit_code == 2 and "artefact of the run directory" in clobber.output
+    assert scores.read_bytes() == before
 
 
 def test_exported_and_change_rows_match_the_shipped_json_schemas(
