@@ -213,35 +213,32 @@ def _overlaps(
     """The (new, old) cluster pairs sharing carried-over accounts, with the overlap and
     both clusters' sizes and tie keys; and the previous clusters (size, number) by id."""
     clustered = cluster_of >= 0
-    new = pd.DataFrame(
-        {
-            "account_id": np.asarray(account_ids, dtype=object)[clustered].astype(str),
-            "new": cluster_of[clustered],
-        }
+    accounts = pd.Index(np.asarray(account_ids, dtype=object)[clustered])
+    new_of = cluster_of[clustered]
+    if not accounts.is_unique:
+        first = ~accounts.duplicated()
+        accounts, new_of = accounts[first], new_of[first]
+    old_ids = pd.Series(np.asarray(previous_cluster_ids, dtype=object), dtype=object)
+    known = old_ids.notna().to_numpy()
+    codes, uniques = pd.factorize(old_ids[known].astype(str), sort=True)
+    previous = pd.DataFrame(
+        {"size": np.bincount(codes, minlength=len(uniques)).astype(np.int64)},
+        index=pd.Index(uniques.astype(str), name="old"),
     )
-    old = pd.DataFrame(
-        {
-            "account_id": np.asarray(previous_account_ids, dtype=object),
-            "old": pd.Series(previous_cluster_ids, dtype=object),
-        }
-    ).dropna(subset=["old"])
-    old["account_id"] = old["account_id"].astype(str)
-    old["old"] = old["old"].astype(str)
-    previous = old.groupby("old").size().rename("size").to_frame()
     previous["number"] = [cluster_number(i) for i in previous.index]
-    new_size = np.bincount(new["new"].to_numpy(np.int64), minlength=n)
-    new_first = new.groupby("new")["account_id"].min()
-    pairs = (
-        new.merge(old, on="account_id", how="inner")
-        .groupby(["new", "old"], sort=True)
-        .size()
-        .rename("overlap")
-        .reset_index()
-    )
-    pairs["old_size"] = previous["size"].reindex(pairs["old"]).to_numpy(np.int64)
-    pairs["old_number"] = previous["number"].reindex(pairs["old"]).to_numpy(np.int64)
-    pairs["new_size"] = new_size[pairs["new"].to_numpy(np.int64)]
-    pairs["new_first"] = new_first.reindex(pairs["new"]).to_numpy(dtype=object)
+    # Accounts are matched by hashing the ids once; pairs are counted on integer keys.
+    at = accounts.get_indexer(np.asarray(previous_account_ids, dtype=object)[known])
+    hit = at >= 0
+    width = max(len(uniques), 1)
+    keys, overlap = np.unique(new_of[at[hit]] * width + codes[hit], return_counts=True)
+    pairs = pd.DataFrame({"new": keys // width, "overlap": overlap.astype(np.int64)})
+    old_code = keys % width
+    pairs["old"] = previous.index.to_numpy(dtype=object)[old_code]
+    pairs["old_size"] = previous["size"].to_numpy()[old_code]
+    pairs["old_number"] = previous["number"].to_numpy()[old_code]
+    pairs["new_size"] = np.bincount(new_of, minlength=n)[pairs["new"].to_numpy()]
+    first_account = pd.Series(accounts.to_numpy(dtype=object)).groupby(new_of).min()
+    pairs["new_first"] = first_account.reindex(pairs["new"]).to_numpy(dtype=object)
     return pairs, previous
 
 
@@ -251,9 +248,8 @@ def _grouped(
     """Merges (several previous clusters -> one new) or splits (one previous -> several new)
     among one-per-key matches, in id order."""
     records: list[dict[str, Any]] = []
-    for key, group in matched.groupby(by, sort=True):
-        if len(group) < 2:
-            continue
+    several = matched[matched.duplicated(by, keep=False)]
+    for key, group in several.groupby(by, sort=True):
         if merge:
             olds = sorted(group[other].astype(str), key=cluster_number)
             records.append({"from": olds, "into": str(labels[int(str(key))])})
