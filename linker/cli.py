@@ -16,6 +16,7 @@ import click
 
 from linker import __version__, incremental, pipeline
 from linker.cells import terminal_text
+from linker.changes import DIFF_FORMATS
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
 from linker.scenarios.params import SCENARIOS
@@ -225,6 +226,13 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     help="Start at this stage, reusing what the earlier stages saved in the run directory "
     "(for example `--from score` after changing score settings).",
 )
+@click.option(
+    "--previous",
+    type=click.Path(path_type=Path),
+    help="The previous run's directory: clusters keep its ids, and the change list "
+    "published beside the export lists what changed since its list (may be the run "
+    "directory this run replaces).",
+)
 def run_command(
     data_dir: Path,
     out: Path,
@@ -243,6 +251,7 @@ def run_command(
     load_neo4j: bool,
     allow_shrink: bool,
     start: str | None,
+    previous: Path | None,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
 
@@ -273,6 +282,7 @@ def run_command(
         fmt=fmt,
         start=start,
         allow_shrink=allow_shrink,
+        previous=previous,
     )
     click.echo(result.render())
     if load_neo4j:
@@ -394,6 +404,42 @@ def export_command(
     )
     counts = ", ".join(f"{a} {n:,}" for a, n in result.by_action.items() if n)
     click.echo(f"wrote {result.path} ({result.rows:,} rows{': ' + counts if counts else ''})")
+
+
+@cli.command("diff")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(DIFF_FORMATS),
+    help="table, csv, jsonl, json or parquet (parquet only with --out) [default: table, or "
+    "from the suffix of --out].",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write the changes to this file (atomically) instead of the terminal.",
+)
+def diff_command(run_a: Path, run_b: Path, fmt: str | None, out: Path | None) -> None:
+    """Print what changed from RUN_A's takedown list to RUN_B's (two run directories).
+
+    The rows are the change list `linker run --previous RUN_A` publishes for RUN_B: new
+    suspensions and reviews, lifted ones, changed clusters, each with its decision_id.
+    """
+    from linker.changes import diff_runs
+
+    changes = diff_runs(run_a, run_b)
+    if out is not None:
+        changes.write(out, fmt)
+        click.echo(f"wrote {out} ({changes.summary()})")
+        return
+    if fmt == "parquet":
+        raise click.UsageError("--format parquet needs --out")
+    click.echo(changes.render(fmt or "table"), nl=False)
+    if (fmt or "table") == "table":
+        click.echo(changes.summary())
 
 
 @cli.command("explain")

@@ -35,6 +35,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "EXPORT_SCHEMA",
     "FORMATS",
+    "SCHEMA_VERSION",
     "SCORE_DECIMALS",
     "TEXT_COLUMNS",
     "ExportResult",
@@ -76,6 +77,12 @@ ACTIONS: tuple[str, ...] = ("suspend", "review", "none")
 """The actions, in export order."""
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+SCHEMA_VERSION = "1.1"
+"""The version of the export's format (the takedown list's rows and the change list's),
+recorded in every export manifest; the JSON Schemas in ``linker/schemas/`` describe the rows.
+The minor part grows with additions a reader may ignore, the major part with any change that
+breaks a reader (docs/pipeline.md)."""
 
 SCORE_DECIMALS = 4
 """Scores are rounded to this many decimals in every export (and before sorting)."""
@@ -306,6 +313,7 @@ def write_export_manifest(
     rows, hash, columns and order, plus ``extra`` (the run manifest, the filters used).
     Returns the path it is published at."""
     content = {
+        "schema_version": SCHEMA_VERSION,
         "export": {
             "file": export.path.name,
             "format": export.format,
@@ -390,13 +398,23 @@ class Publication:
         See :meth:`check_shrink`.
     allow_shrink : bool, default False
         Do not refuse a shrinking list.
+    changes : bool, default False
+        A change list is published with the export (:attr:`changes_file`); refuse a file at
+        its name that linker did not publish.
     """
 
     def __init__(
-        self, out: str | Path, *, shrink_floor: float = 0.0, allow_shrink: bool = False
+        self,
+        out: str | Path,
+        *,
+        shrink_floor: float = 0.0,
+        allow_shrink: bool = False,
+        changes: bool = False,
     ) -> None:
         self.out = Path(out)
         self.location = ExportLocation(self.out)
+        self.changes = changes
+        """Whether a change list is published with the export (``linker run``)."""
         self.shrink_floor = shrink_floor
         self.allow_shrink = allow_shrink
         self.previous: dict[str, Any] | None = None
@@ -407,6 +425,8 @@ class Publication:
 
     def __enter__(self) -> Publication:
         self.location.check_writable()
+        if self.changes:
+            self.location.check_changes_free()
         self._lock = self.location.lock().acquire()
         try:
             with self.writing("a new version"):
@@ -437,6 +457,11 @@ class Publication:
     def manifest_file(self) -> Path:
         """Where the manifest is written before the commit."""
         return self.location.staged(self._staged())[1]
+
+    @property
+    def changes_file(self) -> Path:
+        """Where the change list is written before the commit."""
+        return self.location.staged_changes(self._staged())
 
     def _staged(self) -> Path:
         if self._stage is None:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from linker import __version__
 from linker.allowlist import AllowList, load_allowlist
+from linker.changes import RunState, publish_changes
 from linker.engine import (
     ArtefactStore,
     MemoryStore,
@@ -143,6 +144,10 @@ class RunResult:
                 f"held by {w['members_holding']:,} members; check it before acting"
             )
         lines.append(f"takedown list: {self.export.path} ({self.export.rows:,} rows)")
+        changes = self.manifest.get("changes")
+        if changes:
+            counts = "".join(f", {k} {n:,}" for k, n in changes["by_change"].items() if n)
+            lines.append(f"change list: {changes['file']} ({changes['rows']:,} rows{counts})")
         lines.append(f"run directory: {self.run_dir}")
         return "\n".join(lines)
 
@@ -277,6 +282,7 @@ def run(
     fmt: str | None = None,
     start: str | None = None,
     allow_shrink: bool = False,
+    previous: str | Path | None = None,
 ) -> RunResult:
     """Validate, link, score, apply the allow-list and export a takedown list.
 
@@ -299,6 +305,11 @@ def run(
     allow_shrink : bool, default False
         Replace the previous list at ``out`` however much smaller the new one is (otherwise
         ``settings.run.shrink_floor`` applies).
+    previous : str or Path, optional
+        The previous run's directory (``linker run --previous``): clusters keep its ids
+        (:func:`linker.changes.stable_cluster_ids`) and the change list published beside the
+        export is relative to its list. It is read before anything is written, so it may be
+        the run directory this run replaces.
 
     Returns
     -------
@@ -307,7 +318,8 @@ def run(
     Raises
     ------
     InputError
-        When the dataset, the allow-list, the export format or the stage is rejected (exit 2).
+        When the dataset, the allow-list, the export format, the stage or the previous run
+        is rejected (exit 2).
     OutputError
         Before any work, when ``out`` or the run directory lies inside ``data_dir``, ``out``
         is a directory, or either cannot be written (exit 2).
@@ -337,6 +349,7 @@ def run(
     pseudonymiser = Pseudonymiser.from_environment() if settings.run.pseudonymise else None
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
     data_dir = Path(data_dir)
+    prior = RunState.open(previous) if previous is not None else None
     if start is not None:  # a resumed run needs a finished one, before anything is created
         if start not in stage_names():
             raise InputError(f"no stage {start!r} (stages: {', '.join(stage_names())})")
@@ -346,13 +359,13 @@ def run(
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
     publication = Publication(
-        out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink
+        out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
     )
     with publication, store.lock():
         store.clean_stale()
         if start is not None:
             _check_resumed_pseudonyms(store, start, pseudonymiser)
-        previous = _resumed(store, start)
+        resumed = _resumed(store, start)
         ctx = RunContext(
             settings,
             store,
@@ -364,13 +377,15 @@ def run(
                 "allowlist": allow,
                 "pseudonymiser": pseudonymiser,
                 "publication": publication,
+                "previous": prior,
             },
         )
         began = time.perf_counter()
-        reused = _reuse(previous, start, ctx)
+        reused = _reuse(resumed, start, ctx)
         reports = reused + run_stages(RUN_STAGES, ctx, start=start)
         export: ExportResult = ctx.inputs["export"]
-        manifest = _manifest(ctx, reports, previous, time.perf_counter() - began)
+        manifest = _manifest(ctx, reports, resumed, time.perf_counter() - began)
+        manifest.update(publish_changes(ctx, manifest["run_id"]))
         _commit(publication, store, export, manifest)
     logger.info("run finished in %.1fs", manifest["timings_seconds"]["total"])
     return RunResult(store.root, export, manifest)
@@ -413,6 +428,7 @@ def _commit(
             "filters": {"actions": list(settings["actions"]), "min_score": settings["min_score"]},
             "run_dir": str(_located(store.root)),
             "run": manifest,
+            "changes": manifest.get("changes"),
             **publication.record(),
         },
     )
@@ -522,6 +538,8 @@ def _manifest(
     facts: dict[str, Any] = {"review_by_embedding": 0}
     for report in reports:
         facts.update(report.facts)
+    cluster_ids = facts.pop("cluster_ids", None)
+    prior: RunState | None = ctx.inputs.get("previous")
     allow: AllowList | None = ctx.inputs.get("allowlist")
     tables = validation["tables"]
     counts = {
@@ -541,8 +559,14 @@ def _manifest(
     )
     settings = ctx.settings.to_dict()
     return {
-        "run_id": run_identity(inputs, settings, allow.sha256 if allow is not None else None),
+        "run_id": run_identity(
+            inputs,
+            settings,
+            allow.sha256 if allow is not None else None,
+            prior.run_id if prior is not None else None,
+        ),
         "as_of": facts.get("as_of"),
+        "cluster_ids": cluster_ids,
         "linker_version": __version__,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_dir": str(data_dir.resolve()) if previous is None else previous["data_dir"],
@@ -570,17 +594,23 @@ def _manifest(
 
 
 def run_identity(
-    inputs: dict[str, dict[str, Any]], settings: dict[str, Any], allowlist_sha256: str | None
+    inputs: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    allowlist_sha256: str | None,
+    previous_run_id: str | None = None,
 ) -> str:
     """A run's id: 16 hex digits of SHA-256 over what decides its result (the input files'
-    hashes, the settings, the allow-list and linker's version), so the same run repeated
-    has the same id and any change to its inputs gives another."""
-    content = {
+    hashes, the settings, the allow-list, linker's version and, with ``--previous``, the
+    previous run's id), so the same run repeated has the same id and any change to its
+    inputs gives another."""
+    content: dict[str, Any] = {
         "inputs": {name: entry["sha256"] for name, entry in sorted(inputs.items())},
         "settings": settings,
         "allowlist": allowlist_sha256,
         "linker_version": __version__,
     }
+    if previous_run_id is not None:
+        content["previous_run_id"] = previous_run_id
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()[:16]
 

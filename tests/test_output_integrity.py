@@ -555,7 +555,8 @@ def test_kill_9_at_random_points_of_linker_run_leaves_a_consistent_pair(
 
 
 def test_a_full_disk_keeps_the_previous_pair(world: Path, tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "disk", "size=160k") as disk:
+    # Room for two published versions (export, manifest and change list each), not three.
+    with _tmpfs(tmp_path / "disk", "size=256k") as disk:
         out = disk / "takedown.csv"
         run_dir = tmp_path / "run"
         result = _invoke("run", world, "--out", out, "--run-dir", run_dir)

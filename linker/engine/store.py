@@ -579,6 +579,7 @@ class ExportLocation:
 
         DIR/takedown.csv                -> .takedown.csv.d/current/takedown.csv
         DIR/takedown.csv.manifest.json  -> .takedown.csv.d/current/takedown.csv.manifest.json
+        DIR/takedown.changes.csv        -> .takedown.csv.d/current/takedown.changes.csv
         DIR/.takedown.csv.d/current     -> g-XXXXXXXX      (the committed generation)
         DIR/.takedown.csv.d/g-XXXXXXXX/ the export and its manifest
         DIR/.takedown.csv.d/lock        held by the process writing the export
@@ -586,7 +587,10 @@ class ExportLocation:
     The two names a reader opens are symbolic links through ``current``; a new pair is written
     into a new generation directory (:meth:`stage`) and published by replacing ``current`` in
     one atomic rename (:meth:`commit`), so the export and its manifest are always a pair, the
-    old one or the new one, whenever the writer is stopped. An export written by an earlier
+    old one or the new one, whenever the writer is stopped. The change list
+    (:attr:`changes`, written by ``linker run``) is a third name through ``current``: it
+    belongs to the generation it was staged in (a generation without one leaves the name
+    absent). An export written by an earlier
     version (two regular files) is first moved into a generation of its own, in steps that
     each leave it readable and unchanged.
 
@@ -599,6 +603,8 @@ class ExportLocation:
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
         self.manifest = self.out.with_name(self.out.name + ".manifest.json")
+        self.changes = self.out.with_name(f"{self.out.stem}.changes{self.out.suffix}")
+        """The change list published with the export (``takedown.changes.csv``)."""
         self.home = self.out.with_name(f".{self.out.name}.d")
         self.current = self.home / "current"
         self.lock_file = self.home / "lock"
@@ -624,6 +630,20 @@ class ExportLocation:
         if os.path.lexists(out) and not out.is_symlink() and not out.is_file():
             raise OutputError(f"{out}: exists and is not a regular file; it is not replaced")
         _probe_directory(out.parent, str(out), f".{out.name}.")
+
+    def check_changes_free(self) -> None:
+        """Refuse to publish a change list over a file that is not one linker published.
+
+        Raises
+        ------
+        OutputError
+        """
+        target = f"{self.home.name}/current/{self.changes.name}"
+        if os.path.lexists(self.changes) and not _is_link_to(self.changes, target):
+            raise OutputError(
+                f"{self.changes}: exists and is not linker's change list for {self.out}; "
+                "it is not replaced (move it, or choose another --out)"
+            )
 
     def _links(self) -> dict[Path, str]:
         """The two published names and the link each must hold."""
@@ -667,7 +687,7 @@ class ExportLocation:
                 elif (match := _TEMP_NAME.match(entry.name)) and match.group(1) == "current":
                     entry.unlink(missing_ok=True)
                     removed.append(entry)
-        names = {self.out.name, self.manifest.name}
+        names = {self.out.name, self.manifest.name, self.changes.name}
         if self.out.parent.is_dir():
             for entry in self.out.parent.iterdir():
                 match = _TEMP_NAME.match(entry.name)
@@ -692,6 +712,10 @@ class ExportLocation:
         """Where the export and its manifest go in a staged generation."""
         return stage / self.out.name, stage / self.manifest.name
 
+    def staged_changes(self, stage: Path) -> Path:
+        """Where the change list goes in a staged generation."""
+        return stage / self.changes.name
+
     def discard(self, stage: Path) -> None:
         """Remove a staged generation that will not be committed."""
         if stage.name != self.committed():
@@ -704,7 +728,15 @@ class ExportLocation:
         for path, target in self._links().items():
             if not os.path.lexists(path):
                 _replace_with_link(path, target)
+        changes = f"{self.home.name}/current/{self.changes.name}"
+        with_changes = self.staged_changes(stage).is_file()
+        if with_changes and not os.path.lexists(self.changes):
+            _replace_with_link(self.changes, changes)
         _replace_with_link(self.current, stage.name)
+        if not with_changes and _is_link_to(self.changes, changes):
+            # The list published before belonged to the generation just replaced.
+            self.changes.unlink(missing_ok=True)
+            _fsync_directory(self.changes.parent)
         for entry in self.home.iterdir():
             if entry.name.startswith("g-") and entry.name != stage.name and entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)

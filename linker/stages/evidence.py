@@ -18,6 +18,7 @@ import pandas as pd
 
 from linker import kinds
 from linker import signals as registry
+from linker.changes import stable_cluster_ids
 from linker.engine.stages import RunContext
 from linker.graph.audit import dominant_values
 from linker.graph.bipartite import IdentifierGraph
@@ -340,7 +341,7 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
         .to_numpy()
     )
     size = cluster_evidence["n_accounts"].to_numpy(np.int64)
-    label = cluster_labels(cluster_score, size, first_id)
+    label = stable_cluster_ids(ctx, cluster_labels(cluster_score, size, first_id), ids, cluster_of)
     cluster_id = np.full(inputs.n_accounts, None, dtype=object)
     cluster_id[clustered] = label[cluster_of[clustered]]
     cluster_size = np.zeros(inputs.n_accounts, dtype=np.int64)
