@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.allowlist import AllowList, load_allowlist
+from linker.changes import RunState, publish_changes
 from linker.engine import RunContext, RunDirectory, run_stages
 from linker.errors import InputError, OutputError
 from linker.export import ExportResult, Publication, export_format
@@ -120,7 +121,7 @@ def update(
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
     publication = Publication(
-        out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink
+        out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
     )
     with publication, store.lock():
         store.clean_stale()
@@ -131,7 +132,10 @@ def update(
             VIEWS,
             inputs={
                 "data_dir": data_dir,
-                "previous": before,
+                "previous_run_dir": before,
+                # Cluster ids carry over from the previous run and the change list is
+                # against it, as with `linker run --previous`.
+                "previous": RunState.open(before.root),
                 "out": out,
                 "fmt": fmt,
                 "allowlist": allow,
@@ -144,6 +148,7 @@ def update(
         export: ExportResult = ctx.inputs["export"]
         manifest = _manifest(ctx, reports, None, time.perf_counter() - began)
         _record_update(manifest, before_manifest, before.root)
+        manifest.update(publish_changes(ctx, manifest["run_id"]))
         _commit(publication, store, export, manifest)
     logger.info("update finished in %.1fs", manifest["timings_seconds"]["total"])
     return RunResult(store.root, export, manifest)

@@ -139,3 +139,23 @@ def test_update_refuses_to_overwrite_the_previous_run(runs: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "previous one" in result.output
+
+
+def test_update_carries_cluster_ids_and_lists_only_the_changes(runs: Path) -> None:
+    labels = _read(runs / "world", "labels").set_index("account_id")["ring_id"]
+    before = pd.read_csv(runs / "previous" / "t.csv", dtype="string", keep_default_na=False)
+    after = pd.read_csv(runs / "updated" / "t.csv", dtype="string", keep_default_na=False)
+    for frame in (before, after):
+        frame["ring_id"] = frame["account_id"].map(labels)
+    ringed = before[before["ring_id"] != ""]
+    assert len(ringed)
+    for ring, members in ringed.groupby("ring_id"):
+        old_id = members["cluster_id"].mode().iloc[0]
+        new_id = after.loc[after["ring_id"] == ring, "cluster_id"].mode().iloc[0]
+        assert new_id == old_id, ring
+    changes = pd.read_csv(runs / "updated" / "t.changes.csv", dtype="string", keep_default_na=False)
+    was = before.set_index("account_id")["action"]
+    now = after.set_index("account_id")["action"]
+    changed = {a for a in set(was.index) | set(now.index) if was.get(a) != now.get(a)}
+    assert set(changes["account_id"]) >= changed
+    assert len(changes) < len(after)

@@ -1,7 +1,7 @@
 """Update stages: ``linker update`` adds the rows that arrived since a previous run to that
 run's state instead of recomputing everything (docs/incremental.md).
 
-The previous run directory is ``ctx.inputs["previous"]`` (a
+The previous run directory is ``ctx.inputs["previous_run_dir"]`` (a
 :class:`~linker.engine.store.RunDirectory`); the new rows come from
 ``ctx.inputs["data_dir"]``. Each stage writes the same artefacts as its namesake of
 ``linker run``, for the new state (all rows), so every later stage, ``linker explain``,
@@ -63,7 +63,7 @@ PREVIOUS_ACCOUNT = "is already an account of the previous run"
 
 
 def _previous(ctx: RunContext) -> RunDirectory:
-    previous: RunDirectory = ctx.inputs["previous"]
+    previous: RunDirectory = ctx.inputs["previous_run_dir"]
     return previous
 
 
