@@ -7,6 +7,7 @@ Library errors become one-line messages with the exit codes documented in
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import click
 from linker import __version__, pipeline
 from linker.cells import terminal_text
 from linker.errors import LinkerError
-from linker.evaluate import evaluate_files
+from linker.evaluate import evaluate_decision_file, evaluate_files
 from linker.scenarios.params import SCENARIOS
 from linker.settings import load_settings
 from linker.stages import stage_names
@@ -186,6 +187,11 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     type=click.Path(path_type=Path),
     help="Accounts never flagged: a file of kind,value lines (see docs/pipeline.md).",
 )
+@click.option(
+    "--decisions",
+    type=click.Path(path_type=Path),
+    help="Analysts' decisions: confirmed and cleared accounts or clusters (docs/decisions.md).",
+)
 @click.option("--min-score", type=float, help="Leave rows scoring below this out of the export.")
 @click.option(
     "--action",
@@ -236,6 +242,7 @@ def run_command(
     review_threshold: float | None,
     on_error: str | None,
     allowlist: Path | None,
+    decisions: Path | None,
     min_score: float | None,
     actions: tuple[str, ...],
     no_behaviour: bool,
@@ -259,6 +266,7 @@ def run_command(
             "link.review_threshold": review_threshold,
             "ingest.on_error": on_error,
             "run.allowlist": str(allowlist) if allowlist is not None else None,
+            "run.decisions": str(decisions) if decisions is not None else None,
             "run.min_score": min_score,
             "run.actions": list(actions) if actions else None,
             "link.behaviour.enabled": False if no_behaviour else None,
@@ -364,7 +372,8 @@ def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
     "--seeds",
     required=True,
     type=click.Path(path_type=Path),
-    help="CSV of confirmed accounts, with an account_id column.",
+    help="CSV of confirmed accounts, with an account_id column, or an analysts' decisions "
+    "file (docs/decisions.md): its confirmed accounts and clusters.",
 )
 @click.option(
     "--top",
@@ -424,9 +433,13 @@ def expand_command(
 @cli.command("evaluate")
 @click.option(
     "--labels",
-    required=True,
     type=click.Path(path_type=Path),
     help="Ground truth: account_id, ring_id (empty = benign), optional group.",
+)
+@click.option(
+    "--decisions",
+    type=click.Path(path_type=Path),
+    help="Analysts' decisions (docs/decisions.md): confirmed = positive, cleared = negative.",
 )
 @click.option(
     "--takedown",
@@ -435,10 +448,25 @@ def expand_command(
     help="A takedown list (csv, jsonl or parquet) from `linker run` or `linker export`.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(labels: Path, takedown: Path, as_json: bool) -> None:
-    """Precision, recall, F1, per-ring recall, false positives per group and ARI."""
-    result = evaluate_files(labels, takedown)
-    click.echo(result.to_json() if as_json else result.render())
+def evaluate_command(
+    labels: Path | None, decisions: Path | None, takedown: Path, as_json: bool
+) -> None:
+    """Precision, recall, F1, per-ring recall, false positives per group and ARI against
+    --labels; precision and recall against analysts' --decisions (one of them is needed)."""
+    if labels is None and decisions is None:
+        raise click.UsageError("give --labels, --decisions or both")
+    parts: list[tuple[str, Any]] = []
+    if labels is not None:
+        parts.append(("labels", evaluate_files(labels, takedown)))
+    if decisions is not None:
+        parts.append(("decisions", evaluate_decision_file(decisions, takedown)))
+    if not as_json:
+        click.echo("\n".join(result.render() for _, result in parts))
+    elif len(parts) == 1:
+        click.echo(json.dumps(parts[0][1].to_dict(), indent=2, sort_keys=True))
+    else:
+        both = {**parts[0][1].to_dict(), "decisions": parts[1][1].to_dict()}
+        click.echo(json.dumps(both, indent=2, sort_keys=True))
 
 
 # --- Neo4j: local server, load, analyst queries (linker.neo4j, linker.queries) ---

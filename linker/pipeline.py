@@ -28,6 +28,7 @@ import pandas as pd
 
 from linker import __version__
 from linker.allowlist import AllowList, load_allowlist
+from linker.analyst import Decisions, load_decisions
 from linker.engine import (
     ArtefactStore,
     MemoryStore,
@@ -131,6 +132,14 @@ class RunResult:
             f"suspend {c['suspend']:,}, review {c['review']:,}, "
             f"spared by allow-list {c['spared_by_allowlist']:,}"
         )
+        d = self.manifest.get("decisions")
+        if d:
+            lines.append(
+                f"decisions: {d['read']:,} rows read, {d['accepted']:,} accepted, "
+                f"{d['rejected']:,} rejected, {d['unknown']:,} unknown; cleared kept "
+                f"{d['kept_cleared']:,}, flagged on new evidence {d['flagged_on_new_evidence']:,}, "
+                f"review tied to confirmed {d['tied_to_confirmed']:,}"
+            )
         for p in self.placeholders:
             lines.append(
                 f"warning: a {p['kind']} value held by {p['accounts']:,} accounts links nobody: "
@@ -345,6 +354,11 @@ def run(
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
+    decisions = (
+        load_decisions(settings.run.decisions, settings=settings.ingest)
+        if settings.run.decisions
+        else None
+    )
     publication = Publication(
         out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink
     )
@@ -362,6 +376,7 @@ def run(
                 "out": out,
                 "fmt": fmt,
                 "allowlist": allow,
+                "decisions": decisions,
                 "pseudonymiser": pseudonymiser,
                 "publication": publication,
             },
@@ -540,8 +555,14 @@ def _manifest(
         }
     )
     settings = ctx.settings.to_dict()
+    decisions: Decisions | None = ctx.inputs.get("decisions")
     return {
-        "run_id": run_identity(inputs, settings, allow.sha256 if allow is not None else None),
+        "run_id": run_identity(
+            inputs,
+            settings,
+            allow.sha256 if allow is not None else None,
+            decisions_sha256=decisions.sha256 if decisions is not None else None,
+        ),
         "as_of": facts.get("as_of"),
         "linker_version": __version__,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -556,6 +577,7 @@ def _manifest(
             "matched": facts.get("allowlisted", 0),
             "spared": facts.get("spared_by_allowlist", 0),
         },
+        "decisions": counts.pop("decisions", None),
         "settings": settings,
         "counts": counts,
         "problems": [p["line"] for p in validation["problems"][:100]],
@@ -570,17 +592,23 @@ def _manifest(
 
 
 def run_identity(
-    inputs: dict[str, dict[str, Any]], settings: dict[str, Any], allowlist_sha256: str | None
+    inputs: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    allowlist_sha256: str | None,
+    *,
+    decisions_sha256: str | None = None,
 ) -> str:
     """A run's id: 16 hex digits of SHA-256 over what decides its result (the input files'
-    hashes, the settings, the allow-list and linker's version), so the same run repeated
-    has the same id and any change to its inputs gives another."""
-    content = {
+    hashes, the settings, the allow-list, the analysts' decisions and linker's version), so
+    the same run repeated has the same id and any change to its inputs gives another."""
+    content: dict[str, Any] = {
         "inputs": {name: entry["sha256"] for name, entry in sorted(inputs.items())},
         "settings": settings,
         "allowlist": allowlist_sha256,
         "linker_version": __version__,
     }
+    if decisions_sha256 is not None:
+        content["decisions"] = decisions_sha256
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()[:16]
 
