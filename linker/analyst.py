@@ -242,10 +242,10 @@ def load_decisions(
     checked = validate_table(
         DECISIONS_SPEC, path, checks=[_check_decisions], settings=settings, now=now
     )
-    for problem in checked.problems:
-        logger.warning("%s", problem)
     if settings.on_error == "fail" and checked.counts.rejected:
         raise ValidationFailed(checked.problems, {"decisions": checked.counts})
+    for problem in checked.problems:
+        logger.warning("%s", problem)
     frame = checked.accepted.copy()
     frame.insert(0, "row", checked.rows.astype(np.int64))
     frame["decision"] = frame["decision"].str.strip().str.lower()
