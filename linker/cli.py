@@ -451,8 +451,12 @@ def expand_command(
 def evaluate_command(
     labels: Path | None, decisions: Path | None, takedown: Path, as_json: bool
 ) -> None:
-    """Precision, recall, F1, per-ring recall, false positives per group and ARI against
-    --labels; precision and recall against analysts' --decisions (one of them is needed)."""
+    """Precision, recall, F1, per-ring recall, false positives per group and ARI.
+
+    Against --labels (ground truth), against analysts' --decisions (confirmed = positive,
+    cleared = negative; flagged accounts without a decision are counted as unjudged), or
+    both; one of them is needed.
+    """
     if labels is None and decisions is None:
         raise click.UsageError("give --labels, --decisions or both")
     parts: list[tuple[str, Any]] = []

@@ -326,3 +326,11 @@ def test_expand_takes_a_decisions_file_as_seeds(base: dict[str, Any], tmp_path: 
         assert result.exit_code == 0, result.output
         ranked.append((tmp_path / name).read_bytes())
     assert ranked[0] == ranked[1]
+
+
+def test_decision_rules_are_documented() -> None:
+    from linker.analyst import DECISION_RULES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "decisions.md").read_text()
+    for rule in DECISION_RULES:
+        assert f"| `{rule}` |" in doc, rule
