@@ -32,6 +32,12 @@ allow-list; docs/decisions.md):
   reason) and becomes evidence about the others: an unflagged, undecided member of its cluster
   that holds a value the confirmed member holds goes to ``review`` with a reason naming the
   confirmed member. A confirmation never suspends anyone.
+
+Ties to confirmed members are what the engine's ties to suspended members use: values the
+cluster *owns* (held by far more of its members than chance predicts); an unflagged member
+goes to review when it shares such values with confirmed members through
+``link.min_attachment_families`` families of evidence (a device *and* an IP, a card *and* a
+template). New evidence about a cleared account is any linking value.
 """
 
 from __future__ import annotations
@@ -334,19 +340,20 @@ def resolve_decisions(
     direct = frame[frame["account_id"].notna()].assign(via="", priority=1)
     direct = direct.assign(account_id=direct["account_id"].astype(str))
     by_cluster = _cluster_members(frame, scores, created)
-    unknown = [
-        f"{decisions.file_name}: row {r.row}: column account_id: account {r.account_id!r} "
-        "is not in this run's accounts (decision ignored)"
+    name = decisions.file_name
+    missing = [
+        (r.row, f"{name}: row {r.row}: column account_id: account {r.account_id!r} "
+         "is not in this run's accounts (decision ignored)")
         for r in direct[~direct["account_id"].isin(created.index)].itertuples()
-    ]
+    ]  # fmt: skip
     found = set(by_cluster["row"].tolist())
-    unknown += [
-        f"{decisions.file_name}: row {r.row}: column cluster_id: cluster {r.cluster_id!r} "
-        "has no member that existed at decided_at in this run (decision ignored)"
+    missing += [
+        (r.row, f"{name}: row {r.row}: column cluster_id: cluster {r.cluster_id!r} "
+         "has no member that existed at decided_at in this run (decision ignored)")
         for r in frame[frame["cluster_id"].notna()].itertuples()
         if r.row not in found
-    ]
-    unknown.sort(key=lambda line: int(line.split(": row ")[1].split(":")[0]))
+    ]  # fmt: skip
+    unknown = [line for _, line in sorted(missing)]
     for line in unknown:
         logger.warning("%s", line)
     both = pd.concat([direct[direct["account_id"].isin(created.index)], by_cluster])
@@ -476,10 +483,15 @@ def _flag_again(
 
 
 def _apply_confirmed(
-    out: pd.DataFrame, decided: pd.DataFrame, held: pd.DataFrame, max_reasons: int
+    out: pd.DataFrame,
+    decided: pd.DataFrame,
+    held: pd.DataFrame,
+    max_reasons: int,
+    min_families: int,
 ) -> int:
     """Confirmed accounts get ``confirmed by ...``; unflagged, undecided members of their
-    clusters tied to them by their own values go to review. Returns how many moved."""
+    clusters tied to them by their own values of ``min_families`` families go to review.
+    Returns how many moved."""
     confirmed = decided[decided["decision"] == "confirmed"]
     ids = pd.Index(confirmed["account_id"].astype(str))
     at = out.index.isin(ids)
@@ -499,7 +511,12 @@ def _apply_confirmed(
         & out["cluster_id"].notna().to_numpy()
         & ~out.index.isin(decided["account_id"])
     ]
+    if "owned" in held.columns:
+        held = held[held["owned"].to_numpy(dtype=bool)]
     ties = cluster_ties(held, cluster_of, pd.Index(candidates), ids)
+    family = kinds.families()
+    reach = ties["kind"].map(lambda k: family.get(k, k)).groupby(ties["account_id"]).nunique()
+    ties = ties[ties["account_id"].isin(reach.index[reach >= min_families])]
     if ties.empty:
         return 0
     rows = pd.Index(ties["account_id"].unique())
@@ -519,6 +536,7 @@ def apply_decisions(
     held: pd.DataFrame,
     *,
     max_reasons: int = 5,
+    min_families: int = 2,
 ) -> DecisionOutcome:
     """Apply the analysts' decisions to a run's scores (rules in the module docstring).
 
@@ -530,11 +548,17 @@ def apply_decisions(
     resolution : Resolution
         :func:`resolve_decisions` of the same run.
     held : pandas.DataFrame
-        ``account_id``, ``kind``, ``value``, ``first_seen``: the linking values (not public,
-        with a weight, held by two accounts or more) of the decided accounts and of the other
-        members of their clusters.
+        ``account_id``, ``kind``, ``value``, ``first_seen`` and optionally ``owned``: the
+        linking values (not public, with a weight, held by two accounts or more) of the
+        decided accounts and of the other members of their clusters, and whether the cluster
+        owns them (:func:`linker.graph.analyst.owned_by_cluster`; ties to confirmed members
+        count owned values only, new evidence about cleared accounts every linking value).
     max_reasons : int
         How many values a reason cites.
+    min_families : int
+        Families of evidence (:func:`linker.kinds.families`) through which an unflagged
+        member must share values with confirmed members to go to review
+        (``link.min_attachment_families``, as for ties to suspended members).
 
     Returns
     -------
@@ -551,7 +575,7 @@ def apply_decisions(
         out[column] = out[column].astype(object).where(out[column].notna(), "")
     decided = resolution.decided
     kept, again = _apply_cleared(out, decided, held, max_reasons)
-    moved = _apply_confirmed(out, decided, held, max_reasons)
+    moved = _apply_confirmed(out, decided, held, max_reasons, min_families)
     for column in ("action", "reasons", "reason_codes"):
         out[column] = out[column].astype("string")
     counts = {

@@ -22,6 +22,7 @@ from linker.allowlist import apply_allowlist
 from linker.analyst import Decisions, apply_decisions, resolve_decisions
 from linker.engine.stages import RunContext
 from linker.export import takedown_frame, write_export_file
+from linker.graph.analyst import owned_by_cluster
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.proximity import embedding_review
 from linker.pseudonyms import Pseudonymiser
@@ -92,8 +93,10 @@ def _recount(clusters: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
 
 def _held(ctx: RunContext, scores: pd.DataFrame, decided: pd.Series) -> pd.DataFrame:
     """The linking values (not public, weighted, held by two accounts or more) of the decided
-    accounts and of the other members of their clusters, with their ``first_seen``; read
-    from the stored graph for those accounts only."""
+    accounts and of the other members of their clusters, with their ``first_seen`` and
+    whether their cluster ``owned`` them (held by far more members than chance predicts:
+    :func:`linker.graph.analyst.owned_by_cluster`); read from the stored graph for those
+    accounts only."""
     clusters = scores.loc[scores["account_id"].isin(decided), "cluster_id"].dropna().unique()
     members = scores.loc[scores["cluster_id"].isin(clusters), "account_id"]
     involved = sorted(set(members.astype(str)) | set(decided.astype(str)))
@@ -108,7 +111,17 @@ def _held(ctx: RunContext, scores: pd.DataFrame, decided: pd.Series) -> pd.DataF
         filters=[("value", "in", sorted(held["value"].astype(str).unique()))],
     )
     linking = nodes[(nodes["weight"] > 0) & ~nodes["is_supernode"] & (nodes["n_accounts"] >= 2)]
-    return held.merge(linking[["kind", "value"]], on=["kind", "value"])
+    held = held.merge(linking[["kind", "value"]], on=["kind", "value"])
+    clustered = scores.dropna(subset=["cluster_id"])
+    owned = owned_by_cluster(
+        held,
+        pd.Series(clustered["cluster_id"].astype(str).to_numpy(), index=clustered["account_id"]),
+        clustered.groupby("cluster_id")["cluster_size"].first(),
+        linking.set_index(["kind", "value"])["n_accounts"],
+        len(scores),
+        ctx.settings.link.public_alpha,
+    )
+    return held.assign(owned=held.index.isin(owned.index))
 
 
 def _with_decisions(
