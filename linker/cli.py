@@ -7,6 +7,7 @@ Library errors become one-line messages with the exit codes documented in
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from linker import __version__, incremental, pipeline
 from linker.cells import terminal_text
 from linker.changes import DIFF_FORMATS
 from linker.errors import LinkerError
-from linker.evaluate import evaluate_files
+from linker.evaluate import evaluate_decision_file, evaluate_files
 from linker.scenarios.params import SCENARIOS
 from linker.settings import load_settings
 from linker.stages import stage_names
@@ -187,6 +188,11 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     type=click.Path(path_type=Path),
     help="Accounts never flagged: a file of kind,value lines (see docs/pipeline.md).",
 )
+@click.option(
+    "--decisions",
+    type=click.Path(path_type=Path),
+    help="Analysts' decisions: confirmed and cleared accounts or clusters (docs/decisions.md).",
+)
 @click.option("--min-score", type=float, help="Leave rows scoring below this out of the export.")
 @click.option(
     "--action",
@@ -244,6 +250,7 @@ def run_command(
     review_threshold: float | None,
     on_error: str | None,
     allowlist: Path | None,
+    decisions: Path | None,
     min_score: float | None,
     actions: tuple[str, ...],
     no_behaviour: bool,
@@ -268,6 +275,7 @@ def run_command(
             "link.review_threshold": review_threshold,
             "ingest.on_error": on_error,
             "run.allowlist": str(allowlist) if allowlist is not None else None,
+            "run.decisions": str(decisions) if decisions is not None else None,
             "run.min_score": min_score,
             "run.actions": list(actions) if actions else None,
             "link.behaviour.enabled": False if no_behaviour else None,
@@ -469,7 +477,8 @@ def explain_command(account_id: str, run_dir: Path, max_links: int) -> None:
     "--seeds",
     required=True,
     type=click.Path(path_type=Path),
-    help="CSV of confirmed accounts, with an account_id column.",
+    help="CSV of confirmed accounts, with an account_id column, or an analysts' decisions "
+    "file (docs/decisions.md): its confirmed accounts and clusters.",
 )
 @click.option(
     "--top",
@@ -572,9 +581,13 @@ def score_command(
 @cli.command("evaluate")
 @click.option(
     "--labels",
-    required=True,
     type=click.Path(path_type=Path),
     help="Ground truth: account_id, ring_id (empty = benign), optional group.",
+)
+@click.option(
+    "--decisions",
+    type=click.Path(path_type=Path),
+    help="Analysts' decisions (docs/decisions.md): confirmed = positive, cleared = negative.",
 )
 @click.option(
     "--takedown",
@@ -583,10 +596,29 @@ def score_command(
     help="A takedown list (csv, jsonl or parquet) from `linker run` or `linker export`.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(labels: Path, takedown: Path, as_json: bool) -> None:
-    """Precision, recall, F1, per-ring recall, false positives per group and ARI."""
-    result = evaluate_files(labels, takedown)
-    click.echo(result.to_json() if as_json else result.render())
+def evaluate_command(
+    labels: Path | None, decisions: Path | None, takedown: Path, as_json: bool
+) -> None:
+    """Precision, recall, F1, per-ring recall, false positives per group and ARI.
+
+    Against --labels (ground truth), against analysts' --decisions (confirmed = positive,
+    cleared = negative; flagged accounts without a decision are counted as unjudged), or
+    both; one of them is needed.
+    """
+    if labels is None and decisions is None:
+        raise click.UsageError("give --labels, --decisions or both")
+    parts: list[tuple[str, Any]] = []
+    if labels is not None:
+        parts.append(("labels", evaluate_files(labels, takedown)))
+    if decisions is not None:
+        parts.append(("decisions", evaluate_decision_file(decisions, takedown)))
+    if not as_json:
+        click.echo("\n".join(result.render() for _, result in parts))
+    elif len(parts) == 1:
+        click.echo(json.dumps(parts[0][1].to_dict(), indent=2, sort_keys=True))
+    else:
+        both = {**parts[0][1].to_dict(), "decisions": parts[1][1].to_dict()}
+        click.echo(json.dumps(both, indent=2, sort_keys=True))
 
 
 # --- Neo4j: local server, load, analyst queries (linker.neo4j, linker.queries) ---

@@ -11,6 +11,10 @@ Conventions (also in ``docs/pipeline.md``):
 * Metrics are given twice: for ``suspend`` alone, and for ``suspend`` + ``review`` (*flagged*).
   Precision is undefined (``None``) when nothing is predicted, recall when there are no
   positives; F1 is undefined when either is.
+* Against analysts' decisions (:func:`evaluate_decisions`): the universe is the accounts with
+  an account decision (the latest per account); ``confirmed`` is a positive, ``cleared`` a
+  negative; flagged accounts with no decision are counted as *unjudged*, and cluster decisions
+  (which need a run to resolve) are counted and left out.
 * **Adjusted Rand index** of the takedown's ``cluster_id`` against ``ring_id``, over all
   labelled accounts. Predicted side: accounts absent from the takedown, or without a
   ``cluster_id``, are singletons. True side: each benign account is a singleton. ARI is 1.0 when
@@ -33,10 +37,13 @@ import pandas as pd
 from linker.errors import InputError
 
 __all__ = [
+    "DecisionEvaluation",
     "Evaluation",
     "Metrics",
     "adjusted_rand_index",
     "evaluate",
+    "evaluate_decision_file",
+    "evaluate_decisions",
     "evaluate_files",
     "read_table",
 ]
@@ -375,6 +382,113 @@ def evaluate(labels: pd.DataFrame, takedown: pd.DataFrame) -> Evaluation:
     )
 
 
+@dataclass(frozen=True)
+class DecisionEvaluation:
+    """A takedown list against analysts' decisions (:func:`evaluate_decisions`).
+
+    Attributes
+    ----------
+    n_confirmed, n_cleared : int
+        Accounts whose latest account decision is that.
+    suspend, flagged : Metrics
+        Confirmed = positive, cleared = negative; for ``suspend``, and ``suspend`` + ``review``.
+    unjudged : dict of str to int
+        Takedown rows with no account decision, per flagged action.
+    n_cluster_decisions : int
+        Decision rows naming a cluster (not evaluated).
+    """
+
+    n_confirmed: int
+    n_cleared: int
+    suspend: Metrics
+    flagged: Metrics
+    unjudged: dict[str, int]
+    n_cluster_decisions: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``None`` for undefined ratios)."""
+        return asdict(self)
+
+    def render(self) -> str:
+        """The report ``linker evaluate --decisions`` prints."""
+        lines = [
+            f"analysts' decisions: {self.n_confirmed:,} confirmed, {self.n_cleared:,} cleared",
+            f"{'':22}{'precision':>10}{'recall':>10}{'F1':>10}{'TP':>8}{'FP':>8}{'FN':>8}",
+        ]
+        for name, m in (("suspend", self.suspend), ("suspend + review", self.flagged)):
+            lines.append(
+                f"{name:22}{_fmt(m.precision):>10}{_fmt(m.recall):>10}{_fmt(m.f1):>10}"
+                f"{m.tp:>8}{m.fp:>8}{m.fn:>8}"
+            )
+        lines.append(
+            "unjudged (flagged, no decision): "
+            + ", ".join(f"{action} {n:,}" for action, n in self.unjudged.items())
+        )
+        if self.n_cluster_decisions:
+            lines.append(f"cluster decisions (not evaluated): {self.n_cluster_decisions:,}")
+        return "\n".join(lines)
+
+
+def evaluate_decisions(decisions: pd.DataFrame, takedown: pd.DataFrame) -> DecisionEvaluation:
+    """Score a takedown list against analysts' decisions.
+
+    Parameters
+    ----------
+    decisions : pandas.DataFrame
+        ``account_id``, ``decision`` (``confirmed`` or ``cleared``), ``decided_at`` and
+        optionally ``cluster_id`` and ``row`` (:attr:`linker.analyst.Decisions.frame`).
+        Per account the latest decision counts (then the later row).
+    takedown : pandas.DataFrame
+        ``account_id`` and ``action``.
+
+    Returns
+    -------
+    DecisionEvaluation
+
+    Notes
+    -----
+    O(decisions + takedown rows).
+
+    Examples
+    --------
+    >>> decisions = pd.DataFrame({"account_id": ["a", "b", "c"],
+    ...     "decision": ["confirmed", "cleared", "confirmed"],
+    ...     "decided_at": pd.to_datetime(["2026-01-01"] * 3, utc=True)})
+    >>> takedown = pd.DataFrame({"account_id": ["a", "b", "x"], "action": ["suspend"] * 3})
+    >>> ev = evaluate_decisions(decisions, takedown)
+    >>> ev.suspend.precision, ev.suspend.recall, ev.unjudged
+    (0.5, 0.5, {'suspend': 1, 'review': 0})
+    """
+    _check_columns(pd.DataFrame({"account_id": [], "ring_id": []}), takedown)
+    frame = decisions.copy()
+    if "row" not in frame.columns:
+        frame["row"] = np.arange(len(frame))
+    clustered = (
+        _blank_to_na(frame["cluster_id"]).notna()
+        if "cluster_id" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
+    frame["account_id"] = _blank_to_na(frame["account_id"])
+    accounts = frame[frame["account_id"].notna() & ~clustered.to_numpy()]
+    latest = accounts.sort_values(["account_id", "decided_at", "row"], kind="stable")
+    latest = latest.drop_duplicates("account_id", keep="last").set_index("account_id")
+    positive = (latest["decision"].astype(str).str.lower() == "confirmed").to_numpy()
+    td = takedown.assign(
+        account_id=takedown["account_id"].astype("string"),
+        action=takedown["action"].astype("string").str.strip().str.lower(),
+    ).set_index("account_id")
+    action = pd.Series(latest.index).map(td["action"]).fillna("none").to_numpy()
+    unjudged = td[~td.index.isin(latest.index)]["action"]
+    return DecisionEvaluation(
+        n_confirmed=int(positive.sum()),
+        n_cleared=int((~positive).sum()),
+        suspend=_metrics(action == "suspend", positive),
+        flagged=_metrics(np.isin(action, FLAGGED), positive),
+        unjudged={a: int((unjudged == a).sum()) for a in FLAGGED},
+        n_cluster_decisions=int(clustered.sum()),
+    )
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV (optionally gzipped), JSON-lines or Parquet table with string columns.
 
@@ -403,3 +517,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def evaluate_files(labels: str | Path, takedown: str | Path) -> Evaluation:
     """:func:`evaluate` on a labels file and a takedown file (csv, jsonl or parquet)."""
     return evaluate(read_table(labels), read_table(takedown))
+
+
+def evaluate_decision_file(decisions: str | Path, takedown: str | Path) -> DecisionEvaluation:
+    """:func:`evaluate_decisions` on a decisions file, validated as ``linker run`` validates
+    it (bad rows are left out and logged; :func:`linker.analyst.load_decisions`), and a
+    takedown file."""
+    from linker.analyst import load_decisions
+
+    return evaluate_decisions(load_decisions(decisions).frame, read_table(takedown))

@@ -23,6 +23,7 @@ Which run it uses (:func:`resolve_run`):
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linker.analyst import confirmed_accounts, load_decisions, resolve_decisions
 from linker.cells import neutralise_columns
 from linker.engine import RunDirectory
 from linker.errors import InputError
@@ -45,7 +47,14 @@ from linker.io.atomic import atomic_path
 from linker.io.files import file_sha256
 from linker.settings import Settings
 
-__all__ = ["EXPAND_COLUMNS", "expand", "read_seeds", "resolve_run", "write_ranked"]
+__all__ = [
+    "EXPAND_COLUMNS",
+    "expand",
+    "is_decisions_file",
+    "read_seeds",
+    "resolve_run",
+    "write_ranked",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +262,9 @@ def expand(
         A dataset directory or a run directory (see :func:`resolve_run` for which run is
         used).
     seeds : str, Path or iterable of str
-        A CSV file with an ``account_id`` column, or the account ids.
+        A CSV file with an ``account_id`` column, or the account ids, or an analysts'
+        decisions file (:mod:`linker.analyst`; it has a ``decision`` column): its confirmed
+        accounts, and the members of its confirmed clusters at the time of the decision.
     top : int
         The most rows returned.
     settings : Settings, optional
@@ -296,8 +307,12 @@ def expand(
     if top < 1:
         raise InputError(f"top must be at least 1, not {top}")
     settings = (settings or Settings()).validate()
-    seed_ids, seed_file = _seed_list(seeds)
+    from_decisions = isinstance(seeds, str | Path) and is_decisions_file(seeds)
+    if not from_decisions:
+        seed_ids, seed_file = _seed_list(seeds)
     store = RunDirectory.open(resolve_run(source, run_dir=run_dir, settings=settings))
+    if from_decisions:
+        seed_ids, seed_file = _decision_seeds(Path(str(seeds)), store, settings), None
     graph = identifier_graph(
         store.read("accounts", columns=["account_id"])["account_id"].astype("string"),
         store.read("observations"),
@@ -316,6 +331,37 @@ def expand(
     if out is not None:
         write_ranked(frame, out)
     return frame
+
+
+def is_decisions_file(path: str | Path) -> bool:
+    """Whether ``path`` is an analysts' decisions file (it has a ``decision`` column;
+    :mod:`linker.analyst`) rather than a plain list of seeds."""
+    path = Path(path)
+    try:
+        if path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return "decision" in pq.read_schema(path).names
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError):
+        return False  # read_seeds reports it
+    return "decision" in [h.strip() for h in header]
+
+
+def _decision_seeds(path: Path, store: RunDirectory, settings: Settings) -> list[str]:
+    """The confirmed accounts of a decisions file (confirmed clusters: their members at the
+    time of the decision), resolved against the run; decisions on accounts the run does not
+    have are reported, not fatal."""
+    decisions = load_decisions(path, settings=settings.ingest)
+    scores = store.read("scores", columns=["account_id", "cluster_id"])
+    accounts = store.read("accounts", columns=["account_id", "created_at"])
+    seeds = confirmed_accounts(resolve_decisions(decisions, scores, accounts))
+    if not seeds:
+        raise InputError(f"{path}: no confirmed account of this run to expand from")
+    logger.info("%s: %d confirmed accounts as seeds", path, len(seeds))
+    return seeds
 
 
 def _first_row(path: str, account_id: str) -> int:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from linker import __version__
 from linker.allowlist import AllowList, load_allowlist
+from linker.analyst import Decisions, load_decisions
 from linker.changes import RunState, publish_changes
 from linker.engine import (
     ArtefactStore,
@@ -132,6 +133,14 @@ class RunResult:
             f"suspend {c['suspend']:,}, review {c['review']:,}, "
             f"spared by allow-list {c['spared_by_allowlist']:,}"
         )
+        d = self.manifest.get("decisions")
+        if d:
+            lines.append(
+                f"decisions: {d['read']:,} rows read, {d['accepted']:,} accepted, "
+                f"{d['rejected']:,} rejected, {d['unknown']:,} unknown; cleared kept "
+                f"{d['kept_cleared']:,}, flagged on new evidence {d['flagged_on_new_evidence']:,}, "
+                f"review tied to confirmed {d['tied_to_confirmed']:,}"
+            )
         for p in self.placeholders:
             lines.append(
                 f"warning: a {p['kind']} value held by {p['accounts']:,} accounts links nobody: "
@@ -358,6 +367,11 @@ def run(
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
     )
+    decisions = (
+        load_decisions(settings.run.decisions, settings=settings.ingest)
+        if settings.run.decisions
+        else None
+    )
     publication = Publication(
         out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
     )
@@ -375,6 +389,7 @@ def run(
                 "out": out,
                 "fmt": fmt,
                 "allowlist": allow,
+                "decisions": decisions,
                 "pseudonymiser": pseudonymiser,
                 "publication": publication,
                 "previous": prior,
@@ -558,12 +573,14 @@ def _manifest(
         }
     )
     settings = ctx.settings.to_dict()
+    decisions: Decisions | None = ctx.inputs.get("decisions")
     return {
         "run_id": run_identity(
             inputs,
             settings,
             allow.sha256 if allow is not None else None,
             prior.run_id if prior is not None else None,
+            decisions_sha256=decisions.sha256 if decisions is not None else None,
         ),
         "as_of": facts.get("as_of"),
         "cluster_ids": cluster_ids,
@@ -580,6 +597,7 @@ def _manifest(
             "matched": facts.get("allowlisted", 0),
             "spared": facts.get("spared_by_allowlist", 0),
         },
+        "decisions": counts.pop("decisions", None),
         "settings": settings,
         "counts": counts,
         "problems": [p["line"] for p in validation["problems"][:100]],
@@ -598,11 +616,13 @@ def run_identity(
     settings: dict[str, Any],
     allowlist_sha256: str | None,
     previous_run_id: str | None = None,
+    *,
+    decisions_sha256: str | None = None,
 ) -> str:
     """A run's id: 16 hex digits of SHA-256 over what decides its result (the input files'
-    hashes, the settings, the allow-list, linker's version and, with ``--previous``, the
-    previous run's id), so the same run repeated has the same id and any change to its
-    inputs gives another."""
+    hashes, the settings, the allow-list, the analysts' decisions, linker's version and, with
+    ``--previous``, the previous run's id), so the same run repeated has the same id and any
+    change to its inputs gives another."""
     content: dict[str, Any] = {
         "inputs": {name: entry["sha256"] for name, entry in sorted(inputs.items())},
         "settings": settings,
@@ -611,6 +631,8 @@ def run_identity(
     }
     if previous_run_id is not None:
         content["previous_run_id"] = previous_run_id
+    if decisions_sha256 is not None:
+        content["decisions"] = decisions_sha256
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()[:16]
 

@@ -13,7 +13,9 @@ The codes are not listed by hand. They come from the registries:
 * each signal that explains accounts (:mod:`linker.signals`) declares its
   :attr:`~linker.signals.Signal.code` and what its count means;
 * the decision steps after scoring declare theirs below (:data:`IN_CLUSTER`,
-  :data:`TIED_TO_SUSPENDED`, :data:`EMBEDDING_PROXIMITY`, :data:`ALLOWLISTED`).
+  :data:`TIED_TO_SUSPENDED`, :data:`EMBEDDING_PROXIMITY`, :data:`ALLOWLISTED`), and so do the
+  analysts' decisions (:data:`TIED_TO_CONFIRMED`, :data:`NEW_SINCE_CLEARED`, :data:`CONFIRMED`,
+  :data:`CLEARED`; :mod:`linker.analyst`).
 
 :func:`reason_codes` collects them; :func:`codes_markdown` renders the table in
 docs/pipeline.md, which ``tests/test_reasons.py`` checks against the registries.
@@ -31,9 +33,13 @@ import pandas as pd
 
 __all__ = [
     "ALLOWLISTED",
+    "CLEARED",
     "CODE_PATTERN",
+    "CONFIRMED",
     "EMBEDDING_PROXIMITY",
     "IN_CLUSTER",
+    "NEW_SINCE_CLEARED",
+    "TIED_TO_CONFIRMED",
     "TIED_TO_SUSPENDED",
     "ReasonCode",
     "codes_markdown",
@@ -95,10 +101,41 @@ ALLOWLISTED = ReasonCode(
     "on the allow-list (action `none`); the codes after it are those it would have had",
     "always 1",
 )
+TIED_TO_CONFIRMED = ReasonCode(
+    "tied_to_confirmed",
+    "analyst decision",
+    "moved to review: its own evidence ties it to a member of its cluster an analyst "
+    "confirmed (`run.decisions`)",
+    "confirmed members it shares a value with",
+)
+NEW_SINCE_CLEARED = ReasonCode(
+    "new_since_cleared",
+    "analyst decision",
+    "an analyst cleared it, and evidence that did not exist then flags it again; the codes "
+    "after it are its evidence",
+    "values it shares with its cluster that are new since the clearing",
+)
+CONFIRMED = ReasonCode(
+    "confirmed",
+    "analyst decision",
+    "an analyst confirmed it (its action is the engine's); the codes after it are its evidence",
+    "always 1",
+)
+CLEARED = ReasonCode(
+    "cleared",
+    "analyst decision",
+    "an analyst cleared it and nothing new has appeared since (action `none`); the codes "
+    "after it are those it would have had",
+    "always 1",
+)
 _DECISIONS: tuple[ReasonCode, ...] = (
     IN_CLUSTER,
     TIED_TO_SUSPENDED,
     EMBEDDING_PROXIMITY,
+    TIED_TO_CONFIRMED,
+    NEW_SINCE_CLEARED,
+    CONFIRMED,
+    CLEARED,
     ALLOWLISTED,
 )
 

@@ -377,6 +377,11 @@ class RunSettings:
     """An allow-list file (``kind,value`` lines); relative paths are taken from the current
     directory. Empty: no allow-list."""
 
+    decisions: str = ""
+    """An analysts' decisions file (confirmed and cleared accounts or clusters; CSV, CSV.gz
+    or Parquet; docs/decisions.md); relative paths are taken from the current directory.
+    Empty: none."""
+
     actions: tuple[ExportAction, ...] = ("suspend", "review")
     """Which actions the export holds (the billing system's takedown list: flagged rows)."""
 

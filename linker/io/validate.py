@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -39,10 +39,14 @@ from linker.settings import IngestSettings
 
 __all__ = [
     "Problem",
+    "RowCheck",
+    "RowFinding",
     "TableCounts",
+    "TableValidation",
     "ValidationFailed",
     "ValidationResult",
     "validate_dataset",
+    "validate_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -349,6 +353,89 @@ def validate_dataset(
     return result
 
 
+@dataclass
+class TableValidation:
+    """What :func:`validate_table` kept and rejected of one file.
+
+    Attributes
+    ----------
+    accepted : pandas.DataFrame
+        The accepted rows, typed as :func:`validate_dataset` types its tables.
+    rows : numpy.ndarray
+        The 1-based data-row number of each accepted row.
+    counts : TableCounts
+    problems : list of Problem
+    quarantine : pandas.DataFrame
+        Each rejected row with its reasons (empty when none).
+    """
+
+    accepted: pd.DataFrame
+    rows: np.ndarray
+    counts: TableCounts
+    problems: list[Problem]
+    quarantine: pd.DataFrame
+
+
+def validate_table(
+    spec: TableSpec,
+    path: str | Path,
+    *,
+    checks: Sequence[RowCheck] = (),
+    settings: IngestSettings | None = None,
+    now: datetime | None = None,
+) -> TableValidation:
+    """Validate one file that is not part of a dataset (an analysts' decisions file) against
+    its own :class:`~linker.io.contract.TableSpec`, with the same file-level checks, column
+    checks, problem lines and quarantine rows as the input tables, plus ``checks``.
+
+    Parameters
+    ----------
+    spec : TableSpec
+        The file's columns (``references_accounts`` is ignored: no accounts table here).
+    path : str or Path
+        A ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+    checks : sequence of RowCheck
+        The table's own row rules, run after the column checks.
+    settings : IngestSettings, optional
+        The plausible timestamps and ``max_reported_rows``.
+    now : datetime, optional
+        The run's clock.
+
+    Returns
+    -------
+    TableValidation
+
+    Raises
+    ------
+    InputError
+        A file-level problem (as :func:`validate_dataset`), or every row rejected.
+
+    Notes
+    -----
+    O(n) in rows, as :func:`validate_dataset`.
+    """
+    settings = settings or IngestSettings()
+    path = Path(path)
+    raw = load_table(inspect_table(spec, path))
+    window = _Window.of(settings, now)
+    checked = _check_table(raw, None, settings.max_reported_rows, window, checks)
+    if checked.counts.accepted == 0:
+        first = f"; first: {checked.problems[0]}" if checked.problems else ""
+        raise InputError(
+            f"{path}: every row was rejected ({checked.counts.rejected:,} of "
+            f"{checked.counts.read:,}){first}"
+        )
+    rejected = (
+        checked.quarantine["row"].to_numpy(np.int64)
+        if len(checked.quarantine)
+        else np.zeros(0, np.int64)
+    )
+    rows = raw.row_numbers[~np.isin(raw.row_numbers, rejected)]
+    return TableValidation(
+        checked.accepted, rows, checked.counts, checked.problems, checked.quarantine
+    )
+
+
 def _counts_tuple(counts: TableCounts) -> tuple[int, int, int]:
     return counts.read, counts.accepted, counts.rejected
 
@@ -365,6 +452,15 @@ class _Finding:
     mask: np.ndarray
     reasons: Callable[[np.ndarray], list[str]]
     """Row indices (into the parsed rows) to one reason each."""
+
+
+RowFinding = _Finding
+"""Rows of one table that break one rule in one column: ``RowFinding(rule, column, mask,
+reasons)``, ``mask`` over the parsed rows, ``reasons`` from row indices to one reason each."""
+
+RowCheck = Callable[[Mapping[str, pa.Array]], list[_Finding]]
+"""A table's own row rule (:func:`validate_table`): from the typed columns (nulls where a
+column check rejected the value) to the rows it rejects."""
 
 
 @dataclass(frozen=True)
@@ -898,6 +994,7 @@ def _check_table(
     max_reported_rows: int,
     window: _Window,
     known: pa.Array | None = None,
+    checks: Sequence[RowCheck] = (),
 ) -> _Checked:
     spec = raw.spec
     n = raw.n_parsed
@@ -928,6 +1025,8 @@ def _check_table(
             findings.extend(_check_known(ids, id_empty, known))
     if spec.references_accounts and accounts is not None:
         findings.extend(_check_references(ids, id_empty, accounts))
+    for check in checks:
+        findings.extend(check(typed))
     rejected = np.zeros(n, dtype=bool)
     for finding in findings:
         rejected |= finding.mask
