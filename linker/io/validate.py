@@ -318,7 +318,7 @@ def validate_dataset(
     accounts: _AccountIds | None = None
     for name, path in progress(files.items(), total=len(files), desc="validate", unit="table"):
         raw = load_table(sources[name])
-        checked = _check_table(raw, accounts, max_reported_rows, window, known_accounts)
+        checked = _check_table(raw, accounts, max_reported_rows, window, known=known_accounts)
         if checked.counts.accepted == 0:
             first = f"; first: {checked.problems[0]}" if checked.problems else ""
             raise InputError(
@@ -418,7 +418,7 @@ def validate_table(
     path = Path(path)
     raw = load_table(inspect_table(spec, path))
     window = _Window.of(settings, now)
-    checked = _check_table(raw, None, settings.max_reported_rows, window, checks)
+    checked = _check_table(raw, None, settings.max_reported_rows, window, checks=checks)
     if checked.counts.accepted == 0:
         first = f"; first: {checked.problems[0]}" if checked.problems else ""
         raise InputError(
@@ -993,6 +993,7 @@ def _check_table(
     accounts: _AccountIds | None,
     max_reported_rows: int,
     window: _Window,
+    *,
     known: pa.Array | None = None,
     checks: Sequence[RowCheck] = (),
 ) -> _Checked:
