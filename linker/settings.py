@@ -270,7 +270,8 @@ class LinkSettings:
     """A cluster whose members sit behind one subnet it owns (an office NAT, a campus, a
     home, a venue) is one organisation, and behaving alike is its routine: routine signals
     (shared templates, bursts, lockstep, the model pivot) count in full while at most this
-    share of its members are behind its most-held owned subnet, and not at all when all are."""
+    share of its members are behind its own subnets (a subnet holding at least half of a
+    member's owned addresses, and another member's too), and not at all when all are."""
 
     min_attachment_families: int = 2
     """A member whose ties to the rest of its cluster (its strong-link unit aside) come from

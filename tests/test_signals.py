@@ -116,3 +116,37 @@ def test_signal_values_survive_the_evidence_artefacts(world: Path, tmp_path: Pat
     for name, column in cluster.items():
         np.testing.assert_array_equal(column, cluster_evidence[name].to_numpy())
     assert values["burst"].account_detail["burst_peers"].dtype == np.int64
+
+
+class _Clusters:
+    """The two members of EvidenceInputs that the network share reads."""
+
+    def __init__(self, size: list[int]) -> None:
+        self.size = np.asarray(size)
+        self.n_clusters = len(size)
+
+    def per_cluster(self, counts: pd.Series, fill: float = 0) -> np.ndarray:
+        return counts.reindex(pd.RangeIndex(self.n_clusters), fill_value=fill).to_numpy()
+
+
+def test_network_share_counts_members_behind_any_of_the_clusters_own_subnets() -> None:
+    from linker.signals.identity import _network_share
+
+    rows: list[tuple[int, int, int]] = []  # (cluster, member row, identifier)
+    subnet: dict[int, int] = {}
+    # Cluster 0, a campus: 12 students on three subnets, four per subnet, one address each.
+    for member in range(12):
+        rows.append((0, member, member))
+        subnet[member] = member // 4
+    # Cluster 1, a proxy-pool ring: 10 members each touching the same 8 exits on 8 subnets.
+    for member in range(100, 110):
+        for exit_ in range(8):
+            rows.append((1, member, 1000 + exit_))
+            subnet[1000 + exit_] = 10 + exit_
+    # Cluster 2: 5 members each alone on its own subnet (sticky home addresses).
+    for member in range(200, 205):
+        rows.append((2, member, 2000 + member))
+        subnet[2000 + member] = 100 + member
+    ip_rows = pd.DataFrame(rows, columns=["cluster", "row", "identifier"])
+    share = _network_share(_Clusters([12, 10, 5]), ip_rows, pd.Series(subnet))  # type: ignore[arg-type]
+    assert share.tolist() == [1.0, 0.0, 0.0]

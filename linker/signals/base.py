@@ -422,14 +422,14 @@ def organisation_guard(values: dict[str, SignalValues], share: float) -> np.ndar
     ring reaches the API through a residential proxy pool: whatever addresses its members
     share, no one subnet holds most of them. The guard is ``1 − c`` rescaled so that it is
     full up to ``c = share`` and 0 at ``c = 1``, where ``c`` is the share of members behind
-    the cluster's most-held owned subnet (the ``top_subnet_share`` detail of the signal that
+    one of the cluster's own subnets (the ``network_share`` detail of the signal that
     declares ``network_spread``). A cluster that owns no address has ``c = 0``. Without such
     a signal there is no guard.
     """
     tops = [
-        v.detail["top_subnet_share"]
+        v.detail["network_share"]
         for name, v in values.items()
-        if _SIGNALS[name].network_spread and "top_subnet_share" in v.detail
+        if _SIGNALS[name].network_spread and "network_share" in v.detail
     ]
     if not tops:
         return np.ones(len(next(iter(values.values())).cluster)) if values else np.ones(0)

@@ -95,26 +95,25 @@ class Customers(Signal):
         return f"{size} accounts paid by {int(values.detail['n_customers'][cluster])} payers"
 
 
-def _top_subnet_share(
+def _network_share(
     inputs: EvidenceInputs, ip_rows: pd.DataFrame, subnet_of: pd.Series
 ) -> np.ndarray:
-    """Per cluster, the share of its members behind its most-held owned subnet.
+    """Per cluster, the share of its members behind one of its own shared subnets.
 
     A member is behind a subnet when that subnet carries at least half of the member's
-    owned addresses: staff behind an office NAT (or a family behind its home router) are,
-    while a ring member rotating through a proxy pool, whose addresses spread over many
-    subnets, is behind none of them even when every member touches the same ones.
+    owned addresses; the subnet is one of the cluster's own networks when another member is
+    behind it too. Staff behind an office NAT, students behind one of a campus's subnets, a
+    family behind its home router are; a ring member rotating through a proxy pool, whose
+    addresses spread over many subnets, is behind none of them even when every member
+    touches the same ones, and a member alone on its subnet shares no network.
     """
     held = ip_rows[["cluster", "row", "identifier"]].drop_duplicates()
     held = held.assign(subnet=subnet_of.reindex(held["identifier"]).to_numpy())
-    per_subnet = held.groupby(["cluster", "subnet"])["row"].nunique()
-    ranked = per_subnet.reset_index().sort_values(
-        ["cluster", "row", "subnet"], ascending=[True, False, True], kind="stable"
-    )
-    top_subnet = ranked.drop_duplicates("cluster").set_index("cluster")["subnet"]
-    in_top = held["subnet"].to_numpy() == top_subnet.reindex(held["cluster"]).to_numpy()
-    per_member = held.assign(in_top=in_top).groupby(["cluster", "row"])["in_top"].mean()
-    behind = (per_member >= 0.5).groupby(level=0).sum()
+    per_member = held.groupby(["cluster", "row", "subnet"]).size().rename("n").reset_index()
+    owned = per_member.groupby(["cluster", "row"])["n"].transform("sum")
+    majority = per_member[per_member["n"] >= 0.5 * owned]
+    members_behind = majority.groupby(["cluster", "subnet"])["row"].transform("nunique")
+    behind = majority[members_behind >= 2].groupby("cluster")["row"].nunique()
     return np.asarray(inputs.per_cluster(behind) / np.maximum(inputs.size, 1), dtype=np.float64)
 
 
@@ -149,14 +148,14 @@ class IpSpread(Signal):
         # every account its own. Scaled by subnets per account (full at one per 4 accounts).
         per_account = n_subnets / np.maximum(inputs.size, 1)
         value = spread(n_subnets) * np.clip(per_account / 0.25, 0.0, 1.0)
-        top_share = _top_subnet_share(inputs, ip_rows, subnet_of)
+        network_share = _network_share(inputs, ip_rows, subnet_of)
         return SignalValues(
             value,
             account=_flag(inputs.n_accounts, ip_rows["row"].to_numpy()),
             detail={
                 "n_ips": n_ips.astype(np.int64),
                 "n_ip_subnets": n_subnets.astype(np.int64),
-                "top_subnet_share": top_share.astype(np.float64),
+                "network_share": network_share.astype(np.float64),
             },
         )
 
