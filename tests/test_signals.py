@@ -147,6 +147,19 @@ def test_network_share_counts_members_behind_any_of_the_clusters_own_subnets() -
     for member in range(200, 205):
         rows.append((2, member, 2000 + member))
         subnet[2000 + member] = 100 + member
+    # Cluster 3: 10 members, each with two exits of a proxy pool on two subnets, every subnet
+    # shared by two members: a network shared with one other member is no organisation's.
+    for member in range(300, 310):
+        for k in (0, 1):
+            address = 3000 + 2 * member + k
+            rows.append((3, member, address))
+            subnet[address] = 1000 + (member + k * 5) // 2 + 10 * k
+    # Cluster 4: a family of two behind its home router, with a third member elsewhere.
+    rows += [(4, 400, 4000), (4, 401, 4001), (4, 402, 4002)]
+    subnet.update({4000: 5000, 4001: 5000, 4002: 5001})
     ip_rows = pd.DataFrame(rows, columns=["cluster", "row", "identifier"])
-    share = _network_share(_Clusters([12, 10, 5]), ip_rows, pd.Series(subnet))  # type: ignore[arg-type]
-    assert share.tolist() == [1.0, 0.0, 0.0]
+    share = _network_share(_Clusters([12, 10, 5, 10, 3]), ip_rows, pd.Series(subnet))  # type: ignore[arg-type]
+    # The campus: a member's network holds 4 members, so 1 − 1/4; the pool and the sticky
+    # ring: no shared network; the pairs: 1 − 1/2, no more than the guard lets pass in full
+    # (organisation_share 0.5); the family: two of three behind the most-held subnet.
+    assert share.tolist() == pytest.approx([0.75, 0.0, 0.0, 0.5, 2 / 3])

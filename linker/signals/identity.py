@@ -98,23 +98,45 @@ class Customers(Signal):
 def _network_share(
     inputs: EvidenceInputs, ip_rows: pd.DataFrame, subnet_of: pd.Series
 ) -> np.ndarray:
-    """Per cluster, the share of its members behind one of its own shared subnets.
+    """Per cluster, how far its members sit behind networks of its own.
 
     A member is behind a subnet when that subnet carries at least half of the member's
-    owned addresses; the subnet is one of the cluster's own networks when another member is
-    behind it too. Staff behind an office NAT, students behind one of a campus's subnets, a
-    family behind its home router are; a ring member rotating through a proxy pool, whose
-    addresses spread over many subnets, is behind none of them even when every member
-    touches the same ones, and a member alone on its subnet shares no network.
+    owned addresses (the one holding most members, when two do); a member behind none, or
+    without an owned address, is a network of its own. Two measures, the larger wins:
+
+    * the share of members behind the most-held subnet, when another member is behind it
+      too (one office NAT, one home router);
+    * ``1 − 1 / n``, where ``n`` is the size of a member's network averaged over members
+      (``Σ m_s² / M``): students behind any of a campus's subnets, staff behind several
+      offices' NATs share their network with many others (``n`` in the tens), while a ring
+      whose members each hold a few proxy exits spread over the pool's subnets shares one
+      with about one other member at most (``n`` near 1 or 2).
+
+    A ring member rotating through a proxy pool is behind no subnet at all, even when every
+    member touches the same exits.
     """
     held = ip_rows[["cluster", "row", "identifier"]].drop_duplicates()
     held = held.assign(subnet=subnet_of.reindex(held["identifier"]).to_numpy())
     per_member = held.groupby(["cluster", "row", "subnet"]).size().rename("n").reset_index()
     owned = per_member.groupby(["cluster", "row"])["n"].transform("sum")
     majority = per_member[per_member["n"] >= 0.5 * owned]
-    members_behind = majority.groupby(["cluster", "subnet"])["row"].transform("nunique")
-    behind = majority[members_behind >= 2].groupby("cluster")["row"].nunique()
-    return np.asarray(inputs.per_cluster(behind) / np.maximum(inputs.size, 1), dtype=np.float64)
+    majority = majority.assign(
+        members=majority.groupby(["cluster", "subnet"])["row"].transform("nunique")
+    )
+    network = majority.sort_values(
+        ["cluster", "row", "members", "subnet"],
+        ascending=[True, True, False, True],
+        kind="stable",
+    ).drop_duplicates(["cluster", "row"])
+    per_network = network.groupby(["cluster", "subnet"]).size().astype(np.float64)
+    size = np.maximum(inputs.size, 1).astype(np.float64)
+    shared = per_network[per_network >= 2]
+    top = inputs.per_cluster(shared.groupby(level=0).max()) / size
+    alone = size - inputs.per_cluster(network.groupby("cluster").size())
+    squares = inputs.per_cluster((per_network**2).groupby(level=0).sum()) + alone
+    mean_network = squares / size
+    spread = 1.0 - 1.0 / np.maximum(mean_network, 1.0)
+    return np.asarray(np.maximum(top, spread), dtype=np.float64)
 
 
 class IpSpread(Signal):
