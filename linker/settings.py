@@ -267,11 +267,12 @@ class LinkSettings:
     """... and less than this share of the median attachment of the community's other members."""
 
     organisation_share: float = 0.5
-    """A cluster whose members sit behind one subnet it owns (an office NAT, a campus, a
+    """A cluster whose members sit behind networks it owns (an office NAT, a campus, a
     home, a venue) is one organisation, and behaving alike is its routine: routine signals
-    (shared templates, bursts, lockstep, the model pivot) count in full while at most this
-    share of its members are behind its own subnets (a subnet holding at least half of a
-    member's owned addresses, and another member's too), and not at all when all are."""
+    (shared templates, bursts, lockstep, the model pivot) count in full while ``c`` is at
+    most this and not at all at ``c = 1``, where ``c`` measures how far its members
+    sit behind networks of their own (the share behind the most-held subnet, or ``1 − 1/n``
+    for ``n`` the members' mean network size; :mod:`linker.signals.identity`)."""
 
     min_attachment_families: int = 2
     """A member whose ties to the rest of its cluster (its strong-link unit aside) come from

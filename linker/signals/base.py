@@ -421,8 +421,8 @@ def organisation_guard(values: dict[str, SignalValues], share: float) -> np.ndar
     sharing templates, running in step or moving to a new model together is its routine. A
     ring reaches the API through a residential proxy pool: whatever addresses its members
     share, no one subnet holds most of them. The guard is ``1 − c`` rescaled so that it is
-    full up to ``c = share`` and 0 at ``c = 1``, where ``c`` is the share of members behind
-    one of the cluster's own subnets (the ``network_share`` detail of the signal that
+    full up to ``c = share`` and 0 at ``c = 1``, where ``c`` measures how far the members sit
+    behind networks of their own (the ``network_share`` detail of the signal that
     declares ``network_spread``). A cluster that owns no address has ``c = 0``. Without such
     a signal there is no guard.
     """
