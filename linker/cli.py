@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from linker import __version__, pipeline
+from linker import __version__, incremental, pipeline
 from linker.cells import terminal_text
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_files
@@ -285,6 +285,65 @@ def run_command(
         _echo_load_summary(load_run(result.run_dir))
 
 
+@cli.command("update")
+@click.argument("new_data", type=click.Path(path_type=Path))
+@click.option(
+    "--previous",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The previous run directory (of `linker run` or `linker update`); left unchanged.",
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The takedown list to write (.csv, .jsonl or .parquet).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="The new run directory [default: <export stem>.run beside the export]; not --previous.",
+)
+@click.option("--format", "fmt", type=_FORMAT_CHOICE, help="Export format [default: from --out].")
+@click.option(
+    "--allowlist",
+    type=click.Path(path_type=Path),
+    help="Another allow-list than the previous run's (kind,value lines, docs/pipeline.md).",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Replace the previous list at --out even when the new one is much smaller.",
+)
+def update_command(
+    new_data: Path,
+    previous: Path,
+    out: Path,
+    run_dir: Path | None,
+    fmt: str | None,
+    allowlist: Path | None,
+    allow_shrink: bool,
+) -> None:
+    """Add the rows in NEW_DATA that arrived since a previous run, and export the new list.
+
+    NEW_DATA holds the accounts opened since the previous run and the payments and events
+    that arrived since (docs/contract.md). The previous run's tables, observations,
+    identifier counts, behaviour features and communities are carried over and updated;
+    the settings are the previous run's (docs/incremental.md).
+    """
+    result = incremental.update(
+        new_data,
+        previous,
+        out,
+        run_dir=run_dir,
+        fmt=fmt,
+        allowlist=allowlist,
+        allow_shrink=allow_shrink,
+    )
+    click.echo(result.render())
+
+
 @cli.command("export")
 @click.option(
     "--run-dir",
@@ -421,6 +480,49 @@ def expand_command(
     settings = load_settings(settings_file, overrides={"embed.method": method})
     ranked = expand(data_dir, seeds, top=top, settings=settings, run_dir=run_dir, out=out)
     click.echo(f"wrote {out} ({len(ranked):,} accounts)")
+
+
+@cli.command("score")
+@click.argument("new_accounts", type=click.Path(path_type=Path))
+@click.option(
+    "--against",
+    "run_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A finished run directory (`linker run`'s) to score the new accounts against.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every new account's score here (CSV); rejected rows go to OUT.quarantine/.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["quarantine", "fail"]),
+    help="Quarantine rejected rows and go on, or stop with exit code 2 [default: the run's].",
+)
+def score_command(
+    new_accounts: Path, run_dir: Path, out: Path | None, on_error: str | None
+) -> None:
+    """Score the new accounts in NEW_ACCOUNTS against a finished run, without a run.
+
+    NEW_ACCOUNTS is a data directory in the input contract (accounts; payments and events
+    optional). Each account is matched against the run's flagged clusters: values it shares
+    with their flagged members (weighted as the run weighed them) and signups inside their
+    bursts; it gets a score, an action and reasons naming the values and members
+    (docs/score.md). Prints the flagged ones, or writes all of them to --out.
+    """
+    from linker.signup import score_accounts
+
+    result = score_accounts(new_accounts, run_dir, out=out, on_error=on_error)
+    for problem in result.validation.problems:
+        click.echo(terminal_text(str(problem), one_line=True), err=True)
+    if out is None:
+        flagged = result.scores[result.scores["action"] != "none"]
+        for row in flagged.itertuples(index=False):
+            line = f"{row.account_id}\t{row.cluster_id}\t{row.score:.4f}\t{row.action}\t"
+            click.echo(terminal_text(line + str(row.reason_codes), one_line=False))
+    click.echo(result.render(), err=out is None)
 
 
 @cli.command("evaluate")

@@ -251,6 +251,7 @@ def _scores(n_suspend: int = 6, n_review: int = 2) -> pd.DataFrame:
             "score": [0.9] * n_suspend + [0.6] * n_review,
             "action": ["suspend"] * n_suspend + ["review"] * n_review,
             "reasons": ["card"] * len(ids),
+            "reason_codes": ["shared_payment:1"] * len(ids),
         }
     )
 

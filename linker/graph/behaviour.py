@@ -26,6 +26,7 @@ __all__ = [
     "BEHAVIOUR_COLUMNS",
     "account_behaviour",
     "event_codes",
+    "pivot_features",
     "sorted_unique",
 ]
 
@@ -528,6 +529,33 @@ def account_behaviour(
     )
     pivot = _pivot(codes, ev.n_acc, new_model_margin_days)
     return pd.concat([frame, pivot, hours], axis=1)
+
+
+def pivot_features(codes: pd.DataFrame, n_acc: int, margin_days: float = 7.0) -> pd.DataFrame:
+    """Per account, its strongest move to a new model in the 24/72 h after its release: the
+    ``pivot_*`` columns of :func:`account_behaviour`, which depend on every account's events
+    (a model's release is its first appearance; the population's share is a mean over the
+    active accounts).
+
+    Parameters
+    ----------
+    codes : pandas.DataFrame
+        :func:`event_codes` of all events.
+    n_acc : int
+        Number of accounts.
+    margin_days : float, default 7
+        As ``new_model_margin_days`` of :func:`account_behaviour`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per account, the ``pivot_*`` columns.
+
+    Notes
+    -----
+    O(m) per new model, for m events.
+    """
+    return _pivot(codes, n_acc, margin_days)
 
 
 def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:

@@ -11,6 +11,7 @@ with leidenalg, networkit and networkx.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import igraph as ig
@@ -24,11 +25,14 @@ from scipy.special import gammainc
 from linker.graph.ownership import owned_values
 
 __all__ = [
+    "ContractedGraph",
     "components_over",
+    "contract",
     "detect_communities",
     "partition_graph",
     "prune_weak_members",
     "reattach_by_lockstep",
+    "with_lonely_components",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +92,7 @@ def partition_graph(
     resolution: float = 1.0,
     seed: int = 42,
     method: Method = "igraph",
+    initial: np.ndarray | None = None,
 ) -> np.ndarray:
     """Leiden communities of a weighted undirected graph.
 
@@ -104,6 +109,9 @@ def partition_graph(
         Seed of the partition; the same seed gives the same partition.
     method : {"leidenalg", "igraph"}
         Which Leiden implementation to run.
+    initial : numpy.ndarray of int, optional
+        A community per node to start from (a warm start: ``linker update`` starts from the
+        previous run's communities); default every node alone.
 
     Returns
     -------
@@ -122,6 +130,7 @@ def partition_graph(
     edges, weights = _canonical_edges(edges, weights)
     graph = ig.Graph(n=n_nodes, edges=edges.tolist(), directed=False)
     graph.es["weight"] = weights.tolist()
+    start = None if initial is None else _numbered_by_first_node(np.asarray(initial)).tolist()
     if method == "igraph":
         import random
 
@@ -133,6 +142,7 @@ def partition_graph(
                 weights="weight",
                 resolution=resolution,
                 n_iterations=-1,
+                initial_membership=start,
             )
         finally:
             ig.set_random_number_generator(random)
@@ -145,6 +155,7 @@ def partition_graph(
         resolution_parameter=resolution,
         seed=seed,
         n_iterations=-1,
+        initial_membership=start,
     )
     return _numbered_by_first_node(np.asarray(partition.membership, dtype=np.int64))
 
@@ -180,6 +191,60 @@ def _numbered_by_first_node(membership: np.ndarray) -> np.ndarray:
     return np.asarray(rank[inverse.ravel()], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class ContractedGraph:
+    """The account graph with each strong-link component contracted into one node, plus hub
+    nodes (:func:`contract`): nodes ``0..n_comp-1`` are components, ``n_comp + h`` hub ``h``."""
+
+    n_comp: int
+    n_hubs: int
+    edges: np.ndarray
+    weights: np.ndarray
+    comp_size: np.ndarray
+
+
+def contract(
+    adjacency: sp.csr_matrix, hub_matrix: sp.csr_matrix, strong_labels: np.ndarray
+) -> ContractedGraph:
+    """Contract each strong-link component of the account graph into one node.
+
+    Parameters
+    ----------
+    adjacency, hub_matrix, strong_labels
+        As in :func:`detect_communities`.
+
+    Returns
+    -------
+    ContractedGraph
+
+    Notes
+    -----
+    O(n + m): two sparse products.
+    """
+    n_acc = adjacency.shape[0]
+    n_comp = int(strong_labels.max()) + 1 if n_acc else 0
+    contractor = sp.csr_matrix(
+        (np.ones(n_acc), (np.arange(n_acc), strong_labels)), shape=(n_acc, n_comp)
+    )
+    comp_adj = (contractor.T @ (adjacency + adjacency.T) @ contractor).tocoo()
+    upper = comp_adj.row < comp_adj.col
+    comp_hub = (contractor.T @ hub_matrix).tocoo()
+    edges = np.concatenate(
+        [
+            np.stack([comp_adj.row[upper], comp_adj.col[upper]], axis=1),
+            np.stack([comp_hub.row, n_comp + comp_hub.col], axis=1),
+        ]
+    ).astype(np.int64)
+    weights = np.concatenate([comp_adj.data[upper] / 2.0, comp_hub.data])
+    return ContractedGraph(
+        n_comp,
+        hub_matrix.shape[1],
+        edges,
+        weights,
+        np.bincount(strong_labels, minlength=n_comp),
+    )
+
+
 def detect_communities(
     adjacency: sp.csr_matrix,
     hub_matrix: sp.csr_matrix,
@@ -211,33 +276,18 @@ def detect_communities(
     -----
     O(n + m) to contract, plus Leiden on the contracted graph.
     """
-    n_acc = adjacency.shape[0]
-    n_comp = int(strong_labels.max()) + 1 if n_acc else 0
-    contract = sp.csr_matrix(
-        (np.ones(n_acc), (np.arange(n_acc), strong_labels)), shape=(n_acc, n_comp)
-    )
-    comp_adj = (contract.T @ (adjacency + adjacency.T) @ contract).tocoo()
-    upper = comp_adj.row < comp_adj.col
-    comp_hub = (contract.T @ hub_matrix).tocoo()
-    n_hubs = hub_matrix.shape[1]
-    comp_size = np.bincount(strong_labels, minlength=n_comp)
-    edges = np.concatenate(
-        [
-            np.stack([comp_adj.row[upper], comp_adj.col[upper]], axis=1),
-            np.stack([comp_hub.row, n_comp + comp_hub.col], axis=1),
-        ]
-    ).astype(np.int64)
-    weights = np.concatenate([comp_adj.data[upper] / 2.0, comp_hub.data])
+    graph = contract(adjacency, hub_matrix, strong_labels)
+    n_comp, edges = graph.n_comp, graph.edges
     # Only nodes that take part in some edge go into the partition; the rest stay alone.
-    used = np.zeros(n_comp + n_hubs, dtype=bool)
+    used = np.zeros(n_comp + graph.n_hubs, dtype=bool)
     used[edges.ravel()] = True
-    node_index = np.full(n_comp + n_hubs, -1, dtype=np.int64)
+    node_index = np.full(n_comp + graph.n_hubs, -1, dtype=np.int64)
     node_index[used] = np.arange(int(used.sum()))
     membership_used = (
         partition_graph(
             int(used.sum()),
             node_index[edges],
-            weights,
+            graph.weights,
             resolution=resolution,
             seed=seed,
             method=method,
@@ -248,11 +298,8 @@ def detect_communities(
     comp_comm = np.full(n_comp, -1, dtype=np.int64)
     comp_used = used[:n_comp]
     comp_comm[comp_used] = membership_used[node_index[:n_comp][comp_used]]
-    # A strong component with no other link is still a group of its own.
-    lonely = ~comp_used & (comp_size >= 2)
-    next_label = int(membership_used.max()) + 1 if len(membership_used) else 0
-    comp_comm[lonely] = next_label + np.arange(int(lonely.sum()))
-    membership = comp_comm[strong_labels]
+    first_free = int(membership_used.max()) + 1 if len(membership_used) else 0
+    membership = with_lonely_components(comp_comm, graph.comp_size, first_free)[strong_labels]
     logger.debug(
         "communities: %d nodes, %d edges, %d communities",
         int(used.sum()),
@@ -260,6 +307,17 @@ def detect_communities(
         len(np.unique(membership[membership >= 0])),
     )
     return membership
+
+
+def with_lonely_components(
+    comp_comm: np.ndarray, comp_size: np.ndarray, first_free: int
+) -> np.ndarray:
+    """Community per component, where a strong component with no other link (``-1``) and
+    at least two accounts becomes a community of its own, numbered from ``first_free``."""
+    comp_comm = comp_comm.copy()
+    lonely = (comp_comm < 0) & (comp_size >= 2)
+    comp_comm[lonely] = first_free + np.arange(int(lonely.sum()))
+    return comp_comm
 
 
 def prune_weak_members(

@@ -199,6 +199,8 @@ def public_values(
     sample: int = 2048,
     rounds: int = 5,
     seed: int = 42,
+    only: np.ndarray | None = None,
+    prior: PublicTest | None = None,
 ) -> PublicTest:
     """Which linkable identifiers are public: shared by accounts not otherwise tied.
 
@@ -227,10 +229,16 @@ def public_values(
     rounds : int, default 5
         Rounds of the test; public values of a round corroborate nothing in the next.
     seed : int, default 42
+    only : numpy.ndarray of bool, optional
+        Test only these identifiers (``linker update``: those whose holders changed); the
+        others keep their outcome in ``prior``.
+    prior : PublicTest, optional
+        The outcome kept for the identifiers outside ``only`` (required with it).
 
     Returns
     -------
     PublicTest
+        With ``only``, ``tested`` marks the identifiers tested in this call.
 
     Notes
     -----
@@ -257,6 +265,14 @@ def public_values(
     tied = np.zeros(n_ident)
     judged = np.zeros(n_ident)
     public = np.zeros(n_ident, dtype=bool)
+    fixed = np.zeros(n_ident, dtype=bool)
+    if only is not None:
+        if prior is None:
+            raise ValueError("public_values(only=...) needs the prior outcome")
+        tested &= np.asarray(only, dtype=bool)
+        fixed = np.asarray(prior.public, dtype=bool) & ~tested
+        cohesion = np.where(tested, np.nan, prior.cohesion)
+        public = fixed.copy()
     csc = incidence.tocsc()
     for round_ in range(rounds):
         previous = public.copy()
@@ -274,7 +290,7 @@ def public_values(
                 holders, evidence, counts[sources], n_acc, alpha, group_share
             )
         cohesion[tested] = tied[tested] / np.maximum(judged[tested], 1.0)
-        public = _decided(tied, judged, tested, alpha, majority)
+        public = _decided(tied, judged, tested, alpha, majority) | fixed
         logger.debug("public values, round %d: %d of %d tested", round_, public.sum(), tested.sum())
         if np.array_equal(public, previous):
             break

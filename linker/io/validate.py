@@ -228,6 +228,7 @@ def validate_dataset(
     observations: bool = True,
     settings: IngestSettings | None = None,
     now: datetime | None = None,
+    known_accounts: pa.Array | None = None,
 ) -> ValidationResult:
     """Validate every table of a dataset and keep the rows that pass.
 
@@ -254,6 +255,10 @@ def validate_dataset(
         (``earliest``, ``latest``, ``future_skew_hours``). Default: ``IngestSettings()``.
     now : datetime, optional
         The run's clock, for the default ``latest`` bound (default: the current time).
+    known_accounts : pyarrow.Array of str, optional
+        Account ids accepted earlier (``linker update``'s previous run): a row of
+        ``accounts`` with one of them is a ``duplicate_id``, and the other tables may refer
+        to them.
 
     Returns
     -------
@@ -309,7 +314,7 @@ def validate_dataset(
     accounts: _AccountIds | None = None
     for name, path in progress(files.items(), total=len(files), desc="validate", unit="table"):
         raw = load_table(sources[name])
-        checked = _check_table(raw, accounts, max_reported_rows, window)
+        checked = _check_table(raw, accounts, max_reported_rows, window, known_accounts)
         if checked.counts.accepted == 0:
             first = f"; first: {checked.problems[0]}" if checked.problems else ""
             raise InputError(
@@ -323,6 +328,8 @@ def validate_dataset(
             quarantine[name] = checked.quarantine
         if name == "accounts":
             accepted_ids = pc.cast(pa.array(checked.accepted["account_id"]), _TEXT)
+            if known_accounts is not None:
+                accepted_ids = pa.concat_arrays([accepted_ids, pc.cast(known_accounts, _TEXT)])
             accounts = _AccountIds(accepted_ids, checked.all_ids, path.name)
     for name, counts in summary.items():
         logger.info("%s: read %d, accepted %d, rejected %d", name, *_counts_tuple(counts))
@@ -803,6 +810,23 @@ def _is_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _check_known(ids: pa.Array, empty: np.ndarray, known: pa.Array) -> list[_Finding]:
+    """``duplicate_id`` for account ids accepted by an earlier run (``linker update``)."""
+    seen = _is_in(ids, pc.cast(known, _TEXT)) & ~empty
+    if not seen.any():
+        return []
+    return [
+        _Finding(
+            "duplicate_id",
+            "account_id",
+            seen,
+            _values_reason(
+                ids, lambda v: f"account_id {v} is already an account of the previous run"
+            ),
+        )
+    ]
+
+
 def _check_duplicates(
     ids: pa.Array, empty: np.ndarray, row_numbers: np.ndarray, column: str
 ) -> _Finding | None:
@@ -869,7 +893,11 @@ def _check_references(ids: pa.Array, empty: np.ndarray, accounts: _AccountIds) -
 
 
 def _check_table(
-    raw: RawTable, accounts: _AccountIds | None, max_reported_rows: int, window: _Window
+    raw: RawTable,
+    accounts: _AccountIds | None,
+    max_reported_rows: int,
+    window: _Window,
+    known: pa.Array | None = None,
 ) -> _Checked:
     spec = raw.spec
     n = raw.n_parsed
@@ -896,6 +924,8 @@ def _check_table(
         duplicate = _check_duplicates(ids, id_empty, raw.row_numbers, spec.unique_key)
         if duplicate is not None:
             findings.append(duplicate)
+        if known is not None and spec.name == "accounts":
+            findings.extend(_check_known(ids, id_empty, known))
     if spec.references_accounts and accounts is not None:
         findings.extend(_check_references(ids, id_empty, accounts))
     rejected = np.zeros(n, dtype=bool)

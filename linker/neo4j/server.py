@@ -445,7 +445,8 @@ def _set_initial_password(java: str, home: Path, password: str) -> None:
     try:
         os.fchmod(fd, 0o600)
         quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-        args = ["-cp", f'"{jar_dir()}/*"', _ADMIN_CLASS, "dbms", "set-initial-password"]
+        # "--" ends the options: a password starting with "-" is a password, not an option.
+        args = ["-cp", f'"{jar_dir()}/*"', _ADMIN_CLASS, "dbms", "set-initial-password", "--"]
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("\n".join([*args, f'"{quoted}"']) + "\n")
         proc = subprocess.run(

@@ -12,10 +12,12 @@ stages, the artefacts each reads and writes, the registries and the seams.
 
 from __future__ import annotations
 
-from linker.engine.stages import Stage, View
-from linker.stages import decisions, evidence, ingest, linking
+import dataclasses
 
-__all__ = ["LINK_STAGES", "RUN_STAGES", "VIEWS", "stage_names"]
+from linker.engine.stages import Stage, View
+from linker.stages import decisions, evidence, ingest, linking, update
+
+__all__ = ["LINK_STAGES", "RUN_STAGES", "UPDATE_STAGES", "VIEWS", "stage_names"]
 
 VIEWS: dict[str, View] = dict(linking.LINK_VIEWS)
 """In-memory views stages share, by name."""
@@ -119,6 +121,22 @@ LINK_STAGES: tuple[Stage, ...] = tuple(
     if s.name not in ("validate", "normalise", "proximity", "decide", "export")
 )
 """From validated tables and observations to scored clusters and links."""
+
+
+_UPDATED = {
+    "validate": update.validate,
+    "normalise": update.normalise,
+    "behaviour": update.behaviour,
+    "identifiers": update.identifiers,
+    "communities": update.communities,
+}
+
+UPDATE_STAGES: tuple[Stage, ...] = tuple(
+    dataclasses.replace(s, run=_UPDATED[s.name], engines={}) if s.name in _UPDATED else s
+    for s in RUN_STAGES
+)
+"""``linker update``'s stages: :data:`RUN_STAGES` with the first five adding the new rows to
+a previous run's state (:mod:`linker.stages.update`, docs/incremental.md)."""
 
 
 def stage_names() -> tuple[str, ...]:

@@ -26,11 +26,19 @@ import pyarrow.compute as pc
 
 from linker.engine.stages import RunContext
 from linker.io.files import file_sha256
-from linker.io.validate import validate_dataset
+from linker.io.validate import ValidationResult, validate_dataset
 from linker.observations import build_observations
 from linker.pseudonyms import Pseudonymiser
 
-__all__ = ["INPUT_TABLES", "ROW_KEYS", "canonical_rows", "normalise", "validate"]
+__all__ = [
+    "INPUT_TABLES",
+    "ROW_KEYS",
+    "accepted_tables",
+    "canonical_rows",
+    "latest_timestamp",
+    "normalise",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +172,18 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
     result = validate_dataset(
         Path(ctx.inputs["data_dir"]), settings=ctx.settings.ingest, observations=False
     )
+    tables, report = accepted_tables(ctx, result)
+    as_of = latest_timestamp(tables)
+    if as_of is not None:
+        ctx.note(as_of=as_of)
+    return {**tables, "validation": report}
+
+
+def accepted_tables(
+    ctx: RunContext, result: ValidationResult
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The input tables a run links (accounts and payments in canonical row order) and the
+    validation report; rejected rows are written to the store's quarantine."""
     # Labels are ground truth for `linker evaluate`; the linking never sees them.
     keep = {k: v for k, v in result.files.items() if k in INPUT_TABLES}
     result = dataclasses.replace(
@@ -188,13 +208,10 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
     tables = {
         k: canonical_rows(v, ROW_KEYS[k]) if k in ROW_KEYS else v for k, v in result.tables.items()
     }
-    as_of = _latest_timestamp(tables)
-    if as_of is not None:
-        ctx.note(as_of=as_of)
-    return {**tables, "validation": result.report()}
+    return tables, result.report()
 
 
-def _latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> str | None:
+def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> str | None:
     """The latest time the accepted data speaks of (signups, payments, events), in ISO 8601
     UTC: how recent a run's picture is, so that runs over a growing warehouse can be ordered."""
     when = (("accounts", "created_at"), ("payments", "added_at"), ("events", "ts"))

@@ -41,7 +41,7 @@ from linker.graph.communities import (
 )
 from linker.graph.lockstep import lockstep_pairs
 from linker.graph.projection import Projection, project
-from linker.graph.public import public_values
+from linker.graph.public import PublicTest, public_values
 from linker.graph.weights import identifier_weights
 from linker.stages.ingest import ROW_KEYS, canonical_rows
 
@@ -51,8 +51,13 @@ __all__ = [
     "account_frame",
     "behaviour",
     "communities",
+    "community_table",
+    "identifier_table",
     "identifiers",
     "lockstep_rows",
+    "lockstep_table",
+    "public_test",
+    "uses_behaviour",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,13 +125,14 @@ LINK_VIEWS: dict[str, View] = {
 """The views of the linking stages, by name."""
 
 
-def _uses_behaviour(ctx: RunContext) -> bool:
+def uses_behaviour(ctx: RunContext) -> bool:
+    """Whether the run computes behaviour features: enabled, and it has events."""
     return bool(ctx.settings.link.behaviour.enabled) and ctx.has("events")
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     """Per-account behaviour features and lockstep pairs (nothing without events)."""
-    if not _uses_behaviour(ctx):
+    if not uses_behaviour(ctx):
         return {}
     cfg = ctx.settings.link.behaviour
     accounts = account_frame(ctx)
@@ -136,6 +142,12 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
+    return {"behaviour": features, "lockstep": lockstep_table(ctx, codes, ids)}
+
+
+def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """The ``lockstep`` artefact: pairs of accounts in lockstep, from the event codes."""
+    cfg = ctx.settings.link.behaviour
     lock = lockstep_pairs(
         codes[["acc", "t", "prompt", "model"]],
         ids,
@@ -149,7 +161,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         seed=ctx.seed,
     )
     pairs = lock.pairs
-    lockstep = pd.DataFrame(
+    return pd.DataFrame(
         {
             "account_a": pd.array(ids.to_numpy()[pairs["a"].to_numpy(np.int64)], dtype="string"),
             "account_b": pd.array(ids.to_numpy()[pairs["b"].to_numpy(np.int64)], dtype="string"),
@@ -157,7 +169,6 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
             "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
         }
     )
-    return {"behaviour": features, "lockstep": lockstep}
 
 
 def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | None:
@@ -201,11 +212,20 @@ def _placeholders(
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Every identifier's accounts, evidence weight and public flag (the graph's nodes)."""
     bip: Bipartite = ctx.view("bipartite")
+    test = public_test(ctx, bip)
+    return {"identifiers": identifier_table(ctx, bip, bip.n_accounts, test)}
+
+
+def public_test(
+    ctx: RunContext, bip: Bipartite, *, only: np.ndarray | None = None, previous: Any = None
+) -> PublicTest:
+    """The public-value test of the run's settings (:func:`linker.graph.public.public_values`),
+    of every identifier or of ``only`` (the others keep their ``previous`` outcome)."""
     settings = ctx.settings.link
     families = kinds.families()
     family_code = pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0]
     linkable = np.array([settings.kind_priors.get(k, 0.0) > 0 for k in bip.kinds], dtype=bool)
-    test = public_values(
+    return public_values(
         bip.matrix,
         family_code,
         linkable,
@@ -213,9 +233,19 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         majority=settings.public_majority,
         sample=settings.public_sample,
         seed=ctx.seed,
+        only=only,
+        prior=previous,
     )
+
+
+def identifier_table(
+    ctx: RunContext, bip: Bipartite, n_accounts: np.ndarray, test: PublicTest
+) -> pd.DataFrame:
+    """The ``identifiers`` artefact: per identifier column of ``bip``, its accounts, evidence
+    weight, public flag and cohesion."""
+    settings = ctx.settings.link
     weights = identifier_weights(
-        bip.kinds, bip.n_accounts, settings.kind_priors, bip.shape[0], test.public
+        bip.kinds, n_accounts, settings.kind_priors, bip.shape[0], test.public
     )
     ctx.note(
         identifiers=len(weights),
@@ -223,18 +253,16 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
         supernodes=int(test.public.sum()),
         placeholders=_placeholders(bip, test.public, settings.strong_kinds),
     )
-    return {
-        "identifiers": pd.DataFrame(
-            {
-                "kind": pd.array(bip.kinds, dtype="string"),
-                "value": pd.array(bip.values, dtype="string"),
-                "n_accounts": bip.n_accounts.astype(np.int64),
-                "weight": weights,
-                "is_supernode": test.public,
-                "cohesion": test.cohesion,
-            }
-        )
-    }
+    return pd.DataFrame(
+        {
+            "kind": pd.array(bip.kinds, dtype="string"),
+            "value": pd.array(bip.values, dtype="string"),
+            "n_accounts": np.asarray(n_accounts, dtype=np.int64),
+            "weight": weights,
+            "is_supernode": test.public,
+            "cohesion": test.cohesion,
+        }
+    )
 
 
 def communities(ctx: RunContext) -> Mapping[str, Any]:
@@ -242,10 +270,7 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
     settings = ctx.settings.link
     graph: IdentifierGraph = ctx.view("graph")
     linked: LinkProjection = ctx.view("projection")
-    bip = graph.bipartite
-    n_acc = bip.shape[0]
-    strong = components_over(bip.matrix, graph.columns_of(settings.strong_kinds))
-    customer = components_over(bip.matrix, graph.columns_of(settings.customer_kinds))
+    strong = components_over(graph.bipartite.matrix, graph.columns_of(settings.strong_kinds))
     community = detect_communities(
         linked.links,
         linked.projection.hub_matrix,
@@ -253,6 +278,18 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         resolution=settings.resolution,
         seed=ctx.seed,
     )
+    return {"communities": community_table(ctx, community, strong)}
+
+
+def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) -> pd.DataFrame:
+    """The ``communities`` artefact from Leiden's communities (``partition``): weak members
+    pruned, lockstep partners reattached, small communities dropped (``cluster``)."""
+    settings = ctx.settings.link
+    graph: IdentifierGraph = ctx.view("graph")
+    bip = graph.bipartite
+    n_acc = bip.shape[0]
+    customer = components_over(bip.matrix, graph.columns_of(settings.customer_kinds))
+    partition = community
     pairs = lockstep_rows(ctx, bip.account_ids)
     lock = None
     if pairs is not None and len(pairs):
@@ -291,12 +328,11 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
     remap = np.full(len(sizes), -1, dtype=np.int64)
     remap[big] = np.arange(len(big))
     cluster = np.where(community >= 0, remap[np.maximum(community, 0)], -1)
-    return {
-        "communities": pd.DataFrame(
-            {
-                "account_id": pd.array(bip.account_ids, dtype="string"),
-                "cluster": cluster.astype(np.int64),
-                "customer": customer.astype(np.int64),
-            }
-        )
-    }
+    return pd.DataFrame(
+        {
+            "account_id": pd.array(bip.account_ids, dtype="string"),
+            "cluster": cluster.astype(np.int64),
+            "customer": customer.astype(np.int64),
+            "partition": np.asarray(partition, dtype=np.int64),
+        }
+    )

@@ -1,0 +1,420 @@
+"""Incremental updates of the account–identifier graph: merging new observations into a
+previous run's, and updating identifier counts from the new account–identifier pairs.
+
+``linker update`` (docs/incremental.md) adds the rows that arrived since a previous run to
+that run's state instead of recomputing it from all rows. These are the pure parts of it:
+
+* :func:`merge_observations`: the previous observations plus the new ones, one row per
+  (account, kind, value), exactly as :func:`linker.observations.build_observations` would
+  give on all rows (first and last seen are minima and maxima, counts are sums);
+* :func:`add_counts`: each identifier's number of accounts, from the previous counts and the
+  account–identifier pairs that are new;
+* :func:`touched_accounts`: the accounts whose links can have changed;
+* :func:`components_touched`: which components of a graph hold a touched node;
+* :func:`repartition_touched`: Leiden again on the touched components only, warm-started
+  from the previous communities; the others keep theirs;
+* :func:`update_behaviour`: behaviour features recomputed for the accounts with new events
+  only (the model-pivot columns, which depend on every account, for all).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from linker.graph.behaviour import account_behaviour, pivot_features
+from linker.graph.communities import (
+    ContractedGraph,
+    Method,
+    partition_graph,
+    with_lonely_components,
+)
+
+__all__ = [
+    "add_counts",
+    "components_touched",
+    "merge_observations",
+    "repartition_touched",
+    "touched_accounts",
+    "update_behaviour",
+]
+
+logger = logging.getLogger(__name__)
+
+_KEY = ["account_id", "kind", "value"]
+
+
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([frame[c].astype("string") for c in _KEY], names=_KEY)
+
+
+def merge_observations(
+    previous: pd.DataFrame, new: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The previous observations with the new ones added.
+
+    Parameters
+    ----------
+    previous : pandas.DataFrame
+        Observations of a previous run (``account_id, kind, value, first_seen, last_seen,
+        count``), one row per (account_id, kind, value).
+    new : pandas.DataFrame
+        Observations built from the rows that arrived since, with the same columns.
+
+    Returns
+    -------
+    merged : pandas.DataFrame
+        One row per (account_id, kind, value): the previous rows in their order (those the
+        new rows also hold with ``first_seen`` the earlier, ``last_seen`` the later and
+        ``count`` the sum of both), then the pairs not seen before, sorted by (kind, value,
+        account_id).
+    new_pairs : pandas.DataFrame
+        ``account_id, kind, value`` of the pairs not seen before, in that order.
+
+    Notes
+    -----
+    O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
+    ones are looked up in a hash index.
+
+    Examples
+    --------
+    >>> t = pd.Timestamp("2026-01-01", tz="UTC")
+    >>> old = pd.DataFrame({"account_id": ["a"], "kind": ["ip"], "value": ["1"],
+    ...     "first_seen": [t], "last_seen": [t], "count": [2]})
+    >>> add = pd.DataFrame({"account_id": ["a", "b"], "kind": ["ip", "ip"], "value": ["1", "1"],
+    ...     "first_seen": [t, t], "last_seen": [t + pd.Timedelta("1D")] * 2, "count": [3, 1]})
+    >>> merged, pairs = merge_observations(old, add)
+    >>> merged[["account_id", "count"]].values.tolist(), pairs["account_id"].tolist()
+    ([['a', 5], ['b', 1]], ['b'])
+    """
+    columns = list(previous.columns)
+    if new.empty:
+        return previous, new[_KEY].iloc[0:0]
+    # Only the previous rows of accounts the new rows speak of can match: index those alone.
+    mine = np.flatnonzero(previous["account_id"].isin(new["account_id"].unique()).to_numpy(bool))
+    found = _keys(previous.iloc[mine]).get_indexer(_keys(new))
+    seen = found >= 0
+    at = np.where(seen, mine[np.maximum(found, 0)], -1)
+    merged = previous.copy() if seen.any() else previous
+    if seen.any():
+        rows = at[seen]
+        old = new[seen]
+        merged.loc[rows, "count"] = merged["count"].to_numpy()[rows] + old["count"].to_numpy()
+        for column, pick in (("first_seen", np.minimum), ("last_seen", np.maximum)):
+            before = merged[column].to_numpy()[rows]
+            merged.loc[rows, column] = pick(before, old[column].to_numpy())
+    fresh = new[~seen].sort_values(["kind", "value", "account_id"], kind="mergesort")
+    merged = pd.concat([merged, fresh[columns]], ignore_index=True)
+    return merged, fresh[_KEY].reset_index(drop=True)
+
+
+def add_counts(previous: pd.DataFrame, new_pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each identifier's number of accounts: the previous counts plus the new pairs.
+
+    Parameters
+    ----------
+    previous : pandas.DataFrame
+        ``kind, value, n_accounts`` of a previous run (its ``identifiers`` artefact).
+    new_pairs : pandas.DataFrame
+        ``account_id, kind, value`` pairs not seen before (:func:`merge_observations`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``kind, value, n_accounts`` and ``touched`` (whether the identifier gained an
+        account), the previous identifiers first in their order, then new ones sorted by
+        (kind, value).
+
+    Notes
+    -----
+    O(i + n log n) for i identifiers and n new pairs.
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"kind": ["ip"], "value": ["1"], "n_accounts": [2]})
+    >>> pairs = pd.DataFrame({"account_id": ["c", "c"], "kind": ["ip", "ip"],
+    ...     "value": ["1", "2"]})
+    >>> add_counts(old, pairs)[["value", "n_accounts", "touched"]].values.tolist()
+    [['1', 3, True], ['2', 1, True]]
+    """
+    per = new_pairs.groupby(["kind", "value"], sort=True).size()
+    index = pd.MultiIndex.from_arrays(
+        [previous["kind"].astype("string"), previous["value"].astype("string")]
+    )
+    wanted = pd.MultiIndex.from_arrays(
+        [
+            per.index.get_level_values(0).astype("string"),
+            per.index.get_level_values(1).astype("string"),
+        ]
+    )
+    at = index.get_indexer(wanted)
+    counts = previous["n_accounts"].to_numpy(np.int64).copy()
+    touched = np.zeros(len(previous), dtype=bool)
+    known = at >= 0
+    np.add.at(counts, at[known], per.to_numpy()[known])
+    touched[at[known]] = True
+    added = per[~known]
+    return pd.DataFrame(
+        {
+            "kind": pd.concat(
+                [previous["kind"], pd.Series(added.index.get_level_values(0))], ignore_index=True
+            ).astype("string"),
+            "value": pd.concat(
+                [previous["value"], pd.Series(added.index.get_level_values(1))], ignore_index=True
+            ).astype("string"),
+            "n_accounts": np.r_[counts, added.to_numpy(np.int64)],
+            "touched": np.r_[touched, np.ones(len(added), dtype=bool)],
+        }
+    )
+
+
+def touched_accounts(incidence: sp.csr_matrix, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Accounts holding any of the identifier ``columns``, and the accounts ``rows``.
+
+    Parameters
+    ----------
+    incidence : scipy.sparse.csr_matrix
+        Accounts × identifiers incidence matrix.
+    columns : numpy.ndarray of int
+        Identifiers whose holders or weight changed.
+    rows : numpy.ndarray of int
+        Accounts touched themselves (new accounts, accounts with new observations).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Per account, whether it is touched.
+
+    Notes
+    -----
+    O(nnz of the chosen columns).
+
+    Examples
+    --------
+    >>> m = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1]], dtype=float))
+    >>> touched_accounts(m, np.array([0]), np.array([], dtype=int)).tolist()
+    [True, True, False]
+    """
+    out = np.zeros(incidence.shape[0], dtype=bool)
+    out[np.asarray(rows, dtype=np.int64)] = True
+    if len(columns):
+        holders = incidence.tocsc()[:, np.asarray(columns, dtype=np.int64)]
+        out[holders.indices] = True
+    return out
+
+
+def components_touched(
+    n_nodes: int, edges: np.ndarray, touched: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of a graph, and which of them hold a touched node.
+
+    Parameters
+    ----------
+    n_nodes : int
+    edges : numpy.ndarray
+        ``(m, 2)`` node pairs.
+    touched : numpy.ndarray of bool
+        Per node, whether it is touched.
+
+    Returns
+    -------
+    component : numpy.ndarray of int64
+        Component per node.
+    hit : numpy.ndarray of bool
+        Per node, whether its component holds a touched node.
+
+    Notes
+    -----
+    O(n + m).
+
+    Examples
+    --------
+    >>> comp, hit = components_touched(4, np.array([[0, 1], [2, 3]]),
+    ...                                np.array([False, True, False, False]))
+    >>> hit.tolist()
+    [True, True, False, False]
+    """
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    graph = sp.csr_matrix(
+        (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes)
+    )
+    _, component = connected_components(graph, directed=False)
+    component = np.asarray(component, dtype=np.int64)
+    hit_component = np.zeros(int(component.max()) + 1 if n_nodes else 0, dtype=bool)
+    hit_component[component[np.asarray(touched, dtype=bool)]] = True
+    return component, hit_component[component]
+
+
+def repartition_touched(
+    graph: ContractedGraph,
+    strong_labels: np.ndarray,
+    touched: np.ndarray,
+    previous: np.ndarray,
+    *,
+    resolution: float = 1.0,
+    seed: int = 42,
+    method: Method = "igraph",
+    warm: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Communities of accounts where only the components holding a touched account are
+    partitioned again.
+
+    Parameters
+    ----------
+    graph : ContractedGraph
+        The contracted account graph of the new state
+        (:func:`linker.graph.communities.contract`).
+    strong_labels : numpy.ndarray
+        Strong-link component of each account.
+    touched : numpy.ndarray of bool
+        Per account, whether its links can have changed (:func:`touched_accounts`).
+    previous : numpy.ndarray of int
+        Per account, its community in the previous run before pruning (the ``partition``
+        column of the ``communities`` artefact); ``-1`` for none and for new accounts.
+    resolution, seed, method
+        As in :func:`linker.graph.communities.partition_graph`.
+    warm : bool, default True
+        Start Leiden from the previous communities (new accounts and hubs alone) rather than
+        from every node alone.
+
+    Returns
+    -------
+    membership : numpy.ndarray of int64
+        Community per account (``-1`` for none), as
+        :func:`linker.graph.communities.detect_communities` gives.
+    facts : dict
+        ``nodes``, ``nodes_repartitioned``, ``components_repartitioned``.
+
+    Notes
+    -----
+    O(n + m) to find the components, plus Leiden on the touched components' nodes only. A
+    component with no touched account has the same nodes and links as before (up to the
+    small change of every weight's rarity with the population), so it keeps its previous
+    communities. Leiden's communities are connected, so no previous community spans two
+    components.
+    """
+    n_comp = graph.n_comp
+    n_nodes = n_comp + graph.n_hubs
+    node_touched = np.zeros(n_nodes, dtype=bool)
+    node_touched[strong_labels[np.asarray(touched, dtype=bool)]] = True
+    component, hit = components_touched(n_nodes, graph.edges, node_touched)
+    used = np.zeros(n_nodes, dtype=bool)
+    used[graph.edges.ravel()] = True
+    redo = hit & used
+    prev_comp = np.full(n_comp, -1, dtype=np.int64)
+    np.maximum.at(prev_comp, strong_labels, np.asarray(previous, dtype=np.int64))
+    comp_comm = np.where(~hit[:n_comp] & used[:n_comp], prev_comp, -1)
+    index = np.full(n_nodes, -1, dtype=np.int64)
+    index[redo] = np.arange(int(redo.sum()))
+    inside = redo[graph.edges[:, 0]]
+    first_free = max(int(prev_comp.max(initial=-1)), int(comp_comm.max(initial=-1))) + 1
+    if inside.any():
+        initial = None
+        if warm:
+            start = np.r_[prev_comp, np.full(graph.n_hubs, -1, dtype=np.int64)][redo]
+            alone = start < 0
+            start[alone] = first_free + np.arange(int(alone.sum()))
+            initial = start
+        sub = partition_graph(
+            int(redo.sum()),
+            index[graph.edges[inside]],
+            graph.weights[inside],
+            resolution=resolution,
+            seed=seed,
+            method=method,
+            initial=initial,
+        )
+        mine = redo[:n_comp]
+        comp_comm[mine] = first_free + sub[index[:n_comp][mine]]
+        first_free += int(sub.max()) + 1
+    comp_comm = with_lonely_components(comp_comm, graph.comp_size, first_free)
+    membership = comp_comm[strong_labels]
+    labels, dense = np.unique(membership, return_inverse=True)
+    offset = 1 if len(labels) and labels[0] < 0 else 0
+    membership = np.asarray(dense.ravel(), dtype=np.int64) - offset
+    facts = {
+        "nodes": int(used.sum()),
+        "nodes_repartitioned": int(redo.sum()),
+        "components_repartitioned": len(np.unique(component[redo])),
+    }
+    return membership, facts
+
+
+def update_behaviour(
+    previous: pd.DataFrame,
+    accounts: pd.DataFrame,
+    codes: pd.DataFrame,
+    touched: np.ndarray,
+    *,
+    dormancy_days: float = 14.0,
+    new_model_margin_days: float = 7.0,
+) -> pd.DataFrame:
+    """Behaviour features of the new state, recomputed for the touched accounts only.
+
+    Parameters
+    ----------
+    previous : pandas.DataFrame
+        The previous run's features (:func:`linker.graph.behaviour.account_behaviour`), one
+        row per account it had.
+    accounts : pandas.DataFrame
+        All accounts of the new state (``account_id``, ``created_at``), in row order.
+    codes : pandas.DataFrame
+        :func:`linker.graph.behaviour.event_codes` of all events for ``accounts``.
+    touched : numpy.ndarray of bool
+        Per account: new, or with new events. Every account missing from ``previous`` must
+        be touched.
+    dormancy_days, new_model_margin_days : float
+        As in :func:`~linker.graph.behaviour.account_behaviour`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The features of every account, in the order of ``accounts``: the previous row of an
+        untouched account, the recomputed row of a touched one (from all its events), and
+        the ``pivot_*`` columns computed for all (:func:`pivot_features`).
+
+    Raises
+    ------
+    ValueError
+        When an account missing from ``previous`` is not touched.
+
+    Notes
+    -----
+    An account's features other than the pivot depend on its own events and signup time
+    only, so an account without new events keeps them exactly. O(m_t log m_t) for the m_t
+    events of touched accounts, plus O(m) for the pivot columns.
+    """
+    ids = accounts["account_id"].astype("string")
+    touched = np.asarray(touched, dtype=bool)
+    at = pd.Index(previous["account_id"].astype("string")).get_indexer(pd.Index(ids))
+    if ((at < 0) & ~touched).any():
+        raise ValueError("every account without previous features must be touched")
+    rows = np.flatnonzero(touched)
+    acc = codes["acc"].to_numpy(np.int64)
+    keep = touched[acc]
+    remap = np.full(len(ids), -1, dtype=np.int64)
+    remap[rows] = np.arange(len(rows))
+    mine = codes[keep].reset_index(drop=True)
+    mine["acc"] = remap[acc[keep]]
+    mine.attrs = dict(codes.attrs)
+    fresh = account_behaviour(
+        mine,
+        accounts.iloc[rows].reset_index(drop=True),
+        codes=mine,
+        dormancy_days=dormancy_days,
+        new_model_margin_days=new_model_margin_days,
+    )
+    kept = np.flatnonzero(~touched)
+    old = previous.take(at[kept]).reset_index(drop=True)[list(fresh.columns)]
+    parts = pd.concat([old.astype(fresh.dtypes.to_dict()), fresh], ignore_index=True)
+    order = np.argsort(np.r_[kept, rows], kind="stable")
+    out = parts.take(order).reset_index(drop=True)
+    pivot = pivot_features(codes, len(ids), new_model_margin_days)
+    for column in pivot.columns:
+        out[column] = pivot[column].array
+    return out

@@ -1,0 +1,216 @@
+"""Update stages: ``linker update`` adds the rows that arrived since a previous run to that
+run's state instead of recomputing everything (docs/incremental.md).
+
+The previous run directory is ``ctx.inputs["previous"]`` (a
+:class:`~linker.engine.store.RunDirectory`); the new rows come from
+``ctx.inputs["data_dir"]``. Each stage writes the same artefacts as its namesake of
+``linker run``, for the new state (all rows), so every later stage, ``linker explain``,
+``linker export``, the Neo4j load and the next update read it as they read a full run:
+
+* ``validate`` checks the new rows (new accounts must not repeat an account of the previous
+  run; payments and events may refer to old and new accounts) and appends them to the
+  previous tables;
+* ``normalise`` builds the observations of the new rows only and merges them into the
+  previous observations (:func:`linker.graph.incremental.merge_observations`);
+* ``behaviour`` recomputes the features of the accounts with new events only
+  (:func:`linker.graph.incremental.update_behaviour`); lockstep pairs are searched again;
+* ``identifiers`` updates each identifier's account count from the previous counts and the
+  new account–identifier pairs, and tests only identifiers whose holders changed for being
+  public; weights follow from the counts;
+* ``communities`` partitions again only the components holding a touched account
+  (:func:`linker.graph.incremental.repartition_touched`); pruning runs on all.
+
+The stages after them (signals, score, proximity, decide, export) are ``linker run``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from linker.engine.stages import RunContext
+from linker.engine.store import RunDirectory
+from linker.errors import InputError
+from linker.graph.behaviour import event_codes
+from linker.graph.bipartite import Bipartite, IdentifierGraph
+from linker.graph.communities import components_over, contract
+from linker.graph.incremental import (
+    add_counts,
+    merge_observations,
+    repartition_touched,
+    touched_accounts,
+    update_behaviour,
+)
+from linker.graph.public import PublicTest
+from linker.io.validate import validate_dataset
+from linker.observations import build_observations
+from linker.pseudonyms import Pseudonymiser
+from linker.stages import linking
+from linker.stages.ingest import ROW_KEYS, accepted_tables, canonical_rows, latest_timestamp
+
+__all__ = ["PREVIOUS_ACCOUNT", "behaviour", "communities", "identifiers", "normalise", "validate"]
+
+logger = logging.getLogger(__name__)
+
+PREVIOUS_ACCOUNT = "is already an account of the previous run"
+"""What the reason of a new account row that repeats an earlier account says."""
+
+
+def _previous(ctx: RunContext) -> RunDirectory:
+    previous: RunDirectory = ctx.inputs["previous"]
+    return previous
+
+
+def validate(ctx: RunContext) -> Mapping[str, Any]:
+    """Validate the new rows and append them to the previous run's tables.
+
+    Raises
+    ------
+    InputError
+        When a new account repeats an account of the previous run (one line naming the
+        file, row and id).
+    """
+    previous = _previous(ctx)
+    known = previous.read("accounts", columns=["account_id"])["account_id"]
+    result = validate_dataset(
+        Path(ctx.inputs["data_dir"]),
+        settings=ctx.settings.ingest,
+        observations=False,
+        known_accounts=pa.array(known.astype(str).to_numpy(), pa.large_string()),
+    )
+    repeated = [
+        p for p in result.problems if p.table == "accounts" and PREVIOUS_ACCOUNT in p.reason
+    ]
+    if repeated:
+        raise InputError(f"{repeated[0]}; `linker update` takes accounts opened since then only")
+    new, report = accepted_tables(ctx, result)
+    ctx.inputs["delta"] = new
+    tables: dict[str, pd.DataFrame] = {}
+    for name, frame in new.items():
+        before = previous.read(name) if previous.has(name) else frame.iloc[0:0]
+        merged = pd.concat([before, frame.astype(before.dtypes.to_dict())], ignore_index=True)
+        tables[name] = canonical_rows(merged, ROW_KEYS[name]) if name in ROW_KEYS else merged
+    for name in ("payments", "events"):
+        if name not in tables and previous.has(name):
+            tables[name] = previous.read(name)
+    ctx.note(new_rows={name: len(frame) for name, frame in new.items()})
+    as_of = latest_timestamp(tables)
+    if as_of is not None:
+        ctx.note(as_of=as_of)
+    return {**tables, "validation": report}
+
+
+def normalise(ctx: RunContext) -> Mapping[str, Any]:
+    """The observations of the new rows, merged into the previous run's."""
+    delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
+    fresh = delta["accounts"]
+    referred = pd.concat(
+        [delta[t]["account_id"] for t in ("payments", "events") if t in delta], ignore_index=True
+    ).astype("string")
+    old = ctx.frame("accounts", columns=["account_id", "created_at"])
+    old = old[
+        old["account_id"].isin(referred.unique()) & ~old["account_id"].isin(fresh["account_id"])
+    ]
+    # Old accounts only lend their signup time to their new payments and events: their own
+    # attributes are in the previous observations already.
+    accounts = pd.concat([fresh, old.reindex(columns=fresh.columns)], ignore_index=True)
+    built = build_observations({**delta, "accounts": accounts})
+    pseudonymiser: Pseudonymiser | None = ctx.inputs.get("pseudonymiser")
+    if pseudonymiser is not None:
+        built = pseudonymiser.observations(built)
+        ctx.note(pseudonym_key_id=pseudonymiser.key_id)
+    merged, pairs = merge_observations(_previous(ctx).read("observations"), built)
+    ctx.inputs["new_pairs"] = pairs
+    ctx.note(observations=len(merged), new_observations=len(built), new_pairs=len(pairs))
+    return {"observations": merged}
+
+
+def behaviour(ctx: RunContext) -> Mapping[str, Any]:
+    """Behaviour features recomputed for the accounts with new events; lockstep pairs."""
+    previous = _previous(ctx)
+    if not linking.uses_behaviour(ctx):
+        return {}
+    if not previous.has("behaviour"):
+        return linking.behaviour(ctx)
+    cfg = ctx.settings.link.behaviour
+    accounts = linking.account_frame(ctx, ["created_at"])
+    ids = accounts["account_id"].astype("string")
+    codes = event_codes(ctx.frame("events"), ids)
+    ctx.release("events")
+    delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
+    moved = [delta[t]["account_id"] for t in ("accounts", "events") if t in delta]
+    touched = ids.isin(pd.concat(moved, ignore_index=True).astype("string")).to_numpy(bool)
+    features = update_behaviour(
+        previous.read("behaviour"), accounts, codes, touched, dormancy_days=cfg.dormancy_days
+    )
+    ctx.note(behaviour_recomputed=int(touched.sum()))
+    return {"behaviour": features, "lockstep": linking.lockstep_table(ctx, codes, ids)}
+
+
+def identifiers(ctx: RunContext) -> Mapping[str, Any]:
+    """Identifier counts from the previous counts and the new pairs; the public test of the
+    identifiers whose holders changed; weights of all."""
+    bip: Bipartite = ctx.view("bipartite")
+    before = _previous(ctx).read("identifiers")
+    counts = add_counts(before[["kind", "value", "n_accounts"]], ctx.inputs["new_pairs"])
+    columns = pd.MultiIndex.from_arrays(
+        [pd.array(bip.kinds, dtype="string"), pd.array(bip.values, dtype="string")]
+    )
+    at = pd.MultiIndex.from_arrays([counts["kind"], counts["value"]]).get_indexer(columns)
+    n_accounts = counts["n_accounts"].to_numpy(np.int64)[at]
+    if (at < 0).any() or not np.array_equal(n_accounts, bip.n_accounts):
+        raise InputError(
+            "the previous run's identifier counts do not match its observations; "
+            "run `linker run` on all the data instead"
+        )
+    changed = counts["touched"].to_numpy(bool)[at]
+    was = pd.MultiIndex.from_arrays([before["kind"], before["value"]]).get_indexer(columns)
+    old = was >= 0
+    public = np.zeros(len(at), dtype=bool)
+    public[old] = before["is_supernode"].to_numpy(bool)[was[old]]
+    cohesion = np.full(len(at), np.nan)
+    cohesion[old] = before["cohesion"].to_numpy(np.float64)[was[old]]
+    test = linking.public_test(
+        ctx, bip, only=changed, previous=PublicTest(cohesion, public, np.zeros_like(public))
+    )
+    ctx.inputs["touched_identifiers"] = changed | (test.public != public)
+    ctx.note(identifiers_touched=int(changed.sum()), public_tested=int(test.tested.sum()))
+    return {"identifiers": linking.identifier_table(ctx, bip, n_accounts, test)}
+
+
+def communities(ctx: RunContext) -> Mapping[str, Any]:
+    """Leiden again on the components a new link touches; the others keep their
+    communities; then pruning, lockstep and sizes as in ``linker run``."""
+    before = _previous(ctx).read("communities")
+    if "partition" not in before.columns:
+        ctx.note(repartitioned="all (the previous run saved no partition)")
+        return linking.communities(ctx)
+    settings = ctx.settings.link
+    graph: IdentifierGraph = ctx.view("graph")
+    linked: linking.LinkProjection = ctx.view("projection")
+    bip = graph.bipartite
+    strong = components_over(bip.matrix, graph.columns_of(settings.strong_kinds))
+    ids = pd.Index(pd.array(bip.account_ids, dtype="string"))
+    changed = np.flatnonzero(ctx.inputs["touched_identifiers"] & (graph.weights > 0))
+    # New links come through identifiers that gained a holder (or lost their public flag):
+    # every holder of one is touched, and so is every new account.
+    touched = touched_accounts(bip.matrix, changed, np.zeros(0, dtype=np.int64))
+    at = pd.Index(before["account_id"].astype("string")).get_indexer(ids)
+    previous = np.where(at >= 0, before["partition"].to_numpy(np.int64)[np.maximum(at, 0)], -1)
+    touched |= at < 0
+    membership, facts = repartition_touched(
+        contract(linked.links, linked.projection.hub_matrix, strong),
+        strong,
+        touched,
+        previous,
+        resolution=settings.resolution,
+        seed=ctx.seed,
+    )
+    ctx.note(accounts_touched=int(touched.sum()), **facts)
+    return {"communities": linking.community_table(ctx, membership, strong)}

@@ -1,0 +1,141 @@
+"""`linker update`: a previous run plus one day's new rows, against a full run on all rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from linker.cli import cli
+from linker.synth import generate_world
+
+TABLES = ("accounts", "payments", "events")
+
+
+def _read(world: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(world / f"{name}.csv", dtype="string", keep_default_na=False)
+
+
+def _split(world: Path, history: Path, day: Path) -> None:
+    """The newest 1 % of accounts with all their rows, and the last 6 hours of the older
+    accounts' events, arrive in ``day``; the rest is ``history``."""
+    frames = {name: _read(world, name) for name in TABLES}
+    created = pd.to_datetime(frames["accounts"]["created_at"], utc=True)
+    new_ids = set(frames["accounts"].loc[created >= created.quantile(0.99), "account_id"])
+    ts = pd.to_datetime(frames["events"]["ts"], utc=True)
+    late = {
+        "accounts": frames["accounts"]["account_id"].isin(new_ids),
+        "payments": frames["payments"]["account_id"].isin(new_ids),
+        "events": frames["events"]["account_id"].isin(new_ids)
+        | (ts >= ts.max() - pd.Timedelta("6h")),
+    }
+    for name, frame in frames.items():
+        history.mkdir(parents=True, exist_ok=True)
+        day.mkdir(parents=True, exist_ok=True)
+        frame[~late[name]].to_csv(history / f"{name}.csv", index=False)
+        frame[late[name]].to_csv(day / f"{name}.csv", index=False)
+
+
+def _invoke(*args: str | Path) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("incremental")
+    generate_world(3000, 7, root / "world")
+    _split(root / "world", root / "history", root / "day")
+    _invoke("run", root / "history", "--out", root / "previous" / "t.csv")
+    _invoke(
+        "update",
+        root / "day",
+        "--previous",
+        root / "previous" / "t.run",
+        "--out",
+        root / "updated" / "t.csv",
+    )
+    _invoke("run", root / "world", "--out", root / "full" / "t.csv")
+    return root
+
+
+def _actions(path: Path) -> pd.Series:
+    frame = pd.read_csv(path, dtype="string", keep_default_na=False)
+    return frame.set_index("account_id")["action"]
+
+
+def test_update_agrees_with_a_full_run_on_ring_members_and_flags(runs: Path) -> None:
+    labels = _read(runs / "world", "labels")
+    ring = labels.loc[labels["ring_id"] != "", "account_id"]
+    updated, full = _actions(runs / "updated" / "t.csv"), _actions(runs / "full" / "t.csv")
+    new_ids = _read(runs / "day", "accounts")["account_id"]
+    assert len(ring) and ring.isin(full.index).mean() > 0.5  # the full run finds rings
+    assert set(updated.index) == set(full.index)
+    pd.testing.assert_series_equal(updated.sort_index(), full.sort_index())
+    on_ring = ring[ring.isin(full.index)]
+    assert (updated.reindex(on_ring) == full.reindex(on_ring)).all()
+    # New ring members that signed up in the day are flagged by the update itself.
+    assert new_ids[new_ids.isin(ring)].isin(updated.index).all()
+
+
+def test_update_recomputes_only_what_the_new_rows_touch(runs: Path) -> None:
+    manifest = json.loads((runs / "updated" / "t.run" / "manifest.json").read_text())
+    facts = {name: manifest["stages"][name]["facts"] for name in manifest["stages"]}
+    n_accounts = int(manifest["counts"]["accounts"])
+    assert manifest["update"]["new_rows"]["accounts"] == len(_read(runs / "day", "accounts"))
+    assert 0 < facts["behaviour"]["behaviour_recomputed"] < n_accounts / 10
+    assert 0 < facts["communities"]["nodes_repartitioned"] < facts["communities"]["nodes"]
+    assert 0 < facts["identifiers"]["public_tested"] < facts["identifiers"]["identifiers"]
+    tables = pd.read_parquet(runs / "updated" / "t.run" / "tables" / "accounts.parquet")
+    assert len(tables) == n_accounts == len(_read(runs / "world", "accounts"))
+
+
+def test_update_is_deterministic(runs: Path) -> None:
+    again = runs / "again" / "t.csv"
+    _invoke("update", runs / "day", "--previous", runs / "previous" / "t.run", "--out", again)
+    assert again.read_bytes() == (runs / "updated" / "t.csv").read_bytes()
+
+
+def test_update_refuses_an_account_of_the_previous_run(runs: Path, tmp_path: Path) -> None:
+    day = tmp_path / "day"
+    day.mkdir()
+    old = _read(runs / "history", "accounts").iloc[[5]]
+    accounts = pd.concat([_read(runs / "day", "accounts"), old], ignore_index=True)
+    accounts.to_csv(day / "accounts.csv", index=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "update",
+            str(day),
+            "--previous",
+            str(runs / "previous" / "t.run"),
+            "--out",
+            str(tmp_path / "out" / "t.csv"),
+        ],
+    )
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    row = len(accounts)
+    assert f"accounts.csv: row {row}" in lines[0] and "column account_id" in lines[0]
+    assert old["account_id"].iloc[0] in lines[0] and "previous run" in lines[0]
+    assert not (tmp_path / "out" / "t.csv").exists()
+
+
+def test_update_refuses_to_overwrite_the_previous_run(runs: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "update",
+            str(runs / "day"),
+            "--previous",
+            str(runs / "previous" / "t.run"),
+            "--out",
+            str(runs / "previous" / "t.csv"),
+        ],
+    )
+    assert result.exit_code == 2 and "previous one" in result.output
