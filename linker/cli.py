@@ -282,6 +282,10 @@ def run_command(
             "run.pseudonymise": True if pseudonymise else None,
         },
     )
+    if load_neo4j:
+        from linker.neo4j.runner import check_server
+
+        check_server()  # before the run, not after the export: no server, no run
     result = pipeline.run(
         data_dir,
         out,
@@ -296,9 +300,7 @@ def run_command(
     if load_neo4j:
         from linker.neo4j.loader import load_run
 
-        summary = load_run(result.run_dir)
-        click.echo(f"loaded {summary.run_dir} into Neo4j in {summary.batches:,} batches")
-        _echo_load_counts(summary.nodes, summary.relationships, summary.skipped)
+        _echo_load_summary(load_run(result.run_dir))
 
 
 @cli.command("update")
@@ -788,7 +790,8 @@ def neo4j_jars_command() -> None:
 @click.option(
     "--replace",
     is_flag=True,
-    help="Delete everything in the database first, in batches (with --bulk: overwrite it).",
+    help="Delete everything in the database first, in batches (with --bulk: overwrite it); "
+    "also loads a run older than the one the database holds.",
 )
 @click.option(
     "--bulk",
@@ -800,7 +803,11 @@ def neo4j_jars_command() -> None:
 def neo4j_load_command(
     run_dir: Path, data_dir: Path | None, batch_size: int, replace: bool, bulk: bool
 ) -> None:
-    """Load RUN_DIR (accounts, identifiers, clusters, model use) into Neo4j, idempotently."""
+    """Make Neo4j hold RUN_DIR's graph (accounts, identifiers, clusters, model use).
+
+    After an earlier run, only what changed is written or deleted; the same run again is a
+    no-op; a run older than the one held is refused without --replace.
+    """
     if bulk:
         from linker.neo4j.bulk import bulk_load
 
@@ -814,8 +821,19 @@ def neo4j_load_command(
         return
     from linker.neo4j.loader import load_run
 
-    summary = load_run(run_dir, batch_size=batch_size, replace=replace, data_dir=data_dir)
-    click.echo(f"loaded {summary.run_dir} in {summary.batches:,} batches")
+    _echo_load_summary(load_run(run_dir, batch_size=batch_size, replace=replace, data_dir=data_dir))
+
+
+def _echo_load_summary(summary: Any) -> None:
+    """A load's :class:`linker.neo4j.loader.LoadSummary`: what changed, then the counts."""
+    if summary.already_loaded:
+        click.echo(f"{summary.run_dir}: run {summary.run_id} is already loaded; nothing written")
+    else:
+        click.echo(
+            f"loaded {summary.run_dir} into Neo4j in {summary.batches:,} batches: "
+            f"{sum(summary.rows_written.values()):,} rows written, "
+            f"{sum(summary.rows_deleted.values()):,} deleted, {summary.unchanged:,} unchanged"
+        )
     _echo_load_counts(summary.nodes, summary.relationships, summary.skipped)
 
 

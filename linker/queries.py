@@ -138,7 +138,7 @@ def load_query(name: str) -> str:
 
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_PLACEHOLDER = re.compile(r"\{(label|rel_type|constraint)\}")
+_PLACEHOLDER = re.compile(r"\{(label|rel_type|constraint|key|start|start_key|end|end_key)\}")
 
 
 def render_template(name: str, **names: str) -> str:

@@ -24,6 +24,7 @@ from test_neo4j_load import db_counts, expected_counts
 
 from linker.errors import LinkerError
 from linker.neo4j.bulk import bulk_load
+from linker.neo4j.incremental import read_held_run
 from linker.neo4j.loader import load_run
 from linker.neo4j.runner import ConnectionSettings, QueryRunner
 from linker.neo4j.server import ServerInfo, start_server, stop_server
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.neo4j
 
 MULTILINE_AGENT = 'agent "quoted",\nsecond line'
 
-NODES = (
-    "MATCH (n) RETURN labels(n) AS labels, "
+NODES = (  # the run's graph; the (:LinkerRun) node's loaded_at differs between two loads
+    "MATCH (n) WHERE NOT n:LinkerRun RETURN labels(n) AS labels, "
     "coalesce(n.account_id, n.value, n.cluster_id, n.name) AS key, properties(n) AS props"
 )
 RELATIONSHIPS = (
@@ -103,6 +104,11 @@ def test_bulk_and_unwind_loads_give_the_same_graph(
         assert _dump(bulk, NODES) == _dump(neo4j_runner, NODES)
         assert _dump(bulk, RELATIONSHIPS) == _dump(neo4j_runner, RELATIONSHIPS)
         assert _dump(bulk, SCHEMA) == _dump(neo4j_runner, SCHEMA)
+        # Both record the run they hold, completely loaded; a later UNWIND load follows on.
+        held, unwind_held = read_held_run(bulk), read_held_run(neo4j_runner)
+        assert held is not None and held.complete and held == unwind_held
+        assert load_run(run_dir, runner=bulk).writes == 0
+        assert _dump(bulk, NODES) == _dump(neo4j_runner, NODES)
         agent = bulk.run(
             "MATCH (u:UserAgent {value: $v})<-[:USED_USER_AGENT]-(a) RETURN a.account_id",
             {"v": MULTILINE_AGENT},

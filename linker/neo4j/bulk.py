@@ -24,7 +24,6 @@ add to an existing graph, so later loads use the idempotent ``UNWIND`` loader.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ from linker.errors import EnvironmentProblem, LinkerError
 from linker.queries import load_query
 
 from . import server
+from .incremental import record_run
 from .loader import (
     LoadStep,
     PreparedLoad,
@@ -165,31 +165,6 @@ def _write_step(step: LoadStep, path: Path) -> bool:
     return any(_has_line_break(a) for a in cells.values())
 
 
-def _complete_clusters(steps: list[LoadStep]) -> list[LoadStep]:
-    """Bulk needs every relationship end to exist: add bare clusters named only in scores, and
-    drop cluster memberships of accounts absent from the accounts table (the ``UNWIND`` loader
-    likewise creates the former with MERGE and cannot MATCH the latter)."""
-    by_name = {s.name: s for s in steps}
-    clusters, members = by_name.get("clusters"), by_name.get("in_cluster")
-    accounts = by_name["accounts"].frame["account_id"]
-    if clusters is None or members is None:
-        return steps
-    kept = members.frame[members.frame["account_id"].isin(accounts)].reset_index(drop=True)
-    extra = sorted(set(kept["cluster_id"].dropna()) - set(clusters.frame["cluster_id"].dropna()))
-    frame = clusters.frame
-    if extra:
-        bare = pd.DataFrame({"cluster_id": pd.Series(extra, dtype="string")})
-        frame = pd.concat([frame, bare], ignore_index=True)
-    out = []
-    for step in steps:
-        if step is clusters:
-            step = dataclasses.replace(step, frame=frame)
-        elif step is members:
-            step = dataclasses.replace(step, frame=kept)
-        out.append(step)
-    return out
-
-
 def write_import_files(prepared: PreparedLoad, folder: str | os.PathLike[str]) -> ImportFiles:
     """Write the steps of ``prepared`` as ``neo4j-admin database import`` CSV files.
 
@@ -217,7 +192,7 @@ def write_import_files(prepared: PreparedLoad, folder: str | os.PathLike[str]) -
     rels: list[tuple[str, Path]] = []
     rows: dict[str, int] = {}
     multiline = False
-    for step in _complete_clusters(prepared.steps):
+    for step in prepared.steps:
         rows[step.name] = len(step.frame)
         if step.frame.empty:
             continue
@@ -434,6 +409,7 @@ def _finish_online(
             )
             rows_written.update(written)
             phases["embeddings"] = time.perf_counter() - mark
+        record_run(runner, prepared)  # the database now holds this run, completely
         node_counts, rel_counts = graph_counts(runner)
     return rows_written, node_counts, rel_counts
 

@@ -26,11 +26,11 @@ A background thread prepares the next batch while the server commits the current
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,6 +86,13 @@ RELATIONSHIP_COLUMNS = ("account_id", "value", "first_seen", "last_seen", "count
 LINK_COLUMNS = ("account_a", "account_b", "weight", "evidence")
 
 _MICROS = 1_000_000
+_KEY_PROPERTIES = {"Account": "account_id", "Cluster": "cluster_id", "Model": "name"}
+
+HASH_COLUMN = "load_hash"
+"""The property holding a node's or relationship's content hash (:func:`row_hashes`)."""
+EMBEDDING_HASH_COLUMN = "embedding_hash"
+"""The ``Account`` property holding the hash of its ``embedding`` vector."""
+_HASH_VERSION = "linker-load-hash/1"
 
 
 @dataclass(frozen=True)
@@ -106,14 +113,40 @@ class LoadStep:
     start: tuple[str, str] | None = None
     end: tuple[str, str] | None = None
 
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The columns that identify a row's node (its key) or relationship (its two ends)."""
+        if self.start is not None and self.end is not None:
+            return (self.start[1], self.end[1])
+        return (str(self.frame.columns[0]),)
+
     def cypher(self) -> str:
-        """The query text, a template's labels and types filled in."""
+        """The query text, a template's labels, types and key properties filled in."""
         if self.query == "load/identifier":
             return render_template(self.query, label=str(self.label))
         if self.query == "load/relationship":
             assert self.end is not None
             return render_template(self.query, label=self.end[0], rel_type=str(self.rel_type))
+        if self.query in ("load/delete_nodes", "load/state_nodes"):
+            label = str(self.label)
+            return render_template(self.query, label=label, key=key_property(label))
+        if self.query in ("load/delete_relationships", "load/state_relationships"):
+            assert self.start is not None and self.end is not None
+            return render_template(
+                self.query,
+                start=self.start[0],
+                start_key=key_property(self.start[0]),
+                rel_type=str(self.rel_type),
+                end=self.end[0],
+                end_key=key_property(self.end[0]),
+            )
         return load_query(self.query)
+
+
+def key_property(label: str) -> str:
+    """The unique key property of a node label (``account_id``, ``cluster_id``, ``name`` or,
+    for every identifier label of the kind registry, ``value``)."""
+    return _KEY_PROPERTIES.get(label, "value")
 
 
 @dataclass(frozen=True)
@@ -127,6 +160,10 @@ class PreparedLoad:
     """``Account.embedding`` vectors, written after the steps (not by the bulk import)."""
     embedding_dimensions: int | None = None
     """Their length: the dimension of the ``account_embedding`` vector index."""
+    run_id: str | None = None
+    """The run's id (manifest ``run_id``; None for a run directory without one)."""
+    as_of: str | None = None
+    """The latest time in the run's data (manifest ``as_of``), ISO 8601, or None."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +182,21 @@ class LoadSummary:
     """Rows not written, by reason (e.g. IP values that are not addresses get no IN_SUBNET)."""
     seconds: float = 0.0
     """Wall time of the writes (schema, batches and the final counts), for benchmarks."""
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+    """Nodes, relationships or embeddings deleted per step (those the run no longer has)."""
+    unchanged: int = 0
+    """Rows of the run the database already held with the same content (not written)."""
+    run_id: str | None = None
+    """The run loaded (manifest ``run_id``)."""
+    as_of: str | None = None
+    """Its ``as_of``."""
+    already_loaded: bool = False
+    """True when the database already held this run, completely loaded: nothing was written."""
+
+    @property
+    def writes(self) -> int:
+        """Rows written plus rows deleted: the load's write volume."""
+        return sum(self.rows_written.values()) + sum(self.rows_deleted.values())
 
 
 # -- reading the run directory ------------------------------------------------------------------
@@ -213,7 +265,16 @@ def _embedding_step(
         raise InputError(f"{where}: row {first}: column account_id: appears twice")
     frame = frame.dropna(subset=["embedding"]).reset_index(drop=True)
     dimensions = embedding_dimensions(frame["embedding"], Path(where))
+    frame[EMBEDDING_HASH_COLUMN] = pd.Series(
+        [_vector_hash(v) for v in frame["embedding"]], index=frame.index, dtype="int64"
+    )
     return LoadStep("account_embeddings", "load/account_embeddings", frame), dimensions
+
+
+def _vector_hash(vector: Any) -> int:
+    """A signed 64-bit hash of a vector's float64 values (its ``embedding_hash``)."""
+    raw = np.ascontiguousarray(np.asarray(vector, dtype=np.float64)).tobytes()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
 
 
 def embedding_dimensions(vectors: pd.Series, path: Path) -> int | None:
@@ -345,16 +406,23 @@ def _in_subnet_step(obs: pd.DataFrame, skipped: dict[str, int]) -> LoadStep:
     )
 
 
-def _cluster_steps(store: RunDirectory) -> list[LoadStep]:
-    clusters = _read(store, "clusters", CLUSTER_COLUMNS)
+def _cluster_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep]:
+    """Clusters, ``IN_CLUSTER`` and ``LINKED``. A cluster named only in ``scores`` becomes a
+    bare ``Cluster`` node; a membership of an account absent from ``accounts`` is dropped."""
+    clusters = _read(store, "clusters", CLUSTER_COLUMNS)[list(CLUSTER_COLUMNS)]
     scores = _read(store, "scores", ("account_id", "cluster_id"))
     members = scores.dropna(subset=["cluster_id"]).sort_values(["cluster_id", "account_id"])
+    members = members[members["account_id"].isin(account_ids)]
+    extra = sorted(set(members["cluster_id"]) - set(clusters["cluster_id"].dropna()))
+    if extra:
+        bare = pd.DataFrame({"cluster_id": pd.Series(extra, dtype="string")})
+        clusters = pd.concat([clusters, bare], ignore_index=True)
     links = _read(store, "links", LINK_COLUMNS, required=False)
     return [
         LoadStep(
             "clusters",
             "load/clusters",
-            clusters.sort_values("cluster_id")[list(CLUSTER_COLUMNS)].reset_index(drop=True),
+            clusters.sort_values("cluster_id").reset_index(drop=True),
             label="Cluster",
         ),
         LoadStep(
@@ -379,15 +447,17 @@ def _cluster_steps(store: RunDirectory) -> list[LoadStep]:
 
 
 def _model_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep]:
-    if not store.has("events"):
-        return []
-    events = _read(store, "events", ("account_id", "ts", "model"))
-    if "requests" not in events.columns:
-        events = events.assign(requests=1)
-    events = events[["account_id", "ts", "model", "requests"]].dropna(subset=["model", "ts"])
+    """Models and ``USED_MODEL`` (empty steps when the run has no events: a later load must
+    still know that no model belongs in the graph)."""
+    columns = ("account_id", "ts", "model", "requests")
+    if store.has("events"):
+        events = _read(store, "events", ("account_id", "ts", "model"))
+        if "requests" not in events.columns:
+            events = events.assign(requests=1)
+    else:
+        events = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    events = events[list(columns)].dropna(subset=["model", "ts"])
     events = events[events["account_id"].isin(account_ids)]
-    if events.empty:
-        return []
     use = (
         events.groupby(["account_id", "model"], sort=True)
         .agg(first_seen=("ts", "min"), last_seen=("ts", "max"), requests=("requests", "sum"))
@@ -407,6 +477,61 @@ def _model_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep]:
             end=("Model", "model"),
         ),
     ]
+
+
+def row_hashes(frame: pd.DataFrame, salt: str) -> pd.Series:
+    """A 64-bit content hash of each row of ``frame``, as a signed ``int64`` (a Neo4j
+    integer): what a later load compares to tell changed rows from unchanged ones.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The rows as the loader writes them; timestamps are hashed as the epoch microseconds
+        the loader sends, so a change of unit alone changes nothing.
+    salt : str
+        Mixed into every hash together with the column names and types (the step's name), so
+        a renamed or retyped column changes every row's hash.
+
+    Returns
+    -------
+    pandas.Series
+        ``int64``, aligned with ``frame``.
+
+    Examples
+    --------
+    >>> a = row_hashes(pd.DataFrame({"k": ["x", "y"], "v": [1, 2]}), "s")
+    >>> b = row_hashes(pd.DataFrame({"k": ["x", "y"], "v": [1, 3]}), "s")
+    >>> bool(a[0] == b[0]), bool(a[1] == b[1])
+    (True, False)
+
+    Notes
+    -----
+    Vectorised (:func:`pandas.util.hash_pandas_object`): O(rows x columns). A collision
+    (two different rows with one hash: odds 2**-64 per changed row) would leave one row
+    unwritten; the hash is not a security boundary.
+    """
+    plain = {}
+    for column in frame.columns:
+        series = frame[column]
+        if _is_datetime(series):
+            stamps = pd.to_datetime(series, utc=True).dt.as_unit("us")
+            series = pd.Series(stamps.to_numpy(dtype="datetime64[us]").view("int64"))
+            series = series.mask(stamps.isna().to_numpy())
+        plain[column] = series.reset_index(drop=True)
+    described = ";".join(f"{c}:{frame[c].dtype}" for c in frame.columns)
+    seed = hashlib.sha256(f"{_HASH_VERSION};{salt};{described}".encode()).digest()[:8]
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(plain), index=False).to_numpy()
+    mixed = hashes ^ np.frombuffer(seed, dtype=np.uint64)[0]
+    return pd.Series(mixed.view(np.int64), index=frame.index, dtype="int64")
+
+
+def _with_hash(step: LoadStep) -> LoadStep:
+    """``step`` with its ``load_hash`` column, when its rows carry properties besides their
+    keys (``IN_CLUSTER`` and ``IN_SUBNET`` have none: their keys are their content)."""
+    if len(step.frame.columns) <= len(step.key_columns):
+        return step
+    frame = step.frame.assign(**{HASH_COLUMN: row_hashes(step.frame, step.name)})
+    return dataclasses.replace(step, frame=frame)
 
 
 def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
@@ -442,16 +567,22 @@ def prepare_load(run_dir: str | os.PathLike[str]) -> PreparedLoad:
     account_ids = accounts.frame["account_id"]
     steps = [accounts]
     steps += _observation_steps(store, account_ids, skipped)
-    steps += _cluster_steps(store)
+    steps += _cluster_steps(store, account_ids)
     steps += _model_steps(store, account_ids)
     embeddings, dimensions = _embedding_step(store, account_ids)
     return PreparedLoad(
         run_dir=store.root,
-        steps=steps,
+        steps=[_with_hash(step) for step in steps],
         skipped=skipped,
         embeddings=embeddings,
         embedding_dimensions=dimensions,
+        run_id=_text(manifest.get("run_id")),
+        as_of=_text(manifest.get("as_of")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 # -- batches as column-wise parameters ----------------------------------------------------------
@@ -722,36 +853,6 @@ def graph_digest(runner: QueryRunner) -> GraphDigest:
     return GraphDigest(nodes=nodes, relationships=relationships, sha256=digest.hexdigest())
 
 
-def _write_prepared(
-    runner: QueryRunner, prepared: PreparedLoad, batch_size: int, replace: bool
-) -> LoadSummary:
-    """Write a prepared run through ``runner``: schema, vector index, every step, then counts.
-
-    With ``replace``, the database is emptied first. The seconds exclude the connection check.
-    """
-    steps = prepared.steps
-    if prepared.embeddings is not None:
-        steps = [*steps, prepared.embeddings]
-    runner.verify()
-    began = time.perf_counter()
-    if replace:
-        logger.info("deleted %d nodes before loading", clear_graph(runner))
-    create_schema(runner)
-    if prepared.embedding_dimensions is not None:
-        create_vector_index(runner, prepared.embedding_dimensions)
-    written, batches = write_steps(runner, steps, batch_size)
-    nodes, relationships = graph_counts(runner)
-    return LoadSummary(
-        run_dir=prepared.run_dir,
-        batches=batches,
-        rows_written=written,
-        nodes=nodes,
-        relationships=relationships,
-        skipped=prepared.skipped,
-        seconds=time.perf_counter() - began,
-    )
-
-
 def load_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -760,7 +861,12 @@ def load_run(
     replace: bool = False,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> LoadSummary:
-    """Load the run directory ``run_dir`` into Neo4j, idempotently.
+    """Make Neo4j hold the graph of the run directory ``run_dir``, writing only what differs.
+
+    The database may be empty, hold an earlier run (it then ends exactly as a clean load of
+    ``run_dir`` would leave it: stale nodes and relationships deleted, changed ones rewritten,
+    unchanged ones left alone), hold this run already (a no-op), or hold part of a load that
+    was killed (completed). :mod:`linker.neo4j.incremental` computes the difference.
 
     Parameters
     ----------
@@ -772,7 +878,8 @@ def load_run(
     batch_size : int
         Rows per ``UNWIND`` transaction.
     replace : bool
-        Delete everything in the database first (another run's graph), in batches.
+        Delete everything in the database first (another run's graph), in batches; also
+        loads a run older than the one the database holds.
     data_dir : path, optional
         The local server's data directory, used when ``runner`` is None and ``NEO4J_URI``
         is unset.
@@ -780,21 +887,24 @@ def load_run(
     Returns
     -------
     LoadSummary
-        Rows written per step and the database's node and relationship counts afterwards.
+        Rows written and deleted per step, rows unchanged, whether the run was already
+        loaded, and the database's node and relationship counts afterwards.
 
     Raises
     ------
     InputError
         A missing or malformed run file (the message names the file, and row and column
-        where it applies).
+        where it applies); or, without ``replace``, a run whose ``as_of`` is older than
+        that of the run the database holds.
     EnvironmentProblem
         The server is unreachable (the message says how to start one).
 
     Notes
     -----
-    Every write is a ``MERGE`` on a key backed by a uniqueness constraint, in batches of
-    ``batch_size`` rows, one transaction each: cost is O(rows) index look-ups. A killed load
-    leaves whole batches behind, and re-running merges them again without duplicates.
+    Reads every key and content hash the database holds (O(V + E) reads), then writes the
+    changed rows: every write is a ``MERGE`` (or a keyed ``DELETE``) on a key backed by a
+    uniqueness constraint, in batches of ``batch_size`` rows, one transaction each. A killed
+    load leaves whole batches behind; running it again compares afresh and converges.
 
     Examples
     --------
@@ -804,15 +914,23 @@ def load_run(
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
+    from .incremental import sync_run  # it builds on this module's steps and writers
+
     prepared = prepare_load(run_dir)
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
     try:
-        summary = _write_prepared(active, prepared, batch_size, replace)
+        summary = sync_run(active, prepared, batch_size, replace)
     finally:
         if own:
             active.close()
     logger.info(
-        "loaded %s in %d batches (%.1f s)", summary.run_dir, summary.batches, summary.seconds
+        "loaded %s in %d batches (%.1f s): %d rows written, %d deleted, %d unchanged",
+        summary.run_dir,
+        summary.batches,
+        summary.seconds,
+        sum(summary.rows_written.values()),
+        sum(summary.rows_deleted.values()),
+        summary.unchanged,
     )
     return summary

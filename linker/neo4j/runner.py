@@ -30,7 +30,13 @@ from linker.errors import EnvironmentProblem, LinkerError
 from linker.neo4j import server
 from linker.neo4j.redact import redact, register_secret, secret_safe_logger, split_uri_credentials
 
-__all__ = ["ConnectionSettings", "QueryResult", "QueryRunner", "resolve_connection"]
+__all__ = [
+    "ConnectionSettings",
+    "QueryResult",
+    "QueryRunner",
+    "check_server",
+    "resolve_connection",
+]
 
 logger = secret_safe_logger(__name__)
 # The driver's own warnings (e.g. "Unable to retrieve routing information", once per retry)
@@ -283,3 +289,31 @@ class QueryRunner:
                         redact(f"Neo4j rejected the {what}: {exc.code}: {message}")
                     ) from None
                 raise LinkerError(redact(f"Neo4j driver error: {exc}")) from None
+
+
+def check_server(data_dir: str | os.PathLike[str] | None = None) -> ConnectionSettings:
+    """Check that the configured Neo4j server answers and accepts the credentials.
+
+    ``linker run --neo4j`` calls it before the run starts, so a missing server stops the
+    command at once instead of after the whole run.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        The local server's data directory (as for :func:`resolve_connection`).
+
+    Returns
+    -------
+    ConnectionSettings
+        The settings that answered.
+
+    Raises
+    ------
+    EnvironmentProblem
+        No server configured, unreachable (the message says how to start one), or
+        credentials rejected.
+    """
+    settings = resolve_connection(data_dir)
+    with QueryRunner(settings) as runner:
+        runner.verify()
+    return settings

@@ -16,6 +16,7 @@
 // Param score (list, required): scores in [0, 1].
 // Param action (list, required): suspend, review or none.
 // Param reasons (list, required): the reasons text.
+// Param load_hash (list, required): the row's content hash (a later load compares it).
 UNWIND range(0, size($account_id) - 1) AS i
 MERGE (a:Account {account_id: $account_id[i]})
 SET a.created_at = CASE WHEN $created_at_s[i] IS NULL THEN null
@@ -29,4 +30,5 @@ SET a.created_at = CASE WHEN $created_at_s[i] IS NULL THEN null
     a.cluster_size = $cluster_size[i],
     a.score = $score[i],
     a.action = $action[i],
-    a.reasons = $reasons[i]
+    a.reasons = $reasons[i],
+    a.load_hash = $load_hash[i]

@@ -6,10 +6,12 @@
 // Param n_suspend (list, required): accounts to suspend per cluster.
 // Param n_review (list, required): accounts to review per cluster.
 // Param reasons (list, required): the reasons text.
+// Param load_hash (list, required): the row's content hash (a later load compares it).
 UNWIND range(0, size($cluster_id) - 1) AS i
 MERGE (c:Cluster {cluster_id: $cluster_id[i]})
 SET c.size = $size[i],
     c.score = $score[i],
     c.n_suspend = $n_suspend[i],
     c.n_review = $n_review[i],
-    c.reasons = $reasons[i]
+    c.reasons = $reasons[i],
+    c.load_hash = $load_hash[i]

@@ -8,8 +8,10 @@
 // Param n_accounts (list, required): distinct accounts per value.
 // Param weight (list, required): rarity weight per value, or null.
 // Param is_supernode (list, required): supernode flag per value, or null.
+// Param load_hash (list, required): the row's content hash (a later load compares it).
 UNWIND range(0, size($value) - 1) AS i
 MERGE (n:{label} {value: $value[i]})
 SET n.n_accounts = $n_accounts[i],
     n.weight = $weight[i],
-    n.is_supernode = $is_supernode[i]
+    n.is_supernode = $is_supernode[i],
+    n.load_hash = $load_hash[i]

@@ -7,9 +7,11 @@
 // Param account_b (list, required): the second account.
 // Param weight (list, required): the link's summed evidence weight.
 // Param evidence (list, required): kind:value;kind:value ... strongest first.
+// Param load_hash (list, required): the row's content hash (a later load compares it).
 UNWIND range(0, size($account_a) - 1) AS i
 MATCH (a:Account {account_id: $account_a[i]})
 MATCH (b:Account {account_id: $account_b[i]})
 MERGE (a)-[r:LINKED]->(b)
 SET r.weight = $weight[i],
-    r.evidence = $evidence[i]
+    r.evidence = $evidence[i],
+    r.load_hash = $load_hash[i]

@@ -10,6 +10,7 @@
 // Param last_seen_s (list, required): last seen, epoch seconds.
 // Param last_seen_ns (list, required): last seen, nanoseconds within the second.
 // Param count (list, required): observation counts (requests for event kinds).
+// Param load_hash (list, required): the row's content hash (a later load compares it).
 UNWIND range(0, size($account_id) - 1) AS i
 MATCH (a:Account {account_id: $account_id[i]})
 MATCH (n:{label} {value: $value[i]})
@@ -18,4 +19,5 @@ SET r.first_seen = CASE WHEN $first_seen_s[i] IS NULL THEN null
                    ELSE datetime.fromepoch($first_seen_s[i], $first_seen_ns[i]) END,
     r.last_seen = CASE WHEN $last_seen_s[i] IS NULL THEN null
                   ELSE datetime.fromepoch($last_seen_s[i], $last_seen_ns[i]) END,
-    r.count = $count[i]
+    r.count = $count[i],
+    r.load_hash = $load_hash[i]
