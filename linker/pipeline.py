@@ -50,6 +50,7 @@ from linker.export import (
     write_export_manifest,
 )
 from linker.graph.bipartite import Bipartite
+from linker.graph.ties import shared_identifiers
 from linker.kinds import all_kinds
 from linker.observations import build_observations
 from linker.pseudonyms import Pseudonymiser
@@ -62,6 +63,7 @@ __all__ = [
     "LinkResult",
     "LinkedAccount",
     "RunResult",
+    "SharedIdentifier",
     "SignalTerm",
     "cluster_graph",
     "default_run_dir",
@@ -162,15 +164,35 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class SharedIdentifier:
+    """One identifier behind a link: its kind, value (or pseudonym) and evidence weight."""
+
+    kind: str
+    value: str
+    weight: float
+    n_accounts: int
+    """How many accounts hold it."""
+
+
+@dataclass(frozen=True)
 class LinkedAccount:
-    """One evidence edge of an explained account."""
+    """One member of the explained account's cluster that it is tied to."""
 
     account_id: str
     weight: float
+    """The stored link's weight; for a pair with no stored link, the summed weight of the
+    identifiers the two share."""
     evidence: str
+    """The stored link's evidence text (``""`` when there is no stored link)."""
     action: str
     score: float
     cluster_id: str | None
+    identifiers: tuple[SharedIdentifier, ...] = ()
+    """Every weighted, non-public identifier the two share, strongest first."""
+    stored: bool = True
+    """Whether the run's ``links`` artefact holds the pair (its weight reaches
+    ``link.min_link_weight`` over identifiers held by at most ``link.pair_max_accounts``
+    accounts, plus lockstep)."""
 
 
 @dataclass(frozen=True)
@@ -206,13 +228,14 @@ class Explanation:
     signals: list[SignalTerm] = field(default_factory=list)
     """Each registered signal's value for the account and its cluster, and its score term."""
 
-    def render(self, max_links: int = 25) -> str:
-        """The text ``linker explain`` prints."""
+    def render(self, max_links: int = 25, max_identifiers: int = 5) -> str:
+        """The text ``linker explain`` prints: at most ``max_links`` linked accounts, each with
+        at most ``max_identifiers`` of the identifiers behind the link."""
         billing = self.billing_customer_id or "-"
         lines = [
             f"account {self.account_id} (billing customer {billing})",
             f"  action: {self.action}  score: {self.score:.{SCORE_DECIMALS}f}",
-            f"  reasons: {self.reasons or '-'}",
+            f"  account reasons: {self.reasons or '-'}",
             f"  reason codes (as exported): {self.reason_codes or '-'}",
         ]
         if self.cluster is not None:
@@ -222,7 +245,7 @@ class Explanation:
                 f"{float(c['score']):.{SCORE_DECIMALS}f}, {c['n_suspend']} suspend, "
                 f"{c['n_review']} review"
             )
-            lines.append(f"  reasons: {c.get('reasons') or '-'}")
+            lines.append(f"  cluster reasons: {c.get('reasons') or '-'}")
         else:
             lines.append("cluster: none")
         if self.signals:
@@ -241,15 +264,46 @@ class Explanation:
                     f"  {ident['kind']} {ident['value']}: {ident['n_accounts']} accounts, "
                     f"weight {ident['weight']:.3f}{hub}"
                 )
-        lines.append(f"linked accounts ({len(self.links)}, strongest first):")
+            lines.extend(_more(len(self.identifiers), 10, "identifiers", "  "))
+        lines.extend(self._link_lines(max_links, max_identifiers))
+        return "\n".join(lines)
+
+    def _link_lines(self, max_links: int, max_identifiers: int) -> list[str]:
+        """The linked-accounts part of :meth:`render`."""
+        if self.cluster_id is None:
+            return ["linked accounts: none (the account is in no cluster)"]
+        if not self.links:
+            return [
+                f"linked accounts in cluster {self.cluster_id}: none (it shares no weighted, "
+                "non-public identifier with another member)"
+            ]
+        lines = [
+            f"linked accounts in cluster {self.cluster_id} ({len(self.links)}, strongest first):"
+        ]
         for link in self.links[:max_links]:
+            how = f"evidence: {link.evidence}" if link.stored else "shared identifiers only*"
             lines.append(
                 f"  {link.account_id}  weight {link.weight:.3f}  {link.action} "
-                f"{link.score:.{SCORE_DECIMALS}f}  evidence: {link.evidence}"
+                f"{link.score:.{SCORE_DECIMALS}f}  {how}"
             )
-        if len(self.links) > max_links:
-            lines.append(f"  ... {len(self.links) - max_links} more")
-        return "\n".join(lines)
+            for ident in link.identifiers[:max_identifiers]:
+                lines.append(
+                    f"      {ident.kind} {ident.value}  weight {ident.weight:.3f}  "
+                    f"({ident.n_accounts} accounts)"
+                )
+            lines.extend(_more(len(link.identifiers), max_identifiers, "identifiers", "      "))
+        lines.extend(_more(len(self.links), max_links, "linked accounts", "  "))
+        if any(not link.stored for link in self.links[:max_links]):
+            lines += [
+                "  * no stored link: the pair's weight is below link.min_link_weight, or each",
+                "    value they share is held by more than link.pair_max_accounts accounts",
+            ]
+        return lines
+
+
+def _more(total: int, shown: int, what: str, indent: str) -> list[str]:
+    """A "... and N more" line when ``total`` exceeds ``shown``."""
+    return [f"{indent}... and {total - shown} more {what}"] if total > shown else []
 
 
 @dataclass(frozen=True)
@@ -888,24 +942,7 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
         if not match.empty:
             cluster = _record(match.iloc[0])
 
-    links = store.read("links")
-    mine = links[(links["account_a"] == account_id) | (links["account_b"] == account_id)]
-    other = mine["account_b"].where(mine["account_a"] == account_id, mine["account_a"])
-    neighbours = scores[scores["account_id"].isin(other)].set_index("account_id")
-    linked = []
-    for o, w, e in zip(other, mine["weight"], mine["evidence"], strict=True):
-        info = _record(neighbours.loc[o]) if o in neighbours.index else {}
-        linked.append(
-            LinkedAccount(
-                account_id=str(o),
-                weight=float(w),
-                evidence=str(e),
-                action=info.get("action") or "none",
-                score=float(info.get("score") or 0.0),
-                cluster_id=info.get("cluster_id"),
-            )
-        )
-    linked.sort(key=lambda link: (-link.weight, link.account_id))
+    linked = _cluster_links(store, scores, account_id, cluster_id)
 
     identifiers: list[dict[str, Any]] = []
     if store.has("observations") and store.has("identifiers"):
@@ -935,6 +972,69 @@ def explain(run_dir: str | Path, account_id: str) -> Explanation:
         links=linked,
         identifiers=identifiers,
     )
+
+
+def _cluster_links(
+    store: RunDirectory, scores: pd.DataFrame, account_id: str, cluster_id: str | None
+) -> list[LinkedAccount]:
+    """The account's links inside its cluster, strongest first: the pairs of the ``links``
+    artefact, and every other member it shares a weighted, non-public identifier with."""
+    links = store.read("links")
+    mine = links[(links["account_a"] == account_id) | (links["account_b"] == account_id)]
+    other = mine["account_b"].where(mine["account_a"] == account_id, mine["account_a"])
+    stored = {
+        str(o): (float(w), str(e))
+        for o, w, e in zip(other, mine["weight"], mine["evidence"], strict=True)
+    }
+    ties = _cluster_ties(store, scores, account_id, cluster_id)
+    shared: dict[str, tuple[SharedIdentifier, ...]] = {
+        str(member): tuple(
+            SharedIdentifier(str(k), str(v), float(w), int(n))
+            for k, v, w, n in zip(
+                rows["kind"], rows["value"], rows["weight"], rows["n_accounts"], strict=True
+            )
+        )
+        for member, rows in ties.groupby("account_id", sort=True)
+    }
+    neighbours = scores[scores["account_id"].isin([*stored, *shared])].set_index("account_id")
+    linked = []
+    for o in sorted({*stored, *shared}):
+        info = _record(neighbours.loc[o]) if o in neighbours.index else {}
+        idents = shared.get(o, ())
+        weight, evidence = stored.get(o, (round(sum(i.weight for i in idents), 6), ""))
+        linked.append(
+            LinkedAccount(
+                account_id=o,
+                weight=weight,
+                evidence=evidence,
+                action=info.get("action") or "none",
+                score=float(info.get("score") or 0.0),
+                cluster_id=info.get("cluster_id"),
+                identifiers=idents,
+                stored=o in stored,
+            )
+        )
+    linked.sort(key=lambda link: (-link.weight, link.account_id))
+    return linked
+
+
+def _cluster_ties(
+    store: RunDirectory, scores: pd.DataFrame, account_id: str, cluster_id: str | None
+) -> pd.DataFrame:
+    """What the account shares with each other member of its cluster, from the saved graph
+    (:func:`~linker.graph.ties.shared_identifiers`); reads only the rows of its values."""
+    columns = ["account_id", "kind", "value", "weight", "n_accounts"]
+    if cluster_id is None or not (store.has("observations") and store.has("identifiers")):
+        return pd.DataFrame(columns=columns)
+    members = set(scores.loc[scores["cluster_id"] == cluster_id, "account_id"].astype(str))
+    wanted = ["account_id", "kind", "value"]
+    own = store.read("observations", columns=wanted, filters=[("account_id", "==", account_id)])
+    if own.empty:
+        return pd.DataFrame(columns=columns)
+    values = sorted(set(own["value"].astype(str)))
+    held = store.read("observations", columns=wanted, filters=[("value", "in", values)])
+    table = store.read("identifiers", filters=[("value", "in", values)])
+    return shared_identifiers(held, table, account_id, members)
 
 
 def _signal_terms(store: RunDirectory, account_id: str) -> list[SignalTerm]:
