@@ -996,10 +996,11 @@ def _cluster_links(
         )
         for member, rows in ties.groupby("account_id", sort=True)
     }
-    neighbours = scores[scores["account_id"].isin([*stored, *shared])].set_index("account_id")
+    neighbours = scores[scores["account_id"].isin([*stored, *shared])]
+    info_of = {str(r["account_id"]): _record(r) for _, r in neighbours.iterrows()}
     linked = []
     for o in sorted({*stored, *shared}):
-        info = _record(neighbours.loc[o]) if o in neighbours.index else {}
+        info = info_of.get(o, {})
         idents = shared.get(o, ())
         weight, evidence = stored.get(o, (round(sum(i.weight for i in idents), 6), ""))
         linked.append(
