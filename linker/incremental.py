@@ -22,7 +22,7 @@ from linker.engine import RunContext, RunDirectory, run_stages
 from linker.errors import InputError, OutputError
 from linker.export import ExportResult, Publication, export_format
 from linker.pipeline import RunResult, _check_outputs, _commit, _manifest, default_run_dir
-from linker.pseudonyms import Pseudonymiser
+from linker.pseudonyms import Pseudonymiser, recorded_key_id
 from linker.settings import Settings, load_settings
 from linker.stages import UPDATE_STAGES, VIEWS
 
@@ -157,8 +157,7 @@ def update(
 def _check_pseudonyms(
     manifest: dict[str, Any], pseudonymiser: Pseudonymiser | None, root: Path
 ) -> None:
-    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
-    before = facts.get("pseudonym_key_id")
+    before = recorded_key_id(manifest)
     now = pseudonymiser.key_id if pseudonymiser is not None else None
     if before != now:
         raise InputError(

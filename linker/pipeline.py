@@ -53,7 +53,7 @@ from linker.graph.bipartite import Bipartite
 from linker.graph.ties import shared_identifiers
 from linker.kinds import all_kinds
 from linker.observations import build_observations
-from linker.pseudonyms import Pseudonymiser
+from linker.pseudonyms import Pseudonymiser, recorded_key_id
 from linker.settings import LinkSettings, RunSettings, Settings
 from linker.signals import all_signals
 from linker.stages import LINK_STAGES, RUN_STAGES, VIEWS, stage_names
@@ -467,9 +467,7 @@ def _check_resumed_pseudonyms(
     with the same pseudonymisation (or none) as this run asks for."""
     if start not in stage_names() or stage_names().index(start) <= stage_names().index("normalise"):
         return
-    manifest = RunDirectory.open(store.root).read_json("manifest")
-    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
-    before = facts.get("pseudonym_key_id")
+    before = recorded_key_id(RunDirectory.open(store.root).read_json("manifest"))
     now = pseudonymiser.key_id if pseudonymiser is not None else None
     if before != now:
         what = {

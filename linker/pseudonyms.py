@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -160,6 +161,14 @@ class Pseudonymiser:
         if kind == "account_id" or not value:
             return entry
         return f"{kind} {self.value(value)}"
+
+
+def recorded_key_id(manifest: Mapping[str, Any]) -> str | None:
+    """The id of the pseudonym key a finished run's observations were made with (its
+    manifest's ``normalise`` stage notes it), or ``None`` for a run on raw values."""
+    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
+    key_id: str | None = facts.get("pseudonym_key_id")
+    return key_id
 
 
 def network_of(values: pa.Array) -> pa.Array:

@@ -58,7 +58,7 @@ from linker.graph.bursts import burst_window
 from linker.io.atomic import atomic_path, write_text_atomic
 from linker.io.validate import ValidationResult, validate_dataset
 from linker.observations import build_observations
-from linker.pseudonyms import KEY_ENV, Pseudonymiser
+from linker.pseudonyms import KEY_ENV, Pseudonymiser, recorded_key_id
 from linker.reasons import format_codes
 from linker.settings import Settings, load_settings
 
@@ -632,8 +632,7 @@ def _run_pseudonymiser(
 
     Raises SettingsError when the key is missing, InputError when it is not the run's key.
     """
-    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
-    recorded = facts.get("pseudonym_key_id")
+    recorded = recorded_key_id(manifest)
     if not settings.run.pseudonymise and recorded is None:
         return None
     pseudonymiser = Pseudonymiser.from_environment(environ)

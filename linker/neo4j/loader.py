@@ -45,7 +45,7 @@ from linker import kinds
 from linker.engine import RunDirectory
 from linker.errors import InputError, LinkerError
 from linker.progress import progress
-from linker.pseudonyms import Pseudonymiser, network_of
+from linker.pseudonyms import Pseudonymiser, network_of, recorded_key_id
 from linker.queries import load_query, render_template, split_statements
 
 from .redact import secret_safe_logger
@@ -223,8 +223,7 @@ def _pseudonymiser(manifest: dict[str, Any]) -> Pseudonymiser | None:
     if not manifest.get("settings", {}).get("run", {}).get("pseudonymise"):
         return None
     pseudonymiser = Pseudonymiser.from_environment()
-    facts = manifest.get("stages", {}).get("normalise", {}).get("facts", {})
-    recorded = facts.get("pseudonym_key_id")
+    recorded = recorded_key_id(manifest)
     if recorded is not None and recorded != pseudonymiser.key_id:
         raise InputError("the run was pseudonymised with another key than LINKER_PSEUDONYM_KEY")
     return pseudonymiser
