@@ -24,7 +24,7 @@ from neo4j_world import (
 )
 
 from linker.errors import InputError
-from linker.neo4j.loader import load_run
+from linker.neo4j.loader import graph_digest, load_run
 
 # What the contract says each observation kind becomes; written out here, independently of
 # the loader's own mapping, so a wrong mapping fails these tests.
@@ -56,6 +56,10 @@ def expected_counts(run_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
     nodes["Account"] = accounts["account_id"].nunique()
     nodes["Cluster"] = len(clusters)
     nodes["Model"] = events["model"].nunique()
+    # Each suspended or reviewed account also carries its action as a label.
+    for action, label in (("suspend", "Suspend"), ("review", "Review")):
+        if (scores["action"] == action).any():
+            nodes[label] = int((scores["action"] == action).sum())
     rels = obs.groupby("rel").size().to_dict()
     rels["IN_CLUSTER"] = int(scores["cluster_id"].notna().sum())
     rels["USED_MODEL"] = len(events.drop_duplicates(["account_id", "model"]))
@@ -131,6 +135,40 @@ def test_reload_is_idempotent(neo4j_runner: Any, small_run: Path) -> None:
     assert db_counts(neo4j_runner) == first
     assert neo4j_runner.run(props).rows == first_props
     assert first == expected_counts(small_run)
+
+
+def _action_labels(runner: Any) -> dict[str, list[str]]:
+    rows = runner.run(
+        "MATCH (a:Account) RETURN a.account_id, [l IN labels(a) WHERE l <> 'Account'] "
+        "ORDER BY a.account_id"
+    ).rows
+    return {r[0]: sorted(r[1]) for r in rows}
+
+
+def test_accounts_carry_their_action_as_a_label_and_a_reload_drops_a_stale_one(
+    neo4j_runner: Any, small_run: Path, tmp_path: Path
+) -> None:
+    load_run(small_run, runner=neo4j_runner)
+    scores = pd.read_parquet(small_run / "scores.parquet")
+    labels = _action_labels(neo4j_runner)
+    for row in scores.itertuples():
+        expected = {"suspend": ["Suspend"], "review": ["Review"]}.get(row.action, [])
+        assert labels[row.account_id] == expected, row.account_id
+    # The next day r1 is cleared and r4 suspended: a load over the first leaves no stale label.
+    scores["action"] = scores["account_id"].map({"r1": "none", "r4": "suspend"}).fillna(
+        scores["action"]
+    )
+    scores.to_parquet(small_run / "scores.parquet", index=False)
+    (small_run / "manifest.json").write_text(
+        '{"run_id": "day-2", "as_of": "2025-03-02T00:00:00+00:00"}\n'
+    )
+    summary = load_run(small_run, runner=neo4j_runner)
+    assert summary.rows_written["accounts"] == 2  # only the two changed accounts are rewritten
+    after = _action_labels(neo4j_runner)
+    assert after["r1"] == [] and after["r4"] == ["Suspend"] and after["r2"] == ["Suspend"]
+    incremental = graph_digest(neo4j_runner)
+    load_run(small_run, runner=neo4j_runner, replace=True)
+    assert graph_digest(neo4j_runner).sha256 == incremental.sha256
 
 
 def test_injection_attempts_are_stored_as_plain_data(neo4j_runner: Any, small_run: Path) -> None:

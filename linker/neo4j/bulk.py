@@ -44,6 +44,7 @@ from linker.queries import load_query
 from . import server
 from .incremental import record_run
 from .loader import (
+    ACTION_LABELS,
     LoadStep,
     PreparedLoad,
     create_schema,
@@ -58,6 +59,8 @@ from .runner import QueryRunner, resolve_connection
 __all__ = ["BulkSummary", "ImportFiles", "bulk_load", "write_import_files"]
 
 logger = secret_safe_logger(__name__)
+
+_LABEL_COLUMN = "__labels"
 
 DATABASE = "neo4j"
 """The one user database of Neo4j Community (its default database)."""
@@ -149,6 +152,11 @@ def _write_step(step: LoadStep, path: Path) -> bool:
     """Write one step as a headed CSV file; return True when a value spans lines."""
     arrays = {c: _column(step.frame[c]) for c in step.frame.columns}
     headers = [_header(step, c, a) for c, a in arrays.items()]
+    if step.label == "Account" and "action" in step.frame.columns:
+        # The action label (:Suspend, :Review) the UNWIND loader sets: an empty field is none.
+        labels = step.frame["action"].map(ACTION_LABELS).astype("string")
+        arrays[_LABEL_COLUMN] = pa.array(labels, from_pandas=True)
+        headers.append(":LABEL")
     cells = {
         c: _as_text_timestamps(a) if pa.types.is_timestamp(a.type) else a for c, a in arrays.items()
     }

@@ -52,6 +52,7 @@ from .redact import secret_safe_logger
 from .runner import QueryRunner, resolve_connection
 
 __all__ = [
+    "ACTION_LABELS",
     "GraphDigest",
     "LoadStep",
     "LoadSummary",
@@ -93,6 +94,15 @@ HASH_COLUMN = "load_hash"
 EMBEDDING_HASH_COLUMN = "embedding_hash"
 """The ``Account`` property holding the hash of its ``embedding`` vector."""
 _HASH_VERSION = "linker-load-hash/1"
+_STEP_SALTS = {"accounts": "accounts;action-labels/1"}
+"""Salts that differ from the step's name: an account row written before accounts got their
+action label hashes differently, so the first load by this version rewrites it (and labels it)."""
+
+ACTION_LABELS: dict[str, str] = {"suspend": "Suspend", "review": "Review"}
+"""The label an ``Account`` carries besides ``Account`` for its action (none for ``none``):
+Neo4j Browser styles nodes by label, so the shipped style colours accounts by these.
+``queries/load/accounts.cypher`` sets them (and removes a stale one); the bulk importer writes
+them in a ``:LABEL`` column."""
 
 
 @dataclass(frozen=True)
@@ -529,7 +539,8 @@ def _with_hash(step: LoadStep) -> LoadStep:
     keys (``IN_CLUSTER`` and ``IN_SUBNET`` have none: their keys are their content)."""
     if len(step.frame.columns) <= len(step.key_columns):
         return step
-    frame = step.frame.assign(**{HASH_COLUMN: row_hashes(step.frame, step.name)})
+    salt = _STEP_SALTS.get(step.name, step.name)
+    frame = step.frame.assign(**{HASH_COLUMN: row_hashes(step.frame, salt)})
     return dataclasses.replace(step, frame=frame)
 
 

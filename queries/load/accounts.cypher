@@ -1,6 +1,9 @@
 // Purpose: write one batch of (:Account) nodes (MERGE on account_id) with every contract
 //   attribute of tables/accounts.parquet plus score, action, cluster_id, cluster_size and
 //   reasons from scores.parquet. A null property is removed, so a re-run converges.
+//   The action is also a label (:Suspend, :Review; none for the others) so that the
+//   Browser style (GraSS styles by label) colours accounts by action; a rewrite removes
+//   a stale one. linker.neo4j.loader.ACTION_LABELS names the same labels.
 //   Column-wise parameters: row i of the batch is the i-th element of every list; created_at
 //   travels as epoch seconds and nanoseconds (UTC).
 // Param account_id (list, required): the accounts (the key).
@@ -32,3 +35,6 @@ SET a.created_at = CASE WHEN $created_at_s[i] IS NULL THEN null
     a.action = $action[i],
     a.reasons = $reasons[i],
     a.load_hash = $load_hash[i]
+REMOVE a:Suspend:Review
+FOREACH (_ IN CASE WHEN $action[i] = 'suspend' THEN [1] ELSE [] END | SET a:Suspend)
+FOREACH (_ IN CASE WHEN $action[i] = 'review' THEN [1] ELSE [] END | SET a:Review)
