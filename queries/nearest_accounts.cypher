@@ -6,7 +6,7 @@
 // Param limit (int, default 10): the most accounts returned.
 MATCH (a:Account {account_id: $account_id})
 WHERE a.embedding IS NOT NULL
-CALL db.index.vector.queryNodes('account_embedding', $limit + 1, a.embedding)
+CALL db.index.vector.queryNodes('account_embedding', toInteger($limit) + 1, a.embedding)
 YIELD node AS b, score
 WITH a, b, score
 WHERE b <> a
@@ -16,4 +16,4 @@ RETURN b.account_id AS account_id,
        b.cluster_id AS cluster_id,
        b.score AS account_score
 ORDER BY similarity DESC, account_id
-LIMIT $limit
+LIMIT toInteger($limit)

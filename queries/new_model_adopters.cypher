@@ -16,4 +16,4 @@ RETURN m.name AS model,
        a.cluster_id AS cluster_id,
        a.action AS action
 ORDER BY model, account_first_use, account_id
-LIMIT $limit
+LIMIT toInteger($limit)

@@ -23,4 +23,4 @@ RETURN s.value AS subnet,
        best.start + duration({hours: $window_hours}) AS window_end,
        subnet_signups
 ORDER BY signups_in_window DESC, subnet
-LIMIT $limit
+LIMIT toInteger($limit)

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import Neo4jTestServer
@@ -29,6 +30,8 @@ ANALYST_QUERIES = {
     "review_queue",
     "cluster_identifiers",
     "new_model_adopters",
+    "ring_graph",
+    "cluster_timeline",
 }
 
 
@@ -114,16 +117,39 @@ def test_review_queue(loaded: Any) -> None:
 
 def test_cluster_identifiers(loaded: Any) -> None:
     rows = records(loaded, "cluster_identifiers", cluster_id="C-0001")
-    top = [(r["kind"], r["value"], r["members"], r["outside_cluster"]) for r in rows[:4]]
+    top = [(r["kind"], r["value"], r["members"], r["outside_cluster"]) for r in rows[:3]]
     assert top == [
         ("EmailDomain", "ring.example", 4, 0),
         ("PaymentMethod", "pay-ring", 4, 0),
         ("Subnet", "203.0.113.0/24", 4, 0),
-        ("CardBin", "411111", 4, 2),
     ]
     device = next(r for r in rows if r["value"] == "dev-ring")
-    assert (device["members"], device["outside_cluster"]) == (3, 1)
-    assert [r["members"] for r in rows] == sorted((r["members"] for r in rows), reverse=True)
+    assert (device["members"], device["outside_cluster"], device["links"]) == (3, 1, True)
+    # The supernode card BIN is shared by all four members, but it links nobody: it comes
+    # after every linking identifier.
+    card_bin = next(i for i, r in enumerate(rows) if r["value"] == "411111")
+    assert not rows[card_bin]["links"] and all(r["links"] for r in rows[:card_bin])
+    assert all(not r["links"] for r in rows[card_bin:])
+    linking = [r["members"] for r in rows if r["links"]]
+    assert linking == sorted(linking, reverse=True)
+    assert records(loaded, "cluster_identifiers") == rows  # null: the top-scoring cluster
+    family = records(loaded, "cluster_identifiers", cluster_id="C-0002")
+    assert {r["cluster_size"] for r in family} == {2}
+
+
+def test_cluster_timeline(loaded: Any) -> None:
+    rows = records(loaded, "cluster_timeline")  # null: the top-scoring cluster, C-0001
+    assert [(r["account_id"], r["minutes_after_previous"]) for r in rows] == [
+        ("r1", None),
+        ("r2", 30.0),
+        ("r3", 30.0),
+        ("r4", 60.0),
+    ]
+    assert [r["action"] for r in rows] == ["suspend", "suspend", "suspend", "review"]
+    assert rows[0]["models"][0] == "model-new"
+    family = records(loaded, "cluster_timeline", cluster_id="C-0002")
+    assert [r["account_id"] for r in family] == ["f1", "f2"]
+    assert family[1]["minutes_after_previous"] == 24 * 60.0
 
 
 def test_new_model_adopters(loaded: Any) -> None:
@@ -189,3 +215,44 @@ def test_unreachable_server_says_how_to_start_one() -> None:
         f"Error: cannot reach Neo4j at {uri}: start one with `linker neo4j start`,"
         " or set NEO4J_URI (and NEO4J_PASSWORD)"
     ]
+
+
+@pytest.fixture()
+def ring_loaded(neo4j_runner: Any, tmp_path: Path) -> Any:
+    """The small world with the evidence links a run would save inside ring C-0001."""
+    run_dir = build_run_dir(small_world(), tmp_path / "run")
+    pd.DataFrame(
+        {
+            "account_a": ["r1", "r1", "r1", "r2"],
+            "account_b": ["r2", "r3", "r4", "r3"],
+            "weight": [4.5, 4.5, 3.0, 4.5],
+            "evidence": [
+                "payment:pay-ring;device:dev-ring;email_pattern:r#@ring.example",
+                "payment:pay-ring;device:dev-ring",
+                "payment:pay-ring",
+                "device:dev-ring;payment:pay-ring",
+            ],
+        }
+    ).to_parquet(run_dir / "links.parquet", index=False)
+    load_run(run_dir, runner=neo4j_runner)
+    return neo4j_runner
+
+
+def test_ring_graph_draws_members_their_links_and_the_identifiers_the_links_cite(
+    ring_loaded: Any,
+) -> None:
+    (row,) = records(ring_loaded, "ring_graph")  # null: the ring of the top-scoring account
+    assert row["cluster_id"] == "C-0001"
+    assert row["members"] == ["r1 (suspend)", "r2 (suspend)", "r3 (suspend)", "r4 (review)"]
+    assert [n["account_id"] for n in row["accounts"]] == ["r1", "r2", "r3", "r4"]
+    assert [r["weight"] for r in row["links"]] == [4.5, 4.5, 4.5, 3.0]  # strongest first
+    # Only what the links cite: the shared payment and device; never the card BIN (a
+    # supernode), nor the e-mail domain or the subnet that all four share too.
+    assert sorted(n["value"] for n in row["identifiers"]) == ["dev-ring", "pay-ring"]
+    assert {r.type for r in row["uses"]} == {"HAS_PAYMENT", "USED_DEVICE"}
+    # Bounded: two members, the link between them, the one identifier it cites first.
+    (small,) = records(ring_loaded, "ring_graph", account_id="r2", members="2", evidence="1")
+    assert [n["account_id"] for n in small["accounts"]] == ["r2", "r1"]
+    assert [r["weight"] for r in small["links"]] == [4.5]
+    assert [n["value"] for n in small["identifiers"]] == ["pay-ring"]
+    assert records(ring_loaded, "ring_graph", account_id="b1") == []  # in no cluster

@@ -41,6 +41,7 @@ from typing import Any
 
 from linker.errors import EnvironmentProblem, LinkerError
 from linker.io.atomic import write_text_atomic
+from linker.neo4j import guide
 from linker.neo4j.redact import redact, register_secret, secret_safe_logger
 
 __all__ = [
@@ -82,7 +83,7 @@ PRIVATE_UMASK = 0o077
 """The umask of every Java process linker starts on a data directory: files 0600, dirs 0700."""
 
 # The parts of a data directory that linker creates and keeps private.
-_PRIVATE_DIRS = ("conf", "data", "logs", "run", "import", "plugins")
+_PRIVATE_DIRS = ("conf", "data", "logs", "run", "import", "plugins", "browser-content")
 _PRIVATE_FILES = (STATE_FILE, PASSWORD_FILE)
 
 _MAIN_CLASS = "org.neo4j.server.CommunityEntryPoint"
@@ -426,6 +427,8 @@ def _write_conf(
         f"server.directories.import={home / 'import'}",
         f"server.directories.plugins={home / 'plugins'}",
         f"server.directories.lib={jar_dir()}",
+        # Browser applies linker's style and opens its guide on connect (linker.neo4j.guide).
+        *guide.browser_settings(http_port),
         "",
     ]
     write_text_atomic(home / "conf" / "neo4j.conf", "\n".join(lines))
@@ -553,7 +556,9 @@ def _launch(java: str, lib: Path, home: Path, heap: str) -> subprocess.Popen[byt
         f"-Xmx{heap}",
         *JVM_FLAGS,
         "-cp",
-        f"{home / 'plugins'}/*:{lib}/*",
+        # The content jar first: Neo4j serves Browser from the first "browser/" folder on the
+        # class path, and this one also holds linker's style and guide.
+        f"{home / guide.CONTENT_JAR}:{home / 'plugins'}/*:{lib}/*",
         _MAIN_CLASS,
         f"--home-dir={home}",
         f"--config-dir={home / 'conf'}",
@@ -653,6 +658,7 @@ def start_server(
     for sub in _PRIVATE_DIRS:
         (home / sub).mkdir(mode=0o700, exist_ok=True)
     _write_conf(home, bolt_port=bolt, http_port=http, heap=heap, pagecache=pagecache, auth=auth)
+    guide.write_content_jar(home, lib / f"neo4j-browser-{BROWSER_VERSION}.jar")
     password, password_file, password_source = (
         _initial_password(java, home) if auth else (None, None, None)
     )
