@@ -228,7 +228,7 @@ def browser_settings(http_port: int) -> list[str]:
 
 
 def write_content_jar(home: Path, browser_jar: Path) -> Path:
-    """Write ``<home>/browser-content/linker-browser.jar``: the Browser jar plus the style and the guide.
+    """Write ``<home>/browser-content/linker-browser.jar``: Browser plus the style and guide.
 
     Parameters
     ----------
