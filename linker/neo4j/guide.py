@@ -219,11 +219,14 @@ def browser_settings(http_port: int) -> list[str]:
 
     Browser runs ``browser.post_connect_cmd`` after connecting (commands separated by ``;``,
     each without its leading colon) and fetches remote content only from the hosts in
-    ``browser.remote_content_hostname_whitelist``.
+    ``browser.remote_content_hostname_whitelist``. Browser's usage statistics are turned off
+    (``client.allow_telemetry``): an analyst's machine may have no network. (Neo4j 5.26 no
+    longer declares ``browser.allow_outgoing_connections``; it refuses to start with it.)
     """
     return [
         f"browser.post_connect_cmd=style {style_url(http_port)}; play {guide_url(http_port)}",
         "browser.remote_content_hostname_whitelist=127.0.0.1,localhost",
+        "client.allow_telemetry=false",
     ]
 
 

@@ -9,41 +9,17 @@
 //   EXPECT_JSON      a JSON array of strings that must appear on the page after the query
 //   SCREENSHOT       path of the PNG to write
 // Prints one JSON line: {"ok": bool, "missing": [...], "screenshot": path}.
-import { chromium } from 'playwright-core';
+import { connect, launch, typeAndRun } from './connect.mjs';
 
 const env = process.env;
 const expected = JSON.parse(env.EXPECT_JSON || '[]');
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(env);
 let result = { ok: false, missing: expected, screenshot: env.SCREENSHOT };
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  await page.goto(`${env.BROWSER_URL}?dbms=bolt://${env.BOLT_ADDRESS}`, { waitUntil: 'networkidle' });
-  await page.waitForSelector('[data-testid="connect"]', { timeout: 60000 });
-  if (env.NEO4J_PASSWORD) {
-    await page.fill('[data-testid="username"]', env.NEO4J_USER || 'neo4j');
-    await page.fill('[data-testid="password"]', env.NEO4J_PASSWORD);
-  } else {
-    const select = page.locator('[data-testid="authenticationMethod"]');
-    const values = await select.locator('option').evaluateAll(
-      (options) => options.map((o) => [o.value, o.textContent]));
-    const noAuth = values.find(([, label]) => /no auth/i.test(label || ''));
-    if (noAuth) await select.selectOption(noAuth[0]);
-  }
-  await page.click('[data-testid="connect"]');
-  await page.waitForSelector('[data-testid="disconnectedBannerCode"]', { state: 'detached', timeout: 60000 });
-  // The editor prompt names the database once the session is usable.
-  await page.getByText(/^neo4j\$/).first().waitFor({ timeout: 60000 });
-  await page.waitForTimeout(1000);
-  const editor = page.locator('#monaco-main-editor, [data-testid="activeEditor"], .monaco-editor').first();
+  await connect(page, env);
   for (const command of JSON.parse(env.COMMANDS_JSON || '[]')) {
-    await editor.click();
-    await page.keyboard.type(command, { delay: 0 });
-    await page.click('[data-testid="editor-Run"]');
-    await page.waitForTimeout(1000);
+    await typeAndRun(page, command);
   }
   const deadline = Date.now() + 60000;
   let missing = expected;
