@@ -155,8 +155,8 @@ def test_accounts_carry_their_action_as_a_label_and_a_reload_drops_a_stale_one(
         expected = {"suspend": ["Suspend"], "review": ["Review"]}.get(row.action, [])
         assert labels[row.account_id] == expected, row.account_id
     # The next day r1 is cleared and r4 suspended: a load over the first leaves no stale label.
-    scores["action"] = scores["account_id"].map({"r1": "none", "r4": "suspend"}).fillna(
-        scores["action"]
+    scores["action"] = (
+        scores["account_id"].map({"r1": "none", "r4": "suspend"}).fillna(scores["action"])
     )
     scores.to_parquet(small_run / "scores.parquet", index=False)
     (small_run / "manifest.json").write_text(
