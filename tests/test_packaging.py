@@ -35,6 +35,8 @@ def test_wheel_ships_every_query_file_and_the_package_data(wheel: Path) -> None:
         assert inside in names, f"{inside} missing from {wheel.name}"
         assert zipfile.ZipFile(wheel).read(inside) == path.read_bytes()
     assert {"linker/py.typed", "linker/neo4j/pom.xml"} <= names
+    for init in sorted((ROOT / "linker").rglob("__init__.py")):  # every subpackage
+        assert init.relative_to(ROOT).as_posix() in names, init
     grass = ROOT / "linker" / "neo4j" / "browser" / "linker.grass"
     assert zipfile.ZipFile(wheel).read("linker/neo4j/browser/linker.grass") == grass.read_bytes()
     for schema in sorted((ROOT / "linker" / "schemas").glob("*.json")):
