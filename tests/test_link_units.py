@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from linker.errors import SettingsError
 from linker.graph.bipartite import build_bipartite
 from linker.graph.bursts import window_counts
-from linker.graph.communities import components_over, detect_communities
+from linker.graph.communities import components_over, detect_communities, split_disconnected
 from linker.graph.projection import enumerate_pairs, project
 from linker.graph.weights import identifier_weights, rarity
 from linker.observations import build_observations
@@ -147,3 +147,72 @@ def test_link_settings_collect_every_problem() -> None:
     assert load_settings(overrides={"link.kind_priors": {"ip": 2.0}}).link.kind_priors == {
         "ip": 2.0
     }
+
+
+def _root(parent: dict[int, int], a: int) -> int:
+    while parent[a] != a:
+        a = parent[a]
+    return a
+
+
+def _tied_groups(
+    incidence: np.ndarray, membership: np.ndarray, weights: np.ndarray
+) -> set[frozenset[int]]:
+    """Brute force: per community, the groups of accounts joined by chains of weighted
+    values that two members of the community hold."""
+    groups: set[frozenset[int]] = set()
+    for community in set(membership[membership >= 0].tolist()):
+        members = [int(a) for a in np.flatnonzero(membership == community)]
+        parent = {a: a for a in members}
+        for a, b in itertools.combinations(members, 2):
+            if np.any((incidence[a] > 0) & (incidence[b] > 0) & (weights > 0)):
+                parent[_root(parent, a)] = _root(parent, b)
+        by_root: dict[int, set[int]] = {}
+        for a in members:
+            by_root.setdefault(_root(parent, a), set()).add(a)
+        groups |= {frozenset(g) for g in by_root.values() if len(g) >= 2}
+    return groups
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 7), max_size=3), min_size=1, max_size=14),
+    st.lists(st.integers(-1, 2), min_size=14, max_size=14),
+    st.lists(st.sampled_from([0.0, 1.0]), min_size=8, max_size=8),
+)
+def test_split_disconnected_keeps_exactly_the_tied_groups(
+    held: list[list[int]], community: list[int], weight: list[float]
+) -> None:
+    n = len(held)
+    incidence = np.zeros((n, 8))
+    for row, values in enumerate(held):
+        incidence[row, values] = 1.0
+    membership = np.asarray(community[:n], dtype=np.int64)
+    weights = np.asarray(weight)
+    result = split_disconnected(
+        sp.csr_matrix(incidence), membership, weights, np.arange(n, dtype=np.int64)
+    )
+    got: dict[int, set[int]] = {}
+    for account, part in enumerate(result.tolist()):
+        if part >= 0:
+            got.setdefault(part, set()).add(account)
+    assert {frozenset(g) for g in got.values()} == _tied_groups(incidence, membership, weights)
+    # Parts refine the input communities, and the largest part keeps its community's id.
+    for members in got.values():
+        assert len({int(membership[a]) for a in members}) == 1
+    for c in set(membership[membership >= 0].tolist()):
+        sizes = {p: len(m) for p, m in got.items() if membership[next(iter(m))] == c}
+        if sizes:
+            assert c in sizes and sizes[c] == max(sizes.values())
+
+
+def test_split_disconnected_never_splits_a_strong_unit_or_a_lockstep_pair() -> None:
+    # Accounts 0-1 share a weighted value; 2 and 3 are one unit (one card) with no weighted
+    # value; 4 is in lockstep with 0. All five were put in community 0.
+    incidence = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]], dtype=float))
+    units = np.array([0, 1, 2, 2, 3])
+    lockstep = sp.csr_matrix(([1.0], ([0], [4])), shape=(5, 5))
+    result = split_disconnected(
+        incidence, np.zeros(5, dtype=np.int64), np.array([1.0, 0.0]), units, lockstep=lockstep
+    )
+    assert result.tolist() == [0, 0, 1, 1, 0]
