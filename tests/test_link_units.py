@@ -216,3 +216,47 @@ def test_split_disconnected_never_splits_a_strong_unit_or_a_lockstep_pair() -> N
         incidence, np.zeros(5, dtype=np.int64), np.array([1.0, 0.0]), units, lockstep=lockstep
     )
     assert result.tolist() == [0, 0, 1, 1, 0]
+
+
+def test_ownership_of_small_values_does_not_depend_on_the_population_size() -> None:
+    # A group of 50 holds both copies of value 0 and one of the two copies of value 1. It
+    # is a twentieth of a small world and a two-thousandth of a large one: in the small
+    # world no two-holder value could pass the Poisson test, and the verdicts must agree.
+    from linker.graph.ownership import owned_values
+
+    verdicts = []
+    for population in (1_000, 100_000):
+        rows = [0, 1, 2, 600]
+        cols = [0, 0, 1, 1]
+        matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(population, 2))
+        group = np.full(population, -1)
+        group[:50] = 0
+        _, owned = owned_values(matrix, group, 1e-4)
+        verdicts.append(owned.toarray()[0].tolist())
+    assert verdicts == [[True, False], [True, False]]
+
+
+def test_reasons_cite_linking_values_before_context_values() -> None:
+    from linker.graph.scoring import shared_evidence, shared_value_explanations
+
+    obs = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "a", "b"],
+            "kind": ["email_domain"] * 3 + ["ip"] * 2,
+            "value": ["corp.example"] * 3 + ["192.0.2.7"] * 2,
+        }
+    )
+    bip = build_bipartite(["a", "b", "c"], obs)
+    cluster_of = np.zeros(3, dtype=np.int64)
+    shared = shared_evidence(bip, cluster_of, np.array([0]))
+    accounts = pd.DataFrame({"row": [0], "cluster_id": ["C-0001"], "cluster_size": [3]})
+    # A prior that ranks the domain first: only the weights put the linking IP before it.
+    priors = {"email_domain": 5.0, "ip": 1.0}
+    weights = np.where(bip.kinds == "ip", 1.0, 0.0)
+    unweighted, _ = shared_value_explanations(bip, shared, accounts, priors, max_reasons=2)
+    weighted, codes = shared_value_explanations(
+        bip, shared, accounts, priors, max_reasons=2, weights=weights
+    )
+    assert unweighted.iloc[0].startswith("shares email domain corp.example")
+    assert weighted.iloc[0].startswith("shares IP 192.0.2.7 with 1 accounts, email domain")
+    assert codes.iloc[0].startswith("shared_ip:1;shared_email_domain:2")

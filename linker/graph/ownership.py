@@ -5,6 +5,11 @@ accounts, is *owned* by the group when ``k ≥ 2`` and the Poisson tail of ``k``
 ``s · n / N`` (what the group's share of the population predicts) is below ``alpha``. A ring's
 proxy exits, templates and devices are owned by its cluster; a template that a tenth of all
 accounts send, of which the cluster holds its share, is not, however many members send it.
+
+A value with so few holders that even all of them inside the group would not reach ``alpha``
+(two holders, in a group of a twentieth of the population) cannot be tested; it is owned when
+the group holds every one of its holders. Without that rule a small value would be owned by a
+ring in a million-account world and not by the same ring in a 20k one.
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ def owned_values(
     rows = np.repeat(np.arange(n_groups), np.diff(held.indptr))
     mean = size[rows] * n_holders[held.indices] / float(max(n_accounts, 1))
     tail = gammainc(held.data, mean)  # P(Poisson(mean) >= held)
-    keep = (held.data >= 2) & (tail < alpha)
+    # A value so small that even all of its holders inside the group would not reach alpha
+    # (two holders in a group of a twentieth of the population) cannot be tested; such a
+    # value is owned when the group holds every copy of it, as it would be in a smaller world.
+    holders = n_holders[held.indices]
+    untestable = gammainc(holders, mean) >= alpha
+    keep = (held.data >= 2) & ((tail < alpha) | (untestable & (held.data >= holders)))
     owned = sp.csr_matrix((keep, held.indices.copy(), held.indptr.copy()), shape=held.shape)
     return held, owned
