@@ -219,15 +219,15 @@ def test_split_disconnected_never_splits_a_strong_unit_or_a_lockstep_pair() -> N
 
 
 def test_ownership_of_small_values_does_not_depend_on_the_population_size() -> None:
-    # A group of 50 holds both copies of value 0 and one of the two copies of value 1. It
-    # is a twentieth of a small world and a two-thousandth of a large one: in the small
-    # world no two-holder value could pass the Poisson test, and the verdicts must agree.
+    # A group of 50 holds all three copies of value 0 and one of the two copies of value 1.
+    # It is a twentieth of a small world and a two-thousandth of a large one: in the small
+    # world no three-holder value could pass the Poisson test; the verdicts must agree.
     from linker.graph.ownership import owned_values
 
     verdicts = []
     for population in (1_000, 100_000):
-        rows = [0, 1, 2, 600]
-        cols = [0, 0, 1, 1]
+        rows = [0, 1, 2, 3, 600]
+        cols = [0, 0, 0, 1, 1]
         matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(population, 2))
         group = np.full(population, -1)
         group[:50] = 0
