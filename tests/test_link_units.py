@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from linker.errors import SettingsError
 from linker.graph.bipartite import build_bipartite
 from linker.graph.bursts import window_counts
-from linker.graph.communities import components_over, detect_communities
+from linker.graph.communities import components_over, detect_communities, split_disconnected
 from linker.graph.projection import enumerate_pairs, project
 from linker.graph.weights import identifier_weights, rarity
 from linker.observations import build_observations
@@ -147,3 +147,116 @@ def test_link_settings_collect_every_problem() -> None:
     assert load_settings(overrides={"link.kind_priors": {"ip": 2.0}}).link.kind_priors == {
         "ip": 2.0
     }
+
+
+def _root(parent: dict[int, int], a: int) -> int:
+    while parent[a] != a:
+        a = parent[a]
+    return a
+
+
+def _tied_groups(
+    incidence: np.ndarray, membership: np.ndarray, weights: np.ndarray
+) -> set[frozenset[int]]:
+    """Brute force: per community, the groups of accounts joined by chains of weighted
+    values that two members of the community hold."""
+    groups: set[frozenset[int]] = set()
+    for community in set(membership[membership >= 0].tolist()):
+        members = [int(a) for a in np.flatnonzero(membership == community)]
+        parent = {a: a for a in members}
+        for a, b in itertools.combinations(members, 2):
+            if np.any((incidence[a] > 0) & (incidence[b] > 0) & (weights > 0)):
+                parent[_root(parent, a)] = _root(parent, b)
+        by_root: dict[int, set[int]] = {}
+        for a in members:
+            by_root.setdefault(_root(parent, a), set()).add(a)
+        groups |= {frozenset(g) for g in by_root.values() if len(g) >= 2}
+    return groups
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 7), max_size=3), min_size=1, max_size=14),
+    st.lists(st.integers(-1, 2), min_size=14, max_size=14),
+    st.lists(st.sampled_from([0.0, 1.0]), min_size=8, max_size=8),
+)
+def test_split_disconnected_keeps_exactly_the_tied_groups(
+    held: list[list[int]], community: list[int], weight: list[float]
+) -> None:
+    n = len(held)
+    incidence = np.zeros((n, 8))
+    for row, values in enumerate(held):
+        incidence[row, values] = 1.0
+    membership = np.asarray(community[:n], dtype=np.int64)
+    weights = np.asarray(weight)
+    result = split_disconnected(
+        sp.csr_matrix(incidence), membership, weights, np.arange(n, dtype=np.int64)
+    )
+    got: dict[int, set[int]] = {}
+    for account, part in enumerate(result.tolist()):
+        if part >= 0:
+            got.setdefault(part, set()).add(account)
+    assert {frozenset(g) for g in got.values()} == _tied_groups(incidence, membership, weights)
+    # Parts refine the input communities, and the largest part keeps its community's id.
+    for members in got.values():
+        assert len({int(membership[a]) for a in members}) == 1
+    for c in set(membership[membership >= 0].tolist()):
+        sizes = {p: len(m) for p, m in got.items() if membership[next(iter(m))] == c}
+        if sizes:
+            assert c in sizes and sizes[c] == max(sizes.values())
+
+
+def test_split_disconnected_never_splits_a_strong_unit_or_a_lockstep_pair() -> None:
+    # Accounts 0-1 share a weighted value; 2 and 3 are one unit (one card) with no weighted
+    # value; 4 is in lockstep with 0. All five were put in community 0.
+    incidence = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]], dtype=float))
+    units = np.array([0, 1, 2, 2, 3])
+    lockstep = sp.csr_matrix(([1.0], ([0], [4])), shape=(5, 5))
+    result = split_disconnected(
+        incidence, np.zeros(5, dtype=np.int64), np.array([1.0, 0.0]), units, lockstep=lockstep
+    )
+    assert result.tolist() == [0, 0, 1, 1, 0]
+
+
+def test_ownership_of_small_values_does_not_depend_on_the_population_size() -> None:
+    # A group of 50 holds all three copies of value 0 and one of the two copies of value 1.
+    # It is a twentieth of a small world and a two-thousandth of a large one: in the small
+    # world no three-holder value could pass the Poisson test; the verdicts must agree.
+    from linker.graph.ownership import owned_values
+
+    verdicts = []
+    for population in (1_000, 100_000):
+        rows = [0, 1, 2, 3, 600]
+        cols = [0, 0, 0, 1, 1]
+        matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(population, 2))
+        group = np.full(population, -1)
+        group[:50] = 0
+        _, owned = owned_values(matrix, group, 1e-4)
+        verdicts.append(owned.toarray()[0].tolist())
+    assert verdicts == [[True, False], [True, False]]
+
+
+def test_reasons_cite_linking_values_before_context_values() -> None:
+    from linker.graph.scoring import shared_evidence, shared_value_explanations
+
+    obs = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "a", "b"],
+            "kind": ["email_domain"] * 3 + ["ip"] * 2,
+            "value": ["corp.example"] * 3 + ["192.0.2.7"] * 2,
+        }
+    )
+    bip = build_bipartite(["a", "b", "c"], obs)
+    cluster_of = np.zeros(3, dtype=np.int64)
+    shared = shared_evidence(bip, cluster_of, np.array([0]))
+    accounts = pd.DataFrame({"row": [0], "cluster_id": ["C-0001"], "cluster_size": [3]})
+    # A prior that ranks the domain first: only the weights put the linking IP before it.
+    priors = {"email_domain": 5.0, "ip": 1.0}
+    weights = np.where(bip.kinds == "ip", 1.0, 0.0)
+    unweighted, _ = shared_value_explanations(bip, shared, accounts, priors, max_reasons=2)
+    weighted, codes = shared_value_explanations(
+        bip, shared, accounts, priors, max_reasons=2, weights=weights
+    )
+    assert unweighted.iloc[0].startswith("shares email domain corp.example")
+    assert weighted.iloc[0].startswith("shares IP 192.0.2.7 with 1 accounts, email domain")
+    assert codes.iloc[0].startswith("shared_ip:1;shared_email_domain:2")

@@ -32,6 +32,7 @@ __all__ = [
     "partition_graph",
     "prune_weak_members",
     "reattach_by_lockstep",
+    "split_disconnected",
     "with_lonely_components",
 ]
 
@@ -546,3 +547,122 @@ def reattach_by_lockstep(
     out = community.copy()
     out[best["row"].to_numpy()] = best["comm"].to_numpy()
     return out
+
+
+def split_disconnected(
+    incidence: sp.csr_matrix,
+    membership: np.ndarray,
+    weights: np.ndarray,
+    units: np.ndarray,
+    *,
+    lockstep: sp.csr_matrix | None = None,
+) -> np.ndarray:
+    """Split every community into the parts its own evidence connects.
+
+    A cluster is a group of accounts tied by specific evidence. Leiden may still put a group
+    with ties only among itself (a family on one device and home IP) into a ring's community,
+    when a hub that later proves public joined them; pruning keeps such a group, because each
+    member is well attached to the others. Here two members stay together only when a chain of
+    linkable identifiers (weight above zero) held by members of the same community, strong
+    units, or lockstep pairs within the community joins them. The largest part (ties broken by
+    its first account) keeps the community; every other part becomes a community of its own,
+    and an account tied to no other member leaves (``-1``).
+
+    Parameters
+    ----------
+    incidence : scipy.sparse.csr_matrix
+        Accounts × identifiers incidence matrix.
+    membership : numpy.ndarray
+        Community per account, ``-1`` for none.
+    weights : numpy.ndarray
+        Evidence weight per identifier (0 for super-nodes and feature-only kinds).
+    units : numpy.ndarray
+        Strong-link component per account (:func:`components_over`): never split.
+    lockstep : scipy.sparse.csr_matrix, optional
+        Accounts x accounts lockstep pairs; a pair inside one community ties it.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The membership, with new communities numbered after the existing ones.
+
+    Examples
+    --------
+    Accounts 0-2 share identifier 0; accounts 3 and 4 share identifier 1; all five were put
+    in community 0. Identifier 2, held by 2 and 3, has no weight.
+
+    >>> inc = sp.csr_matrix(np.array(
+    ...     [[1, 0, 0], [1, 0, 0], [1, 0, 1], [0, 1, 1], [0, 1, 0]], dtype=float))
+    >>> split_disconnected(inc, np.zeros(5, dtype=np.int64), np.array([1.0, 1.0, 0.0]),
+    ...                    np.arange(5)).tolist()
+    [0, 0, 0, 1, 1]
+
+    Notes
+    -----
+    O(nnz log nnz) to key (community, identifier) pairs, then O(n + nnz) connected
+    components.
+    """
+    membership = np.asarray(membership, dtype=np.int64)
+    n_acc = len(membership)
+    member = membership >= 0
+    if not member.any():
+        return membership.copy()
+    coo = incidence.tocoo()
+    keep = (weights[coo.col] > 0) & member[coo.row]
+    rows = coo.row[keep].astype(np.int64)
+    # A tie node per (community, identifier) and per (community, strong unit).
+    keys = np.concatenate(
+        [
+            membership[rows] * np.int64(incidence.shape[1]) + coo.col[keep],
+            -(membership[member] * np.int64(n_acc) + units[member]) - 1,
+        ]
+    )
+    holders = np.concatenate([rows, np.flatnonzero(member)])
+    tie, tie_index = np.unique(keys, return_inverse=True)
+    n_ties = len(tie)
+    edges_a = [holders]
+    edges_b = [n_acc + tie_index]
+    if lockstep is not None and lockstep.nnz:
+        pairs = lockstep.tocoo()
+        same = member[pairs.row] & (membership[pairs.row] == membership[pairs.col])
+        edges_a.append(pairs.row[same].astype(np.int64))
+        edges_b.append(pairs.col[same].astype(np.int64))
+    a = np.concatenate(edges_a)
+    b = np.concatenate(edges_b)
+    size = n_acc + n_ties
+    graph = sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    part = labels[:n_acc]
+    # Accounts that share no tie node with another member form a part of one.
+    held = np.bincount(tie_index, minlength=n_ties)
+    tie_partners = np.bincount(holders, weights=held[tie_index] - 1, minlength=n_acc)
+    if lockstep is not None and lockstep.nnz:
+        tie_partners += np.bincount(edges_a[-1], minlength=n_acc)
+        tie_partners += np.bincount(edges_b[-1], minlength=n_acc)
+    result = np.full(n_acc, -1, dtype=np.int64)
+    frame = pd.DataFrame(
+        {"account": np.flatnonzero(member), "comm": membership[member], "part": part[member]}
+    )
+    frame = frame[tie_partners[frame["account"].to_numpy()] > 0]
+    if frame.empty:
+        return result
+    parts = frame.groupby(["comm", "part"], sort=False).agg(
+        size=("account", "size"), first=("account", "min")
+    )
+    parts = parts.reset_index().sort_values(
+        ["comm", "size", "first"], ascending=[True, False, True], kind="stable"
+    )
+    largest = ~parts["comm"].duplicated()
+    next_id = int(membership.max()) + 1
+    new_id = parts["comm"].to_numpy().copy()
+    n_new = int((~largest).sum())
+    new_order = parts.loc[~largest].sort_values("first", kind="stable").index
+    renumber = pd.Series(next_id + np.arange(n_new), index=new_order)
+    new_id[~largest.to_numpy()] = renumber.reindex(parts.index[~largest]).to_numpy()
+    lookup = pd.Series(new_id, index=pd.MultiIndex.from_frame(parts[["comm", "part"]]))
+    assigned = lookup.reindex(pd.MultiIndex.from_frame(frame[["comm", "part"]])).to_numpy()
+    result[frame["account"].to_numpy()] = assigned
+    moved = int((~largest).sum())
+    if moved:
+        logger.debug("split %d disconnected parts off their communities", moved)
+    return result

@@ -5,6 +5,13 @@ accounts, is *owned* by the group when ``k ≥ 2`` and the Poisson tail of ``k``
 ``s · n / N`` (what the group's share of the population predicts) is below ``alpha``. A ring's
 proxy exits, templates and devices are owned by its cluster; a template that a tenth of all
 accounts send, of which the cluster holds its share, is not, however many members send it.
+
+A value with so few holders that even all of them inside the group would not reach ``alpha``
+(three holders, in a group of a twentieth of the population) cannot be tested; it is owned when
+the group holds every one of its holders, at least three. Without that rule a small value would
+be owned by a ring in a million-account world and not by the same ring in a 20k one. A value
+of two holders is a pair rather than a group (when a unit's tie to a group is judged, one of
+the two is the unit itself), so it is owned only where the test has power.
 """
 
 from __future__ import annotations
@@ -67,6 +74,13 @@ def owned_values(
     rows = np.repeat(np.arange(n_groups), np.diff(held.indptr))
     mean = size[rows] * n_holders[held.indices] / float(max(n_accounts, 1))
     tail = gammainc(held.data, mean)  # P(Poisson(mean) >= held)
-    keep = (held.data >= 2) & (tail < alpha)
+    # A value so small that even all of its holders inside the group would not reach alpha
+    # (three holders, in a group of a twentieth of the population) cannot be tested; it is
+    # owned when the group holds every copy, as it would be in a larger population. Two
+    # holders are a pair, not a group: one of them is the account being judged.
+    holders = n_holders[held.indices]
+    untestable = gammainc(holders, mean) >= alpha
+    whole = untestable & (held.data >= holders) & (held.data >= 3)
+    keep = (held.data >= 2) & ((tail < alpha) | whole)
     owned = sp.csr_matrix((keep, held.indices.copy(), held.indptr.copy()), shape=held.shape)
     return held, owned

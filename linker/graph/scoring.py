@@ -186,15 +186,18 @@ def _cited(
     accounts: pd.DataFrame,
     priors: dict[str, float],
     max_reasons: int,
+    weights: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The values a reason cites, strongest first: ``row``, ``kind``, ``value``,
-    ``in_cluster``."""
+    ``in_cluster``. With ``weights``, values that link (weight above zero) come before
+    context values (feature-only kinds such as an e-mail domain)."""
     ev = shared[shared["row"].isin(accounts["row"])].copy()
     ev["kind"] = bipartite.kinds[ev["identifier"].to_numpy()]
     ev["value"] = bipartite.values[ev["identifier"].to_numpy()]
     prior = ev["kind"].map(priors).fillna(0.0).astype(np.float64)
     ev["rank_key"] = -(prior.to_numpy() + 0.05) * np.log2(ev["in_cluster"].to_numpy())
-    ev = ev.sort_values(["row", "rank_key", "kind", "value"])
+    ev["context"] = weights[ev["identifier"].to_numpy()] <= 0 if weights is not None else False
+    ev = ev.sort_values(["row", "context", "rank_key", "kind", "value"])
     return ev[ev.groupby("row").cumcount() < max_reasons]
 
 
@@ -205,8 +208,17 @@ def shared_value_explanations(
     priors: dict[str, float],
     *,
     max_reasons: int,
+    weights: np.ndarray | None = None,
 ) -> tuple[pd.Series, pd.Series]:
     """:func:`shared_value_reasons` and the matching reason codes.
+
+    Parameters
+    ----------
+    bipartite, shared, accounts, priors, max_reasons
+        As for :func:`shared_value_reasons`.
+    weights : numpy.ndarray, optional
+        Evidence weight per identifier: values that link accounts (weight above zero) are
+        cited before context values (feature-only kinds, such as an e-mail domain).
 
     Returns
     -------
@@ -224,7 +236,7 @@ def shared_value_explanations(
     if accounts.empty:
         empty = pd.Series([], dtype="string", index=accounts.index)
         return empty, empty.copy()
-    ev = _cited(bipartite, shared, accounts, priors, max_reasons)
+    ev = _cited(bipartite, shared, accounts, priors, max_reasons, weights)
     labels = {k: reason_label(k) for k in ev["kind"].unique()}
     ev["text"] = (
         ev["kind"].map(labels).astype(str)

@@ -129,8 +129,15 @@ def _reasons(
         {"row": flagged, "cluster_id": cluster_id[flagged], "cluster_size": cluster_size[flagged]}
     )
     shared = shared_evidence(inputs.bipartite, inputs.cluster_of, flagged)
+    # A super-node (a template a large share of all accounts send) is nobody's evidence.
+    shared = shared[~inputs.supernode[shared["identifier"].to_numpy()]]
     said_text, said_codes = shared_value_explanations(
-        inputs.bipartite, shared, accounts, settings.kind_priors, max_reasons=settings.max_reasons
+        inputs.bipartite,
+        shared,
+        accounts,
+        settings.kind_priors,
+        max_reasons=settings.max_reasons,
+        weights=inputs.weights,
     )
     text = said_text.to_numpy(dtype=object)
     codes = said_codes.to_numpy(dtype=object)

@@ -38,6 +38,7 @@ from linker.graph.communities import (
     detect_communities,
     prune_weak_members,
     reattach_by_lockstep,
+    split_disconnected,
 )
 from linker.graph.lockstep import lockstep_pairs
 from linker.graph.projection import Projection, project
@@ -323,6 +324,7 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             alpha=settings.public_alpha,
             majority=settings.public_majority,
         )
+    community = split_disconnected(bip.matrix, community, graph.weights, strong, lockstep=lock)
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
