@@ -31,13 +31,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from linker.engine.store import RunDirectory
+from linker.engine.store import Filter, RunDirectory
 from linker.errors import EnvironmentProblem, InputError, OutputError
 from linker.graph.behaviour import event_codes, model_releases
 from linker.graph.ties import cluster_identifiers
@@ -221,7 +221,7 @@ def _load(store: RunDirectory, chosen: Sequence[str]) -> _RunData:
     """Read what the chosen clusters' sections need (members' rows only where possible)."""
     scores = store.read("scores")
     members = scores.loc[scores["cluster_id"].isin(list(chosen)), "account_id"].astype(str)
-    wanted = [("account_id", "in", members.tolist())]
+    wanted: list[Filter] = [("account_id", "in", members.tolist())]
     evidence = store.read("evidence", filters=wanted)
     clustered = sorted({int(c) for c in evidence["cluster"] if int(c) >= 0})
     ratios = pd.Series(dtype=np.float64)
@@ -470,7 +470,7 @@ def _signup_chart(created: pd.DataFrame, members: pd.DataFrame, burst_minutes: f
         go.Histogram(
             x=rows["at"].tolist(),
             name=name,
-            marker={"color": ACTION_COLOURS.get(name, "#7f7f7f")},
+            marker={"color": ACTION_COLOURS.get(str(name), "#7f7f7f")},
             xbins={"size": burst_minutes * 60_000},
         )
         for name, rows in frame.groupby("action", sort=True)
@@ -570,9 +570,10 @@ def _model_chart(events: pd.DataFrame, releases: pd.DataFrame) -> Any:
         ),
     )
     lo, hi = int(day.min()) * 86400, (int(day.max()) + 1) * 86400
-    for release in releases[releases["new"]].itertuples(index=False):
-        if lo <= int(release.release) <= hi:
-            at = pd.Timestamp(int(release.release), unit="s", tz="UTC")
+    new = releases[releases["new"]]
+    for model, release in zip(new["model"], new["release"], strict=True):
+        if lo <= int(release) <= hi:
+            at = pd.Timestamp(int(release), unit="s", tz="UTC")
             figure.add_vline(
                 x=at.strftime("%Y-%m-%d %H:%M:%S"),
                 line={"dash": "dash", "color": "black", "width": 1},
@@ -580,7 +581,7 @@ def _model_chart(events: pd.DataFrame, releases: pd.DataFrame) -> Any:
             figure.add_annotation(
                 x=at.strftime("%Y-%m-%d %H:%M:%S"),
                 y=100,
-                text=f"{release.model} released",
+                text=f"{model} released",
                 showarrow=False,
                 yanchor="bottom",
             )
@@ -656,11 +657,12 @@ def _waterfall_chart(evidence: pd.DataFrame, members: pd.DataFrame, bias: float)
     account (the highest scores first)."""
     go = _go()
     shown = members.head(MAX_WATERFALL_ACCOUNTS)
-    traces, buttons = [], []
+    traces: list[Any] = []
+    buttons: list[dict[str, Any]] = []
     for i, (account, score) in enumerate(
         zip(shown["account_id"].astype(str), shown["score"], strict=True)
     ):
-        steps = score_steps(evidence.loc[account], bias)
+        steps = score_steps(cast(pd.Series, evidence.loc[account]), bias)
         labels = [f"{s} ({lv}-level)" if lv != "bias" else "bias" for s, lv, _ in steps]
         traces.append(
             go.Waterfall(
@@ -695,7 +697,7 @@ def _waterfall_chart(evidence: pd.DataFrame, members: pd.DataFrame, bias: float)
 
 def _cluster_header(data: _RunData, cluster_id: str, evidence: pd.DataFrame) -> str:
     """The cluster's summary and its cluster-level evidence."""
-    row = data.clusters[data.clusters["cluster_id"].astype(str) == cluster_id].iloc[0]
+    row: Any = data.clusters[data.clusters["cluster_id"].astype(str) == cluster_id].iloc[0]
     numbers = (
         f"{int(row['size'])} accounts, score {float(row['score']):.3f}, "
         f"{int(row['n_suspend'])} suspend, {int(row['n_review'])} review"
@@ -717,6 +719,11 @@ def _cluster_header(data: _RunData, cluster_id: str, evidence: pd.DataFrame) -> 
     )
 
 
+def _number(value: Any) -> float:
+    """A table cell as a float (missing = 0)."""
+    return 0.0 if value is None or pd.isna(value) else float(value)
+
+
 def _member_table(members: pd.DataFrame, evidence: pd.DataFrame, created: pd.DataFrame) -> str:
     """Every member: action, score, signup, its own (account-level) evidence and reasons."""
     account_level = [s.name for s in all_signals() if s.level == "account"]
@@ -729,15 +736,15 @@ def _member_table(members: pd.DataFrame, evidence: pd.DataFrame, created: pd.Dat
     for row in members.itertuples(index=False):
         account = str(row.account_id)
         own = [
-            f"{name} {float(evidence.at[account, name]):.2f}"
+            f"{name} {_number(evidence.at[account, name]):.2f}"
             for name in account_level
-            if name in evidence.columns and float(evidence.at[account, name] or 0) > 0
+            if name in evidence.columns and _number(evidence.at[account, name]) > 0
         ]
         at = signup.get(account)
         cells = [
             account,
             str(row.action),
-            f"{float(row.score):.6f}",
+            f"{_number(row.score):.6f}",
             str(row.billing_customer_id or ""),
             pd.Timestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at is not None else "",
             "; ".join(own),
