@@ -3,7 +3,9 @@
 // Inputs come from the environment:
 //   REPORT       path of report.html
 //   SCREENSHOT   path of the PNG to write (full page)
-//   CLIP_SCREENSHOT  optional: path of a PNG of the first cluster's top part
+//   CLIP_SCREENSHOT  optional: path of a PNG of the page's first screen
+//   CHARTS_SCREENSHOT  optional: path of a PNG of the first cluster's charts
+//   CHART_DIR    optional: a folder for one PNG per chart
 // Prints one JSON line: {"ok": bool, "charts": [{id, svg, traces, drawn}], "errors": [...],
 // "blocked": [...], "meta": {...}, "rows": {cluster: [account ids]}, "sorted": bool}.
 import { chromium } from 'playwright-core';
@@ -49,6 +51,9 @@ try {
     ])));
   if (env.CLIP_SCREENSHOT) {
     await page.screenshot({ path: env.CLIP_SCREENSHOT, fullPage: false });
+  }
+  if (env.CHARTS_SCREENSHOT) {
+    await page.locator('section.cluster .charts').first().screenshot({ path: env.CHARTS_SCREENSHOT });
   }
   if (env.CHART_DIR) {
     for (const chart of result.charts) {
