@@ -111,9 +111,11 @@ def altair_page(f: dict[str, Any], out: Path) -> None:
     sums = per_hour.reindex(range(int(hour.min()), int(hour.max()) + 1), fill_value=0)
     start = int(sums.rolling(rr.HEATMAP_HOURS, min_periods=1).sum().idxmax()) - rr.HEATMAP_HOURS
     inside = ev[(hour > start) & (hour <= start + rr.HEATMAP_HOURS)]
-    grid = inside.assign(hour=inside["t"] // 3600 * 3600 * 1000).groupby(
-        ["account_id", "hour"], as_index=False
-    )["requests"].sum()
+    grid = (
+        inside.assign(hour=inside["t"] // 3600 * 3600 * 1000)
+        .groupby(["account_id", "hour"], as_index=False)["requests"]
+        .sum()
+    )
     grid["level"] = np.log1p(grid["requests"])
     heat = (
         alt.Chart(grid)
@@ -121,9 +123,11 @@ def altair_page(f: dict[str, Any], out: Path) -> None:
         .encode(x="hour:T", y="account_id:N", color="level:Q")
         .properties(width=560, title="requests by account and hour")
     )
-    daily = ev.assign(day=ev["t"] // 86400 * 86400 * 1000).groupby(
-        ["day", "model"], as_index=False
-    )["requests"].sum()
+    daily = (
+        ev.assign(day=ev["t"] // 86400 * 86400 * 1000)
+        .groupby(["day", "model"], as_index=False)["requests"]
+        .sum()
+    )
     models = (
         alt.Chart(daily)
         .mark_area()
