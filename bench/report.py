@@ -1,7 +1,8 @@
 """Cost of the ring report, and Plotly against Altair/Vega-Lite for the same charts.
 
 Part 1 (``--top``): ``linker report RUN_DIR --top N`` timed end to end (median of
-``--repeats`` runs, each in this process), with the page's size.
+``--repeats`` runs, each in this process): wall seconds and this process's CPU seconds (the
+fairer figure on a loaded machine), with the page's size.
 
 Part 2 (``--versus``): the same four charts of the top cluster (signups per burst window, the
 hour-by-account heatmap, the daily model mix, the token-ratio histogram), built from the same
@@ -44,13 +45,22 @@ RENDER = HERE / "report_render.mjs"
 
 
 def time_report(run_dir: Path, top: int, repeats: int) -> dict[str, Any]:
-    seconds, size = [], 0
+    seconds, cpu, size = [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
+            started = time.process_time()
             result = rr.write_report(run_dir, Path(tmp) / "report.html", top=top)
-            seconds.append(result.seconds)
+            cpu.append(round(time.process_time() - started, 3))
+            seconds.append(round(result.seconds, 3))
             size = result.size_bytes
-    return {"top": top, "seconds": seconds, "median_s": statistics.median(seconds), "bytes": size}
+    return {
+        "top": top,
+        "seconds": seconds,
+        "median_s": statistics.median(seconds),
+        "cpu_seconds": cpu,
+        "median_cpu_s": statistics.median(cpu),
+        "bytes": size,
+    }
 
 
 def _frames(run_dir: Path) -> dict[str, Any]:
