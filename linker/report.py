@@ -276,7 +276,9 @@ def _events(store: RunDirectory, members: pd.Series) -> tuple[pd.DataFrame, pd.D
     releases = model_releases(codes)
     ids = account_ids.astype(str).to_numpy()
     names = np.array([*codes.attrs.get("models", []), ""], dtype=object)
-    mine = codes[np.isin(ids[codes["acc"].to_numpy()], members.to_numpy())]
+    # A hash lookup per account row, then a gather per event (no string compare per event).
+    is_member = pd.Index(ids).isin(members.to_numpy())
+    mine = codes[is_member[codes["acc"].to_numpy()]]
     model = mine["model"].to_numpy()
     return (
         pd.DataFrame(
