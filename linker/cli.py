@@ -623,6 +623,34 @@ def evaluate_command(
         click.echo(json.dumps(both, indent=2, sort_keys=True))
 
 
+# --- the ring report: one self-contained HTML page per run (linker.report) ---
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The HTML page to write (self-contained: opens without a network).",
+)
+@click.option("--cluster", "cluster_id", help="Show this cluster only (e.g. C-0001).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    help="Show the N clusters with the highest scores [default: 10].",
+)
+def report_command(run_dir: Path, out: Path, cluster_id: str | None, top: int | None) -> None:
+    """Write the ring report of RUN_DIR: per cluster, its accounts and the charts that show
+    it is a ring (link graph, signups, hourly activity, model mix, token ratio, score
+    waterfall). docs/report.md describes the page.
+    """
+    from linker.report import write_report
+
+    result = write_report(run_dir, out, cluster=cluster_id, top=top)
+    click.echo(result.summary())
+
+
 # --- Neo4j: local server, load, analyst queries (linker.neo4j, linker.queries) ---
 # The Neo4j modules are imported inside the commands: they pull in the driver, which the
 # other commands do not need.

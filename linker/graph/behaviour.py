@@ -26,6 +26,7 @@ __all__ = [
     "BEHAVIOUR_COLUMNS",
     "account_behaviour",
     "event_codes",
+    "model_releases",
     "pivot_features",
     "sorted_unique",
 ]
@@ -558,6 +559,61 @@ def pivot_features(codes: pd.DataFrame, n_acc: int, margin_days: float = 7.0) ->
     return _pivot(codes, n_acc, margin_days)
 
 
+def model_releases(codes: pd.DataFrame, margin_days: float = 7.0) -> pd.DataFrame:
+    """Each model's release: its first appearance in the events.
+
+    A model first seen ``margin_days`` or more after the first event is *new*: accounts that
+    move to it within hours of that moment pivot (:func:`pivot_features`). A model seen from
+    the start was released before the events begin.
+
+    Parameters
+    ----------
+    codes : pandas.DataFrame
+        :func:`event_codes` of all events (``attrs["models"]`` names the codes).
+    margin_days : float, default 7
+        As ``new_model_margin_days`` of :func:`account_behaviour`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model code (0..k-1): ``model`` (its name), ``release`` (epoch seconds of
+        its first event) and ``new`` (released inside the events' span).
+
+    Notes
+    -----
+    O(m) for m events: one ``np.minimum.at``.
+
+    Examples
+    --------
+    >>> events = pd.DataFrame({"account_id": ["a", "a", "b"], "model": ["m1", "m1", "m2"],
+    ...     "ts": pd.to_datetime(["2026-01-01", "2026-01-20", "2026-01-15"], utc=True)})
+    >>> model_releases(event_codes(events, ["a", "b"]))[["model", "new"]].values.tolist()
+    [['m1', False], ['m2', True]]
+    """
+    model = codes["model"].to_numpy()
+    names = list(codes.attrs.get("models", []))
+    known = model >= 0
+    if not known.any():
+        return pd.DataFrame(
+            {
+                "model": pd.Series(dtype="string"),
+                "release": pd.Series(dtype=np.int64),
+                "new": pd.Series(dtype=bool),
+            }
+        )
+    t = codes["t"].to_numpy()
+    first_seen = np.full(int(model.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, model[known], t[known])
+    labels = [names[m] if m < len(names) else str(m) for m in range(len(first_seen))]
+    return pd.DataFrame(
+        {
+            "model": pd.array(labels, dtype="string"),
+            "release": first_seen,
+            "new": first_seen >= t.min() + margin_days * DAY,
+        }
+    )
+
+
 def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
     """Per account, its strongest move to a new model in the 24/72 h after its release."""
     out = pd.DataFrame(
@@ -579,10 +635,9 @@ def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
     acc = codes["acc"].to_numpy()
     req = codes["requests"].to_numpy().astype(np.float64)
     names = codes.attrs.get("models", [])
-    known = model >= 0
-    first_seen = np.full(int(model.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_seen, model[known], t[known])
-    new = np.flatnonzero(first_seen >= t.min() + margin_days * DAY)
+    releases = model_releases(codes, margin_days)
+    first_seen = releases["release"].to_numpy()
+    new = np.flatnonzero(releases["new"].to_numpy())
     best = np.full(n_acc, -1.0)
     for m in sorted(new.tolist(), key=lambda k: names[k] if k < len(names) else str(k)):
         release = first_seen[m]
