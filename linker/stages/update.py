@@ -41,9 +41,9 @@ from linker.graph.behaviour import event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
-    add_counts,
     merge_observations,
     repartition_touched,
+    sorted_positions,
     touched_accounts,
     update_behaviour,
 )
@@ -157,24 +157,17 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Identifier counts from the previous counts and the new pairs; the public test of the
     identifiers whose holders changed; weights of all."""
     bip: Bipartite = ctx.view("bipartite")
-    before = _previous(ctx).read("identifiers")
-    counts = add_counts(before[["kind", "value", "n_accounts"]], ctx.inputs["new_pairs"])
-    columns = pd.MultiIndex.from_arrays(
-        [pd.array(bip.kinds, dtype="string"), pd.array(bip.values, dtype="string")]
+    before = _previous(ctx).read(
+        "identifiers", columns=["kind", "value", "n_accounts", "is_supernode", "cohesion"]
     )
-    at = pd.MultiIndex.from_arrays([counts["kind"], counts["value"]]).get_indexer(columns)
-    n_accounts = counts["n_accounts"].to_numpy(np.int64)[at]
-    if (at < 0).any() or not np.array_equal(n_accounts, bip.n_accounts):
-        raise InputError(
-            "the previous run's identifier counts do not match its observations; "
-            "run `linker run` on all the data instead"
-        )
-    changed = counts["touched"].to_numpy(bool)[at]
-    was = pd.MultiIndex.from_arrays([before["kind"], before["value"]]).get_indexer(columns)
+    was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
     old = was >= 0
-    public = np.zeros(len(at), dtype=bool)
+    n_accounts = gained.copy()
+    n_accounts[old] += before["n_accounts"].to_numpy(np.int64)[was[old]]
+    changed = gained > 0
+    public = np.zeros(len(was), dtype=bool)
     public[old] = before["is_supernode"].to_numpy(bool)[was[old]]
-    cohesion = np.full(len(at), np.nan)
+    cohesion = np.full(len(was), np.nan)
     cohesion[old] = before["cohesion"].to_numpy(np.float64)[was[old]]
     test = linking.public_test(
         ctx, bip, only=changed, previous=PublicTest(cohesion, public, np.zeros_like(public))
@@ -182,6 +175,52 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     ctx.inputs["touched_identifiers"] = changed | (test.public != public)
     ctx.note(identifiers_touched=int(changed.sum()), public_tested=int(test.tested.sum()))
     return {"identifiers": linking.identifier_table(ctx, bip, n_accounts, test)}
+
+
+def _previous_columns(
+    bip: Bipartite, before: pd.DataFrame, pairs: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per identifier column of ``bip``: its row in the previous ``identifiers`` (``-1`` for
+    a new one) and how many holders the new pairs gave it.
+
+    Both lists are sorted by (kind, value) and the new one is the previous one plus the
+    identifiers of new pairs, so the columns are found by binary search of the new pairs
+    alone; an identifier is new when all its holders are new pairs.
+
+    Raises
+    ------
+    InputError
+        When the previous counts and the new pairs do not add up to the graph.
+    """
+    pairs = pairs[pairs["value"].notna()]
+    where = sorted_positions(
+        bip.kinds,
+        bip.values,
+        pairs["kind"].astype(object).to_numpy(),
+        pairs["value"].astype(object).to_numpy(),
+    )
+    gained = np.bincount(where[where >= 0], minlength=len(bip.kinds)).astype(np.int64)
+    known = gained < bip.n_accounts
+    was = np.where(known, np.cumsum(known) - 1, -1)
+    sample = np.linspace(0, max(len(before) - 1, 0), num=min(len(before), 1024)).astype(np.int64)
+    cols = np.flatnonzero(known)
+    agree = (
+        (where >= 0).all()
+        and len(cols) == len(before)
+        and np.array_equal(before["kind"].astype(object).to_numpy(), bip.kinds[cols])
+        and np.array_equal(
+            before["value"].astype(object).to_numpy()[sample], bip.values[cols[sample]]
+        )
+        and np.array_equal(
+            before["n_accounts"].to_numpy(np.int64) + gained[cols], bip.n_accounts[cols]
+        )
+    )
+    if not agree:
+        raise InputError(
+            "the previous run's identifier counts do not match its observations; "
+            "run `linker run` on all the data instead"
+        )
+    return was, gained
 
 
 def communities(ctx: RunContext) -> Mapping[str, Any]:
