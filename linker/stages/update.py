@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from linker.engine.stages import RunContext
-from linker.engine.store import RunDirectory
+from linker.engine.store import Appended, RunDirectory
 from linker.errors import InputError
 from linker.graph.behaviour import event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph
@@ -52,7 +52,7 @@ from linker.io.validate import validate_dataset
 from linker.observations import build_observations
 from linker.pseudonyms import Pseudonymiser
 from linker.stages import linking
-from linker.stages.ingest import ROW_KEYS, accepted_tables, canonical_rows, latest_timestamp
+from linker.stages.ingest import accepted_tables, latest_timestamp
 
 __all__ = ["PREVIOUS_ACCOUNT", "behaviour", "communities", "identifiers", "normalise", "validate"]
 
@@ -91,19 +91,26 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
         raise InputError(f"{repeated[0]}; `linker update` takes accounts opened since then only")
     new, report = accepted_tables(ctx, result)
     ctx.inputs["delta"] = new
-    tables: dict[str, pd.DataFrame] = {}
-    for name, frame in new.items():
-        before = previous.read(name) if previous.has(name) else frame.iloc[0:0]
-        merged = pd.concat([before, frame.astype(before.dtypes.to_dict())], ignore_index=True)
-        tables[name] = canonical_rows(merged, ROW_KEYS[name]) if name in ROW_KEYS else merged
-    for name in ("payments", "events"):
-        if name not in tables and previous.has(name):
-            tables[name] = previous.read(name)
+    # The tables only grow: the new run's are the previous run's parts (hard-linked by the
+    # store, neither read nor written again) plus one part of the new rows.
+    tables: dict[str, Any] = {}
+    for name in sorted({*new, "payments", "events"}):
+        rows = new.get(name)
+        if not previous.has(name):
+            if rows is not None:
+                tables[name] = rows
+            continue
+        tables[name] = Appended(previous, rows if rows is not None else pd.DataFrame())
     ctx.note(new_rows={name: len(frame) for name, frame in new.items()})
-    as_of = latest_timestamp(tables)
-    if as_of is not None:
-        ctx.note(as_of=as_of)
+    stamps = [t for t in (latest_timestamp(new), _previous_as_of(previous)) if t is not None]
+    if stamps:
+        ctx.note(as_of=max(stamps, key=pd.Timestamp))
     return {**tables, "validation": report}
+
+
+def _previous_as_of(previous: RunDirectory) -> str | None:
+    as_of = previous.read_json("manifest").get("as_of")
+    return str(as_of) if as_of else None
 
 
 def normalise(ctx: RunContext) -> Mapping[str, Any]:
