@@ -44,7 +44,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -421,7 +421,7 @@ class RunDirectory(ArtefactStore):
         arrow_filters = [(c, "in" if op == "in" else "==", v) for c, op, v in filters or ()]
         try:
             return pd.read_parquet(
-                self._sources(name),
+                cast(Any, self._sources(name)),  # one file, or its parts in order
                 columns=list(columns) if columns is not None else None,
                 filters=arrow_filters or None,
             )
