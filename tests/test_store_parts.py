@@ -51,6 +51,12 @@ def test_appended_reads_as_the_union_of_the_rows_in_order(
     third = RunDirectory(tmp_path / "three")
     third.begin()
     assert third.write("events", Appended(first, _events(50, 21))) != digest
+    # The new rows' columns in another order still make a part of the same schema.
+    fourth = RunDirectory(tmp_path / "four")
+    fourth.begin()
+    reordered = _events(50, 20)[["requests", "ts", "account_id"]]
+    assert fourth.write("events", Appended(first, reordered)) == digest
+    assert len(fourth.parts("events")) == 2
 
 
 def test_the_previous_part_is_hard_linked_and_its_hash_reused(

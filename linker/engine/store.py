@@ -502,11 +502,12 @@ class RunDirectory(ArtefactStore):
         files = [Path(sources)] if isinstance(sources, Path) else [Path(f) for f in sources]
         try:
             schema = pq.read_schema(files[0])
-            rows = (
-                pa.Table.from_pandas(appended.rows, preserve_index=False).cast(schema)
-                if len(appended.rows)
-                else schema.empty_table()
-            )
+            rows = schema.empty_table()
+            if len(appended.rows):
+                table = pa.Table.from_pandas(appended.rows, preserve_index=False)
+                if sorted(table.column_names) == sorted(schema.names):
+                    table = table.select(schema.names)
+                rows = table.cast(schema)
         except (pa.ArrowException, ValueError):
             whole = pd.concat([base.read(name), appended.rows], ignore_index=True)
             return self.write(name, whole)
