@@ -7,8 +7,9 @@ that run's state instead of recomputing it from all rows. These are the pure par
 * :func:`merge_observations`: the previous observations plus the new ones, one row per
   (account, kind, value), exactly as :func:`linker.observations.build_observations` would
   give on all rows (first and last seen are minima and maxima, counts are sums);
-* :func:`add_counts`: each identifier's number of accounts, from the previous counts and the
-  account–identifier pairs that are new;
+* :func:`key_codes`: integer keys for string key columns of several frames, for merges;
+* :func:`sorted_positions`: where (kind, value) pairs sit among the graph's sorted identifier
+  columns, by binary search (an identifier's count is its previous count plus its new pairs);
 * :func:`touched_accounts`: the accounts whose links can have changed;
 * :func:`components_touched`: which components of a graph hold a touched node;
 * :func:`repartition_touched`: Leiden again on the touched components only, warm-started
@@ -38,7 +39,6 @@ from linker.graph.communities import (
 )
 
 __all__ = [
-    "add_counts",
     "components_touched",
     "key_codes",
     "merge_observations",
@@ -241,66 +241,6 @@ def merge_observations(
     fresh = new[~seen].sort_values(["kind", "value", "account_id"], kind="mergesort")
     merged = pd.concat([merged, fresh[columns]], ignore_index=True)
     return merged, fresh[_KEY].reset_index(drop=True)
-
-
-def add_counts(previous: pd.DataFrame, new_pairs: pd.DataFrame) -> pd.DataFrame:
-    """Each identifier's number of accounts: the previous counts plus the new pairs.
-
-    Parameters
-    ----------
-    previous : pandas.DataFrame
-        ``kind, value, n_accounts`` of a previous run (its ``identifiers`` artefact).
-    new_pairs : pandas.DataFrame
-        ``account_id, kind, value`` pairs not seen before (:func:`merge_observations`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``kind, value, n_accounts`` and ``touched`` (whether the identifier gained an
-        account), the previous identifiers first in their order, then new ones sorted by
-        (kind, value).
-
-    Notes
-    -----
-    O(i + n log n) for i identifiers and n new pairs.
-
-    Examples
-    --------
-    >>> old = pd.DataFrame({"kind": ["ip"], "value": ["1"], "n_accounts": [2]})
-    >>> pairs = pd.DataFrame({"account_id": ["c", "c"], "kind": ["ip", "ip"],
-    ...     "value": ["1", "2"]})
-    >>> add_counts(old, pairs)[["value", "n_accounts", "touched"]].values.tolist()
-    [['1', 3, True], ['2', 1, True]]
-    """
-    per = new_pairs.groupby(["kind", "value"], sort=True).size()
-    index = pd.MultiIndex.from_arrays(
-        [previous["kind"].astype("string"), previous["value"].astype("string")]
-    )
-    wanted = pd.MultiIndex.from_arrays(
-        [
-            per.index.get_level_values(0).astype("string"),
-            per.index.get_level_values(1).astype("string"),
-        ]
-    )
-    at = index.get_indexer(wanted)
-    counts = previous["n_accounts"].to_numpy(np.int64).copy()
-    touched = np.zeros(len(previous), dtype=bool)
-    known = at >= 0
-    np.add.at(counts, at[known], per.to_numpy()[known])
-    touched[at[known]] = True
-    added = per[~known]
-    return pd.DataFrame(
-        {
-            "kind": pd.concat(
-                [previous["kind"], pd.Series(added.index.get_level_values(0))], ignore_index=True
-            ).astype("string"),
-            "value": pd.concat(
-                [previous["value"], pd.Series(added.index.get_level_values(1))], ignore_index=True
-            ).astype("string"),
-            "n_accounts": np.r_[counts, added.to_numpy(np.int64)],
-            "touched": np.r_[touched, np.ones(len(added), dtype=bool)],
-        }
-    )
 
 
 def touched_accounts(incidence: sp.csr_matrix, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
