@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -146,7 +147,7 @@ def measure(world: Path, work: Path, *, new_share: float, days: int) -> dict[str
         suffix = ".parquet" if (world / "accounts.parquet").exists() else ".csv"
         _write(pd.concat([p for p in parts if p is not None]), whole / f"{name}{suffix}")
     began = time.perf_counter()
-    run(whole, work / "full" / "takedown.csv", settings=settings)
+    full = run(whole, work / "full" / "takedown.csv", settings=settings)
     full_seconds = time.perf_counter() - began
     stages = updated.manifest["stages"]
     return {
@@ -157,6 +158,8 @@ def measure(world: Path, work: Path, *, new_share: float, days: int) -> dict[str
         "full_seconds": round(full_seconds, 2),
         "ratio": round(update_seconds / full_seconds, 3),
         "update_stage_seconds": updated.manifest["timings_seconds"],
+        "full_stage_seconds": full.manifest["timings_seconds"],
+        "load_average": list(os.getloadavg()),
         "update_facts": {
             name: stages[name]["facts"]
             for name in ("normalise", "behaviour", "identifiers", "communities")

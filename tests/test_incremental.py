@@ -159,3 +159,43 @@ def test_update_carries_cluster_ids_and_lists_only_the_changes(runs: Path) -> No
     changed = {a for a in set(was.index) | set(now.index) if was.get(a) != now.get(a)}
     assert set(changes["account_id"]) >= changed
     assert len(changes) < len(after)
+
+
+def test_a_chain_of_updates_keeps_the_tables_as_linked_parts(runs: Path) -> None:
+    """The day in two halves, one update after the other: each run directory's tables are
+    the previous one's parts (hard links) plus the new rows, and the observations equal those
+    of the one-step update (the merge is exact)."""
+    frames = {name: _read(runs / "day", name) for name in TABLES}
+    accounts = frames["accounts"]
+    second = set(accounts["account_id"].iloc[1::2])
+    ts = pd.to_datetime(frames["events"]["ts"], utc=True)
+    late = {
+        "accounts": accounts["account_id"].isin(second),
+        "payments": frames["payments"]["account_id"].isin(second),
+        "events": frames["events"]["account_id"].isin(second) | (ts >= ts.median()),
+    }
+    for name, frame in frames.items():
+        for half, rows in (("a", frame[~late[name]]), ("b", frame[late[name]])):
+            (runs / f"day-{half}").mkdir(exist_ok=True)
+            rows.to_csv(runs / f"day-{half}" / f"{name}.csv", index=False)
+    one, two = runs / "chain-1" / "t.csv", runs / "chain-2" / "t.csv"
+    _invoke("update", runs / "day-a", "--previous", runs / "previous" / "t.run", "--out", one)
+    _invoke("update", runs / "day-b", "--previous", runs / "chain-1" / "t.run", "--out", two)
+    first, last = runs / "chain-1" / "t.run" / "tables", runs / "chain-2" / "t.run" / "tables"
+    for name in TABLES:
+        parts = json.loads((last / f"{name}.parquet" / "_parts.json").read_text())["parts"]
+        assert len(parts) == 3
+        for part in parts[:2]:
+            linked = (last / f"{name}.parquet" / part["file"]).stat()
+            before = (first / f"{name}.parquet" / part["file"]).stat()
+            assert (linked.st_ino, linked.st_dev) == (before.st_ino, before.st_dev)
+        whole = pd.read_parquet(runs / "updated" / "t.run" / "tables" / f"{name}.parquet")
+        chained = pd.read_parquet(last / f"{name}.parquet")
+        assert len(chained) == len(whole)
+    key = ["account_id", "kind", "value"]
+    one_step = pd.read_parquet(runs / "updated" / "t.run" / "observations.parquet")
+    chained = pd.read_parquet(runs / "chain-2" / "t.run" / "observations.parquet")
+    pd.testing.assert_frame_equal(
+        chained.sort_values(key).reset_index(drop=True),
+        one_step.sort_values(key).reset_index(drop=True),
+    )

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from linker.engine.compute import ComputeEngine, LocalEngine
-from linker.engine.store import CATALOGUE, ArtefactStore, Filter
+from linker.engine.store import CATALOGUE, Appended, ArtefactStore, Filter
 from linker.errors import InputError, LinkerError
 from linker.progress import progress
 
@@ -213,7 +213,10 @@ class RunContext:
         content hash (``""`` for an in-memory store)."""
         if name not in CATALOGUE:
             raise LinkerError(f"stage wrote unknown artefact {name!r}")
-        self._cache[name] = value
+        if isinstance(value, Appended):
+            self._cache.pop(name, None)  # later readers get the union from the store
+        else:
+            self._cache[name] = value
         if isinstance(value, dict):
             self.store.write_json(name, value)
             digest = ""

@@ -20,10 +20,18 @@ Layout of a run directory (the catalogue's paths)::
     observations.parquet         the graph's edges: one row per (account, kind, value)
     identifiers.parquet          the graph's identifier nodes: weight, super-node flag
     ...                          one file per artefact of CATALOGUE
+
+A table artefact may instead be a directory of the same name holding part files
+(``part-00000.parquet`` ...) and ``_parts.json`` (each part's rows and SHA-256): what
+``linker update`` writes for a table that only grows (:class:`Appended`): the previous run's
+parts are hard-linked, not copied, and only the new rows are written. Readers see the union of
+the parts, in part order, exactly as they would see one file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -33,10 +41,10 @@ import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CATALOGUE",
+    "Appended",
     "Artefact",
     "ArtefactStore",
     "ExportLocation",
@@ -90,6 +99,34 @@ class Artefact:
     def is_json(self) -> bool:
         """A JSON document rather than a Parquet table."""
         return self.path.endswith(".json")
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A table artefact that is another store's same artefact plus new rows.
+
+    A stage returns it in place of a frame for a table that only grows (``linker update``'s
+    validated tables). A :class:`RunDirectory` keeps it as part files: the base's parts
+    hard-linked (copied across file systems) and one new part for ``rows``, so the rows the
+    base already had are neither read nor written again; its content hash covers the parts'
+    hashes, the base's taken as recorded. A :class:`MemoryStore` keeps the concatenation.
+
+    Attributes
+    ----------
+    base : ArtefactStore
+        The store holding the earlier rows (a previous run directory).
+    rows : pandas.DataFrame
+        The new rows, with the base artefact's columns.
+    """
+
+    base: ArtefactStore
+    rows: pd.DataFrame
+
+
+PARTS_FILE = "_parts.json"
+"""In a parted table artefact's directory: its parts, rows and SHA-256, in order."""
+
+_PART = "part-{:05d}.parquet"
 
 
 def _catalogue(*entries: Artefact) -> dict[str, Artefact]:
@@ -253,8 +290,11 @@ class MemoryStore(ArtefactStore):
         frame = _apply_filters(self._tables[name], filters)
         return frame[list(columns)] if columns is not None else frame
 
-    def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
+    def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
         _artefact(name)
+        if isinstance(frame, Appended):
+            before = frame.base.read(name) if frame.base.has(name) else frame.rows.iloc[0:0]
+            frame = pd.concat([before, frame.rows], ignore_index=True)
         self._tables[name] = frame.to_pandas() if isinstance(frame, pa.Table) else frame
         return ""
 
@@ -350,7 +390,24 @@ class RunDirectory(ArtefactStore):
         return str(self._path(name))
 
     def has(self, name: str) -> bool:
-        return self._path(name).is_file()
+        path = self._path(name)
+        return path.is_file() or (path / PARTS_FILE).is_file()
+
+    def parts(self, name: str) -> list[dict[str, Any]]:
+        """The part files of table artefact ``name`` (``file``, ``rows``, ``sha256``, paths
+        relative to the artefact); one entry for an artefact kept as one file (``file`` is
+        ``""``, ``rows`` and ``sha256`` ``None``: not recorded)."""
+        path = self._path(name)
+        if path.is_file():
+            return [{"file": "", "rows": None, "sha256": None}]
+        document = json.loads((path / PARTS_FILE).read_text(encoding="utf-8"))
+        return list(document["parts"])
+
+    def _sources(self, name: str) -> Path | list[str]:
+        path = self._path(name)
+        if path.is_dir():
+            return [str(path / part["file"]) for part in self.parts(name)]
+        return path
 
     def read(
         self,
@@ -359,12 +416,12 @@ class RunDirectory(ArtefactStore):
         filters: Sequence[Filter] | None = None,
     ) -> pd.DataFrame:
         target = self._path(name)
-        if not target.is_file():
+        if not self.has(name):
             raise InputError(f"{target}: missing from the run directory; run `linker run` again")
         arrow_filters = [(c, "in" if op == "in" else "==", v) for c, op, v in filters or ()]
         try:
             return pd.read_parquet(
-                target,
+                cast(Any, self._sources(name)),  # one file, or its parts in order
                 columns=list(columns) if columns is not None else None,
                 filters=arrow_filters or None,
             )
@@ -372,8 +429,12 @@ class RunDirectory(ArtefactStore):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"{target}: not a readable artefact ({first})") from None
 
-    def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
+    def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
+        if isinstance(frame, Appended):
+            return self._append(name, frame)
         target = self._path(name)
+        if target.is_dir():
+            _remove_artefact(target)  # a parted artefact of an earlier run
         table = (
             frame
             if isinstance(frame, pa.Table)
@@ -421,13 +482,56 @@ class RunDirectory(ArtefactStore):
         """
         self.root.mkdir(parents=True, exist_ok=True)
         for name in CATALOGUE:
-            self._path(name).unlink(missing_ok=True)
+            _remove_artefact(self._path(name))
         for stale in (self.root / QUARANTINE_DIR).glob("*.csv"):
             stale.unlink()
 
     def remove(self, names: Iterable[str]) -> None:
         for name in names:
-            self._path(name).unlink(missing_ok=True)
+            _remove_artefact(self._path(name))
+
+    def _append(self, name: str, appended: Appended) -> str:
+        """Write ``appended`` as parts: the base's hard-linked, then the new rows' part
+        (cast to the base's schema). A base that is not a run directory, or whose schema
+        the new rows do not fit, gives one file of all rows instead."""
+        base = appended.base
+        if not isinstance(base, RunDirectory) or not base.has(name):
+            before = base.read(name) if base.has(name) else appended.rows.iloc[0:0]
+            return self.write(name, pd.concat([before, appended.rows], ignore_index=True))
+        sources = base._sources(name)
+        files = [Path(sources)] if isinstance(sources, Path) else [Path(f) for f in sources]
+        try:
+            schema = pq.read_schema(files[0])
+            rows = schema.empty_table()
+            if len(appended.rows):
+                table = pa.Table.from_pandas(appended.rows, preserve_index=False)
+                if sorted(table.column_names) == sorted(schema.names):
+                    table = table.select(schema.names)
+                rows = table.cast(schema)
+        except (pa.ArrowException, ValueError):
+            whole = pd.concat([base.read(name), appended.rows], ignore_index=True)
+            return self.write(name, whole)
+        target = self._path(name)
+        _remove_artefact(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(target) as tmp:
+            parts = []
+            for i, (source, known) in enumerate(zip(files, base.parts(name), strict=True)):
+                _link_or_copy(source, tmp / _PART.format(i))
+                digest = known["sha256"] or file_sha256(source)
+                count = known["rows"]
+                if count is None:
+                    count = pq.read_metadata(source).num_rows
+                parts.append({"file": _PART.format(i), "rows": count, "sha256": digest})
+            if rows.num_rows or not parts:
+                new = tmp / _PART.format(len(parts))
+                pq.write_table(rows, new, compression="zstd")
+                parts.append({"file": new.name, "rows": rows.num_rows, "sha256": file_sha256(new)})
+            text = json.dumps({"parts": parts}, indent=2, sort_keys=True) + "\n"
+            (tmp / PARTS_FILE).write_text(text, encoding="utf-8")
+        logger.debug("wrote %s (%d parts, %d new rows)", target, len(parts), rows.num_rows)
+        summary = json.dumps([p["sha256"] for p in parts]).encode("utf-8")
+        return hashlib.sha256(summary).hexdigest()
 
     def lock(self) -> OutputLock:
         """The lock a run holds on this directory while it writes (``RUN_DIR/.lock``)."""
@@ -475,10 +579,13 @@ class RunDirectory(ArtefactStore):
             }
             for entry in folder.iterdir():
                 match = _TEMP_NAME.match(entry.name)
-                if match is None or not entry.is_file() or entry.is_symlink():
+                if match is None or entry.is_symlink():
                     continue
                 stem = match.group(1)
-                if (
+                if entry.is_dir() and stem in names:
+                    shutil.rmtree(entry, ignore_errors=True)  # parts of an unfinished append
+                    removed.append(entry)
+                elif entry.is_file() and (
                     stem in names
                     or stem == "probe"
                     or (sub == QUARANTINE_DIR and stem.endswith(".csv"))
@@ -519,6 +626,39 @@ def save_validation(store: ArtefactStore, result: ValidationResult) -> None:
     if result.observations is not None:
         store.write("observations", result.observations)
     store.write_json("validation", result.report(), sort_keys=False)
+
+
+def _remove_artefact(path: Path) -> None:
+    """Remove an artefact kept as one file or as a directory of parts."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link of ``source`` at ``target`` (both stay valid alone: files are replaced,
+    never rewritten in place); a copy where links are impossible (another file system)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target``, renamed to ``target`` when the block ends
+    without error (removed otherwise)."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_directory(tmp)
+        os.replace(tmp, target)
+        _fsync_directory(target.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _located(path: str | os.PathLike[str]) -> Path:

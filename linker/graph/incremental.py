@@ -7,8 +7,9 @@ that run's state instead of recomputing it from all rows. These are the pure par
 * :func:`merge_observations`: the previous observations plus the new ones, one row per
   (account, kind, value), exactly as :func:`linker.observations.build_observations` would
   give on all rows (first and last seen are minima and maxima, counts are sums);
-* :func:`add_counts`: each identifier's number of accounts, from the previous counts and the
-  account–identifier pairs that are new;
+* :func:`key_codes`: integer keys for string key columns of several frames, for merges;
+* :func:`sorted_positions`: where (kind, value) pairs sit among the graph's sorted identifier
+  columns, by binary search (an identifier's count is its previous count plus its new pairs);
 * :func:`touched_accounts`: the accounts whose links can have changed;
 * :func:`components_touched`: which components of a graph hold a touched node;
 * :func:`repartition_touched`: Leiden again on the touched components only, warm-started
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -36,10 +39,11 @@ from linker.graph.communities import (
 )
 
 __all__ = [
-    "add_counts",
     "components_touched",
+    "key_codes",
     "merge_observations",
     "repartition_touched",
+    "sorted_positions",
     "touched_accounts",
     "update_behaviour",
 ]
@@ -49,8 +53,129 @@ logger = logging.getLogger(__name__)
 _KEY = ["account_id", "kind", "value"]
 
 
-def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
-    return pd.MultiIndex.from_arrays([frame[c].astype("string") for c in _KEY], names=_KEY)
+def _arrow(values: pd.Series | np.ndarray) -> pa.Array:
+    """Values as one Arrow string array (nulls kept)."""
+    if isinstance(values, pd.Series):
+        arr = pa.array(values.astype("string[pyarrow]").array)
+    else:
+        arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def key_codes(frames: list[pd.DataFrame], columns: list[str]) -> list[np.ndarray]:
+    """Integer keys of the rows of several frames: two rows, in the same frame or in two,
+    get the same key exactly when their ``columns`` hold the same strings.
+
+    Parameters
+    ----------
+    frames : list of pandas.DataFrame
+        Frames with the string ``columns`` (nulls allowed: a null equals a null only).
+    columns : list of str
+
+    Returns
+    -------
+    list of numpy.ndarray of int64
+        One array of keys per frame, in row order; keys are dense (``0 .. k-1``).
+
+    Notes
+    -----
+    O(r) expected for r rows in all: each column is hash-encoded once (Arrow's dictionary
+    encoding) over all frames together, and the codes of the columns are combined and
+    encoded again, so merges and look-ups run on integers instead of string tuples.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"kind": ["ip", "ip"], "value": ["1", "2"]})
+    >>> b = pd.DataFrame({"kind": ["ip", "email"], "value": ["2", "2"]})
+    >>> [k.tolist() for k in key_codes([a, b], ["kind", "value"])]
+    [[0, 1], [1, 2]]
+    """
+    sizes = np.cumsum([0, *(len(f) for f in frames)])
+    key = np.zeros(int(sizes[-1]), dtype=np.int64)
+    for column in columns:
+        chunks = [_arrow(f[column]) for f in frames]
+        encoded = pc.dictionary_encode(pa.concat_arrays(chunks) if chunks else pa.array([]))
+        codes = np.asarray(
+            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        key = key * np.int64(len(encoded.dictionary) + 1) + (codes + 1)
+        key = pd.factorize(key, sort=False)[0].astype(np.int64)
+    return [key[sizes[i] : sizes[i + 1]] for i in range(len(frames))]
+
+
+def sorted_positions(
+    kinds: np.ndarray, values: np.ndarray, want_kinds: np.ndarray, want_values: np.ndarray
+) -> np.ndarray:
+    """Positions of (kind, value) pairs among identifier columns sorted by (kind, value).
+
+    Parameters
+    ----------
+    kinds, values : numpy.ndarray of str
+        The columns, sorted by kind, then value (code-point order), as
+        :func:`linker.graph.bipartite.build_bipartite` numbers them.
+    want_kinds, want_values : numpy.ndarray of str
+        The pairs to find.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Column of each pair, ``-1`` when absent.
+
+    Notes
+    -----
+    O(q log i) for q pairs among i columns: binary searches only, no hash of the i strings.
+
+    Examples
+    --------
+    >>> k = np.array(["email", "ip", "ip"], dtype=object)
+    >>> v = np.array(["x", "1", "2"], dtype=object)
+    >>> sorted_positions(k, v, np.array(["ip", "ip"], dtype=object),
+    ...                  np.array(["2", "3"], dtype=object)).tolist()
+    [2, -1]
+    """
+    want_kinds = np.asarray(want_kinds, dtype=object)
+    want_values = np.asarray(want_values, dtype=object)
+    out = np.full(len(want_kinds), -1, dtype=np.int64)
+    for kind in pd.unique(want_kinds):
+        mine = np.flatnonzero(want_kinds == kind)
+        lo = int(np.searchsorted(kinds, kind, side="left"))
+        hi = int(np.searchsorted(kinds, kind, side="right"))
+        if hi == lo:
+            continue
+        block = values[lo:hi]
+        at = np.searchsorted(block, want_values[mine])
+        inside = at < len(block)
+        found = np.zeros(len(mine), dtype=bool)
+        found[inside] = block[at[inside]] == want_values[mine][inside]
+        out[mine[found]] = lo + at[found]
+    return out
+
+
+def _merged_times(
+    column: pd.Series, rows: np.ndarray, other: pd.Series, earliest: bool
+) -> pd.Series:
+    """``column`` with its ``rows`` set to the earlier (or later) of it and ``other``; a
+    missing time (NaT) yields to a known one, as a minimum or maximum over rows does."""
+    times = pd.DatetimeIndex(column)
+    here = times.asi8.copy()
+    there = pd.DatetimeIndex(other).as_unit(times.unit).asi8
+    nat = np.iinfo(np.int64).min
+    a, b = here[rows], there
+    if earliest:
+        a = np.where(a == nat, np.iinfo(np.int64).max, a)
+        b = np.where(b == nat, np.iinfo(np.int64).max, b)
+        picked = np.minimum(a, b)
+        picked[picked == np.iinfo(np.int64).max] = nat
+    else:
+        picked = np.maximum(a, b)
+    here[rows] = picked
+    result = pd.DatetimeIndex(here.view(f"M8[{times.unit}]"))
+    result = result.tz_localize("UTC") if times.tz is not None else result
+    if times.tz is not None:
+        result = result.tz_convert(times.tz)
+    return pd.Series(result, index=column.index, name=column.name)
 
 
 def merge_observations(
@@ -79,7 +204,8 @@ def merge_observations(
     Notes
     -----
     O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
-    ones are looked up in a hash index.
+    rows of the accounts the new rows speak of are found with one Arrow set look-up and
+    matched on integer keys (:func:`key_codes`).
 
     Examples
     --------
@@ -95,82 +221,26 @@ def merge_observations(
     columns = list(previous.columns)
     if new.empty:
         return previous, new[_KEY].iloc[0:0]
-    # Only the previous rows of accounts the new rows speak of can match: index those alone.
-    mine = np.flatnonzero(previous["account_id"].isin(new["account_id"].unique()).to_numpy(bool))
-    found = _keys(previous.iloc[mine]).get_indexer(_keys(new))
+    # Only the previous rows of accounts the new rows speak of can match: key those alone.
+    wanted = pc.unique(_arrow(new["account_id"]))
+    hit = pc.is_in(_arrow(previous["account_id"]), value_set=wanted)
+    mine = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
+    old_keys, new_keys = key_codes([previous.iloc[mine], new], _KEY)
+    found = pd.Index(old_keys).get_indexer(new_keys)
     seen = found >= 0
-    at = np.where(seen, mine[np.maximum(found, 0)], -1)
-    merged = previous.copy() if seen.any() else previous
+    merged = previous
     if seen.any():
-        rows = at[seen]
+        rows = mine[found[seen]]
         old = new[seen]
-        merged.loc[rows, "count"] = merged["count"].to_numpy()[rows] + old["count"].to_numpy()
-        for column, pick in (("first_seen", np.minimum), ("last_seen", np.maximum)):
-            before = merged[column].to_numpy()[rows]
-            merged.loc[rows, column] = pick(before, old[column].to_numpy())
+        merged = previous.copy()
+        count = merged["count"].to_numpy(np.int64).copy()
+        count[rows] += old["count"].to_numpy(np.int64)
+        merged["count"] = count
+        merged["first_seen"] = _merged_times(merged["first_seen"], rows, old["first_seen"], True)
+        merged["last_seen"] = _merged_times(merged["last_seen"], rows, old["last_seen"], False)
     fresh = new[~seen].sort_values(["kind", "value", "account_id"], kind="mergesort")
     merged = pd.concat([merged, fresh[columns]], ignore_index=True)
     return merged, fresh[_KEY].reset_index(drop=True)
-
-
-def add_counts(previous: pd.DataFrame, new_pairs: pd.DataFrame) -> pd.DataFrame:
-    """Each identifier's number of accounts: the previous counts plus the new pairs.
-
-    Parameters
-    ----------
-    previous : pandas.DataFrame
-        ``kind, value, n_accounts`` of a previous run (its ``identifiers`` artefact).
-    new_pairs : pandas.DataFrame
-        ``account_id, kind, value`` pairs not seen before (:func:`merge_observations`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``kind, value, n_accounts`` and ``touched`` (whether the identifier gained an
-        account), the previous identifiers first in their order, then new ones sorted by
-        (kind, value).
-
-    Notes
-    -----
-    O(i + n log n) for i identifiers and n new pairs.
-
-    Examples
-    --------
-    >>> old = pd.DataFrame({"kind": ["ip"], "value": ["1"], "n_accounts": [2]})
-    >>> pairs = pd.DataFrame({"account_id": ["c", "c"], "kind": ["ip", "ip"],
-    ...     "value": ["1", "2"]})
-    >>> add_counts(old, pairs)[["value", "n_accounts", "touched"]].values.tolist()
-    [['1', 3, True], ['2', 1, True]]
-    """
-    per = new_pairs.groupby(["kind", "value"], sort=True).size()
-    index = pd.MultiIndex.from_arrays(
-        [previous["kind"].astype("string"), previous["value"].astype("string")]
-    )
-    wanted = pd.MultiIndex.from_arrays(
-        [
-            per.index.get_level_values(0).astype("string"),
-            per.index.get_level_values(1).astype("string"),
-        ]
-    )
-    at = index.get_indexer(wanted)
-    counts = previous["n_accounts"].to_numpy(np.int64).copy()
-    touched = np.zeros(len(previous), dtype=bool)
-    known = at >= 0
-    np.add.at(counts, at[known], per.to_numpy()[known])
-    touched[at[known]] = True
-    added = per[~known]
-    return pd.DataFrame(
-        {
-            "kind": pd.concat(
-                [previous["kind"], pd.Series(added.index.get_level_values(0))], ignore_index=True
-            ).astype("string"),
-            "value": pd.concat(
-                [previous["value"], pd.Series(added.index.get_level_values(1))], ignore_index=True
-            ).astype("string"),
-            "n_accounts": np.r_[counts, added.to_numpy(np.int64)],
-            "touched": np.r_[touched, np.ones(len(added), dtype=bool)],
-        }
-    )
 
 
 def touched_accounts(incidence: sp.csr_matrix, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:

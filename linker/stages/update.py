@@ -35,15 +35,15 @@ import pandas as pd
 import pyarrow as pa
 
 from linker.engine.stages import RunContext
-from linker.engine.store import RunDirectory
+from linker.engine.store import Appended, RunDirectory
 from linker.errors import InputError
 from linker.graph.behaviour import event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
-    add_counts,
     merge_observations,
     repartition_touched,
+    sorted_positions,
     touched_accounts,
     update_behaviour,
 )
@@ -52,7 +52,7 @@ from linker.io.validate import validate_dataset
 from linker.observations import build_observations
 from linker.pseudonyms import Pseudonymiser
 from linker.stages import linking
-from linker.stages.ingest import ROW_KEYS, accepted_tables, canonical_rows, latest_timestamp
+from linker.stages.ingest import accepted_tables, latest_timestamp
 
 __all__ = ["PREVIOUS_ACCOUNT", "behaviour", "communities", "identifiers", "normalise", "validate"]
 
@@ -91,19 +91,26 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
         raise InputError(f"{repeated[0]}; `linker update` takes accounts opened since then only")
     new, report = accepted_tables(ctx, result)
     ctx.inputs["delta"] = new
-    tables: dict[str, pd.DataFrame] = {}
-    for name, frame in new.items():
-        before = previous.read(name) if previous.has(name) else frame.iloc[0:0]
-        merged = pd.concat([before, frame.astype(before.dtypes.to_dict())], ignore_index=True)
-        tables[name] = canonical_rows(merged, ROW_KEYS[name]) if name in ROW_KEYS else merged
-    for name in ("payments", "events"):
-        if name not in tables and previous.has(name):
-            tables[name] = previous.read(name)
+    # The tables only grow: the new run's are the previous run's parts (hard-linked by the
+    # store, neither read nor written again) plus one part of the new rows.
+    tables: dict[str, Any] = {}
+    for name in sorted({*new, "payments", "events"}):
+        rows = new.get(name)
+        if not previous.has(name):
+            if rows is not None:
+                tables[name] = rows
+            continue
+        tables[name] = Appended(previous, rows if rows is not None else pd.DataFrame())
     ctx.note(new_rows={name: len(frame) for name, frame in new.items()})
-    as_of = latest_timestamp(tables)
-    if as_of is not None:
-        ctx.note(as_of=as_of)
+    stamps = [t for t in (latest_timestamp(new), _previous_as_of(previous)) if t is not None]
+    if stamps:
+        ctx.note(as_of=max(stamps, key=pd.Timestamp))
     return {**tables, "validation": report}
+
+
+def _previous_as_of(previous: RunDirectory) -> str | None:
+    as_of = previous.read_json("manifest").get("as_of")
+    return str(as_of) if as_of else None
 
 
 def normalise(ctx: RunContext) -> Mapping[str, Any]:
@@ -157,24 +164,17 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Identifier counts from the previous counts and the new pairs; the public test of the
     identifiers whose holders changed; weights of all."""
     bip: Bipartite = ctx.view("bipartite")
-    before = _previous(ctx).read("identifiers")
-    counts = add_counts(before[["kind", "value", "n_accounts"]], ctx.inputs["new_pairs"])
-    columns = pd.MultiIndex.from_arrays(
-        [pd.array(bip.kinds, dtype="string"), pd.array(bip.values, dtype="string")]
+    before = _previous(ctx).read(
+        "identifiers", columns=["kind", "value", "n_accounts", "is_supernode", "cohesion"]
     )
-    at = pd.MultiIndex.from_arrays([counts["kind"], counts["value"]]).get_indexer(columns)
-    n_accounts = counts["n_accounts"].to_numpy(np.int64)[at]
-    if (at < 0).any() or not np.array_equal(n_accounts, bip.n_accounts):
-        raise InputError(
-            "the previous run's identifier counts do not match its observations; "
-            "run `linker run` on all the data instead"
-        )
-    changed = counts["touched"].to_numpy(bool)[at]
-    was = pd.MultiIndex.from_arrays([before["kind"], before["value"]]).get_indexer(columns)
+    was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
     old = was >= 0
-    public = np.zeros(len(at), dtype=bool)
+    n_accounts = gained.copy()
+    n_accounts[old] += before["n_accounts"].to_numpy(np.int64)[was[old]]
+    changed = gained > 0
+    public = np.zeros(len(was), dtype=bool)
     public[old] = before["is_supernode"].to_numpy(bool)[was[old]]
-    cohesion = np.full(len(at), np.nan)
+    cohesion = np.full(len(was), np.nan)
     cohesion[old] = before["cohesion"].to_numpy(np.float64)[was[old]]
     test = linking.public_test(
         ctx, bip, only=changed, previous=PublicTest(cohesion, public, np.zeros_like(public))
@@ -182,6 +182,52 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     ctx.inputs["touched_identifiers"] = changed | (test.public != public)
     ctx.note(identifiers_touched=int(changed.sum()), public_tested=int(test.tested.sum()))
     return {"identifiers": linking.identifier_table(ctx, bip, n_accounts, test)}
+
+
+def _previous_columns(
+    bip: Bipartite, before: pd.DataFrame, pairs: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per identifier column of ``bip``: its row in the previous ``identifiers`` (``-1`` for
+    a new one) and how many holders the new pairs gave it.
+
+    Both lists are sorted by (kind, value) and the new one is the previous one plus the
+    identifiers of new pairs, so the columns are found by binary search of the new pairs
+    alone; an identifier is new when all its holders are new pairs.
+
+    Raises
+    ------
+    InputError
+        When the previous counts and the new pairs do not add up to the graph.
+    """
+    pairs = pairs[pairs["value"].notna()]
+    where = sorted_positions(
+        bip.kinds,
+        bip.values,
+        pairs["kind"].astype(object).to_numpy(),
+        pairs["value"].astype(object).to_numpy(),
+    )
+    gained = np.bincount(where[where >= 0], minlength=len(bip.kinds)).astype(np.int64)
+    known = gained < bip.n_accounts
+    was = np.where(known, np.cumsum(known) - 1, -1)
+    sample = np.linspace(0, max(len(before) - 1, 0), num=min(len(before), 1024)).astype(np.int64)
+    cols = np.flatnonzero(known)
+    agree = (
+        (where >= 0).all()
+        and len(cols) == len(before)
+        and np.array_equal(before["kind"].astype(object).to_numpy(), bip.kinds[cols])
+        and np.array_equal(
+            before["value"].astype(object).to_numpy()[sample], bip.values[cols[sample]]
+        )
+        and np.array_equal(
+            before["n_accounts"].to_numpy(np.int64) + gained[cols], bip.n_accounts[cols]
+        )
+    )
+    if not agree:
+        raise InputError(
+            "the previous run's identifier counts do not match its observations; "
+            "run `linker run` on all the data instead"
+        )
+    return was, gained
 
 
 def communities(ctx: RunContext) -> Mapping[str, Any]:

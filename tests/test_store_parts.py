@@ -1,0 +1,141 @@
+"""Table artefacts kept as part files (store.Appended): what `linker update` writes for the
+tables that only grow, read back as one table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from linker.engine.store import PARTS_FILE, Appended, MemoryStore, RunDirectory
+from linker.io.files import file_sha256
+
+
+def _events(start: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": pd.array([f"a{i % 7}" for i in range(start, start + n)], dtype="string"),
+            "ts": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC")
+            + pd.Timedelta(hours=start),
+            "requests": list(range(start, start + n)),
+        }
+    )
+
+
+@pytest.fixture
+def first(tmp_path: Path) -> RunDirectory:
+    store = RunDirectory(tmp_path / "one")
+    store.begin()
+    store.write("events", _events(0, 50))
+    return store
+
+
+def test_appended_reads_as_the_union_of_the_rows_in_order(
+    first: RunDirectory, tmp_path: Path
+) -> None:
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    digest = second.write("events", Appended(first, _events(50, 20)))
+    assert second.has("events")
+    expected = pd.concat([first.read("events"), _events(50, 20)], ignore_index=True)
+    got = second.read("events")
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert got["ts"].dtype == first.read("events")["ts"].dtype
+    # Filters and columns work across the parts.
+    some = second.read("events", columns=["requests"], filters=[("account_id", "==", "a3")])
+    assert some["requests"].tolist() == [r for r in range(70) if r % 7 == 3]
+    # A content hash over the parts, which another content changes.
+    third = RunDirectory(tmp_path / "three")
+    third.begin()
+    assert third.write("events", Appended(first, _events(50, 21))) != digest
+    # The new rows' columns in another order still make a part of the same schema.
+    fourth = RunDirectory(tmp_path / "four")
+    fourth.begin()
+    reordered = _events(50, 20)[["requests", "ts", "account_id"]]
+    assert fourth.write("events", Appended(first, reordered)) == digest
+    assert len(fourth.parts("events")) == 2
+
+
+def test_the_previous_part_is_hard_linked_and_its_hash_reused(
+    first: RunDirectory, tmp_path: Path
+) -> None:
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    second.write("events", Appended(first, _events(50, 20)))
+    parts = second.parts("events")
+    root = Path(second.location("events"))
+    assert [p["rows"] for p in parts] == [50, 20]
+    assert os.path.samefile(root / parts[0]["file"], first.location("events"))
+    assert parts[0]["sha256"] == file_sha256(Path(first.location("events")))
+    assert parts[1]["sha256"] == file_sha256(root / parts[1]["file"])
+    # A chain of updates: each keeps the parts before it, as recorded.
+    third = RunDirectory(tmp_path / "three")
+    third.begin()
+    third.write("events", Appended(second, _events(70, 5)))
+    chained = third.parts("events")
+    assert [p["rows"] for p in chained] == [50, 20, 5]
+    assert [p["sha256"] for p in chained[:2]] == [p["sha256"] for p in parts]
+    assert len(third.read("events")) == 75
+    # No new rows: the previous parts alone.
+    fourth = RunDirectory(tmp_path / "four")
+    fourth.begin()
+    fourth.write("events", Appended(third, pd.DataFrame()))
+    assert [p["rows"] for p in fourth.parts("events")] == [50, 20, 5]
+
+
+def test_parts_are_copied_where_hard_links_fail(
+    first: RunDirectory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    second.write("events", Appended(first, _events(50, 3)))
+    root = Path(second.location("events"))
+    assert not os.path.samefile(root / "part-00000.parquet", first.location("events"))
+    assert len(second.read("events")) == 53
+
+
+def test_rows_that_do_not_fit_the_schema_give_one_file(first: RunDirectory, tmp_path: Path) -> None:
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    odd = _events(50, 2).assign(note=["x", "y"])
+    second.write("events", Appended(first, odd))
+    assert Path(second.location("events")).is_file()
+    got = second.read("events")
+    assert len(got) == 52 and got["note"].tolist()[-2:] == ["x", "y"]
+
+
+def test_a_parted_artefact_is_replaced_and_removed_like_a_file(
+    first: RunDirectory, tmp_path: Path
+) -> None:
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    second.write("events", Appended(first, _events(50, 2)))
+    second.write("events", _events(0, 4))
+    assert Path(second.location("events")).is_file() and len(second.read("events")) == 4
+    second.write("events", Appended(first, _events(50, 2)))
+    second.begin()
+    assert not second.has("events") and not os.path.lexists(second.location("events"))
+    # An unfinished append (no parts list) is not an artefact; its temporary directory is
+    # cleaned like a temporary file.
+    stale = Path(second.location("events")).with_name(".events.parquet.abcd1234.tmp")
+    stale.mkdir(parents=True)
+    (stale / "part-00000.parquet").write_bytes(b"x")
+    assert stale in second.clean_stale() and not stale.exists()
+    half = Path(second.location("events"))
+    half.mkdir()
+    assert not second.has("events")
+    (half / PARTS_FILE).write_text(json.dumps({"parts": []}), encoding="utf-8")
+    assert second.has("events")
+
+
+def test_memory_store_keeps_the_concatenation(first: RunDirectory) -> None:
+    memory = MemoryStore()
+    memory.write("events", Appended(first, _events(50, 5)))
+    assert memory.read("events")["requests"].tolist() == list(range(55))
