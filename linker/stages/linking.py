@@ -222,9 +222,8 @@ def public_test(
     """The public-value test of the run's settings (:func:`linker.graph.public.public_values`),
     of every identifier or of ``only`` (the others keep their ``previous`` outcome)."""
     settings = ctx.settings.link
-    families = kinds.families()
-    family_code = pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0]
-    linkable = np.array([settings.kind_priors.get(k, 0.0) > 0 for k in bip.kinds], dtype=bool)
+    family_code = kinds.family_codes(bip.kinds)
+    linkable = kinds.kind_lookup(bip.kinds, settings.kind_priors, 0.0, dtype=np.float64) > 0
     return public_values(
         bip.matrix,
         family_code,
@@ -300,7 +299,6 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             ),
             shape=(n_acc, n_acc),
         )
-    families = kinds.families()
     community = prune_weak_members(
         bip.matrix,
         community,
@@ -308,7 +306,7 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
         strong,
         min_attachment=settings.min_attachment,
         relative_attachment=settings.relative_attachment,
-        family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
+        family=kinds.family_codes(bip.kinds),
         min_families=settings.min_attachment_families,
         lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
         alpha=settings.public_alpha,
