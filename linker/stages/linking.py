@@ -171,16 +171,24 @@ def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.D
     )
 
 
+def _rows_in(values: pd.Series, ids: pa.Array) -> np.ndarray:
+    """Position of each value in ``ids`` (``-1`` when absent): Arrow's hash join, with no
+    Python string per row."""
+    array = pa.array(values.astype("string[pyarrow]").array)
+    found = pc.index_in(array.cast(pa.large_string()), value_set=ids)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | None:
     """The lockstep pairs as account rows (``a``, ``b``, ``jaccard``, ``bucket_minutes``)."""
     if not ctx.has("lockstep"):
         return None
     pairs = ctx.frame("lockstep")
-    index = pd.Index(account_ids)
+    ids = pa.array(np.asarray(account_ids, dtype=object), pa.large_string())
     return pd.DataFrame(
         {
-            "a": index.get_indexer(pairs["account_a"].astype(str)),
-            "b": index.get_indexer(pairs["account_b"].astype(str)),
+            "a": _rows_in(pairs["account_a"], ids),
+            "b": _rows_in(pairs["account_b"], ids),
             "jaccard": pairs["jaccard"].to_numpy(np.float64),
             "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
         }
