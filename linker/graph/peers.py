@@ -45,11 +45,11 @@ class PeerTies:
     shared: pd.DataFrame
 
 
-def _canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """``matrix`` as CSR with sorted column indices and no duplicates, so that sampling
     entries (``matrix[rows, cols]``) binary-searches each row instead of scanning it (a row
     of a large cluster holds thousands of values)."""
-    out = sp.csr_matrix(matrix, copy=True)
+    out = matrix.tocsr(copy=True)
     out.sum_duplicates()
     return out
 
