@@ -26,14 +26,19 @@ from pathlib import Path
 from typing import Any
 
 
-def run_once(command: list[str]) -> tuple[float, int, int]:
-    """Wall seconds, peak RSS in bytes and exit status of one run of ``command``."""
+def run_once(command: list[str]) -> tuple[float, int, int, float]:
+    """Wall seconds, peak RSS in bytes, exit status and CPU seconds (user + system, the
+    child and what it waited for) of one run of ``command``.
+
+    On a shared, overloaded machine the wall time mostly measures the other jobs; the CPU
+    time is the work the command itself did, and moves much less between runs."""
     began = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         child = subprocess.Popen(command, stdout=sink, stderr=sink)
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - began
-    return wall, int(usage.ru_maxrss) * 1024, os.waitstatus_to_exitcode(status)
+    cpu = float(usage.ru_utime + usage.ru_stime)
+    return wall, int(usage.ru_maxrss) * 1024, os.waitstatus_to_exitcode(status), cpu
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -52,7 +57,7 @@ def main() -> None:
     for _ in range(args.warmup):
         for command in commands.values():
             run_once(command)
-    runs: dict[str, list[tuple[float, int, int]]] = {"a": [], "b": []}
+    runs: dict[str, list[tuple[float, int, int, float]]] = {"a": [], "b": []}
     for _ in range(args.runs):
         for name, command in commands.items():
             runs[name].append(run_once(command))
@@ -62,11 +67,14 @@ def main() -> None:
         peaks = [r[1] / 2**20 for r in runs[name]]
         report[name + "_wall_s"] = summary(walls)
         report[name + "_peak_mib"] = summary(peaks)
+        report[name + "_cpu_s"] = summary([r[3] for r in runs[name]])
         report[name + "_exit"] = sorted({r[2] for r in runs[name]})
     ratios = [a[0] / b[0] for a, b in zip(runs["a"], runs["b"], strict=True)]
     mem = [a[1] / b[1] for a, b in zip(runs["a"], runs["b"], strict=True)]
     report["wall_ratio_a_over_b"] = summary(ratios)
     report["peak_ratio_a_over_b"] = summary(mem)
+    cpu = [a[3] / b[3] for a, b in zip(runs["a"], runs["b"], strict=True)]
+    report["cpu_ratio_a_over_b"] = summary(cpu)
     for name in ("a", "b"):
         w, p = report[name + "_wall_s"], report[name + "_peak_mib"]
         print(
@@ -75,7 +83,9 @@ def main() -> None:
             f"exit {report[name + '_exit']}"
         )
     r, m = report["wall_ratio_a_over_b"], report["peak_ratio_a_over_b"]
+    c = report["cpu_ratio_a_over_b"]
     print(f"A/B wall: median {r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f})")
+    print(f"A/B CPU:  median {c['median']:.3f} (min {c['min']:.3f}, max {c['max']:.3f})")
     print(f"A/B peak: median {m['median']:.3f} (min {m['min']:.3f}, max {m['max']:.3f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

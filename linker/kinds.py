@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
 
 from linker.io import contract
 from linker.normalise import (
@@ -51,8 +54,10 @@ __all__ = [
     "customer_kinds",
     "default_priors",
     "families",
+    "family_codes",
     "ip_kinds",
     "kind",
+    "kind_lookup",
     "kind_names",
     "neo4j_labels",
     "reason_label",
@@ -390,6 +395,62 @@ def burst_kinds() -> tuple[str, ...]:
 def families() -> dict[str, str]:
     """Every kind's family, by kind name."""
     return {k.name: k.family for k in all_kinds()}
+
+
+def kind_lookup(
+    kind_of: np.ndarray, table: Mapping[str, Any], default: Any, dtype: Any = None
+) -> np.ndarray:
+    """``table.get(kind, default)`` for each element of an array of kind names.
+
+    Parameters
+    ----------
+    kind_of : numpy.ndarray of str
+        A kind name per element (an identifier column's kind, say).
+    table : mapping of str to value
+        A value per kind name (``link.kind_priors``, :func:`families` ...).
+    default : object
+        The value of a kind the table lacks.
+    dtype : numpy dtype, optional
+        The result's dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per element of ``kind_of``.
+
+    Notes
+    -----
+    One hash pass over the array and one dictionary look-up per distinct kind, not per
+    element: O(n) without a Python loop over the n elements.
+
+    Examples
+    --------
+    >>> kind_lookup(np.array(["ip", "device", "ip"], dtype=object), {"ip": 1.0}, 0.0).tolist()
+    [1.0, 0.0, 1.0]
+    """
+    codes, uniques = pd.factorize(np.asarray(kind_of, dtype=object))
+    per_kind = np.array([table.get(k, default) for k in uniques], dtype=dtype)
+    if len(per_kind) == 0:
+        return np.zeros(0, dtype=dtype or object)
+    return per_kind[codes]
+
+
+def family_codes(kind_of: np.ndarray) -> np.ndarray:
+    """A code per element for its kind's family, numbered by first appearance.
+
+    The codes equal ``pandas.factorize`` of the family names element by element (a kind not
+    registered is its own family), computed once per distinct kind (:func:`kind_lookup`).
+
+    Examples
+    --------
+    >>> family_codes(np.array(["ip", "mailbox", "signup_ip", "device"], dtype=object)).tolist()
+    [0, 1, 0, 2]
+    """
+    names = np.asarray(kind_of, dtype=object)
+    codes, uniques = pd.factorize(names)
+    family_of = families()
+    per_kind = pd.factorize(np.array([family_of.get(k, k) for k in uniques], dtype=object))[0]
+    return np.asarray(per_kind[codes], dtype=np.int64)
 
 
 def ip_kinds() -> tuple[str, ...]:

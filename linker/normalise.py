@@ -176,7 +176,10 @@ def ip_prefix(s: str) -> str:
     >>> ip_prefix("2001:db8:1:2::5")
     '2001:db8:1::/48'
     """
-    address = ipaddress.ip_address(normalise_ip(s))
+    return _network_of(ipaddress.ip_address(normalise_ip(s)))
+
+
+def _network_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if isinstance(address, ipaddress.IPv4Address):
         return str(ipaddress.IPv4Network((int(address) >> 8 << 8, 24)))
     return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
@@ -288,7 +291,10 @@ def subnet_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:
 
 
 def _prefix_of_canonical(canonical: str) -> str:
-    return ip_prefix(canonical) if canonical else ""
+    """:func:`ip_prefix` of a canonical address (:func:`normalise_ip`'s output), parsed once."""
+    if not canonical:
+        return ""
+    return _network_of(ipaddress.ip_address(canonical))
 
 
 def mailbox_array(values: pa.Array, memo: Memo | None = None) -> pa.Array:

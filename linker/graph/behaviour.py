@@ -237,7 +237,12 @@ def _first_seen_codes(
     ok = ranked >= 0
     if not ok.any():
         return ranked, []
-    values, first = np.unique(ranked[ok], return_index=True)
+    present = ranked[ok]
+    # Each value's first row: a scatter-min over the value ranks, with no sort of the rows.
+    first_row = np.full(int(present.max()) + 1, len(present), dtype=np.int64)
+    np.minimum.at(first_row, present, np.arange(len(present), dtype=np.int64))
+    values = np.flatnonzero(first_row < len(present))
+    first = first_row[values]
     # Rows are in moment order, so a value's first row is at its earliest moment.
     seen = np.lexsort((values, moment[ok][first]))
     code = np.full(int(values.max()) + 2, -1, dtype=np.int64)

@@ -84,6 +84,17 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, names
 
 
+def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)``, without its sort when the keys already come
+    in order (a run's observations are sorted by kind and value)."""
+    if len(keys) < 2 or not bool((keys[1:] >= keys[:-1]).all()):
+        return np.unique(keys, return_inverse=True)
+    new = np.empty(len(keys), dtype=bool)
+    new[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return keys[new], np.cumsum(new, dtype=np.int64) - 1
+
+
 def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> Bipartite:
     """Build the accounts × identifiers incidence matrix.
 
@@ -119,7 +130,7 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
     value_codes, value_names = _sorted_codes(obs["value"])
     # (kind, value) pairs as one int64 key; sorted codes keep (kind, value) order.
     pair_key = kind_codes.astype(np.int64) * np.int64(len(value_names) + 1) + value_codes
-    unique_keys, codes = np.unique(pair_key, return_inverse=True)
+    unique_keys, codes = _unique_inverse(pair_key)
     kinds = np.asarray(kind_names, dtype=object)[unique_keys // (len(value_names) + 1)]
     values = np.asarray(value_names, dtype=object)[unique_keys % (len(value_names) + 1)]
     matrix = sp.csr_matrix(

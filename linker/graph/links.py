@@ -104,9 +104,12 @@ def _identifier_links(
     pair_of, ident = pair_of[order], ident[order]
     starts = np.r_[0, np.flatnonzero(np.diff(pair_of)) + 1] if len(pair_of) else np.zeros(0, int)
     rank = np.arange(len(pair_of)) - np.repeat(starts, np.diff(np.r_[starts, len(pair_of)]))
-    text = bipartite.kinds[ident].astype(object) + ":" + bipartite.values[ident].astype(object)
     kept_pairs = pair_of[starts]
-    evidence = text[starts].astype(object)
+    # Text only for the identifiers cited (the first max_evidence of each pair).
+    cited = rank < max(max_evidence, 1)
+    pair_of, ident, rank = pair_of[cited], ident[cited], rank[cited]
+    text = bipartite.kinds[ident].astype(object) + ":" + bipartite.values[ident].astype(object)
+    evidence = text[rank == 0].astype(object)
     slot = np.searchsorted(kept_pairs, pair_of)
     for r in range(1, max_evidence):
         at = rank == r

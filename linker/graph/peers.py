@@ -45,6 +45,15 @@ class PeerTies:
     shared: pd.DataFrame
 
 
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` as CSR with sorted column indices and no duplicates, so that sampling
+    entries (``matrix[rows, cols]``) binary-searches each row instead of scanning it (a row
+    of a large cluster holds thousands of values)."""
+    out = matrix.tocsr(copy=True)
+    out.sum_duplicates()
+    return out
+
+
 def suspended_peer_ties(
     incidence: sp.csr_matrix,
     usable: np.ndarray,
@@ -113,7 +122,7 @@ def suspended_peer_ties(
     member = sp.csr_matrix(
         (np.ones(len(source)), (cluster_of[source], source)), shape=(n_clusters, n_accounts)
     )
-    held = (member @ incidence).tocsr()
+    held = _canonical(member @ incidence)
     sub = incidence[clustered].tocoo()
     row = clustered[sub.row]
     ident = sub.col.astype(np.int64)
@@ -122,7 +131,7 @@ def suspended_peer_ties(
     if alpha is not None:
         _, owned = owned_values(incidence, cluster_of, alpha)
         mine = (
-            np.asarray(owned[cluster_of[row], ident]).ravel().astype(bool)
+            np.asarray(_canonical(owned)[cluster_of[row], ident]).ravel().astype(bool)
             if len(row)
             else np.zeros(0, dtype=bool)
         )

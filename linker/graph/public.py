@@ -174,7 +174,9 @@ def _tied(
     holders_in = np.bincount(label, minlength=int(label.max()) + 1 if n_members else 0)
     n_holders = np.bincount(coo.col, minlength=holders.shape[1])
     least = np.maximum(2.0, np.ceil(group_share * n_holders))[coo.col]
-    tied_member = (holders_in[label] >= least) & np.isin(np.arange(n_members), member[hit])
+    corroborated = np.zeros(n_members, dtype=bool)
+    corroborated[member[hit]] = True
+    tied_member = (holders_in[label] >= least) & corroborated
     return np.bincount(coo.col, weights=tied_member.astype(np.float64), minlength=holders.shape[1])
 
 

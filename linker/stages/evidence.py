@@ -209,8 +209,7 @@ def _peer_ties(inputs: EvidenceInputs, action: np.ndarray) -> PeerTies | None:
     if not settings.suspend_with_peers:
         return None
     b = inputs.bipartite
-    family_of = kinds.families()
-    family = pd.factorize(pd.Series([family_of.get(k, k) for k in b.kinds], dtype=object))[0]
+    family = kinds.family_codes(b.kinds)
     return suspended_peer_ties(
         b.matrix,
         (inputs.weights > 0) & ~inputs.supernode,

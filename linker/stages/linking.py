@@ -172,16 +172,24 @@ def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.D
     )
 
 
+def _rows_in(values: pd.Series, ids: pa.Array) -> np.ndarray:
+    """Position of each value in ``ids`` (``-1`` when absent): Arrow's hash join, with no
+    Python string per row."""
+    array = pa.array(values.astype("string[pyarrow]").array)
+    found = pc.index_in(array.cast(pa.large_string()), value_set=ids)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | None:
     """The lockstep pairs as account rows (``a``, ``b``, ``jaccard``, ``bucket_minutes``)."""
     if not ctx.has("lockstep"):
         return None
     pairs = ctx.frame("lockstep")
-    index = pd.Index(account_ids)
+    ids = pa.array(np.asarray(account_ids, dtype=object), pa.large_string())
     return pd.DataFrame(
         {
-            "a": index.get_indexer(pairs["account_a"].astype(str)),
-            "b": index.get_indexer(pairs["account_b"].astype(str)),
+            "a": _rows_in(pairs["account_a"], ids),
+            "b": _rows_in(pairs["account_b"], ids),
             "jaccard": pairs["jaccard"].to_numpy(np.float64),
             "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
         }
@@ -223,9 +231,8 @@ def public_test(
     """The public-value test of the run's settings (:func:`linker.graph.public.public_values`),
     of every identifier or of ``only`` (the others keep their ``previous`` outcome)."""
     settings = ctx.settings.link
-    families = kinds.families()
-    family_code = pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0]
-    linkable = np.array([settings.kind_priors.get(k, 0.0) > 0 for k in bip.kinds], dtype=bool)
+    family_code = kinds.family_codes(bip.kinds)
+    linkable = kinds.kind_lookup(bip.kinds, settings.kind_priors, 0.0, dtype=np.float64) > 0
     return public_values(
         bip.matrix,
         family_code,
@@ -301,7 +308,6 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             ),
             shape=(n_acc, n_acc),
         )
-    families = kinds.families()
     community = prune_weak_members(
         bip.matrix,
         community,
@@ -309,7 +315,7 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
         strong,
         min_attachment=settings.min_attachment,
         relative_attachment=settings.relative_attachment,
-        family=pd.factorize(pd.Series([families.get(k, k) for k in bip.kinds]))[0],
+        family=kinds.family_codes(bip.kinds),
         min_families=settings.min_attachment_families,
         lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
         alpha=settings.public_alpha,
