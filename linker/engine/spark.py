@@ -76,6 +76,8 @@ class SparkEngine(ComputeEngine):
                 self._session = builder.getOrCreate()
             partitions = str(self.settings.shuffle_partitions)
             self._session.conf.set("spark.sql.shuffle.partitions", partitions)
-            # Epoch seconds and hours of day are UTC whatever the machine's zone.
+            # Epoch seconds and hours of day are UTC whatever the machine's zone; results
+            # come back to the driver as Arrow batches.
             self._session.conf.set("spark.sql.session.timeZone", "UTC")
+            self._session.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
         return self._session

@@ -54,7 +54,8 @@ def _events(ctx: RunContext, spark: Any) -> Any:
     path = ctx.store.file_of("events")
     if path is not None:
         return spark.read.parquet(str(path))
-    return spark.createDataFrame(ctx.frame("events"))
+    # In memory: handed over as Arrow (nullable integers stay integers, not NaN doubles).
+    return spark.createDataFrame(ctx.table("events"))
 
 
 def _floor_div(column: str, by: int) -> str:
