@@ -63,18 +63,16 @@ def _floor_div(column: str, by: int) -> str:
     return f"(({column}) - pmod({column}, {by})) div {by}"
 
 
-def _event_rows(events: Any, session_gap_minutes: float) -> Any:
-    """One row per event: account, epoch second, day, hour, requests, tokens, IP, prompt and
-    the session it belongs to (a pause over ``session_gap_minutes`` starts one)."""
-    from pyspark.sql import Window
+def _event_rows(events: Any) -> Any:
+    """One row per event: account, epoch second, day, hour, requests, tokens, IP, prompt."""
     from pyspark.sql import functions as F
 
     have = set(events.columns)
 
     def number(name: str, default: int) -> Any:
-        return (
-            F.coalesce(F.col(name).cast("long"), F.lit(default)) if name in have else F.lit(default)
-        )
+        if name not in have:
+            return F.lit(default).cast("long")
+        return F.coalesce(F.col(name).cast("long"), F.lit(default).cast("long"))
 
     def text(name: str) -> Any:
         return F.col(name).cast("string") if name in have else F.lit(None).cast("string")
@@ -88,40 +86,61 @@ def _event_rows(events: Any, session_gap_minutes: float) -> Any:
         text("ip").alias("ip"),
         text("prompt_fingerprint").alias("prompt"),
     )
-    rows = rows.withColumn("day", F.expr(_floor_div("t", 86400))).withColumn(
+    return rows.withColumn("day", F.expr(_floor_div("t", 86400))).withColumn(
         "hour", F.expr(f"pmod({_floor_div('t', 3600)}, 24)")
     )
-    by_time = Window.partitionBy("account_id").orderBy("t")
-    gap = F.col("t") - F.lag("t").over(by_time)
-    new = F.when(gap.isNull() | (gap > session_gap_minutes * 60), 1).otherwise(0)
-    rows = rows.withColumn("new_session", new)
-    # RANGE frame: events at the same second share a session whatever their order.
-    running = by_time.rangeBetween(Window.unboundedPreceding, Window.currentRow)
-    return rows.withColumn("session", F.sum("new_session").over(running))
 
 
-def _totals_frame(rows: Any, heavy_day_requests: int, top_templates: int) -> Any:
-    """The per-account totals as one Spark DataFrame keyed by ``account_id``."""
+def _per_account(rows: Any, session_gap_minutes: float) -> Any:
+    """Sums, extremes, distinct IPs, sessions and the hour profile: one window and one
+    aggregation over the rows partitioned by account (no second shuffle)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    base = rows.groupBy("account_id").agg(
+    by_time = Window.partitionBy("account_id").orderBy("t")
+    gap = F.col("t") - F.lag("t").over(by_time)
+    new = F.when(gap.isNull() | (gap > session_gap_minutes * 60), 1).otherwise(0)
+    # RANGE frame: events at the same second share a session whatever their order.
+    running = by_time.rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    timed = rows.withColumn("new_session", new).withColumn(
+        "session", F.sum("new_session").over(running)
+    )
+    # Distinct counts as set sizes: several countDistinct in one aggregation would expand
+    # every row once per distinct column.
+    session_ip = F.when(F.col("ip").isNotNull(), F.struct("session", "ip"))
+    return timed.groupBy("account_id").agg(
         F.count(F.lit(1)).alias("n_rows"),
         F.sum("req").alias("requests"),
         F.sum("tin").alias("tokens_in"),
         F.sum("tout").alias("tokens_out"),
-        F.countDistinct("day").alias("active_days"),
-        F.countDistinct("ip").alias("distinct_ips"),
+        F.size(F.collect_set("ip")).alias("distinct_ips"),
         F.sum("new_session").alias("sessions"),
-        F.countDistinct("session", "ip").alias("session_ips"),
+        F.size(F.collect_set(session_ip)).alias("session_ips"),
         F.min("t").alias("first_event"),
+        *(
+            F.sum(F.when(F.col("hour") == h, F.col("req")).otherwise(0)).alias(f"hour_{h:02d}")
+            for h in range(24)
+        ),
     )
-    heavy = (
+
+
+def _totals_frame(
+    rows: Any, session_gap_minutes: float, heavy_day_requests: int, top_templates: int
+) -> Any:
+    """The per-account totals as one Spark DataFrame keyed by ``account_id``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    days = (
         rows.groupBy("account_id", "day")
         .agg(F.sum("req").alias("day_req"))
-        .where(F.col("day_req") >= heavy_day_requests)
         .groupBy("account_id")
-        .agg((F.min("day") * 86400).alias("heavy_day"))
+        .agg(
+            F.count(F.lit(1)).alias("active_days"),
+            (F.min(F.when(F.col("day_req") >= heavy_day_requests, F.col("day"))) * 86400).alias(
+                "heavy_day"
+            ),
+        )
     )
     per_prompt = (
         rows.where(F.col("prompt").isNotNull())
@@ -139,12 +158,10 @@ def _totals_frame(rows: Any, heavy_day_requests: int, top_templates: int) -> Any
         ),
         F.sum("per").alias("prompt_requests"),
     )
-    hours = rows.groupBy("account_id").pivot("hour", list(range(24))).agg(F.sum("req")).fillna(0)
-    hours = hours.select("account_id", *(F.col(str(h)).alias(f"hour_{h:02d}") for h in range(24)))
     return (
-        base.join(heavy, "account_id", "left")
+        _per_account(rows, session_gap_minutes)
+        .join(days, "account_id", "left")
         .join(templates, "account_id", "left")
-        .join(hours, "account_id", "left")
     )
 
 
@@ -180,8 +197,8 @@ def spark_account_totals(
     one row per account comes back to the driver. Sums of integer columns are exact longs,
     so the float64 totals equal the embedded engine's.
     """
-    rows = _event_rows(events, session_gap_minutes)
-    found = _totals_frame(rows, heavy_day_requests, top_templates).toPandas()
+    rows = _event_rows(events)
+    found = _totals_frame(rows, session_gap_minutes, heavy_day_requests, top_templates).toPandas()
     n_acc = len(account_ids)
     where = pd.Index(account_ids.astype(str)).get_indexer(found["account_id"].astype(str))
     keep = where >= 0
