@@ -283,6 +283,8 @@ def run_command(
     scores, manifest) in the run directory for `linker export`, `linker explain`, `linker
     expand` and the Neo4j load, and writes a manifest beside the export.
     """
+    if spark_master is not None and engine != "spark":
+        raise click.BadOptionUsage("spark_master", "--spark-master needs --engine spark")
     settings = load_settings(
         settings_file,
         overrides={

@@ -89,6 +89,15 @@ def test_engine_spark_without_pyspark_is_one_line(
     assert not out.exists()
 
 
+def test_spark_master_needs_the_spark_engine(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "takedown.csv"
+    args = ["run", str(world), "--out", str(out), "--spark-master", "local[2]"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "--spark-master needs --engine spark" in result.output
+    assert not out.exists()
+
+
 def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events with the awkward cases: missing requests and tokens, missing IP and prompt,
     events at the same second, sessions split by a pause, a heavy day, prompt ties, an
