@@ -193,9 +193,11 @@ def spark_account_totals(
 
     Notes
     -----
-    Three shuffles by account (the session window and the group-bys) over m events; only
-    one row per account comes back to the driver. Sums of integer columns are exact longs,
-    so the float64 totals equal the embedded engine's.
+    Over m events: one shuffle by account for the session window (its aggregation reuses
+    that partitioning), one per (account, day) and one per (account, prompt) group-by with
+    their per-account follow-ups, and the joins of the three per-account results; only one
+    row per account comes back to the driver. Sums of integer columns are exact longs, so
+    the float64 totals equal the embedded engine's.
     """
     rows = _event_rows(events)
     found = _totals_frame(rows, session_gap_minutes, heavy_day_requests, top_templates).toPandas()
