@@ -1,5 +1,6 @@
 # The README's commands run through these targets. Everything installs into .venv and
-# ~/.cache/linker; nothing needs to be installed by hand beyond Python 3.11, Java 17 and Maven.
+# ~/.cache/linker; nothing needs to be installed by hand beyond Python 3.11, Java 17 and Maven
+# (Java 17 also runs Spark in local mode for the Spark engine's tests: the jars ship in pyspark).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,7 +14,7 @@ DEMO_DIR ?= demo
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embed]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embed,spark]'
 	touch $@
 
 venv: $(STAMP)
@@ -34,7 +35,7 @@ demo: venv
 	$(BIN)/linker evaluate --labels $(DEMO_DIR)/world/labels.csv --takedown $(DEMO_DIR)/takedown.csv
 
 bench: venv
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embed,bench]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,embed,spark,bench]'
 	$(BIN)/python bench/ingest.py
 
 clean:

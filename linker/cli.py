@@ -18,6 +18,7 @@ import click
 from linker import __version__, incremental, pipeline
 from linker.cells import terminal_text
 from linker.changes import DIFF_FORMATS
+from linker.engine.compute import ENGINES
 from linker.errors import LinkerError
 from linker.evaluate import evaluate_decision_file, evaluate_files
 from linker.scenarios.params import SCENARIOS
@@ -239,6 +240,19 @@ _ACTION_CHOICE = click.Choice(["suspend", "review", "none"])
     "published beside the export lists what changed since its list (may be the run "
     "directory this run replaces).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Compute engine: `spark` runs the stages that have a Spark implementation on a "
+    "Spark session (needs linker[spark]; docs/scale.md).",
+)
+@click.option(
+    "--spark-master",
+    help="Spark master URL: local[2], spark://HOST:7077, yarn, k8s://... "
+    "[default: spark.master of --settings, else local[2]].",
+)
 def run_command(
     data_dir: Path,
     out: Path,
@@ -259,6 +273,8 @@ def run_command(
     allow_shrink: bool,
     start: str | None,
     previous: Path | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Validate, link, score and export a takedown list for DATA_DIR (the main job).
 
@@ -267,6 +283,8 @@ def run_command(
     scores, manifest) in the run directory for `linker export`, `linker explain`, `linker
     expand` and the Neo4j load, and writes a manifest beside the export.
     """
+    if spark_master is not None and engine != "spark":
+        raise click.BadOptionUsage("spark_master", "--spark-master needs --engine spark")
     settings = load_settings(
         settings_file,
         overrides={
@@ -280,6 +298,7 @@ def run_command(
             "run.actions": list(actions) if actions else None,
             "link.behaviour.enabled": False if no_behaviour else None,
             "run.pseudonymise": True if pseudonymise else None,
+            "spark.master": spark_master,
         },
     )
     if load_neo4j:
@@ -295,6 +314,7 @@ def run_command(
         start=start,
         allow_shrink=allow_shrink,
         previous=previous,
+        engine=engine,
     )
     click.echo(result.render())
     if load_neo4j:

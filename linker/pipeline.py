@@ -36,6 +36,7 @@ from linker.engine import (
     RunContext,
     RunDirectory,
     StageReport,
+    engine_named,
     run_stages,
 )
 from linker.engine.store import ExportLocation
@@ -346,6 +347,7 @@ def run(
     start: str | None = None,
     allow_shrink: bool = False,
     previous: str | Path | None = None,
+    engine: str = "local",
 ) -> RunResult:
     """Validate, link, score, apply the allow-list and export a takedown list.
 
@@ -373,6 +375,9 @@ def run(
         (:func:`linker.changes.stable_cluster_ids`) and the change list published beside the
         export is relative to its list. It is read before anything is written, so it may be
         the run directory this run replaces.
+    engine : str, default "local"
+        The compute engine (:data:`linker.engine.ENGINES`): ``spark`` runs the stages that
+        have a Spark implementation on the session of ``settings.spark`` (docs/scale.md).
 
     Returns
     -------
@@ -410,6 +415,7 @@ def run(
     # The key is checked before any work; it lives in ctx.inputs only (never in the
     # settings, the manifest or a log line).
     pseudonymiser = Pseudonymiser.from_environment() if settings.run.pseudonymise else None
+    compute = engine_named(engine, settings)
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
     data_dir = Path(data_dir)
     prior = RunState.open(previous) if previous is not None else None
@@ -438,6 +444,7 @@ def run(
             settings,
             store,
             VIEWS,
+            engine=compute,
             inputs={
                 "data_dir": data_dir,
                 "out": out,
@@ -627,9 +634,10 @@ def _manifest(
     settings = ctx.settings.to_dict()
     decisions: Decisions | None = ctx.inputs.get("decisions")
     return {
+        # Where the stages ran (the engine, its [spark] session) does not decide the result.
         "run_id": run_identity(
             inputs,
-            settings,
+            {k: v for k, v in settings.items() if k != "spark"},
             allow.sha256 if allow is not None else None,
             prior.run_id if prior is not None else None,
             decisions_sha256=decisions.sha256 if decisions is not None else None,
@@ -637,6 +645,7 @@ def _manifest(
         "as_of": facts.get("as_of"),
         "cluster_ids": cluster_ids,
         "linker_version": __version__,
+        "engine": ctx.engine.name,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_dir": str(data_dir.resolve()) if previous is None else previous["data_dir"],
         "inputs": inputs,

@@ -29,6 +29,7 @@ __all__ = [
     "LinkSettings",
     "RunSettings",
     "Settings",
+    "SparkSettings",
     "load_settings",
 ]
 
@@ -514,6 +515,40 @@ class EmbedSettings:
 
 
 @dataclass(frozen=True)
+class SparkSettings:
+    """The Spark engine's session (``linker run --engine spark``; docs/scale.md)."""
+
+    master: str = "local[2]"
+    """Where Spark runs: ``local[N]``, ``spark://HOST:7077``, ``yarn``, ``k8s://...``
+    (``--spark-master`` overrides it). Ignored when a session is already running, as under
+    ``spark-submit``."""
+
+    app_name: str = "linker"
+    """The application's name in Spark's UI and the cluster manager."""
+
+    shuffle_partitions: int = 8
+    """``spark.sql.shuffle.partitions``: partitions of every group-by's shuffle."""
+
+    conf: dict[str, str] = field(default_factory=dict)
+    """Further Spark configuration keys (``"spark.executor.memory" = "4g"`` ...)."""
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.master.strip():
+            found.append("spark.master must name a Spark master, not an empty string")
+        if not self.app_name.strip():
+            found.append("spark.app_name must not be empty")
+        if self.shuffle_partitions < 1:
+            found.append(
+                f"spark.shuffle_partitions must be at least 1, not {self.shuffle_partitions}"
+            )
+        bad = sorted(k for k in self.conf if not k.startswith("spark."))
+        if bad:
+            found.append(f"spark.conf keys must start with 'spark.', not {', '.join(bad)}")
+        return found
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of a run. Each field is a section of the TOML file."""
 
@@ -522,6 +557,7 @@ class Settings:
     link: LinkSettings = field(default_factory=LinkSettings)
     run: RunSettings = field(default_factory=RunSettings)
     embed: EmbedSettings = field(default_factory=EmbedSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
 
     def problems(self) -> list[str]:
         """Every problem in every section (an empty list when the settings are valid)."""

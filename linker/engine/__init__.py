@@ -1,11 +1,12 @@
 """The run engine: stages over named artefacts, the store and the compute seam."""
 
-from linker.engine.compute import ComputeEngine, LocalEngine
+from linker.engine.compute import ENGINES, ComputeEngine, LocalEngine, engine_named
 from linker.engine.stages import RunContext, Stage, StageReport, View, run_stages
 from linker.engine.store import CATALOGUE, ArtefactStore, MemoryStore, RunDirectory
 
 __all__ = [
     "CATALOGUE",
+    "ENGINES",
     "ArtefactStore",
     "ComputeEngine",
     "LocalEngine",
@@ -15,5 +16,6 @@ __all__ = [
     "Stage",
     "StageReport",
     "View",
+    "engine_named",
     "run_stages",
 ]

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from linker.engine.stages import Stage, StageFunction
+    from linker.settings import Settings
 
-__all__ = ["ComputeEngine", "LocalEngine"]
+__all__ = ["ENGINES", "ComputeEngine", "LocalEngine", "engine_named"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +46,26 @@ class LocalEngine(ComputeEngine):
     """The embedded engine: every stage runs its default implementation in this process."""
 
     name = "local"
+
+
+ENGINES: tuple[str, ...] = ("local", "spark")
+"""The compute engines ``linker run --engine`` offers."""
+
+
+def engine_named(name: str, settings: Settings) -> ComputeEngine:
+    """The compute engine called ``name`` (:data:`ENGINES`), configured from ``settings``.
+
+    Raises
+    ------
+    InputError
+        When no engine has that name, or the Spark engine's ``pyspark`` is not installed.
+    """
+    from linker.errors import InputError
+
+    if name == "local":
+        return LocalEngine()
+    if name == "spark":
+        from linker.engine.spark import SparkEngine
+
+        return SparkEngine(settings.spark)
+    raise InputError(f"no compute engine {name!r} (engines: {', '.join(ENGINES)})")

@@ -246,6 +246,12 @@ class ArtefactStore(ABC):
     def location(self, name: str) -> str:
         """Where artefact ``name`` lives, for messages."""
 
+    def file_of(self, name: str) -> Path | None:
+        """The Parquet file another engine (Spark) may read artefact ``name`` from, or
+        ``None`` when the store keeps it elsewhere (in memory) or has not written it."""
+        del name
+        return None
+
     @abstractmethod
     def remove(self, names: Iterable[str]) -> None:
         """Delete the given artefacts (stale ones, or those a resumed run writes again)."""
@@ -388,6 +394,10 @@ class RunDirectory(ArtefactStore):
 
     def location(self, name: str) -> str:
         return str(self._path(name))
+
+    def file_of(self, name: str) -> Path | None:
+        path = self._path(name)
+        return path if path.suffix == ".parquet" and path.is_file() else None
 
     def has(self, name: str) -> bool:
         path = self._path(name)

@@ -24,7 +24,10 @@ import pyarrow.compute as pc
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
+    "TOTALS_COLUMNS",
     "account_behaviour",
+    "account_totals",
+    "behaviour_from_totals",
     "event_codes",
     "model_releases",
     "pivot_features",
@@ -319,30 +322,49 @@ class _EventArrays:
         )
 
 
-def _volume_features(ev: _EventArrays, codes: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Rows, requests, active days and the output/input token ratio of each account."""
+TOTALS_COLUMNS: tuple[str, ...] = (
+    "n_rows",
+    "requests",
+    "tokens_in",
+    "tokens_out",
+    "active_days",
+    "distinct_ips",
+    "sessions",
+    "session_ips",
+    "n_templates",
+    "top_requests",
+    "prompt_requests",
+    "first_event",
+    "heavy_day",
+    *(f"hour_{h:02d}" for h in range(24)),
+)
+"""Columns of :func:`account_totals`: per-account sums and extremes over the events from which
+:func:`behaviour_from_totals` finishes the features (``hour_HH``: requests in that UTC hour)."""
+
+_NEVER = np.iinfo(np.int64).max
+
+
+def _volume_totals(ev: _EventArrays, codes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Rows, requests, active days and token sums of each account."""
     acc, n_acc = ev.acc, ev.n_acc
     active_days = _distinct_per_account(acc, ev.day - ev.first_day, n_acc)
-    tokens_in = np.bincount(acc, weights=codes["input_tokens"].to_numpy(), minlength=n_acc)
-    tokens_out = np.bincount(acc, weights=codes["output_tokens"].to_numpy(), minlength=n_acc)
     return {
         "n_rows": ev.n_rows,
         "requests": ev.requests,
+        "tokens_in": np.bincount(acc, weights=codes["input_tokens"].to_numpy(), minlength=n_acc),
+        "tokens_out": np.bincount(acc, weights=codes["output_tokens"].to_numpy(), minlength=n_acc),
         "active_days": active_days.astype(np.float64),
-        "output_input_ratio": np.where(ev.has, (tokens_out + 1.0) / (tokens_in + 1.0), np.nan),
     }
 
 
-def _template_features(
+def _template_totals(
     ev: _EventArrays, prompt: np.ndarray, top_templates: int
 ) -> dict[str, np.ndarray]:
-    """Distinct prompts per account, and the share of its requests on its top prompts.
-
-    The share is over the requests that carry a prompt.
-    """
+    """Distinct prompts per account, its requests on its top prompts and on all prompts."""
     acc, req, n_acc = ev.acc, ev.req, ev.n_acc
     with_prompt = prompt >= 0
-    top_share = np.full(n_acc, np.nan)
+    top: np.ndarray = np.zeros(n_acc)
+    total: np.ndarray = np.zeros(n_acc)
     n_templates = np.zeros(n_acc, dtype=np.int64)
     if with_prompt.any():
         base = np.int64(prompt.max()) + 1
@@ -356,15 +378,14 @@ def _template_features(
             owner_sorted[rank < top_templates], per_sorted[rank < top_templates], n_acc
         )
         total = np.bincount(owner_sorted, per_sorted, n_acc)
-        top_share = np.where(total > 0, top / np.maximum(total, 1e-12), np.nan)
         n_templates = np.bincount(owner, minlength=n_acc).astype(np.int64)
-    return {"n_templates": n_templates, "template_top_share": top_share}
+    return {"n_templates": n_templates, "top_requests": top, "prompt_requests": total}
 
 
-def _spread_features(
+def _spread_totals(
     ev: _EventArrays, ip: np.ndarray, session_gap_minutes: float
 ) -> dict[str, np.ndarray]:
-    """Sessions of each account and its distinct IPs per request and per session.
+    """Sessions of each account, its distinct IPs, and its distinct (session, IP) pairs.
 
     Relies on the rows being sorted by account, then time.
     """
@@ -385,60 +406,106 @@ def _spread_features(
         session_ips = np.bincount(session_owner[distinct // base], minlength=n_acc).astype(
             np.float64
         )
-    return {
-        "ips_per_request": np.where(ev.has, distinct_ips / np.maximum(ev.requests, 1), np.nan),
-        "ips_per_session": np.where(ev.has, session_ips / np.maximum(sessions, 1), np.nan),
-        "sessions": sessions,
-    }
+    return {"distinct_ips": distinct_ips, "sessions": sessions, "session_ips": session_ips}
 
 
-def _clock_features(ev: _EventArrays) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Entropy and peak of each account's hour-of-day profile, and the profile itself.
-
-    Hours are UTC: a controller's clock shows there, not in the claimed country's time. The
-    profile is the share of requests per hour, as columns ``hour_00`` ... ``hour_23``.
-    """
-    n_acc = ev.n_acc
+def _hour_totals(ev: _EventArrays) -> dict[str, np.ndarray]:
+    """Requests of each account per UTC hour of the day."""
     hour = (ev.t // HOUR) % 24
-    profile = np.bincount(ev.acc * 24 + hour, weights=ev.req, minlength=n_acc * 24).reshape(
-        n_acc, 24
+    profile = np.bincount(ev.acc * 24 + hour, weights=ev.req, minlength=ev.n_acc * 24).reshape(
+        ev.n_acc, 24
     )
-    shares = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
-    features = {
-        "hour_entropy": np.where(ev.has, entropy, np.nan),
-        "peak_hour": np.where(ev.has, shares.argmax(axis=1), -1).astype(np.int64),
-    }
-    hours = pd.DataFrame(shares.astype(np.float32), columns=[f"hour_{h:02d}" for h in range(24)])
-    return features, hours
+    return {f"hour_{h:02d}": profile[:, h] for h in range(24)}
 
 
-def _first_heavy_day(ev: _EventArrays, heavy_day_requests: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start (epoch seconds) of each account's first day of heavy use, and whether it has one."""
+def _first_heavy_day(ev: _EventArrays, heavy_day_requests: int) -> np.ndarray:
+    """Start (epoch seconds) of each account's first day of heavy use (int64 max: none)."""
     day_key = ev.acc * np.int64(1 << 20) + (ev.day - ev.first_day)
     dkeys, day_req = _sum_by_key(day_key, ev.req)
     heavy = day_req >= heavy_day_requests
-    heavy_day = np.full(ev.n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    heavy_day = np.full(ev.n_acc, _NEVER, dtype=np.int64)
     heavy_owner = dkeys[heavy] // np.int64(1 << 20)
     heavy_start = (dkeys[heavy] % np.int64(1 << 20) + ev.first_day) * DAY
     # dkeys are sorted by (account, day): the first heavy key of each account is its earliest.
     if len(heavy_owner):
         firsts = np.r_[0, np.flatnonzero(np.diff(heavy_owner)) + 1]
         heavy_day[heavy_owner[firsts]] = heavy_start[firsts]
-    return heavy_day, heavy_day < np.iinfo(np.int64).max
+    return heavy_day
+
+
+def account_totals(
+    codes: pd.DataFrame,
+    n_acc: int,
+    *,
+    session_gap_minutes: float = 30.0,
+    heavy_day_requests: int = 50,
+    top_templates: int = 3,
+) -> pd.DataFrame:
+    """Per-account sums and extremes over the events (:data:`TOTALS_COLUMNS`): everything
+    :func:`behaviour_from_totals` needs, and all that a group-by engine (Spark) must compute.
+
+    Parameters
+    ----------
+    codes : pandas.DataFrame
+        :func:`event_codes` of the events.
+    n_acc : int
+        Number of accounts (rows of the result, in ``acc`` order).
+    session_gap_minutes, heavy_day_requests, top_templates
+        As in :func:`account_behaviour`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per account. Counts and sums are float64 except ``n_templates`` and
+        ``distinct_ips`` (int64); ``first_event`` and ``heavy_day`` are epoch seconds (int64
+        max when the account has none).
+
+    Notes
+    -----
+    O(m log m) for m events (the sorts of the distinct counts).
+    """
+    ev = _EventArrays.of(codes, n_acc)
+    first_event = np.full(n_acc, _NEVER, dtype=np.int64)
+    starts_acc = np.r_[0, np.flatnonzero(np.diff(ev.acc)) + 1] if len(ev.acc) else np.zeros(0, int)
+    first_event[ev.acc[starts_acc]] = ev.t[starts_acc]
+    columns = {
+        **_volume_totals(ev, codes),
+        **_template_totals(ev, codes["prompt"].to_numpy(), top_templates),
+        **_spread_totals(ev, codes["ip"].to_numpy(), session_gap_minutes),
+        "first_event": first_event,
+        "heavy_day": _first_heavy_day(ev, heavy_day_requests),
+        **_hour_totals(ev),
+    }
+    return pd.DataFrame({name: columns[name] for name in TOTALS_COLUMNS})
+
+
+def _clock_features(
+    profile: np.ndarray, has: np.ndarray
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Entropy and peak of each account's hour-of-day profile, and the profile itself.
+
+    Hours are UTC: a controller's clock shows there, not in the claimed country's time. The
+    profile is the share of requests per hour, as columns ``hour_00`` ... ``hour_23``.
+    """
+    shares = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
+    features = {
+        "hour_entropy": np.where(has, entropy, np.nan),
+        "peak_hour": np.where(has, shares.argmax(axis=1), -1).astype(np.int64),
+    }
+    hours = pd.DataFrame(shares.astype(np.float32), columns=[f"hour_{h:02d}" for h in range(24)])
+    return features, hours
 
 
 def _waking_features(
-    ev: _EventArrays, created: np.ndarray, heavy_day_requests: int, dormancy_days: float
+    totals: pd.DataFrame, has: np.ndarray, created: np.ndarray, dormancy_days: float
 ) -> dict[str, object]:
     """First event, dormancy after signup, time to the first heavy day, and waking."""
-    acc, t, has = ev.acc, ev.t, ev.has
-    first_event = np.full(ev.n_acc, np.iinfo(np.int64).max, dtype=np.int64)
-    starts_acc = np.r_[0, np.flatnonzero(np.diff(acc)) + 1] if len(acc) else np.zeros(0, int)
-    first_event[acc[starts_acc]] = t[starts_acc]
+    first_event = totals["first_event"].to_numpy(np.int64)
+    heavy_day = totals["heavy_day"].to_numpy(np.int64)
+    heavy_seen = heavy_day < _NEVER
     dormant = np.where(has, (first_event - created) / DAY, np.nan)
-    heavy_day, heavy_seen = _first_heavy_day(ev, heavy_day_requests)
     hours_to_heavy = np.where(heavy_seen, (np.maximum(heavy_day, created) - created) / HOUR, np.nan)
     awakened = (
         has
@@ -454,6 +521,67 @@ def _waking_features(
         "hours_to_heavy_use": hours_to_heavy,
         "awakened": awakened,
     }
+
+
+def behaviour_from_totals(
+    totals: pd.DataFrame, accounts: pd.DataFrame, *, dormancy_days: float = 14.0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The behaviour features of :func:`account_behaviour` but the ``pivot_*`` columns, from
+    :func:`account_totals` (or the same totals computed by another engine).
+
+    Parameters
+    ----------
+    totals : pandas.DataFrame
+        :data:`TOTALS_COLUMNS`, one row per account in the order of ``accounts``.
+    accounts : pandas.DataFrame
+        Validated accounts (``account_id``, ``created_at``).
+    dormancy_days : float, default 14
+        As in :func:`account_behaviour`.
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The features (``account_id`` ... ``awakened`` of :data:`BEHAVIOUR_COLUMNS`) and the
+        hour-of-day shares (``hour_00`` ... ``hour_23``, float32).
+
+    Notes
+    -----
+    O(n) for n accounts: only per-account arithmetic, the same on every engine.
+    """
+    ids = accounts["account_id"].astype("string")
+    created = _seconds(accounts["created_at"]) if len(ids) else np.zeros(0, np.int64)
+    col = {name: totals[name].to_numpy() for name in TOTALS_COLUMNS}
+    n_rows = col["n_rows"].astype(np.float64)
+    requests = col["requests"].astype(np.float64)
+    has = n_rows > 0
+    profile = np.column_stack([col[f"hour_{h:02d}"] for h in range(24)]).astype(np.float64)
+    clock, hours = _clock_features(profile.reshape(len(ids), 24), has)
+    top, total = col["top_requests"].astype(np.float64), col["prompt_requests"].astype(np.float64)
+    ratio = (col["tokens_out"].astype(np.float64) + 1.0) / (
+        col["tokens_in"].astype(np.float64) + 1.0
+    )
+    sessions = col["sessions"].astype(np.float64)
+    frame = pd.DataFrame(
+        {
+            "account_id": pd.array(ids.to_numpy(), dtype="string"),
+            "n_rows": n_rows,
+            "requests": requests,
+            "active_days": col["active_days"].astype(np.float64),
+            "output_input_ratio": np.where(has, ratio, np.nan),
+            "n_templates": col["n_templates"].astype(np.int64),
+            "template_top_share": np.where(total > 0, top / np.maximum(total, 1e-12), np.nan),
+            "ips_per_request": np.where(
+                has, col["distinct_ips"].astype(np.int64) / np.maximum(requests, 1), np.nan
+            ),
+            "ips_per_session": np.where(
+                has, col["session_ips"].astype(np.float64) / np.maximum(sessions, 1), np.nan
+            ),
+            "sessions": sessions,
+            **clock,
+            **_waking_features(totals, has, created, dormancy_days),
+        }
+    )
+    return frame, hours
 
 
 def account_behaviour(
@@ -520,20 +648,15 @@ def account_behaviour(
     ids = accounts["account_id"].astype("string")
     if codes is None:
         codes = event_codes(events, ids)
-    ev = _EventArrays.of(codes, len(ids))
-    created = _seconds(accounts["created_at"]) if len(ids) else np.zeros(0, np.int64)
-    clock, hours = _clock_features(ev)
-    frame = pd.DataFrame(
-        {
-            "account_id": pd.array(ids.to_numpy(), dtype="string"),
-            **_volume_features(ev, codes),
-            **_template_features(ev, codes["prompt"].to_numpy(), top_templates),
-            **_spread_features(ev, codes["ip"].to_numpy(), session_gap_minutes),
-            **clock,
-            **_waking_features(ev, created, heavy_day_requests, dormancy_days),
-        }
+    totals = account_totals(
+        codes,
+        len(ids),
+        session_gap_minutes=session_gap_minutes,
+        heavy_day_requests=heavy_day_requests,
+        top_templates=top_templates,
     )
-    pivot = _pivot(codes, ev.n_acc, new_model_margin_days)
+    frame, hours = behaviour_from_totals(totals, accounts, dormancy_days=dormancy_days)
+    pivot = _pivot(codes, len(ids), new_model_margin_days)
     return pd.concat([frame, pivot, hours], axis=1)
 
 

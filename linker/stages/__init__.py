@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from linker.engine.stages import Stage, View
-from linker.stages import decisions, evidence, ingest, linking, update
+from linker.stages import decisions, evidence, ingest, linking, spark, update
 
 __all__ = ["LINK_STAGES", "RUN_STAGES", "UPDATE_STAGES", "VIEWS", "stage_names"]
 
@@ -49,6 +49,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         writes=("behaviour", "lockstep"),
         run=linking.behaviour,
         settings=("link",),
+        engines={"spark": spark.behaviour},
         doc="per-account behaviour features and lockstep pairs from the events",
     ),
     Stage(

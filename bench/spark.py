@@ -1,0 +1,116 @@
+"""The Spark engine beside the embedded one on one world, in one process (issue 15).
+
+Runs ``linker run`` on DATA_DIR with the embedded engine, then with ``--engine spark``
+(``local[N]``), checks that the two takedown lists are byte-identical and the ``behaviour``
+artefacts equal, and prints each run's per-stage seconds side by side with the Spark
+behaviour stage's split: session start, the Spark job (per-account totals), and the driver's
+part (event codes for the model pivot and the lockstep pairs). Saves the figures in
+``bench/results/spark-<name>.json``.
+
+Usage::
+
+    .venv/bin/python bench/spark.py DATA_DIR [--master local[2]] [--partitions 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from linker.pipeline import run
+from linker.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _totals_warm(run_dir: Path) -> dict[str, float]:
+    """The per-account totals again, on the warm session: Spark's job against the embedded
+    engine's codes and totals (the part of the stage that moved), same events file."""
+    from pyspark.sql import SparkSession
+
+    from linker.graph.behaviour import account_totals, event_codes
+    from linker.stages.spark import spark_account_totals
+
+    events_file = run_dir / "tables" / "events.parquet"
+    accounts = pd.read_parquet(run_dir / "tables" / "accounts.parquet", columns=["account_id"])
+    ids = accounts["account_id"].astype("string").sort_values().reset_index(drop=True)
+    began = time.perf_counter()
+    codes = event_codes(pd.read_parquet(events_file), ids)
+    expected = account_totals(codes, len(ids))
+    embedded = time.perf_counter() - began
+    spark = SparkSession.getActiveSession()
+    began = time.perf_counter()
+    got = spark_account_totals(spark.read.parquet(str(events_file)), ids)
+    seconds = time.perf_counter() - began
+    assert got.equals(expected), "Spark's totals differ from the embedded ones"
+    return {"embedded_seconds": round(embedded, 2), "spark_seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    settings = load_settings(
+        overrides={"spark.master": args.master, "spark.shuffle_partitions": args.partitions}
+    )
+    figures: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
+        outs = {}
+        for engine in ("local", "spark"):
+            out = Path(tmp) / f"{engine}.csv"
+            began = time.perf_counter()
+            result = run(args.data_dir, out, settings=settings, engine=engine)
+            wall = time.perf_counter() - began
+            stages = result.manifest["stages"]
+            figures[engine] = {
+                "wall_seconds": round(wall, 2),
+                "stages": {name: stage["seconds"] for name, stage in stages.items()},
+                "behaviour_facts": stages["behaviour"]["facts"],
+            }
+            outs[engine] = out
+        same_export = outs["local"].read_bytes() == outs["spark"].read_bytes()
+        a = pd.read_parquet(Path(tmp) / "local.run" / "behaviour.parquet")
+        b = pd.read_parquet(Path(tmp) / "spark.run" / "behaviour.parquet")
+        same_behaviour = a.equals(b)
+        figures["totals_warm"] = _totals_warm(Path(tmp) / "spark.run")
+    print(f"world: {args.data_dir}  master: {args.master}  partitions: {args.partitions}")
+    print(f"machine: {platform.machine()}, {platform.python_version()}")
+    print(f"same takedown list: {same_export}; same behaviour artefact: {same_behaviour}")
+    print(f"{'stage':<14}{'embedded s':>12}{'spark s':>10}")
+    for name, seconds in figures["local"]["stages"].items():  # type: ignore[union-attr]
+        other = figures["spark"]["stages"][name]  # type: ignore[index]
+        print(f"{name:<14}{seconds:>12.2f}{other:>10.2f}")
+    print(
+        f"{'wall':<14}{figures['local']['wall_seconds']:>12}{figures['spark']['wall_seconds']:>10}"
+    )
+    print("spark behaviour split:", json.dumps(figures["spark"]["behaviour_facts"]))
+    print("totals again, warm session (read + totals):", json.dumps(figures["totals_warm"]))
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    target = results / f"spark-{args.data_dir.name}.json"
+    target.write_text(
+        json.dumps(
+            {
+                "data_dir": str(args.data_dir),
+                "master": args.master,
+                "partitions": args.partitions,
+                "same_export": same_export,
+                "same_behaviour": same_behaviour,
+                **figures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Spark implementations of the run's stages (``Stage.engines["spark"]``; docs/scale.md).
+
+``behaviour``: the per-account sums over the events (:data:`~linker.graph.behaviour.
+TOTALS_COLUMNS`: rows, requests, tokens, active days, distinct IPs, sessions and their IPs,
+prompts and top-prompt requests, first event, first heavy day, requests per UTC hour) are
+Spark group-bys and window functions over the validated events, read by Spark from the
+store's Parquet file; the per-account arithmetic that turns them into features is the
+embedded engine's own :func:`~linker.graph.behaviour.behaviour_from_totals`, so both engines
+give the same artefact. The model-pivot columns and the lockstep pairs still run on the
+driver over the event codes (they need every account's events at once: a model's release
+and MinHash blocks; issue 15 plans them in Spark).
+
+Only this module and :mod:`linker.engine.spark` import ``pyspark``, inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linker.engine.stages import RunContext
+from linker.errors import LinkerError
+from linker.graph.behaviour import (
+    TOTALS_COLUMNS,
+    behaviour_from_totals,
+    event_codes,
+    pivot_features,
+)
+from linker.stages.linking import account_frame, lockstep_table, uses_behaviour
+
+__all__ = ["behaviour", "spark_account_totals"]
+
+logger = logging.getLogger(__name__)
+
+_NEVER = np.iinfo(np.int64).max
+_DRIVER_COLUMNS = ("account_id", "ts", "model", "prompt_fingerprint", "requests")
+"""The events columns the driver still reads: the pivot and lockstep's codes."""
+
+
+def _session(ctx: RunContext) -> Any:
+    session = getattr(ctx.engine, "session", None)
+    if session is None:
+        raise LinkerError(f"the spark implementation ran on engine {ctx.engine.name!r}")
+    return session()
+
+
+def _events(ctx: RunContext, spark: Any) -> Any:
+    """The validated events as a Spark DataFrame: Spark reads the store's Parquet file."""
+    path = ctx.store.file_of("events")
+    if path is not None:
+        return spark.read.parquet(str(path))
+    # In memory: handed over as Arrow (nullable integers stay integers, not NaN doubles).
+    return spark.createDataFrame(ctx.table("events"))
+
+
+def _floor_div(column: str, by: int) -> str:
+    """SQL for ``column // by`` (floor, also below zero)."""
+    return f"(({column}) - pmod({column}, {by})) div {by}"
+
+
+def _event_rows(events: Any) -> Any:
+    """One row per event: account, epoch second, day, hour, requests, tokens, IP, prompt."""
+    from pyspark.sql import functions as F
+
+    have = set(events.columns)
+
+    def number(name: str, default: int) -> Any:
+        if name not in have:
+            return F.lit(default).cast("long")
+        return F.coalesce(F.col(name).cast("long"), F.lit(default).cast("long"))
+
+    def text(name: str) -> Any:
+        return F.col(name).cast("string") if name in have else F.lit(None).cast("string")
+
+    rows = events.select(
+        F.col("account_id").cast("string").alias("account_id"),
+        F.expr(_floor_div("unix_micros(ts)", 1_000_000)).alias("t"),
+        F.greatest(number("requests", 1), F.lit(1)).alias("req"),
+        number("input_tokens", 0).alias("tin"),
+        number("output_tokens", 0).alias("tout"),
+        text("ip").alias("ip"),
+        text("prompt_fingerprint").alias("prompt"),
+    )
+    return rows.withColumn("day", F.expr(_floor_div("t", 86400))).withColumn(
+        "hour", F.expr(f"pmod({_floor_div('t', 3600)}, 24)")
+    )
+
+
+def _per_account(rows: Any, session_gap_minutes: float) -> Any:
+    """Sums, extremes, distinct IPs, sessions and the hour profile: one window and one
+    aggregation over the rows partitioned by account (no second shuffle)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_time = Window.partitionBy("account_id").orderBy("t")
+    gap = F.col("t") - F.lag("t").over(by_time)
+    new = F.when(gap.isNull() | (gap > session_gap_minutes * 60), 1).otherwise(0)
+    # RANGE frame: events at the same second share a session whatever their order.
+    running = by_time.rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    timed = rows.withColumn("new_session", new).withColumn(
+        "session", F.sum("new_session").over(running)
+    )
+    # Distinct counts as set sizes: several countDistinct in one aggregation would expand
+    # every row once per distinct column.
+    session_ip = F.when(F.col("ip").isNotNull(), F.struct("session", "ip"))
+    return timed.groupBy("account_id").agg(
+        F.count(F.lit(1)).alias("n_rows"),
+        F.sum("req").alias("requests"),
+        F.sum("tin").alias("tokens_in"),
+        F.sum("tout").alias("tokens_out"),
+        F.size(F.collect_set("ip")).alias("distinct_ips"),
+        F.sum("new_session").alias("sessions"),
+        F.size(F.collect_set(session_ip)).alias("session_ips"),
+        F.min("t").alias("first_event"),
+        *(
+            F.sum(F.when(F.col("hour") == h, F.col("req")).otherwise(0)).alias(f"hour_{h:02d}")
+            for h in range(24)
+        ),
+    )
+
+
+def _totals_frame(
+    rows: Any, session_gap_minutes: float, heavy_day_requests: int, top_templates: int
+) -> Any:
+    """The per-account totals as one Spark DataFrame keyed by ``account_id``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    days = (
+        rows.groupBy("account_id", "day")
+        .agg(F.sum("req").alias("day_req"))
+        .groupBy("account_id")
+        .agg(
+            F.count(F.lit(1)).alias("active_days"),
+            (F.min(F.when(F.col("day_req") >= heavy_day_requests, F.col("day"))) * 86400).alias(
+                "heavy_day"
+            ),
+        )
+    )
+    per_prompt = (
+        rows.where(F.col("prompt").isNotNull())
+        .groupBy("account_id", "prompt")
+        .agg(F.sum("req").alias("per"))
+    )
+    ranked = per_prompt.withColumn(
+        "rank",
+        F.row_number().over(Window.partitionBy("account_id").orderBy(F.desc("per"), "prompt")),
+    )
+    templates = ranked.groupBy("account_id").agg(
+        F.count(F.lit(1)).alias("n_templates"),
+        F.sum(F.when(F.col("rank") <= top_templates, F.col("per")).otherwise(0)).alias(
+            "top_requests"
+        ),
+        F.sum("per").alias("prompt_requests"),
+    )
+    return (
+        _per_account(rows, session_gap_minutes)
+        .join(days, "account_id", "left")
+        .join(templates, "account_id", "left")
+    )
+
+
+def spark_account_totals(
+    events: Any,
+    account_ids: pd.Series,
+    *,
+    session_gap_minutes: float = 30.0,
+    heavy_day_requests: int = 50,
+    top_templates: int = 3,
+) -> pd.DataFrame:
+    """:func:`linker.graph.behaviour.account_totals`, computed by Spark.
+
+    Parameters
+    ----------
+    events : pyspark.sql.DataFrame
+        Validated events (``account_id``, ``ts`` as a timestamp; ``requests``,
+        ``input_tokens``, ``output_tokens``, ``ip``, ``prompt_fingerprint`` optional).
+    account_ids : pandas.Series
+        The accounts, in the order of the result's rows; events of other accounts are left out.
+    session_gap_minutes, heavy_day_requests, top_templates
+        As in :func:`linker.graph.behaviour.account_behaviour`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`~linker.graph.behaviour.TOTALS_COLUMNS`, one row per account, equal to
+        :func:`~linker.graph.behaviour.account_totals` of the same events.
+
+    Notes
+    -----
+    Over m events: one shuffle by account for the session window (its aggregation reuses
+    that partitioning), one per (account, day) and one per (account, prompt) group-by with
+    their per-account follow-ups, and the joins of the three per-account results; only one
+    row per account comes back to the driver. Sums of integer columns are exact longs, so
+    the float64 totals equal the embedded engine's.
+    """
+    rows = _event_rows(events)
+    found = _totals_frame(rows, session_gap_minutes, heavy_day_requests, top_templates).toPandas()
+    n_acc = len(account_ids)
+    where = pd.Index(account_ids.astype(str)).get_indexer(found["account_id"].astype(str))
+    keep = where >= 0
+    out: dict[str, np.ndarray] = {}
+    for name in TOTALS_COLUMNS:
+        never = name in ("first_event", "heavy_day")
+        integer = never or name in ("n_templates", "distinct_ips")
+        column = np.full(n_acc, _NEVER if never else 0, dtype=np.int64 if integer else np.float64)
+        values = found[name].to_numpy(dtype=np.float64, na_value=np.nan)[keep]
+        known = ~np.isnan(values)
+        column[where[keep][known]] = values[known].astype(column.dtype)
+        out[name] = column
+    return pd.DataFrame(out)
+
+
+def behaviour(ctx: RunContext) -> Mapping[str, Any]:
+    """The ``behaviour`` stage on Spark: the same ``behaviour`` and ``lockstep`` artefacts as
+    :func:`linker.stages.linking.behaviour`."""
+    if not uses_behaviour(ctx):
+        return {}
+    cfg = ctx.settings.link.behaviour
+    accounts = account_frame(ctx)
+    ids = accounts["account_id"].astype("string")
+    began = time.perf_counter()
+    spark = _session(ctx)
+    session_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    totals = spark_account_totals(_events(ctx, spark), ids)
+    spark_seconds = time.perf_counter() - began
+    features, hours = behaviour_from_totals(totals, accounts, dormancy_days=cfg.dormancy_days)
+    began = time.perf_counter()
+    events = ctx.frame("events")
+    codes = event_codes(events[[c for c in _DRIVER_COLUMNS if c in events.columns]], ids)
+    ctx.release("events")
+    pivot = pivot_features(codes, len(ids))
+    lockstep = lockstep_table(ctx, codes, ids)
+    ctx.note(
+        spark_session_seconds=round(session_seconds, 3),
+        spark_seconds=round(spark_seconds, 3),
+        driver_seconds=round(time.perf_counter() - began, 3),
+        on_driver=["pivot", "lockstep"],
+    )
+    return {"behaviour": pd.concat([features, pivot, hours], axis=1), "lockstep": lockstep}

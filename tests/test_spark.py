@@ -1,0 +1,178 @@
+"""The Spark engine (issue 15): same artefacts and the same takedown list as the embedded one.
+
+One SparkSession (``local[2]``, no UI) serves the whole test session: starting one costs
+about 18 s. The tests that need Spark skip only when ``pyspark`` is not installed; `make
+test` installs the ``spark`` extra, so there they run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from linker.cli import cli
+from linker.engine.spark import pyspark_available
+from linker.errors import SettingsError
+from linker.graph.behaviour import account_totals, event_codes
+from linker.settings import load_settings
+from linker.synth import generate_world
+
+needs_spark = pytest.mark.skipif(
+    not pyspark_available(), reason="pyspark is not installed (pip install 'linker[spark]')"
+)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("linker-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("spark-world")
+    generate_world(1500, 5, root)
+    return root
+
+
+def _run(world: Path, out: Path, *extra: str) -> None:
+    result = CliRunner().invoke(cli, ["run", str(world), "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+
+
+def test_spark_settings_collect_every_problem() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            overrides={
+                "spark.master": " ",
+                "spark.shuffle_partitions": 0,
+                "spark.conf": {"executor.memory": "4g"},
+            }
+        )
+    message = str(caught.value)
+    assert "spark.master" in message
+    assert "spark.shuffle_partitions" in message
+    assert "executor.memory" in message
+    settings = load_settings(overrides={"spark.conf": {"spark.executor.memory": "4g"}})
+    assert settings.spark.conf == {"spark.executor.memory": "4g"}
+
+
+def test_engine_spark_without_pyspark_is_one_line(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("linker.engine.spark.pyspark_available", lambda: False)
+    out = tmp_path / "takedown.csv"
+    result = CliRunner().invoke(cli, ["run", str(world), "--out", str(out), "--engine", "spark"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: --engine spark needs pyspark: install linker[spark]"
+    ]
+    assert not out.exists()
+
+
+def test_spark_master_needs_the_spark_engine(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "takedown.csv"
+    args = ["run", str(world), "--out", str(out), "--spark-master", "local[2]"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "--spark-master needs --engine spark" in result.output
+    assert not out.exists()
+
+
+def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events with the awkward cases: missing requests and tokens, missing IP and prompt,
+    events at the same second, sessions split by a pause, a heavy day, prompt ties, an
+    unknown account's events and an account without events."""
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "quiet"],
+            "created_at": pd.to_datetime(["2026-01-01"] * 4, utc=True),
+        }
+    )
+    stamps = [
+        "2026-01-20T10:00:00",
+        "2026-01-20T10:00:00",
+        "2026-01-20T10:20:00",
+        "2026-01-20T12:00:00",
+        "2026-01-21T23:59:59",
+        "2026-01-22T00:00:00",
+        "2026-01-22T00:00:00",
+        "2026-01-25T05:00:00",
+        "2026-01-25T05:10:00",
+    ]
+    events = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "a", "a", "b", "b", "c", "ghost", "c"],
+            "ts": pd.to_datetime(stamps, utc=True),
+            "ip": ["1.1.1.1", None, "1.1.1.2", "1.1.1.1", "2.2.2.2", "2.2.2.3", None, "9", "3"],
+            "prompt_fingerprint": ["p1", "p2", "p2", None, "p1", "p3", "p4", "p1", "p4"],
+            "model": ["m"] * 9,
+            "requests": pd.array([1, None, 60, 2, 30, 30, 5, 1, 70], dtype="Int64"),
+            "input_tokens": pd.array([10, 20, None, 5, 1, 1, 1, 1, 1], dtype="Int64"),
+            "output_tokens": pd.array([100, 0, 30, None, 2, 2, 2, 2, 2], dtype="Int64"),
+        }
+    )
+    return events, accounts
+
+
+@needs_spark
+@pytest.mark.spark
+def test_spark_totals_equal_the_embedded_totals(spark: Any) -> None:
+    from linker.stages.spark import spark_account_totals
+
+    events, accounts = _events()
+    ids = accounts["account_id"].astype("string")
+    expected = account_totals(event_codes(events, ids), len(ids))
+    # Row order must not matter to Spark either.
+    shuffled = events.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    got = spark_account_totals(
+        spark.createDataFrame(pa.Table.from_pandas(shuffled, preserve_index=False)), ids
+    )
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert expected["sessions"].tolist() == [2.0, 1.0, 2.0, 0.0]
+    assert expected["heavy_day"].to_numpy()[3] == np.iinfo(np.int64).max
+
+
+@needs_spark
+@pytest.mark.spark
+def test_run_on_spark_gives_the_embedded_takedown_list(
+    spark: Any, world: Path, tmp_path: Path
+) -> None:
+    del spark  # the engine reuses the test session's Spark session
+    local, remote = tmp_path / "local.csv", tmp_path / "spark.csv"
+    _run(world, local)
+    _run(world, remote, "--engine", "spark", "--spark-master", "local[2]")
+    assert local.read_bytes() == remote.read_bytes()
+    assert len(local.read_text().splitlines()) > 1, "the world must flag someone"
+    for name in ("behaviour", "lockstep"):
+        a = pd.read_parquet(tmp_path / "local.run" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "spark.run" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    manifests = [
+        json.loads((tmp_path / f"{n}.run" / "manifest.json").read_text())
+        for n in ("local", "spark")
+    ]
+    assert [m["engine"] for m in manifests] == ["local", "spark"]
+    assert manifests[0]["run_id"] == manifests[1]["run_id"]
+    facts = manifests[1]["stages"]["behaviour"]["facts"]
+    assert facts["on_driver"] == ["pivot", "lockstep"] and facts["spark_seconds"] > 0
+    assert "spark_seconds" not in manifests[0]["stages"]["behaviour"]["facts"]
