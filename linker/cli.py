@@ -350,6 +350,11 @@ def run_command(
     help="Another allow-list than the previous run's (kind,value lines, docs/pipeline.md).",
 )
 @click.option(
+    "--decisions",
+    type=click.Path(path_type=Path),
+    help="Another analysts' decisions file than the previous run's (docs/decisions.md).",
+)
+@click.option(
     "--allow-shrink",
     is_flag=True,
     help="Replace the previous list at --out even when the new one is much smaller.",
@@ -361,6 +366,7 @@ def update_command(
     run_dir: Path | None,
     fmt: str | None,
     allowlist: Path | None,
+    decisions: Path | None,
     allow_shrink: bool,
 ) -> None:
     """Add the rows in NEW_DATA that arrived since a previous run, and export the new list.
@@ -377,6 +383,7 @@ def update_command(
         run_dir=run_dir,
         fmt=fmt,
         allowlist=allowlist,
+        decisions=decisions,
         allow_shrink=allow_shrink,
     )
     click.echo(result.render())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.allowlist import AllowList, load_allowlist
+from linker.analyst import Decisions, load_decisions
 from linker.changes import RunState, publish_changes
 from linker.engine import RunContext, RunDirectory, run_stages
 from linker.errors import InputError, OutputError
@@ -41,12 +42,18 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def previous_settings(manifest: dict[str, Any], allowlist: str | Path | None = None) -> Settings:
+def previous_settings(
+    manifest: dict[str, Any],
+    allowlist: str | Path | None = None,
+    decisions: str | Path | None = None,
+) -> Settings:
     """The settings a previous run recorded in its manifest (an update continues them),
-    with another allow-list when given."""
+    with another allow-list or decisions file when given."""
     overrides = _dotted(manifest.get("settings", {}))
     if allowlist is not None:
         overrides["run.allowlist"] = str(allowlist)
+    if decisions is not None:
+        overrides["run.decisions"] = str(decisions)
     return load_settings(overrides=overrides)
 
 
@@ -58,6 +65,7 @@ def update(
     run_dir: str | Path | None = None,
     fmt: str | None = None,
     allowlist: str | Path | None = None,
+    decisions: str | Path | None = None,
     allow_shrink: bool = False,
 ) -> RunResult:
     """Add the rows that arrived since a previous run and publish the new takedown list.
@@ -79,6 +87,10 @@ def update(
         ``csv``, ``jsonl`` or ``parquet``.
     allowlist : str or Path, optional
         An allow-list instead of the previous run's.
+    decisions : str or Path, optional
+        An analysts' decisions file (docs/decisions.md) instead of the previous run's. The
+        previous run's file, when it had one, is read again otherwise: an update never
+        drops the decisions a run applied, so a cleared account stays cleared.
     allow_shrink : bool, default False
         As in :func:`linker.pipeline.run`.
 
@@ -104,7 +116,7 @@ def update(
     """
     before = RunDirectory.open(previous)
     before_manifest = before.read_json("manifest")
-    settings = previous_settings(before_manifest, allowlist)
+    settings = previous_settings(before_manifest, allowlist, decisions)
     out = Path(out)
     fmt = export_format(out, fmt)
     store = RunDirectory(run_dir if run_dir is not None else default_run_dir(out))
@@ -119,6 +131,11 @@ def update(
     _check_outputs(out, store, data_dir)
     allow: AllowList | None = (
         load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
+    )
+    decided: Decisions | None = (
+        load_decisions(settings.run.decisions, settings=settings.ingest)
+        if settings.run.decisions
+        else None
     )
     publication = Publication(
         out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
@@ -139,6 +156,7 @@ def update(
                 "out": out,
                 "fmt": fmt,
                 "allowlist": allow,
+                "decisions": decided,
                 "pseudonymiser": pseudonymiser,
                 "publication": publication,
             },

@@ -199,3 +199,43 @@ def test_a_chain_of_updates_keeps_the_tables_as_linked_parts(runs: Path) -> None
         chained.sort_values(key).reset_index(drop=True),
         one_step.sort_values(key).reset_index(drop=True),
     )
+
+
+def test_update_keeps_the_previous_runs_decisions(runs: Path, tmp_path: Path) -> None:
+    """A daily update re-reads the decisions file its previous run applied: an account an
+    analyst cleared is not suspended again by the next update on the same evidence."""
+    previous = _actions(runs / "previous" / "t.csv")
+    account = sorted(previous[previous == "suspend"].index)[0]
+    events = pd.read_csv(runs / "world" / "events.csv", usecols=["ts"])
+    after_everything = pd.to_datetime(events["ts"], utc=True).max() + pd.Timedelta("1D")
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text(
+        "account_id,cluster_id,decision,analyst,decided_at,note\n"
+        f"{account},,cleared,ann,{after_everything.strftime('%Y-%m-%dT%H:%M:%SZ')},family\n"
+    )
+    _invoke("run", runs / "history", "--out", tmp_path / "day1" / "t.csv", "--decisions", decisions)
+    day1 = pd.read_csv(tmp_path / "day1" / "t.csv", dtype=str).set_index("account_id")
+    assert account not in day1.index  # cleared: no longer on the takedown list
+    _invoke(
+        "update",
+        runs / "day",
+        "--previous",
+        tmp_path / "day1" / "t.run",
+        "--out",
+        tmp_path / "day2" / "t.csv",
+    )
+    day2 = pd.read_csv(tmp_path / "day2" / "t.csv", dtype=str).set_index("account_id")
+    assert account not in day2.index
+    # Without the previous run's decisions the same update would suspend it again.
+    _invoke(
+        "update",
+        runs / "day",
+        "--previous",
+        runs / "previous" / "t.run",
+        "--out",
+        tmp_path / "undecided" / "t.csv",
+    )
+    undecided = pd.read_csv(tmp_path / "undecided" / "t.csv", dtype=str).set_index("account_id")
+    assert undecided.loc[account, "action"] == "suspend"
+    manifest = json.loads((tmp_path / "day2" / "t.run" / "manifest.json").read_text())
+    assert manifest["decisions"]["accepted"] == 1
