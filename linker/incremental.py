@@ -16,13 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from linker.allowlist import AllowList, load_allowlist
-from linker.analyst import Decisions, load_decisions
 from linker.changes import RunState, publish_changes
 from linker.engine import RunContext, RunDirectory, run_stages
 from linker.errors import InputError, OutputError
 from linker.export import ExportResult, Publication, export_format
-from linker.pipeline import RunResult, _check_outputs, _commit, _manifest, default_run_dir
+from linker.pipeline import (
+    RunResult,
+    _check_outputs,
+    _commit,
+    _manifest,
+    default_run_dir,
+    run_lists,
+)
 from linker.pseudonyms import Pseudonymiser, recorded_key_id
 from linker.settings import Settings, load_settings
 from linker.stages import UPDATE_STAGES, VIEWS
@@ -129,14 +134,7 @@ def update(
     _check_pseudonyms(before_manifest, pseudonymiser, before.root)
     data_dir = Path(new_data)
     _check_outputs(out, store, data_dir)
-    allow: AllowList | None = (
-        load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
-    )
-    decided: Decisions | None = (
-        load_decisions(settings.run.decisions, settings=settings.ingest)
-        if settings.run.decisions
-        else None
-    )
+    allow, decided = run_lists(settings)
     publication = Publication(
         out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
     )

@@ -72,6 +72,7 @@ __all__ = [
     "export_run",
     "link_accounts",
     "run",
+    "run_lists",
 ]
 
 logger = logging.getLogger(__name__)
@@ -337,6 +338,18 @@ def default_run_dir(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.run")
 
 
+def run_lists(settings: Settings) -> tuple[AllowList | None, Decisions | None]:
+    """The allow-list and the analysts' decisions the settings name (``run.allowlist``,
+    ``run.decisions``), read and validated; ``None`` for each the settings leave out."""
+    allow = load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
+    decisions = (
+        load_decisions(settings.run.decisions, settings=settings.ingest)
+        if settings.run.decisions
+        else None
+    )
+    return allow, decisions
+
+
 def run(
     data_dir: str | Path,
     out: str | Path,
@@ -424,14 +437,7 @@ def run(
             raise InputError(f"no stage {start!r} (stages: {', '.join(stage_names())})")
         RunDirectory.open(store.root)
     _check_outputs(out, store, data_dir)
-    allow: AllowList | None = (
-        load_allowlist(settings.run.allowlist) if settings.run.allowlist else None
-    )
-    decisions = (
-        load_decisions(settings.run.decisions, settings=settings.ingest)
-        if settings.run.decisions
-        else None
-    )
+    allow, decisions = run_lists(settings)
     publication = Publication(
         out, shrink_floor=settings.run.shrink_floor, allow_shrink=allow_shrink, changes=True
     )
