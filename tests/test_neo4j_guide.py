@@ -13,6 +13,7 @@ they draw rings with.
 from __future__ import annotations
 
 import html.parser
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 import pytest
 from conftest import Neo4jTestServer, linker_cli
 
+from linker import kinds
 from linker.neo4j import guide
 from linker.neo4j.loader import load_run
 from linker.queries import available_queries, query_info
@@ -138,3 +140,9 @@ def test_linked_carries_weight_and_evidence_and_never_a_feature_or_supernode(
             w, supernode = weight[(kind, value)]
             assert w > 0 and not supernode, token
     assert not cited & {"card_bin", "subnet", "signup_subnet", "user_agent", "email_domain"}
+
+
+def test_the_style_draws_every_registered_identifier_kind() -> None:
+    # The GraSS file names node labels; the kinds registry is where labels are declared.
+    styled = set(re.findall(r"(?m)^node\.(\w+) \{", guide.style_text()))
+    assert set(kinds.neo4j_labels()) <= styled
