@@ -13,6 +13,8 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from linker.graph.bipartite import Bipartite
 from linker.graph.projection import Projection
@@ -83,7 +85,7 @@ def _identifier_links(
     cluster_of: np.ndarray,
     min_link_weight: float,
     max_evidence: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """Pair key ``a * n + b``, summed weight and evidence text of the identifier links.
 
     Only pairs inside one cluster whose summed weight reaches ``min_link_weight`` are links;
@@ -98,22 +100,35 @@ def _identifier_links(
     pair_keys, pair_of = np.unique(key, return_inverse=True)
     totals = np.bincount(pair_of, weights=w, minlength=len(pair_keys))
     keep = totals[pair_of] >= min_link_weight
-    pair_of, w, ident = pair_of[keep], w[keep], ident[keep]
-    # Strongest evidence first within each pair; ties by identifier for determinism.
-    order = np.lexsort((ident, -w, pair_of))
+    pair_of, ident = pair_of[keep], ident[keep]
+    # Strongest evidence first within each pair, ties by identifier: one integer sort on
+    # (pair, the identifier's rank by descending weight then id).
+    n_ident = np.int64(max(len(weights), 1))
+    by_strength = np.lexsort((np.arange(len(weights)), -weights))
+    strength_rank = np.empty(len(weights), dtype=np.int64)
+    strength_rank[by_strength] = np.arange(len(weights), dtype=np.int64)
+    order = np.argsort(pair_of.astype(np.int64) * n_ident + strength_rank[ident])
     pair_of, ident = pair_of[order], ident[order]
     starts = np.r_[0, np.flatnonzero(np.diff(pair_of)) + 1] if len(pair_of) else np.zeros(0, int)
     rank = np.arange(len(pair_of)) - np.repeat(starts, np.diff(np.r_[starts, len(pair_of)]))
     kept_pairs = pair_of[starts]
-    # Text only for the identifiers cited (the first max_evidence of each pair).
+    # Text only for the identifiers cited (the first max_evidence of each pair), built once
+    # per distinct identifier and joined per pair in Arrow.
     cited = rank < max(max_evidence, 1)
-    pair_of, ident, rank = pair_of[cited], ident[cited], rank[cited]
-    text = bipartite.kinds[ident].astype(object) + ":" + bipartite.values[ident].astype(object)
-    evidence = text[rank == 0].astype(object)
-    slot = np.searchsorted(kept_pairs, pair_of)
-    for r in range(1, max_evidence):
-        at = rank == r
-        evidence[slot[at]] = evidence[slot[at]] + ";" + text[at]
+    pair_of, ident = pair_of[cited], ident[cited]
+    distinct, where = np.unique(ident, return_inverse=True)
+    text = pc.binary_join_element_wise(
+        pa.array(bipartite.kinds[distinct], pa.string()),
+        pa.array(bipartite.values[distinct], pa.string()),
+        ":",
+    )
+    offsets = np.r_[np.flatnonzero(np.r_[True, pair_of[1:] != pair_of[:-1]]), len(pair_of)]
+    if not len(pair_of):
+        offsets = np.zeros(1, dtype=np.int64)
+    per_pair = pa.ListArray.from_arrays(
+        pa.array(offsets.astype(np.int32)), text.take(pa.array(where))
+    )
+    evidence = pc.binary_join(per_pair, ";")
     return pair_keys[kept_pairs], totals[kept_pairs].round(6), evidence
 
 
@@ -122,32 +137,39 @@ def _links_frame(
     keys: np.ndarray,
     n: np.int64,
     weight: np.ndarray,
-    evidence: np.ndarray,
+    evidence: pa.Array,
 ) -> pd.DataFrame:
-    """The links table: account ids in order within each pair, pairs sorted."""
-    left = account_ids[keys // n].astype(str)
-    right = account_ids[keys % n].astype(str)
-    swap = left > right
-    links = pd.DataFrame(
+    """The links table: account ids in order within each pair, pairs sorted.
+
+    Pairs are ordered by the ranks of their account ids (ids are unique), an integer sort
+    that equals sorting the id strings themselves.
+    """
+    ids = pa.array(account_ids, pa.string())
+    id_rank = np.empty(len(ids), dtype=np.int64)
+    id_rank[np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)] = np.arange(len(ids))
+    left, right = id_rank[keys // n], id_rank[keys % n]
+    low, high = np.minimum(left, right), np.maximum(left, right)
+    order = np.argsort(low * np.int64(max(len(ids), 1)) + high)
+    by_rank = ids.take(pa.array(np.argsort(id_rank)))
+    return pd.DataFrame(
         {
-            "account_a": pd.array(np.where(swap, right, left), dtype="string"),
-            "account_b": pd.array(np.where(swap, left, right), dtype="string"),
-            "weight": weight,
-            "evidence": pd.array(evidence, dtype="string"),
+            "account_a": pd.array(by_rank.take(pa.array(low[order])), dtype="string"),
+            "account_b": pd.array(by_rank.take(pa.array(high[order])), dtype="string"),
+            "weight": weight[order],
+            "evidence": pd.array(evidence.take(pa.array(order)), dtype="string"),
         }
     )
-    return links.sort_values(["account_a", "account_b"], ignore_index=True)
 
 
 def _with_lockstep(
     keys: np.ndarray,
     weight: np.ndarray,
-    evidence: np.ndarray,
+    evidence: pa.Array,
     pairs: pd.DataFrame,
     cluster_of: np.ndarray,
     n_accounts: np.int64,
     lock_weight: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """Add the intra-cluster lockstep pairs to the identifier links, by pair key
     ``a * n + b`` (``a < b``; ``keys`` sorted): a pair in both gets the sum of the weights
     and both evidences, a lockstep-only pair its own. O((l + p) log l) for l links and p
@@ -159,23 +181,33 @@ def _with_lockstep(
         return keys, weight, evidence
     jac = pairs["jaccard"].to_numpy()[inside]
     minutes = pairs["bucket_minutes"].to_numpy()[inside]
-    lock_text = (
+    lock_text = pa.array(
         "lockstep:jaccard "
         + np.round(jac, 2).astype(str).astype(object)
         + " over "
         + minutes.astype(str).astype(object)
-        + "-min buckets"
+        + "-min buckets",
+        pa.string(),
     )
     lock_keys = np.minimum(a[inside], b[inside]) * n_accounts + np.maximum(a[inside], b[inside])
     at = np.minimum(np.searchsorted(keys, lock_keys), max(len(keys) - 1, 0))
     both = keys[at] == lock_keys if len(keys) else np.zeros(len(lock_keys), dtype=bool)
     added = np.zeros(len(keys))
     added[at[both]] = lock_weight
-    evidence = evidence.copy()
-    evidence[at[both]] = evidence[at[both]] + ";" + lock_text[both]
+    if both.any():
+        # replace_with_mask takes the replacements in the order of the mask's positions.
+        by_position = np.argsort(at[both])
+        joined = pc.binary_join_element_wise(
+            evidence.take(pa.array(at[both])), lock_text.filter(pa.array(both)), ";"
+        )
+        mask = np.zeros(len(keys), dtype=bool)
+        mask[at[both]] = True
+        evidence = pc.replace_with_mask(
+            evidence, pa.array(mask), joined.take(pa.array(by_position))
+        )
     alone = ~both
     return (
         np.r_[keys, lock_keys[alone]],
         np.r_[(weight + added).round(6), np.full(int(alone.sum()), 0.0 + lock_weight).round(6)],
-        np.r_[evidence, lock_text[alone]].astype(object),
+        pa.concat_arrays([evidence, lock_text.filter(pa.array(alone))]),
     )
