@@ -192,13 +192,18 @@ def _cited(
     ``in_cluster``. With ``weights``, values that link (weight above zero) come before
     context values (feature-only kinds such as an e-mail domain)."""
     ev = shared[shared["row"].isin(accounts["row"])].copy()
+    ident = ev["identifier"].to_numpy()
+    kind_names, kind_of = np.unique(bipartite.kinds[ident], return_inverse=True)
+    prior = np.array([priors.get(k, 0.0) for k in kind_names], dtype=np.float64)[kind_of]
+    ev["rank_key"] = -(prior + 0.05) * np.log2(ev["in_cluster"].to_numpy())
+    ev["context"] = weights[ident] <= 0 if weights is not None else False
+    # Identifier columns are numbered in (kind, value) order: sorting by the number is
+    # sorting by the strings, without comparing them.
+    ev = ev.sort_values(["row", "context", "rank_key", "identifier"])
+    ev = ev[ev.groupby("row").cumcount() < max_reasons]
     ev["kind"] = bipartite.kinds[ev["identifier"].to_numpy()]
     ev["value"] = bipartite.values[ev["identifier"].to_numpy()]
-    prior = ev["kind"].map(priors).fillna(0.0).astype(np.float64)
-    ev["rank_key"] = -(prior.to_numpy() + 0.05) * np.log2(ev["in_cluster"].to_numpy())
-    ev["context"] = weights[ev["identifier"].to_numpy()] <= 0 if weights is not None else False
-    ev = ev.sort_values(["row", "context", "rank_key", "kind", "value"])
-    return ev[ev.groupby("row").cumcount() < max_reasons]
+    return ev
 
 
 def shared_value_explanations(
