@@ -72,9 +72,9 @@ def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Codes into the *sorted* distinct values, so the result ignores row order."""
-    encoded = pc.dictionary_encode(_arrow_strings(values))
+    encoded = pc.dictionary_encode(values.combine_chunks())
     dictionary = encoded.dictionary
     order = np.asarray(pc.sort_indices(dictionary).to_numpy(), dtype=np.int64)
     rank = np.empty(len(order), dtype=np.int64)
@@ -84,15 +84,60 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, names
 
 
-def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(keys, return_inverse=True)``, without its sort when the keys already come
-    in order (a run's observations are sorted by kind and value)."""
-    if len(keys) < 2 or not bool((keys[1:] >= keys[:-1]).all()):
-        return np.unique(keys, return_inverse=True)
-    new = np.empty(len(keys), dtype=bool)
+def _chunked_strings(values: pd.Series) -> pa.ChunkedArray:
+    """A pandas string column as an Arrow chunked array, without copying Arrow-backed data."""
+    strings = pd.Series(values, copy=False).astype("string[pyarrow]")
+    array = pa.array(strings.array)
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+
+
+def _pair_labels(
+    kind_array: pa.ChunkedArray, value_array: pa.ChunkedArray, first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kind and value of the rows ``first`` (one per identifier), as object arrays; the
+    kinds share one Python string per distinct kind."""
+    at = pa.array(first)
+    kind_codes, kind_names = _sorted_codes(kind_array.take(at))
+    kinds = np.asarray(kind_names, dtype=object)[kind_codes]
+    values = np.asarray(value_array.take(at).to_numpy(zero_copy_only=False), dtype=object)
+    return kinds, values
+
+
+def _sorted_pairs(
+    kind_array: pa.ChunkedArray, value_array: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Identifier labels and codes of rows already sorted by (kind, value), as a run's
+    observations are: a comparison of neighbours, with no hashing or sorting. ``None`` when
+    the rows are not in that order."""
+    n = len(kind_array)
+    if n < 2 or kind_array.null_count or value_array.null_count:
+        return None
+    k0, k1 = kind_array.slice(0, n - 1), kind_array.slice(1)
+    v0, v1 = value_array.slice(0, n - 1), value_array.slice(1)
+    same_kind = pc.equal(k0, k1)
+    in_order = pc.or_(pc.less(k0, k1), pc.and_(same_kind, pc.less_equal(v0, v1)))
+    if not pc.all(in_order).as_py():
+        return None
+    new = np.empty(n, dtype=bool)
     new[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    return keys[new], np.cumsum(new, dtype=np.int64) - 1
+    same = pc.and_(same_kind, pc.equal(v0, v1))
+    new[1:] = ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    kinds, values = _pair_labels(kind_array, value_array, np.flatnonzero(new))
+    return kinds, values, np.cumsum(new, dtype=np.int64) - 1
+
+
+def _hashed_pairs(
+    kind_array: pa.ChunkedArray, value_array: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Identifier labels (sorted by kind, value) and codes of rows in any order."""
+    kind_codes, kind_names = _sorted_codes(kind_array)
+    value_codes, value_names = _sorted_codes(value_array)
+    # (kind, value) pairs as one int64 key; sorted codes keep (kind, value) order.
+    pair_key = kind_codes.astype(np.int64) * np.int64(len(value_names) + 1) + value_codes
+    unique_keys, codes = np.unique(pair_key, return_inverse=True)
+    kinds = np.asarray(kind_names, dtype=object)[unique_keys // (len(value_names) + 1)]
+    values = np.asarray(value_names, dtype=object)[unique_keys % (len(value_names) + 1)]
+    return kinds, values, codes
 
 
 def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> Bipartite:
@@ -124,15 +169,16 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
         ids = ids.drop_duplicates()
     rows = _index_in(observations["account_id"], ids)
     known = (rows >= 0) & observations["value"].notna().to_numpy()
-    obs = observations.loc[known, ["kind", "value"]]
     rows = rows[known]
-    kind_codes, kind_names = _sorted_codes(obs["kind"])
-    value_codes, value_names = _sorted_codes(obs["value"])
-    # (kind, value) pairs as one int64 key; sorted codes keep (kind, value) order.
-    pair_key = kind_codes.astype(np.int64) * np.int64(len(value_names) + 1) + value_codes
-    unique_keys, codes = _unique_inverse(pair_key)
-    kinds = np.asarray(kind_names, dtype=object)[unique_keys // (len(value_names) + 1)]
-    values = np.asarray(value_names, dtype=object)[unique_keys % (len(value_names) + 1)]
+    kind_array = _chunked_strings(observations["kind"])
+    value_array = _chunked_strings(observations["value"])
+    if not known.all():
+        keep = pa.array(known)
+        kind_array, value_array = kind_array.filter(keep), value_array.filter(keep)
+    pairs = _sorted_pairs(kind_array, value_array)
+    if pairs is None:
+        pairs = _hashed_pairs(kind_array, value_array)
+    kinds, values, codes = pairs
     matrix = sp.csr_matrix(
         (np.ones(len(codes), dtype=np.float64), (rows, codes)),
         shape=(len(ids), len(kinds)),
@@ -192,11 +238,11 @@ class IdentifierGraph:
         # artefacts differs almost everywhere, and comparing two million strings costs seconds.
         probe = np.unique(np.linspace(0, max(n - 1, 0), num=min(n, 4096)).astype(np.int64))
         kinds = identifiers["kind"].to_numpy(dtype=object)
-        values = identifiers["value"].to_numpy(dtype=object)
+        values = identifiers["value"].iloc[probe if n else []].to_numpy(dtype=object)
         if (
             len(identifiers) != n
             or (n and not (kinds == bipartite.kinds).all())
-            or (n and not (values[probe] == bipartite.values[probe]).all())
+            or (n and not (values == bipartite.values[probe]).all())
         ):
             raise ValueError("the identifiers table does not match the observations' identifiers")
         return cls(
