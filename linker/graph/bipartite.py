@@ -238,11 +238,16 @@ class IdentifierGraph:
         # artefacts differs almost everywhere, and comparing two million strings costs seconds.
         probe = np.unique(np.linspace(0, max(n - 1, 0), num=min(n, 4096)).astype(np.int64))
         kinds = identifiers["kind"].to_numpy(dtype=object)
-        values = identifiers["value"].iloc[probe if n else []].to_numpy(dtype=object)
         if (
             len(identifiers) != n
             or (n and not (kinds == bipartite.kinds).all())
-            or (n and not (values == bipartite.values[probe]).all())
+            or (
+                n
+                and not (
+                    identifiers["value"].iloc[probe].to_numpy(dtype=object)
+                    == bipartite.values[probe]
+                ).all()
+            )
         ):
             raise ValueError("the identifiers table does not match the observations' identifiers")
         return cls(
