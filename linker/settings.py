@@ -403,8 +403,18 @@ class RunSettings:
     list is kept, unless ``--allow-shrink``. Relative, so it means the same for a list of 50
     rows and of 50,000; a list that empties is always caught. 0 turns the check off."""
 
+    memory_budget_gb: float = 8.0
+    """The memory the run may use, in GiB (0: no budget). Before any work the run estimates
+    its peak from the size of its input and warns when the estimate is over the budget;
+    while it runs, in-memory copies of artefacts are kept for later stages only while the
+    process holds under half the budget (the other half is the next stage's working set):
+    above it, an artefact the next stage does not read is dropped and read again from the
+    run directory when a later stage needs it (docs/performance.md)."""
+
     def problems(self) -> list[str]:
         found = []
+        if not self.memory_budget_gb >= 0.0:
+            found.append(f"run.memory_budget_gb must be 0 or more, not {self.memory_budget_gb}")
         if not 0.0 <= self.shrink_floor <= 1.0:
             found.append(f"run.shrink_floor must be in [0, 1], not {self.shrink_floor}")
         bad = [a for a in self.actions if a not in ("suspend", "review", "none")]

@@ -43,6 +43,7 @@ __all__ = [
     "StageFunction",
     "StageReport",
     "View",
+    "resident_bytes",
     "run_stages",
 ]
 
@@ -267,16 +268,11 @@ class _PeakMemory:
 
     def __init__(self) -> None:
         self.peak = 0
-        self._page = resource.getpagesize()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="stage-rss", daemon=True)
 
     def _rss(self) -> int:
-        try:
-            with open("/proc/self/statm", "rb") as handle:
-                return int(handle.read().split()[1]) * self._page
-        except (OSError, ValueError, IndexError):
-            return 0
+        return resident_bytes()
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
@@ -360,8 +356,43 @@ def run_stages(
         reports.append(_run_one(stage, ctx))
         needed = _needed_after(stages, ctx, first + offset) | set(keep)
         ctx.drop([name for name in ctx.cached() if name not in needed])
+        following = todo[offset + 1] if offset + 1 < len(todo) else None
+        ctx.drop(_over_budget(ctx, following, keep))
     ctx.needed_later = None
     return reports
+
+
+def _over_budget(ctx: RunContext, following: Stage | None, keep: Sequence[str]) -> list[str]:
+    """Artefacts to drop from memory because the process holds over half its memory budget
+    (``run.memory_budget_gb``): every cached artefact the next stage does not read. Views
+    (built structures, not in the store) stay; a later stage reads a dropped artefact again
+    from the store."""
+    budget = float(ctx.settings.run.memory_budget_gb) * 2**30
+    if budget <= 0 or resident_bytes() <= budget / 2:
+        return []
+    wanted = set(following.needs()) if following is not None else set()
+    dropped = [
+        name
+        for name in ctx.cached()
+        if name in CATALOGUE and name not in wanted and name not in keep
+    ]
+    if dropped:
+        logger.info(
+            "memory: %.2f GiB resident, over half the budget of %.2f GiB: %s kept on disk only",
+            resident_bytes() / 2**30,
+            budget / 2**30,
+            ", ".join(sorted(dropped)),
+        )
+    return dropped
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (0 where ``/proc`` is absent)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _check_resumable(stages: Sequence[Stage], first: int, ctx: RunContext) -> None:

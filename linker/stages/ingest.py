@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from linker.engine.memory import estimate_run_memory
 from linker.engine.stages import RunContext
 from linker.io.files import file_sha256
 from linker.io.validate import ValidationResult, validate_dataset
@@ -169,6 +170,7 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
 
     Returns the accepted input tables and the validation report.
     """
+    _check_memory(ctx, Path(ctx.inputs["data_dir"]))
     result = validate_dataset(
         Path(ctx.inputs["data_dir"]), settings=ctx.settings.ingest, observations=False
     )
@@ -177,6 +179,27 @@ def validate(ctx: RunContext) -> Mapping[str, Any]:
     if as_of is not None:
         ctx.note(as_of=as_of)
     return {**tables, "validation": report}
+
+
+def _check_memory(ctx: RunContext, data_dir: Path) -> None:
+    """Estimate the run's peak memory before reading a row; say so when it is over the
+    budget (the run goes on, keeping fewer artefacts in memory)."""
+    budget = float(ctx.settings.run.memory_budget_gb)
+    if budget <= 0:
+        return
+    estimate = estimate_run_memory(data_dir)
+    ctx.note(memory_estimate_gib=round(estimate.peak_gib, 2), memory_budget_gib=budget)
+    if estimate.peak_gib > budget:
+        rows = ", ".join(f"{n:,} {name}" for name, n in sorted(estimate.rows.items()))
+        logger.warning(
+            "%s: this input (%s) needs about %.1f GiB, over the memory budget of %.1f GiB "
+            "(run.memory_budget_gb): the run goes on, keeping artefacts on disk between "
+            "stages, and may still go over it; raise the budget or split the input",
+            data_dir,
+            rows,
+            estimate.peak_gib,
+            budget,
+        )
 
 
 def accepted_tables(
