@@ -397,3 +397,67 @@ def test_empty_optional_tables_give_account_observations_only() -> None:
     obs = build_observations({"accounts": accounts})
     assert obs.empty and list(obs.columns) == list(OBSERVATION_COLUMNS)
     assert str(obs["last_seen"].dtype) == "datetime64[us, UTC]"
+
+
+def _reference_ip(text: str) -> str:
+    """normalise_ip through the standard library alone (the behaviour the fast path keeps)."""
+    import ipaddress
+
+    address = ipaddress.ip_address(text.strip())
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _reference_prefix(text: str) -> str:
+    import ipaddress
+
+    address = ipaddress.ip_address(_reference_ip(text))
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(ipaddress.IPv4Network((int(address) >> 8 << 8, 24)))
+    return str(ipaddress.IPv6Network((int(address) >> 80 << 80, 48)))
+
+
+def _fuzzed_addresses(n: int) -> list[str]:
+    import ipaddress
+    import random
+
+    rng = random.Random(20261207)
+    out = []
+    for _ in range(n):
+        words = [rng.choice([0, 0, 0, 1, 0xFFFF, rng.randrange(65536)]) for _ in range(8)]
+        address = ipaddress.IPv6Address(int.from_bytes(b"".join(w.to_bytes(2) for w in words)))
+        form = rng.random()
+        if form < 0.3:
+            text = address.exploded.upper()
+        elif form < 0.6:
+            text = address.compressed
+        elif form < 0.7:
+            text = ":".join(f"{w:x}" for w in words)
+        elif form < 0.8:
+            exploded = address.exploded
+            at = rng.randrange(len(exploded))
+            text = exploded[:at] + rng.choice(":xg.1 ") + exploded[at + 1 :]
+        elif form < 0.9:
+            text = f"::ffff:{rng.randrange(256)}.{rng.randrange(256)}.1.{rng.choice('2 02 300'.split())}"
+        else:
+            text = address.compressed + rng.choice(["", "::", ":1", "%eth0", " "])
+        out.append(text)
+    return out
+
+
+def test_ipv6_fast_path_gives_the_standard_librarys_text_or_its_error() -> None:
+    from linker.normalise import ip_prefix, normalise_ip
+
+    checked = 0
+    for text in _fuzzed_addresses(20_000):
+        try:
+            expected = _reference_ip(text)
+        except ValueError:
+            with pytest.raises(ValueError):
+                normalise_ip(text)
+            continue
+        assert normalise_ip(text) == expected, text
+        assert ip_prefix(text) == _reference_prefix(text), text
+        checked += 1
+    assert checked > 15_000
