@@ -187,7 +187,9 @@ def _aggregate(
     accounts = _concat([s.account_codes for s in sources]).filter(present).to_numpy()
     n_accounts = max(len(sorted_ids), 1)
     key = row_rank * n_accounts + accounts.astype(np.int64)
-    order = np.argsort(key)  # ties are aggregated, so their order does not matter
+    # Ties are aggregated, so their order does not matter; the stable sort (timsort) is
+    # never slower here and much faster on rows that come partly in order, as events do.
+    order = np.argsort(key, kind="stable")
     key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     first = _micros(_concat([s.first for s in sources]).filter(present))[order]

@@ -257,7 +257,7 @@ def _first_seen_codes(
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an integer array (a sort and a mask: several times faster
     than ``np.unique``'s hash table on millions of int64 keys)."""
-    ordered = np.sort(keys)
+    ordered = np.sort(keys, kind="stable")
     if len(ordered) < 2:
         return ordered
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]

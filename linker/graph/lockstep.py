@@ -129,7 +129,7 @@ class _Actions:
 def _sorted_unique_inplace(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an int array the caller gives up (it is
     sorted in place, saving a copy)."""
-    keys.sort()
+    keys.sort(kind="stable")  # equal values are interchangeable; timsort uses the runs
     if len(keys) < 2:
         return keys
     first = np.empty(len(keys), dtype=bool)
@@ -400,7 +400,7 @@ def _group_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.uint64)
     bits = max(int(n - 1).bit_length(), 1)
     low = np.uint64((1 << bits) - 1)
-    packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64))
+    packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64), kind="stable")
     rows = (packed & low).astype(np.int64)
     head = packed & ~low
     full = key[rows]
