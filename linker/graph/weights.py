@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from linker.kinds import kind_lookup
+
 __all__ = ["identifier_weights", "rarity"]
 
 logger = logging.getLogger(__name__)
@@ -93,9 +95,7 @@ def identifier_weights(
     ...                    1000, np.array([False, False])).tolist()
     [3.0, 0.0]
     """
-    prior = np.zeros(len(kinds), dtype=np.float64)
-    for kind, strength in priors.items():
-        prior[kinds == kind] = strength
+    prior = np.asarray(kind_lookup(kinds, priors, 0.0, dtype=np.float64), dtype=np.float64)
     weight = prior * (0.25 + 0.75 * rarity(n_accounts, population))
     weight[np.asarray(public, dtype=bool)] = 0.0
     logger.debug("%d identifiers, %d public", len(kinds), int(np.sum(public)))
