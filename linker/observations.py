@@ -173,7 +173,10 @@ def _aggregate(
         pc.and_(pc.is_valid(values), pc.is_valid(_concat([s.account_codes for s in sources]))),
         pc.is_valid(_concat([s.first for s in sources])),
     )
-    encoded = pc.dictionary_encode(values.filter(present))
+    if pc.all(present).as_py() is not False:
+        # Every row is present (the usual case): no filtered copies of the columns.
+        present = None
+    encoded = pc.dictionary_encode(_kept(values, present))
     if len(encoded.dictionary) == 0:
         return OBSERVATION_SCHEMA.empty_table()
     normal = pc.cast(entry.normaliser(encoded.dictionary, memo), _TEXT)
@@ -184,7 +187,7 @@ def _aggregate(
     value_rank = np.empty(len(by_value), dtype=np.int64)
     value_rank[by_value.to_numpy()] = np.arange(len(by_value), dtype=np.int64)
     row_rank = value_rank[normalised.indices.to_numpy()][encoded.indices.to_numpy()]
-    accounts = _concat([s.account_codes for s in sources]).filter(present).to_numpy()
+    accounts = _kept(_concat([s.account_codes for s in sources]), present).to_numpy()
     n_accounts = max(len(sorted_ids), 1)
     key = row_rank * n_accounts + accounts.astype(np.int64)
     # Ties are aggregated, so their order does not matter; the stable sort (timsort) is
@@ -192,9 +195,9 @@ def _aggregate(
     order = np.argsort(key, kind="stable")
     key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    first = _micros(_concat([s.first for s in sources]).filter(present))[order]
-    last = _micros(_concat([s.last for s in sources]).filter(present))[order]
-    counts = _concat([s.counts for s in sources]).filter(present).to_numpy()[order]
+    first = _micros(_kept(_concat([s.first for s in sources]), present))[order]
+    last = _micros(_kept(_concat([s.last for s in sources]), present))[order]
+    counts = _kept(_concat([s.counts for s in sources]), present).to_numpy()[order]
     unique_key = key[starts]
     timestamp = pa.timestamp("us", tz="UTC")
     out = pa.table(
@@ -209,6 +212,10 @@ def _aggregate(
         schema=OBSERVATION_SCHEMA,
     )
     return out.filter(pc.not_equal(out["value"], ""))
+
+
+def _kept(array: pa.Array, present: pa.Array | None) -> pa.Array:
+    return array if present is None else array.filter(present)
 
 
 def _micros(timestamps: pa.Array) -> np.ndarray:
