@@ -20,9 +20,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -74,6 +73,9 @@ __all__ = [
     "run",
     "run_lists",
 ]
+
+if TYPE_CHECKING:  # networkx loads in a second; only cluster_graph needs it
+    import networkx as nx
 
 logger = logging.getLogger(__name__)
 
@@ -1106,6 +1108,8 @@ def cluster_graph(run_dir: str | Path, cluster_id: str) -> nx.Graph:
         raise InputError(f"cluster {cluster_id!r} is not in the run at {store.root}")
     clusters = store.read("clusters")
     row = clusters[clusters["cluster_id"] == cluster_id]
+    import networkx as nx
+
     graph = nx.Graph()
     if len(row):
         graph.graph.update(_record(row.iloc[0]))

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
+
+if TYPE_CHECKING:  # networkx loads in a second; only the notebook helper needs it
+    import networkx as nx
 
 __all__ = [
     "Bipartite",
@@ -314,6 +317,8 @@ def subgraph_to_networkx(
     shared = np.flatnonzero(np.diff(sub.indptr) >= 2)
     if not include_supernodes and is_supernode is not None:
         shared = shared[~is_supernode[shared]]
+    import networkx as nx
+
     graph = nx.Graph()
     for r in rows:
         graph.add_node(("account", str(bipartite.account_ids[r])), bipartite=0)

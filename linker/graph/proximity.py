@@ -20,7 +20,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from linker.graph.bipartite import Bipartite, IdentifierGraph
-from linker.graph.embed import bipartite_adjacency, candidate_subgraph, embed, fastrp_embed
 from linker.reasons import EMBEDDING_PROXIMITY
 from linker.settings import EmbedSettings, LinkSettings
 
@@ -135,6 +134,9 @@ def embed_accounts(
     O(edges) for the subgraph search plus O(4 · edges · dimensions) for FastRP, or
     node2vec's O(nodes · walks · length · window · negatives · dimensions).
     """
+    # The embedding module compiles with numba: loaded only by runs that embed.
+    from linker.graph.embed import bipartite_adjacency, candidate_subgraph, embed, fastrp_embed
+
     bipartite = graph.bipartite
     n_accounts = bipartite.shape[0]
     seeds = np.asarray(seeds, dtype=bool)
