@@ -216,16 +216,45 @@ def quality(world: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def wait_for_memory(needed_gb: float, limit_seconds: float = 1800.0) -> float:
+    """On a shared machine: wait (up to ``limit_seconds``) until ``needed_gb`` are available;
+    the seconds waited."""
+    began = time.perf_counter()
+    while needed_gb > 0 and time.perf_counter() - began < limit_seconds:
+        available = available_bytes()
+        if available is None or available >= needed_gb * GIB:
+            break
+        print(
+            f"  waiting: {available / GIB:.1f} GiB available, {needed_gb} needed",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(20)
+    return round(time.perf_counter() - began, 1)
+
+
 def bench_size(size: int, args: argparse.Namespace, given: dict[int, Path]) -> dict[str, Any]:
     """Floor, run and quality for one size."""
     world = ensure_world(size, args, given)
+    waited = wait_for_memory(args.wait_for_gb * size / 1_000_000)
     work = Path(args.work) / f"{args.scenario}-{size}"
     work.mkdir(parents=True, exist_ok=True)
     print(f"{size:,}: floor ...", file=sys.stderr, flush=True)
     floor = measure_floor(world, work)
     print(f"{size:,}: linker run ...", file=sys.stderr, flush=True)
     run = measure_run(world, work, behaviour=not args.no_behaviour)
-    row = {"size": size, "world": str(world), "floor": floor, "run": run}
+    row = {"size": size, "world": str(world), "floor": floor, "run": run, "waited": waited}
     row["quality"] = quality(world, work)
     for report in run["stages"].values():
         report["us_per_event"] = round(report["seconds"] / run["events"] * 1e6, 3)
@@ -328,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", action="append", default=[], help="SIZE=DIR (repeatable)")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "scale"))
     parser.add_argument("--no-behaviour", action="store_true")
+    parser.add_argument(
+        "--wait-for-gb",
+        type=float,
+        default=0.0,
+        help="on a shared machine, wait before each size until this many GiB per 1M accounts "
+        "are available (MemAvailable), at most 30 minutes [default: 0, do not wait]",
+    )
     parser.add_argument("--out", help="results JSON [default: bench/results/scale-...json]")
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # the child's floor pass
     args = parser.parse_args(argv)
