@@ -177,7 +177,7 @@ def test_tiny_components_are_settled_without_calling_leiden(
     def no_leiden(*args: object, **kwargs: object) -> np.ndarray:
         raise AssertionError("Leiden was called")
 
-    monkeypatch.setattr(communities, "partition_graph", no_leiden)
+    monkeypatch.setattr(communities, "_leiden", no_leiden)
     # Pairs, a triangle, a star, a path (one component each) and node 30 with no edge.
     edge_list = [(0, 1, 1.0), (2, 3, 2.5), (4, 5, 0.3)]
     edge_list += [*clique(range(6, 9)), (10, 11, 1.0), (10, 12, 1.0), (10, 13, 0.5)]
@@ -198,13 +198,13 @@ def test_tiny_components_are_settled_without_calling_leiden(
 
 def test_large_components_still_go_through_leiden(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = communities.partition_graph
+    real = communities._leiden
 
     def counting(n_nodes: int, *args: object, **kwargs: object) -> np.ndarray:
         calls.append(n_nodes)
         return real(n_nodes, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(communities, "partition_graph", counting)
+    monkeypatch.setattr(communities, "_leiden", counting)
     rng = np.random.default_rng(3)
     n, edge_list, _ = planted_components(2, 3, 12, rng)
     edge_list += [(n, n + 1, 1.0), (n + 2, n + 3, 1.0)]

@@ -135,6 +135,19 @@ def partition_graph(
     (account rows in ``account_id`` order, as the linking stages do).
     """
     edges, weights = _canonical_edges(edges, weights)
+    return _leiden(n_nodes, edges, weights, resolution, seed, method, initial)
+
+
+def _leiden(
+    n_nodes: int,
+    edges: np.ndarray,
+    weights: np.ndarray,
+    resolution: float,
+    seed: int,
+    method: Method,
+    initial: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`partition_graph` on edges already in canonical order (:func:`_canonical_edges`)."""
     graph = ig.Graph(n=n_nodes, edges=edges.tolist(), directed=False)
     graph.es["weight"] = weights.tolist()
     start = None if initial is None else _numbered_by_first_node(np.asarray(initial)).tolist()
@@ -497,13 +510,14 @@ def _leiden_per_component(
     for comp in which.tolist():
         nodes = order[node_start[comp] : node_start[comp + 1]]
         picked = edge_order[edge_start[comp] : edge_start[comp + 1]]
-        sub = partition_graph(
+        # The slice keeps the canonical order: the local numbers follow the global ones.
+        sub = _leiden(
             len(nodes),
             local[edges[picked]],
             weights[picked],
-            resolution=resolution * float(comps.strength[comp]) / comps.total,
-            seed=component_seed(seed, int(nodes[0])),
-            method=method,
+            resolution * float(comps.strength[comp]) / comps.total,
+            component_seed(seed, int(nodes[0])),
+            method,
         )
         yield nodes, sub
 
