@@ -287,8 +287,11 @@ def render_size(row: dict[str, Any]) -> str:
     lines.append(
         f"\nCPU {run['cpu_seconds']:.1f} s; floor (polars scan + group-by) "
         f"{floor['seconds']:.2f} s, {floor['peak_rss_bytes'] / GIB:.2f} GiB; 1-minute load "
-        f"{run['load_before']:.1f} before, {run['load_after']:.1f} after; quality "
-        f"{json.dumps(row['quality'])}"
+        f"{run['load_before']:.1f} before, {run['load_after']:.1f} after; "
+        + "; ".join(
+            f"{part} precision {q['precision']:.4f}, recall {q['recall']:.4f}"
+            for part, q in row["quality"].items()
+        )
     )
     return "\n".join(lines)
 
