@@ -5,12 +5,15 @@ contracted into one node, so community detection can never split them. The contr
 (weighted account links plus hub nodes for larger groups) is then partitioned with Leiden
 (igraph's ``community_leiden``, modularity objective with a resolution, fixed seed; leidenalg
 is available as ``method="leidenalg"``): see docs/performance.md for the measured comparison
-with leidenalg, networkit and networkx.
+with leidenalg, networkit and networkx. Leiden runs per connected component of the contracted
+graph, with the whole graph's objective (:func:`partition_components`); the many small
+components whose best partition is known are settled without it (:func:`settled_components`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,12 +29,15 @@ from linker.graph.ownership import owned_values
 
 __all__ = [
     "ContractedGraph",
+    "component_seed",
     "components_over",
     "contract",
     "detect_communities",
+    "partition_components",
     "partition_graph",
     "prune_weak_members",
     "reattach_by_lockstep",
+    "settled_components",
     "split_disconnected",
     "with_lonely_components",
 ]
@@ -129,6 +135,19 @@ def partition_graph(
     (account rows in ``account_id`` order, as the linking stages do).
     """
     edges, weights = _canonical_edges(edges, weights)
+    return _leiden(n_nodes, edges, weights, resolution, seed, method, initial)
+
+
+def _leiden(
+    n_nodes: int,
+    edges: np.ndarray,
+    weights: np.ndarray,
+    resolution: float,
+    seed: int,
+    method: Method,
+    initial: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`partition_graph` on edges already in canonical order (:func:`_canonical_edges`)."""
     graph = ig.Graph(n=n_nodes, edges=edges.tolist(), directed=False)
     graph.es["weight"] = weights.tolist()
     start = None if initial is None else _numbered_by_first_node(np.asarray(initial)).tolist()
@@ -266,7 +285,7 @@ def detect_communities(
     strong_labels : numpy.ndarray
         Strong-link component of each account (:func:`components_over`).
     resolution, seed, method
-        Passed to :func:`partition_graph`.
+        Passed to :func:`partition_components`.
 
     Returns
     -------
@@ -275,39 +294,244 @@ def detect_communities(
 
     Notes
     -----
-    O(n + m) to contract, plus Leiden on the contracted graph.
+    O(n + m) to contract, plus :func:`partition_components` on the contracted graph: Leiden
+    only on its connected components whose best partition is not known beforehand.
     """
     graph = contract(adjacency, hub_matrix, strong_labels)
-    n_comp, edges = graph.n_comp, graph.edges
-    # Only nodes that take part in some edge go into the partition; the rest stay alone.
-    used = np.zeros(n_comp + graph.n_hubs, dtype=bool)
-    used[edges.ravel()] = True
-    node_index = np.full(n_comp + graph.n_hubs, -1, dtype=np.int64)
-    node_index[used] = np.arange(int(used.sum()))
-    membership_used = (
-        partition_graph(
-            int(used.sum()),
-            node_index[edges],
-            graph.weights,
-            resolution=resolution,
-            seed=seed,
-            method=method,
-        )
-        if len(edges)
-        else np.zeros(0, dtype=np.int64)
+    n_comp = graph.n_comp
+    node_comm = partition_components(
+        n_comp + graph.n_hubs,
+        graph.edges,
+        graph.weights,
+        resolution=resolution,
+        seed=seed,
+        method=method,
     )
-    comp_comm = np.full(n_comp, -1, dtype=np.int64)
-    comp_used = used[:n_comp]
-    comp_comm[comp_used] = membership_used[node_index[:n_comp][comp_used]]
-    first_free = int(membership_used.max()) + 1 if len(membership_used) else 0
+    comp_comm = node_comm[:n_comp]
+    first_free = int(node_comm.max()) + 1 if len(node_comm) else 0
     membership = with_lonely_components(comp_comm, graph.comp_size, first_free)[strong_labels]
     logger.debug(
         "communities: %d nodes, %d edges, %d communities",
-        int(used.sum()),
-        len(edges),
+        int((node_comm >= 0).sum()),
+        len(graph.edges),
         len(np.unique(membership[membership >= 0])),
     )
     return membership
+
+
+@dataclass(frozen=True)
+class _Components:
+    """Connected components of a weighted graph with what settles their partition."""
+
+    label: np.ndarray  # component per node (nodes without edges too)
+    nodes: np.ndarray  # nodes per component
+    edges: np.ndarray  # edges per component
+    strength: np.ndarray  # total strength (sum of weighted degrees) per component
+    min_weight: np.ndarray  # lightest edge per component
+    total: float  # total strength of the whole graph (2m)
+
+
+def _components(n_nodes: int, edges: np.ndarray, weights: np.ndarray) -> _Components:
+    """Connected components of the (canonical) weighted edge list and their totals."""
+    graph = sp.csr_matrix((weights, (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
+    n_labels, label = connected_components(graph, directed=False)
+    label = np.asarray(label, dtype=np.int64)
+    edge_label = label[edges[:, 0]]
+    min_weight = np.full(n_labels, np.inf)
+    np.minimum.at(min_weight, edge_label, weights)
+    return _Components(
+        label=label,
+        nodes=np.bincount(label, minlength=n_labels),
+        edges=np.bincount(edge_label, minlength=n_labels),
+        strength=np.bincount(edge_label, weights=2.0 * weights, minlength=n_labels),
+        min_weight=min_weight,
+        total=float(2.0 * weights.sum()),
+    )
+
+
+def settled_components(
+    strength: np.ndarray,
+    min_weight: np.ndarray,
+    n_edges: np.ndarray,
+    total: float,
+    resolution: float,
+) -> np.ndarray:
+    """Which connected components have a known best modularity partition, and which it is.
+
+    Parameters
+    ----------
+    strength : numpy.ndarray
+        Per component, its total strength ``K`` (sum of its nodes' weighted degrees).
+    min_weight : numpy.ndarray
+        Per component, the weight of its lightest edge ``w``.
+    n_edges : numpy.ndarray
+        Per component, its number of (merged) edges.
+    total : float
+        Total strength of the whole graph ``M`` (twice its total edge weight).
+    resolution : float
+        Resolution ``gamma`` of the modularity.
+
+    Returns
+    -------
+    numpy.ndarray of int8
+        Per component: ``1`` one community, ``0`` every node alone (a single edge too light
+        to keep), ``-1`` not settled (Leiden must partition it).
+
+    Notes
+    -----
+    O(k). Modularity with resolution ``gamma`` scores a partition by
+    ``sum over pairs (i, j) in one community of A_ij - gamma k_i k_j / M``. Against the whole
+    component as one community, a partition of it into ``r >= 2`` parts loses
+    ``2 * sum_{a<b} (x_ab - gamma K_a K_b / M)``, where ``x_ab`` is the weight between parts.
+    The component is connected, so the parts are joined by at least ``r - 1`` of its edges
+    (``sum x_ab >= (r - 1) w``), and ``sum K_a K_b <= K^2 (1 - 1/r) / 2``; the loss is thus at
+    least ``2 (r - 1) (w - gamma K^2 / (2 r M)) >= 2 (r - 1) (w - gamma K^2 / (4 M))``. So when
+    ``gamma K^2 < 4 M w`` every split is strictly worse: the component is one community. For a
+    component of one edge (two nodes) this reads ``gamma w < M``, and otherwise the two nodes
+    alone are at least as good (equal at ``gamma w = M``, where Leiden does not move them
+    either): that case is settled both ways. Most components of a sparse account graph are
+    tiny against the whole graph and pass the test.
+
+    Examples
+    --------
+    A pair of weight 1 and a triangle, the whole graph; a heavy pair alone.
+
+    >>> settled_components(np.array([2.0, 6.0]), np.array([1.0, 1.0]), np.array([1, 3]),
+    ...                    8.0, 1.0).tolist()
+    [1, -1]
+    >>> settled_components(np.array([2.0]), np.array([1.0]), np.array([1]), 2.0, 4.0).tolist()
+    [0]
+    """
+    state = np.full(len(strength), -1, dtype=np.int8)
+    whole = resolution * strength**2 < 4.0 * total * min_weight
+    state[whole] = 1
+    state[~whole & (n_edges == 1)] = 0
+    return state
+
+
+def partition_components(
+    n_nodes: int,
+    edges: np.ndarray,
+    weights: np.ndarray,
+    *,
+    resolution: float = 1.0,
+    seed: int = 42,
+    method: Method = "igraph",
+) -> np.ndarray:
+    """Leiden communities of a weighted graph, run per connected component.
+
+    Parameters
+    ----------
+    n_nodes : int
+    edges : numpy.ndarray
+        ``(m, 2)`` integer array of node pairs.
+    weights : numpy.ndarray
+        Edge weights (positive).
+    resolution, seed, method
+        As in :func:`partition_graph`, for the modularity of the whole graph.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Community per node, ``-1`` for a node without edges; communities numbered in order of
+        their smallest node.
+
+    Notes
+    -----
+    O(n + m) to find the components; components whose best partition is known
+    (:func:`settled_components`: nearly all the small ones) are settled without Leiden.
+    Leiden runs on each other component alone with the resolution scaled by
+    ``K_c / M`` (its share of the whole graph's total strength): modularity's null model
+    divides by the whole graph's ``M``, Leiden's by the component's ``K_c``, so the
+    component's part of the objective is the same and the whole objective is the sum over
+    components (a community spanning two components only loses). Each component gets its own
+    seed, from ``seed`` and its smallest node, so its partition does not depend on the order
+    in which the components are run.
+
+    Examples
+    --------
+    Two triangles and a lonely node.
+
+    >>> partition_components(7, np.array([[0, 1], [1, 2], [0, 2], [3, 4], [4, 5], [3, 5]]),
+    ...                      np.ones(6)).tolist()
+    [0, 0, 0, 1, 1, 1, -1]
+    """
+    edges, weights = _canonical_edges(edges, weights)
+    membership = np.full(n_nodes, -1, dtype=np.int64)
+    if len(edges) == 0:
+        return membership
+    comps = _components(n_nodes, edges, weights)
+    state = settled_components(
+        comps.strength, comps.min_weight, comps.edges, comps.total, resolution
+    )
+    used = np.zeros(n_nodes, dtype=bool)
+    used[edges.ravel()] = True
+    # Settled whole: the component's label; split pairs: each node its own (n_nodes + node).
+    membership[used] = comps.label[used]
+    alone = used & (state[comps.label] == 0)
+    membership[alone] = n_nodes + np.flatnonzero(alone)
+    open_comps = np.flatnonzero(state < 0)
+    if len(open_comps):
+        offset = 2 * n_nodes
+        for nodes, sub in _leiden_per_component(
+            comps, edges, weights, open_comps, resolution, seed, method
+        ):
+            membership[nodes] = offset + sub
+            offset += int(sub.max()) + 1
+        logger.debug(
+            "communities: Leiden on %d of %d components (%d of %d nodes)",
+            len(open_comps),
+            int((comps.edges > 0).sum()),
+            int(comps.nodes[open_comps].sum()),
+            int(used.sum()),
+        )
+    membership[used] = _numbered_by_first_node(membership[used])
+    return membership
+
+
+def _leiden_per_component(
+    comps: _Components,
+    edges: np.ndarray,
+    weights: np.ndarray,
+    which: np.ndarray,
+    resolution: float,
+    seed: int,
+    method: Method,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(nodes, their communities)`` of Leiden on each component in ``which``,
+    the resolution scaled to the component's share of the total strength."""
+    order = np.argsort(comps.label, kind="stable")
+    node_start = np.r_[0, np.cumsum(comps.nodes)]
+    local = np.empty(len(comps.label), dtype=np.int64)
+    local[order] = np.arange(len(order)) - node_start[comps.label[order]]
+    edge_label = comps.label[edges[:, 0]]
+    edge_order = np.argsort(edge_label, kind="stable")
+    edge_start = np.r_[0, np.cumsum(comps.edges)]
+    for comp in which.tolist():
+        nodes = order[node_start[comp] : node_start[comp + 1]]
+        picked = edge_order[edge_start[comp] : edge_start[comp + 1]]
+        # The slice keeps the canonical order: the local numbers follow the global ones.
+        sub = _leiden(
+            len(nodes),
+            local[edges[picked]],
+            weights[picked],
+            resolution * float(comps.strength[comp]) / comps.total,
+            component_seed(seed, int(nodes[0])),
+            method,
+        )
+        yield nodes, sub
+
+
+def component_seed(seed: int, first_node: int) -> int:
+    """The seed of one component's Leiden run, from the run's seed and its smallest node.
+
+    Examples
+    --------
+    >>> component_seed(42, 7) == component_seed(42, 7) != component_seed(42, 8)
+    True
+    """
+    sequence = np.random.SeedSequence([seed % 2**63, first_node])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def with_lonely_components(
