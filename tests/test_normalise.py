@@ -439,7 +439,8 @@ def _fuzzed_addresses(n: int) -> list[str]:
             at = rng.randrange(len(exploded))
             text = exploded[:at] + rng.choice(":xg.1 ") + exploded[at + 1 :]
         elif form < 0.9:
-            text = f"::ffff:{rng.randrange(256)}.{rng.randrange(256)}.1.{rng.choice('2 02 300'.split())}"
+            last = rng.choice(["2", "02", "300"])
+            text = f"::ffff:{rng.randrange(256)}.{rng.randrange(256)}.1.{last}"
         else:
             text = address.compressed + rng.choice(["", "::", ":1", "%eth0", " "])
         out.append(text)
