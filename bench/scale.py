@@ -410,24 +410,33 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(parse_sizes(args.sizes))
     given = parse_worlds(args.world)
     Path(args.worlds).mkdir(parents=True, exist_ok=True)
-    rows = [bench_size(size, args, given) for size in sizes]
-    facts = summary(rows)
-    print(render_summary(rows, facts))
+    tag = "-".join(str(s) for s in sizes)
+    out = Path(args.out or ROOT / "bench" / "results" / f"scale-{args.scenario}-{tag}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        rows.append(bench_size(size, args, given))
+        save(out, args, rows)  # after every size: a long run stopped early keeps what it had
+    print(render_summary(rows, summary(rows)))
+    print(f"\nsaved {out}")
+    return 0
+
+
+def save(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Write the results so far (``complete`` once every size is in)."""
     result = {
         "bench": "scale",
         "scenario": args.scenario,
         "seed": args.seed,
         "behaviour": not args.no_behaviour,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "complete": len(rows) == len(parse_sizes(args.sizes)),
         "rows": rows,
-        "summary": facts,
+        "summary": summary(rows),
     }
-    tag = "-".join(str(s) for s in sizes)
-    out = Path(args.out or ROOT / "bench" / "results" / f"scale-{args.scenario}-{tag}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\nsaved {out}")
-    return 0
+    partial = out.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    partial.replace(out)
 
 
 if __name__ == "__main__":
