@@ -177,6 +177,7 @@ def _aggregate(
         # Every row is present (the usual case): no filtered copies of the columns.
         present = None
     encoded = pc.dictionary_encode(_kept(values, present))
+    del values
     if len(encoded.dictionary) == 0:
         return OBSERVATION_SCHEMA.empty_table()
     normal = pc.cast(entry.normaliser(encoded.dictionary, memo), _TEXT)
@@ -186,27 +187,39 @@ def _aggregate(
     sorted_values = normalised.dictionary.take(by_value)
     value_rank = np.empty(len(by_value), dtype=np.int64)
     value_rank[by_value.to_numpy()] = np.arange(len(by_value), dtype=np.int64)
-    row_rank = value_rank[normalised.indices.to_numpy()][encoded.indices.to_numpy()]
-    accounts = _kept(_concat([s.account_codes for s in sources]), present).to_numpy()
+    key = value_rank[normalised.indices.to_numpy()][encoded.indices.to_numpy()]
+    # The large temporaries go as soon as they are used: a kind drawn from the events
+    # handles tens of millions of rows, and this is the normalise stage's memory peak.
+    del encoded, normalised, normal, value_rank
     n_accounts = max(len(sorted_ids), 1)
-    key = row_rank * n_accounts + accounts.astype(np.int64)
+    key *= n_accounts
+    key += _kept(_concat([s.account_codes for s in sources]), present).to_numpy()
     # Ties are aggregated, so their order does not matter; the stable sort (timsort) is
     # never slower here and much faster on rows that come partly in order, as events do.
     order = np.argsort(key, kind="stable")
     key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    first = _micros(_kept(_concat([s.first for s in sources]), present))[order]
-    last = _micros(_kept(_concat([s.last for s in sources]), present))[order]
-    counts = _kept(_concat([s.counts for s in sources]), present).to_numpy()[order]
     unique_key = key[starts]
+    del key
+    first = _micros(_kept(_concat([s.first for s in sources]), present))[order]
+    first_seen = np.minimum.reduceat(first, starts)
+    if all(s.first is s.last for s in sources):  # events: one time per row
+        last_seen = np.maximum.reduceat(first, starts)
+    else:
+        del first
+        last = _micros(_kept(_concat([s.last for s in sources]), present))[order]
+        last_seen = np.maximum.reduceat(last, starts)
+        del last
+    counts = _kept(_concat([s.counts for s in sources]), present).to_numpy()[order]
+    del order
     timestamp = pa.timestamp("us", tz="UTC")
     out = pa.table(
         {
             "account_id": sorted_ids.take(pa.array(unique_key % n_accounts)),
             "kind": pa.array([entry.name], _TEXT).take(np.zeros(len(starts), dtype=np.int32)),
             "value": sorted_values.take(pa.array(unique_key // n_accounts)),
-            "first_seen": pa.array(np.minimum.reduceat(first, starts), timestamp),
-            "last_seen": pa.array(np.maximum.reduceat(last, starts), timestamp),
+            "first_seen": pa.array(first_seen, timestamp),
+            "last_seen": pa.array(last_seen, timestamp),
             "count": pa.array(np.add.reduceat(counts, starts).astype(np.int64)),
         },
         schema=OBSERVATION_SCHEMA,
