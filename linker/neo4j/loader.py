@@ -53,6 +53,8 @@ from .runner import QueryRunner, resolve_connection
 
 __all__ = [
     "ACTION_LABELS",
+    "CREATE_QUERIES",
+    "DEFAULT_CONCURRENCY",
     "GraphDigest",
     "LoadStep",
     "LoadSummary",
@@ -98,6 +100,9 @@ _STEP_SALTS = {"accounts": "accounts;action-labels/1"}
 """Salts that differ from the step's name: an account row written before accounts got their
 action label hashes differently, so the first load by this version rewrites it (and labels it)."""
 
+DEFAULT_CONCURRENCY = 2
+"""Inner transactions run at once by a load's ``CREATE`` queries (:func:`load_run`)."""
+
 ACTION_LABELS: dict[str, str] = {"suspend": "Suspend", "review": "Review"}
 """The label an ``Account`` carries besides ``Account`` for its action (none for ``none``):
 Neo4j Browser styles nodes by label, so the shipped style colours accounts by these.
@@ -132,9 +137,9 @@ class LoadStep:
 
     def cypher(self) -> str:
         """The query text, a template's labels, types and key properties filled in."""
-        if self.query == "load/identifier":
+        if self.query in ("load/identifier", "load/create_identifier"):
             return render_template(self.query, label=str(self.label))
-        if self.query == "load/relationship":
+        if self.query in ("load/relationship", "load/create_relationship"):
             assert self.end is not None
             return render_template(self.query, label=self.end[0], rel_type=str(self.rel_type))
         if self.query in ("load/delete_nodes", "load/state_nodes"):
@@ -151,6 +156,19 @@ class LoadStep:
                 end_key=key_property(self.end[0]),
             )
         return load_query(self.query)
+
+
+CREATE_QUERIES: dict[str, str] = {
+    "load/identifier": "load/create_identifier",
+    "load/relationship": "load/create_relationship",
+    "load/used_model": "load/create_used_model",
+    "load/linked": "load/create_linked",
+    "load/in_cluster": "load/create_in_cluster",
+    "load/ip_in_subnet": "load/create_ip_in_subnet",
+}
+"""The ``CREATE`` query, run ``IN CONCURRENT TRANSACTIONS``, of each ``MERGE`` query whose rows
+the incremental load may know to be new (identifier nodes and every relationship type; the
+few accounts, clusters and models always go through their ``MERGE``)."""
 
 
 def key_property(label: str) -> str:
@@ -684,9 +702,13 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 # -- schema, counts and the load ----------------------------------------------------------------
 
 
-def create_schema(runner: QueryRunner) -> int:
+def create_schema(runner: QueryRunner, *, wait: bool = True) -> int:
     """Create the constraints and indexes of ``queries/load/schema.cypher`` and one value
-    constraint per identifier label of the kind registry (idempotent).
+    constraint per identifier label of the kind registry (idempotent), in one transaction.
+
+    With ``wait`` False the call returns once the constraints are online and leaves the
+    plain indexes (``account_action``, ...: analysts' look-ups, which no write relies on)
+    to finish populating in the background.
 
     Returns
     -------
@@ -702,9 +724,11 @@ def create_schema(runner: QueryRunner) -> int:
         )[0]
         for label in kinds.neo4j_labels()
     ]
-    for statement in statements:
-        runner.run(statement, write=True)
-    runner.run(load_query("load/await_indexes"), write=True)
+    # One transaction: the new indexes are populated in one scan of the store, and the commit
+    # returns once the uniqueness constraints (which every MERGE relies on) are online.
+    runner.run_in_transaction(statements)
+    if wait:
+        runner.run(load_query("load/await_indexes"), write=True)
     return len(statements)
 
 
@@ -870,6 +894,7 @@ def load_run(
     batch_size: int = 5000,
     replace: bool = False,
     data_dir: str | os.PathLike[str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> LoadSummary:
     """Make Neo4j hold the graph of the run directory ``run_dir``, writing only what differs.
 
@@ -893,6 +918,10 @@ def load_run(
     data_dir : path, optional
         The local server's data directory, used when ``runner`` is None and ``NEO4J_URI``
         is unset.
+    concurrency : int
+        Rows known to be new (every row of a first load) are created with ``CREATE`` in
+        ``CALL { ... } IN n CONCURRENT TRANSACTIONS OF batch_size ROWS`` (Neo4j 5.21+),
+        ``n`` = ``concurrency``; 0 writes every row with ``MERGE``, one transaction per batch.
 
     Returns
     -------
@@ -924,13 +953,15 @@ def load_run(
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
+    if concurrency < 0:
+        raise InputError(f"concurrency must be 0 or more, not {concurrency}")
     from .incremental import sync_run  # it builds on this module's steps and writers
 
     prepared = prepare_load(run_dir)
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
     try:
-        summary = sync_run(active, prepared, batch_size, replace)
+        summary = sync_run(active, prepared, batch_size, replace, concurrency)
     finally:
         if own:
             active.close()
