@@ -16,7 +16,11 @@ Rows:
   row known to be new, so every identifier node and relationship goes through ``CREATE`` ``IN
   CONCURRENT TRANSACTIONS``. A throughput measure of the later-load path: a real later load
   writes only what changed, through the same queries.
-* ``peer``: the same two measurements with the code of ``--peer-tree`` (a checkout of the
+* ``later`` (with ``--previous-run``): a real later load: the previous run loaded first
+  (untimed), then ``--run-dir`` over it, writing only what changed. Its relationships are the
+  relationships the load wrote or deleted, and its time includes reading what the database
+  holds (keys and hashes) and planning.
+* ``peer``: the same measurements with the code of ``--peer-tree`` (a checkout of the
   commit before this work, run in a subprocess with that tree on ``PYTHONPATH``): the
   ``UNWIND`` ``MERGE`` loader and the bulk path as they were.
 
@@ -47,7 +51,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_TARGET = 100_000
+REL_STEPS_FIXED = {"ip_in_subnet", "in_cluster", "linked", "used_model"}
 LATER_TARGET = 50_000
+
+
+class _RelSteps:
+    def __contains__(self, step: object) -> bool:
+        return isinstance(step, str) and (step.startswith("rel_") or step in REL_STEPS_FIXED)
+
+
+REL_STEPS = _RelSteps()
+"""The load steps that write relationships (``rel_USED_IP``, ..., ``linked``)."""
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -118,9 +132,19 @@ def _measure(kind: str, run_dir: Path, args: argparse.Namespace, *, peer: bool) 
         else:
             options = {} if peer else {"concurrency": args.concurrency}
             with srv.runner() as runner:
+                if kind == "later":  # the previous run first, untimed
+                    load_run(args.previous_run, runner=runner, batch_size=args.batch_size)
                 summary = load_run(run_dir, runner=runner, batch_size=args.batch_size, **options)
-            extra = {"batches": summary.batches}
+            extra = {
+                "batches": summary.batches,
+                "rows_written": sum(summary.rows_written.values()),
+                "rows_deleted": sum(summary.rows_deleted.values()),
+                "unchanged": summary.unchanged,
+            }
     rels = sum(summary.relationships.values())
+    if kind == "later":  # the relationships this load wrote, not the graph's total
+        rels = sum(n for step, n in summary.rows_written.items() if step in REL_STEPS)
+        rels += sum(n for step, n in summary.rows_deleted.items() if step in REL_STEPS)
     return {
         "kind": kind,
         "code": "peer" if peer else "this",
@@ -142,6 +166,7 @@ def _peer(kind: str, run_dir: Path, args: argparse.Namespace) -> dict:
     cmd += ["--peer-out", str(out), "--batch-size", str(args.batch_size)]
     cmd += ["--heap", args.heap, "--pagecache", args.pagecache]
     cmd += ["--tmp", args.tmp] if args.tmp else []
+    cmd += ["--previous-run", args.previous_run] if args.previous_run else []
     subprocess.run(cmd, env=env, check=True, cwd=args.peer_tree)
     row: dict = json.loads(out.read_text())
     out.unlink()
@@ -172,6 +197,8 @@ LABELS = {
     ("bulk", "peer"): "first load: bulk, peer (before)",
     ("concurrent", "this"): "later-load path: CREATE IN CONCURRENT TRANSACTIONS, this tree",
     ("concurrent", "peer"): "later-load path: UNWIND MERGE batches, peer (before)",
+    ("later", "this"): "later load over the previous run: concurrent CREATE, this tree",
+    ("later", "peer"): "later load over the previous run: UNWIND MERGE, peer (before)",
 }
 
 
@@ -204,7 +231,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--peer-tree", help="A checkout of the peer code (default: no peer).")
     parser.add_argument("--max-load", type=float, default=4.0)
-    parser.add_argument("--only", choices=("bulk", "concurrent"), help="One kind of load only.")
+    parser.add_argument(
+        "--only", choices=("bulk", "concurrent", "later"), help="One kind of load only."
+    )
+    parser.add_argument(
+        "--previous-run",
+        help="An earlier run of the same data: adds a later load of --run-dir over it.",
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     parser.add_argument("--as-peer", help=argparse.SUPPRESS)
@@ -220,6 +253,8 @@ def main() -> None:
         Path(args.peer_out).write_text(json.dumps(row))
         return
     kinds = [args.only] if args.only else ["bulk", "concurrent"]
+    if args.previous_run and not args.only:
+        kinds.append("later")
     rows: list[dict] = []
     for kind in kinds:
         rows.append(_row(kind, run_dir, args, peer=False))
@@ -229,6 +264,11 @@ def main() -> None:
     print(f"## Neo4j load: {run_dir}\n")
     print(_table(rows))
     for r in rows:
+        if r["kind"] == "later":
+            print(
+                f"\n{r['code']} later load: {r['rows_written']:,} rows written, "
+                f"{r['rows_deleted']:,} deleted, {r['unchanged']:,} unchanged"
+            )
         if "phases" in r:
             phases = ", ".join(f"{k} {v:.1f} s" for k, v in r["phases"].items())
             print(f"\n{r['code']} bulk phases: {phases}")
