@@ -234,7 +234,13 @@ class LoadSummary:
 def _member(values: pd.Series, keys: pd.Series) -> np.ndarray:
     """``values.isin(keys)`` with Arrow's hash set (pandas converts Arrow-backed strings to
     Python objects one by one for ``isin``: seconds on a 100k-account run)."""
-    found = pc.is_in(pa.array(values, from_pandas=True), value_set=pa.array(keys, from_pandas=True))
+    try:
+        left, right = pa.array(values, from_pandas=True), pa.array(keys, from_pandas=True)
+        if left.type != right.type:  # e.g. an empty (null-typed) column
+            left = left.cast(right.type)
+        found = pc.is_in(left, value_set=right)
+    except (pa.ArrowException, TypeError):  # mixed or unusual types: pandas' own isin
+        return np.asarray(values.isin(keys).to_numpy(), dtype=bool)
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
