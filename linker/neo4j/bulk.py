@@ -190,8 +190,8 @@ def _step_table(step: LoadStep, keys: dict[str, pa.Array]) -> tuple[list[str], p
         cells[column] = _as_text_timestamps(array) if pa.types.is_timestamp(array.type) else array
     if step.label == "Account" and "action" in frame.columns:
         # The action label (:Suspend, :Review) the UNWIND loader sets: an empty field is none.
-        labels_ = frame["action"].map(ACTION_LABELS).astype("string")
-        cells[_LABEL_COLUMN] = pa.array(labels_, from_pandas=True)
+        action_labels = frame["action"].map(ACTION_LABELS).astype("string")
+        cells[_LABEL_COLUMN] = pa.array(action_labels, from_pandas=True)
         headers.append(":LABEL")
     table = pa.table(cells)
     if ends:
@@ -214,7 +214,7 @@ def _write_step(step: LoadStep, path: Path, keys: dict[str, pa.Array], compress:
     data = sink.getvalue()
     with open(path, "wb") as handle:
         if compress:
-            handle.write(zlib_gzip(data))
+            handle.write(_gzip(data))
         else:
             handle.write(data)
     # A quoted value holding a line break shows as more lines than rows (header included).
@@ -222,7 +222,7 @@ def _write_step(step: LoadStep, path: Path, keys: dict[str, pa.Array], compress:
     return bytes(raw).count(b"\n") != table.num_rows + 1 or b"\r" in raw
 
 
-def zlib_gzip(data: pa.Buffer) -> bytes:
+def _gzip(data: pa.Buffer) -> bytes:
     """``data`` as one gzip member at level 1 (fast; zlib releases the GIL while it works)."""
     return gzip.compress(memoryview(data), compresslevel=1, mtime=0)
 
