@@ -840,7 +840,7 @@ def neo4j_jars_command() -> None:
     type=click.IntRange(min=1),
     default=5000,
     show_default=True,
-    help="Rows per UNWIND transaction.",
+    help="Rows per UNWIND transaction (and per inner transaction with --concurrency).",
 )
 @click.option(
     "--replace",
@@ -855,8 +855,27 @@ def neo4j_jars_command() -> None:
     "stops the server, imports, restarts it (refused on a non-empty database without "
     "--replace).",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Create the rows known to be new with CREATE in CALL { ... } IN N CONCURRENT "
+    "TRANSACTIONS (Neo4j 5.21+); 0: every row with MERGE, one transaction per batch.",
+)
+@click.option(
+    "--compress",
+    is_flag=True,
+    help="With --bulk: write the import files gzip-compressed (slower on a 2-core machine).",
+)
 def neo4j_load_command(
-    run_dir: Path, data_dir: Path | None, batch_size: int, replace: bool, bulk: bool
+    run_dir: Path,
+    data_dir: Path | None,
+    batch_size: int,
+    replace: bool,
+    bulk: bool,
+    concurrency: int,
+    compress: bool,
 ) -> None:
     """Make Neo4j hold RUN_DIR's graph (accounts, identifiers, clusters, model use).
 
@@ -866,7 +885,7 @@ def neo4j_load_command(
     if bulk:
         from linker.neo4j.bulk import bulk_load
 
-        done = bulk_load(run_dir, data_dir=data_dir, replace=replace)
+        done = bulk_load(run_dir, data_dir=data_dir, replace=replace, compress=compress)
         click.echo(
             f"bulk-imported {done.run_dir} in {done.seconds:.1f} s "
             f"(neo4j-admin import {done.phases.get('import', 0.0):.1f} s)"
@@ -876,7 +895,15 @@ def neo4j_load_command(
         return
     from linker.neo4j.loader import load_run
 
-    _echo_load_summary(load_run(run_dir, batch_size=batch_size, replace=replace, data_dir=data_dir))
+    _echo_load_summary(
+        load_run(
+            run_dir,
+            batch_size=batch_size,
+            replace=replace,
+            data_dir=data_dir,
+            concurrency=concurrency,
+        )
+    )
 
 
 def _echo_load_summary(summary: Any) -> None:

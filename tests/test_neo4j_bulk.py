@@ -8,6 +8,7 @@ holds the UNWIND load that the bulk graph is compared with.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,9 +24,9 @@ from test_expand import write_world
 from test_neo4j_load import db_counts, expected_counts
 
 from linker.errors import LinkerError
-from linker.neo4j.bulk import bulk_load
+from linker.neo4j.bulk import bulk_load, write_import_files
 from linker.neo4j.incremental import read_held_run
-from linker.neo4j.loader import load_run
+from linker.neo4j.loader import graph_digest, load_run, prepare_load
 from linker.neo4j.runner import ConnectionSettings, QueryRunner
 from linker.neo4j.server import ServerInfo, start_server, stop_server
 from linker.pipeline import run
@@ -104,6 +105,9 @@ def test_bulk_and_unwind_loads_give_the_same_graph(
         assert _dump(bulk, NODES) == _dump(neo4j_runner, NODES)
         assert _dump(bulk, RELATIONSHIPS) == _dump(neo4j_runner, RELATIONSHIPS)
         assert _dump(bulk, SCHEMA) == _dump(neo4j_runner, SCHEMA)
+        # The canonical digest of the whole graph agrees too (integer import ids are not
+        # stored: the keys are the same string properties as the UNWIND load's).
+        assert graph_digest(bulk) == graph_digest(neo4j_runner)
         # Both record the run they hold, completely loaded; a later UNWIND load follows on.
         held, unwind_held = read_held_run(bulk), read_held_run(neo4j_runner)
         assert held is not None and held.complete and held == unwind_held
@@ -185,3 +189,23 @@ def test_bulk_load_writes_the_run_embeddings_and_their_vector_index(
     for account_id, vector in zip(embeddings["account_id"], embeddings["embedding"], strict=True):
         np.testing.assert_allclose(stored[str(account_id)], vector, rtol=1e-6)
     assert [list(row) for row in index] == [["VECTOR", ["Account"], ["embedding"]]]
+
+
+def test_compressed_import_files_hold_the_same_bytes(tmp_path: Path) -> None:
+    prepared = prepare_load(_world_run(tmp_path))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "gz").mkdir()
+    plain = write_import_files(prepared, tmp_path / "plain", workers=1)
+    packed = write_import_files(prepared, tmp_path / "gz", compress=True, workers=3)
+    assert plain.multiline and packed.multiline  # the user agent with a line break
+    assert [label for label, _ in plain.nodes] == [label for label, _ in packed.nodes]
+    assert [t for t, _ in plain.relationships] == [t for t, _ in packed.relationships]
+    for (_, a), (_, b) in zip(
+        plain.nodes + plain.relationships, packed.nodes + packed.relationships, strict=True
+    ):
+        assert b.name == a.name + ".gz"
+        assert gzip.decompress(b.read_bytes()) == a.read_bytes()
+    header = (tmp_path / "plain" / "accounts.csv").read_text().splitlines()[0]
+    assert header.startswith(":ID(Account),account_id:string,created_at:datetime,")
+    used_ip = (tmp_path / "plain" / "rel_USED_IP.csv").read_text().splitlines()[0]
+    assert used_ip.startswith(":START_ID(Account),:END_ID(IP),first_seen:datetime,")

@@ -25,19 +25,25 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from linker.errors import InputError
 from linker.queries import load_query
 
 from .loader import (
+    CREATE_QUERIES,
     EMBEDDING_HASH_COLUMN,
     HASH_COLUMN,
     LoadStep,
     LoadSummary,
     PreparedLoad,
+    _prefetched,
+    batch_parameters,
     clear_graph,
     create_schema,
     create_vector_index,
@@ -56,6 +62,7 @@ __all__ = [
     "read_held_run",
     "record_run",
     "sync_run",
+    "write_new_rows",
 ]
 
 logger = secret_safe_logger(__name__)
@@ -80,6 +87,18 @@ class StepPlan:
     upsert: LoadStep
     delete: LoadStep | None
     unchanged: int
+    new: np.ndarray | None = None
+    """One flag per ``upsert`` row: True when the row is new, its key not in the database (or
+    deleted first, being held twice); False when it changes a row the database holds."""
+
+    def split(self) -> tuple[LoadStep, LoadStep]:
+        """``upsert`` as (rows known to be new, rows that change what the database holds)."""
+        frame = self.upsert.frame
+        new = np.zeros(len(frame), dtype=bool) if self.new is None else self.new
+        return (
+            dataclasses.replace(self.upsert, frame=frame[new].reset_index(drop=True)),
+            dataclasses.replace(self.upsert, frame=frame[~new].reset_index(drop=True)),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,8 @@ class LoadPlan:
     deletions: list[LoadStep]
     upserts: list[LoadStep]
     unchanged: dict[str, int]
+    plans: list[StepPlan] = dataclasses.field(default_factory=list)
+    """Each step's plan, in load order (``upserts`` are their ``upsert`` steps)."""
 
 
 def read_held_run(runner: QueryRunner) -> HeldRun | None:
@@ -188,6 +209,7 @@ def plan_step(step: LoadStep, held: pd.DataFrame, hash_column: str | None) -> St
     if hash_column is not None and hash_column in desired.columns:
         equal = merged[_HELD].astype("Int64") == desired[hash_column].astype("Int64")
         same = same & equal.fillna(False).to_numpy(dtype=bool)
+    absent = (merged["_merge"] == "left_only").to_numpy()
     upsert = dataclasses.replace(step, frame=desired[~same].reset_index(drop=True))
     gone = held_once[keys].merge(wanted, on=keys, how="left", indicator=True)
     stale = pd.concat(
@@ -197,7 +219,8 @@ def plan_step(step: LoadStep, held: pd.DataFrame, hash_column: str | None) -> St
         ],
         ignore_index=True,
     )
-    return StepPlan(upsert, _deletion(step, stale, keys), int(same.sum()))
+    deletion = _deletion(step, stale, keys)
+    return StepPlan(upsert, deletion, int(same.sum()), new=absent[~same])
 
 
 def _deletion(step: LoadStep, stale: pd.DataFrame, keys: list[str]) -> LoadStep | None:
@@ -234,6 +257,7 @@ def plan_load(runner: QueryRunner | None, prepared: PreparedLoad) -> LoadPlan:
     props: list[LoadStep] = []
     nodes: list[LoadStep] = []
     upserts: list[LoadStep] = []
+    plans: list[StepPlan] = []
     unchanged: dict[str, int] = {}
     for step, hash_column in pairs:
         if step.rel_type is not None:
@@ -245,12 +269,113 @@ def plan_load(runner: QueryRunner | None, prepared: PreparedLoad) -> LoadPlan:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in [*step.key_columns, _HELD]})
         held = empty if runner is None else _state(runner, step, query)
         plan = plan_step(step, held, hash_column)
+        plans.append(plan)
         upserts.append(plan.upsert)
         unchanged[step.name] = plan.unchanged
         if plan.delete is not None:
             group = rels if step.rel_type is not None else props if step is embeddings else nodes
             group.append(plan.delete)
-    return LoadPlan(deletions=[*rels, *props, *nodes], upserts=upserts, unchanged=unchanged)
+    return LoadPlan(
+        deletions=[*rels, *props, *nodes], upserts=upserts, unchanged=unchanged, plans=plans
+    )
+
+
+CHUNK_BATCHES = 4
+"""Each ``IN CONCURRENT TRANSACTIONS`` query carries ``batch_size * concurrency *
+CHUNK_BATCHES`` rows: enough inner transactions to keep every worker busy, while the next
+chunk is converted to parameters."""
+
+
+def _chunks(
+    steps: list[LoadStep], rows: int
+) -> Iterator[tuple[LoadStep, int, int, dict[str, list[Any]]]]:
+    for step in steps:
+        offset = 0
+        for size, params in batch_parameters(step, rows):
+            yield step, offset, size, params
+            offset += size
+
+
+def write_new_rows(
+    runner: QueryRunner, steps: list[LoadStep], batch_size: int, concurrency: int
+) -> tuple[dict[str, int], int, int]:
+    """Create rows known to be new with ``CREATE`` ``IN CONCURRENT TRANSACTIONS``.
+
+    Parameters
+    ----------
+    runner : QueryRunner
+    steps : list of LoadStep
+        Rows whose node or relationship the database does not hold (:meth:`StepPlan.split`).
+        A step without a ``CREATE`` query (:data:`linker.neo4j.loader.CREATE_QUERIES`) is
+        written with its ``MERGE`` batches.
+    batch_size : int
+        Rows per inner transaction.
+    concurrency : int
+        Inner transactions at once (``IN n CONCURRENT TRANSACTIONS``).
+
+    Returns
+    -------
+    tuple of (dict, int, int)
+        Rows written per step, queries sent, and rows written again with ``MERGE`` because
+        their inner transaction failed (a deadlock, or a node that existed after all).
+
+    Notes
+    -----
+    Each query is one implicit transaction that commits its inner transactions as it goes, so
+    it is never re-run: the rows of the inner transactions that failed (``REPORT STATUS``)
+    are written again with the step's idempotent ``MERGE`` query, and the load converges.
+    """
+    written: dict[str, int] = {}
+    queries = 0
+    redone = 0
+    plain = [step for step in steps if step.query not in CREATE_QUERIES]
+    for name, count in write_steps(runner, plain, batch_size)[0].items():
+        written[name] = written.get(name, 0) + count
+    creatable = [step for step in steps if step.query in CREATE_QUERIES]
+    texts = {
+        s.name: dataclasses.replace(s, query=CREATE_QUERIES[s.query]).cypher() for s in creatable
+    }
+    chunk = batch_size * concurrency * CHUNK_BATCHES
+    options = {"rows": batch_size, "concurrency": concurrency}
+    for step, offset, size, params in _prefetched(_chunks(creatable, chunk)):
+        failed, errors = runner.run_autocommit(texts[step.name], {**params, **options}).rows[0]
+        queries += 1
+        written[step.name] = written.get(step.name, 0) + size
+        if failed:
+            logger.warning(
+                "%s: %d rows in failed transactions (%s); writing them with MERGE",
+                step.name,
+                len(failed),
+                "; ".join(str(e) for e in errors if e)[:300],
+            )
+            rows = step.frame.iloc[offset + np.asarray(sorted(failed), dtype=np.int64)]
+            write_steps(
+                runner, [dataclasses.replace(step, frame=rows.reset_index(drop=True))], batch_size
+            )
+            redone += len(failed)
+    return written, queries, redone
+
+
+def _write_plan(
+    runner: QueryRunner, plan: LoadPlan, batch_size: int, concurrency: int
+) -> tuple[dict[str, int], int]:
+    """Write every step's rows in load order: with ``concurrency`` 0, all in ``MERGE``
+    batches; otherwise the changed rows in ``MERGE`` batches and the new ones with
+    :func:`write_new_rows`. Returns rows written per step and the number of queries."""
+    if concurrency <= 0 or not plan.plans:
+        return write_steps(runner, plan.upserts, batch_size)
+    written: dict[str, int] = {}
+    queries = 0
+    for step_plan in plan.plans:
+        new, changed = step_plan.split()
+        for name, count in write_steps(runner, [changed], batch_size)[0].items():
+            written[name] = written.get(name, 0) + count
+        queries += -(-len(changed.frame) // batch_size)
+        counts, sent, _ = write_new_rows(runner, [new], batch_size, concurrency)
+        for name, count in counts.items():
+            written[name] = written.get(name, 0) + count
+        queries += sent
+    return written, queries
 
 
 def _begin(runner: QueryRunner, prepared: PreparedLoad) -> None:
@@ -291,7 +416,11 @@ def _unchanged_summary(runner: QueryRunner, prepared: PreparedLoad, began: float
 
 
 def sync_run(
-    runner: QueryRunner, prepared: PreparedLoad, batch_size: int, replace: bool
+    runner: QueryRunner,
+    prepared: PreparedLoad,
+    batch_size: int,
+    replace: bool,
+    concurrency: int = 0,
 ) -> LoadSummary:
     """Make the database hold ``prepared``'s graph: schema, then only the rows that differ.
 
@@ -305,6 +434,10 @@ def sync_run(
     replace : bool
         Empty the database first (then every row is written), and load even a run older
         than the one held.
+    concurrency : int
+        0: every row in ``MERGE`` batches, one transaction each. ``n`` > 0: rows known to be
+        new are created with ``CREATE`` ``IN n CONCURRENT TRANSACTIONS`` (Neo4j 5.21+;
+        :func:`write_new_rows`), the changed ones still merged.
 
     Returns
     -------
@@ -335,7 +468,7 @@ def sync_run(
         create_vector_index(runner, prepared.embedding_dimensions)
     plan = plan_load(None if replace else runner, prepared)
     deleted, delete_batches = write_steps(runner, plan.deletions, batch_size, desc="neo4j delete")
-    written, batches = write_steps(runner, plan.upserts, batch_size)
+    written, batches = _write_plan(runner, plan, batch_size, concurrency)
     _finish(runner, prepared)
     nodes, relationships = graph_counts(runner)
     return LoadSummary(

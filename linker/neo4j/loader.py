@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from linker import kinds
 from linker.engine import RunDirectory
@@ -53,6 +54,8 @@ from .runner import QueryRunner, resolve_connection
 
 __all__ = [
     "ACTION_LABELS",
+    "CREATE_QUERIES",
+    "DEFAULT_CONCURRENCY",
     "GraphDigest",
     "LoadStep",
     "LoadSummary",
@@ -98,6 +101,9 @@ _STEP_SALTS = {"accounts": "accounts;action-labels/1"}
 """Salts that differ from the step's name: an account row written before accounts got their
 action label hashes differently, so the first load by this version rewrites it (and labels it)."""
 
+DEFAULT_CONCURRENCY = 0
+"""Inner transactions run at once by a load's ``CREATE`` queries (:func:`load_run`)."""
+
 ACTION_LABELS: dict[str, str] = {"suspend": "Suspend", "review": "Review"}
 """The label an ``Account`` carries besides ``Account`` for its action (none for ``none``):
 Neo4j Browser styles nodes by label, so the shipped style colours accounts by these.
@@ -132,9 +138,9 @@ class LoadStep:
 
     def cypher(self) -> str:
         """The query text, a template's labels, types and key properties filled in."""
-        if self.query == "load/identifier":
+        if self.query in ("load/identifier", "load/create_identifier"):
             return render_template(self.query, label=str(self.label))
-        if self.query == "load/relationship":
+        if self.query in ("load/relationship", "load/create_relationship"):
             assert self.end is not None
             return render_template(self.query, label=self.end[0], rel_type=str(self.rel_type))
         if self.query in ("load/delete_nodes", "load/state_nodes"):
@@ -151,6 +157,19 @@ class LoadStep:
                 end_key=key_property(self.end[0]),
             )
         return load_query(self.query)
+
+
+CREATE_QUERIES: dict[str, str] = {
+    "load/identifier": "load/create_identifier",
+    "load/relationship": "load/create_relationship",
+    "load/used_model": "load/create_used_model",
+    "load/linked": "load/create_linked",
+    "load/in_cluster": "load/create_in_cluster",
+    "load/ip_in_subnet": "load/create_ip_in_subnet",
+}
+"""The ``CREATE`` query, run ``IN CONCURRENT TRANSACTIONS``, of each ``MERGE`` query whose rows
+the incremental load may know to be new (identifier nodes and every relationship type; the
+few accounts, clusters and models always go through their ``MERGE``)."""
 
 
 def key_property(label: str) -> str:
@@ -212,6 +231,32 @@ class LoadSummary:
 # -- reading the run directory ------------------------------------------------------------------
 
 
+def _member(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """``values.isin(keys)`` with Arrow's hash set (pandas converts Arrow-backed strings to
+    Python objects one by one for ``isin``: seconds on a 100k-account run)."""
+    try:
+        left, right = pa.array(values, from_pandas=True), pa.array(keys, from_pandas=True)
+        if left.type != right.type:  # e.g. an empty (null-typed) column
+            left = left.cast(right.type)
+        found = pc.is_in(left, value_set=right)
+    except (pa.ArrowException, TypeError):  # mixed or unusual types: pandas' own isin
+        return np.asarray(values.isin(keys).to_numpy(), dtype=bool)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _read_events(store: RunDirectory) -> pd.DataFrame:
+    """The columns of the events artefact the model steps use (not every event column)."""
+    wanted = ("account_id", "ts", "model", "requests")
+    try:
+        return store.read("events", columns=list(wanted))
+    except InputError:
+        pass
+    try:
+        return store.read("events", columns=list(wanted[:3]))
+    except InputError:  # a missing column: _read's message names it
+        return _read(store, "events", wanted[:3])
+
+
 def _read(
     store: RunDirectory, name: str, columns: tuple[str, ...], *, required: bool = True
 ) -> pd.DataFrame:
@@ -262,7 +307,7 @@ def _embedding_step(
         return None, None
     where = store.location("embeddings")
     frame = _read(store, "embeddings", ("account_id", "embedding"))[["account_id", "embedding"]]
-    orphans = ~frame["account_id"].isin(account_ids)
+    orphans = ~_member(frame["account_id"], account_ids)
     if orphans.any():
         first = frame.index[orphans][0]
         raise InputError(
@@ -323,7 +368,7 @@ def _observation_steps(
             f"{where}: column kind has unknown value(s) {', '.join(unknown)} "
             f"(registered kinds: {', '.join(registered)})"
         )
-    orphans = ~obs["account_id"].isin(account_ids)
+    orphans = ~_member(obs["account_id"], account_ids)
     if orphans.any():
         first = obs.index[orphans][0]
         raise InputError(
@@ -421,7 +466,7 @@ def _cluster_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep
     clusters = _read(store, "clusters", CLUSTER_COLUMNS)[list(CLUSTER_COLUMNS)]
     scores = _read(store, "scores", ("account_id", "cluster_id"))
     members = scores.dropna(subset=["cluster_id"]).sort_values(["cluster_id", "account_id"])
-    members = members[members["account_id"].isin(account_ids)]
+    members = members[_member(members["account_id"], account_ids)]
     extra = sorted(set(members["cluster_id"]) - set(clusters["cluster_id"].dropna()))
     if extra:
         bare = pd.DataFrame({"cluster_id": pd.Series(extra, dtype="string")})
@@ -460,13 +505,13 @@ def _model_steps(store: RunDirectory, account_ids: pd.Series) -> list[LoadStep]:
     still know that no model belongs in the graph)."""
     columns = ("account_id", "ts", "model", "requests")
     if store.has("events"):
-        events = _read(store, "events", ("account_id", "ts", "model"))
+        events = _read_events(store)
         if "requests" not in events.columns:
             events = events.assign(requests=1)
     else:
         events = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     events = events[list(columns)].dropna(subset=["model", "ts"])
-    events = events[events["account_id"].isin(account_ids)]
+    events = events[_member(events["account_id"], account_ids)]
     use = (
         events.groupby(["account_id", "model"], sort=True)
         .agg(first_seen=("ts", "min"), last_seen=("ts", "max"), requests=("requests", "sum"))
@@ -684,9 +729,13 @@ def _prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 # -- schema, counts and the load ----------------------------------------------------------------
 
 
-def create_schema(runner: QueryRunner) -> int:
+def create_schema(runner: QueryRunner, *, wait: bool = True) -> int:
     """Create the constraints and indexes of ``queries/load/schema.cypher`` and one value
-    constraint per identifier label of the kind registry (idempotent).
+    constraint per identifier label of the kind registry (idempotent), in one transaction.
+
+    With ``wait`` False the call returns once the constraints are online and leaves the
+    plain indexes (``account_action``, ...: analysts' look-ups, which no write relies on)
+    to finish populating in the background.
 
     Returns
     -------
@@ -702,9 +751,11 @@ def create_schema(runner: QueryRunner) -> int:
         )[0]
         for label in kinds.neo4j_labels()
     ]
-    for statement in statements:
-        runner.run(statement, write=True)
-    runner.run(load_query("load/await_indexes"), write=True)
+    # One transaction: the new indexes are populated in one scan of the store, and the commit
+    # returns once the uniqueness constraints (which every MERGE relies on) are online.
+    runner.run_in_transaction(statements)
+    if wait:
+        runner.run(load_query("load/await_indexes"), write=True)
     return len(statements)
 
 
@@ -870,6 +921,7 @@ def load_run(
     batch_size: int = 5000,
     replace: bool = False,
     data_dir: str | os.PathLike[str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> LoadSummary:
     """Make Neo4j hold the graph of the run directory ``run_dir``, writing only what differs.
 
@@ -893,6 +945,10 @@ def load_run(
     data_dir : path, optional
         The local server's data directory, used when ``runner`` is None and ``NEO4J_URI``
         is unset.
+    concurrency : int
+        Rows known to be new (every row of a first load) are created with ``CREATE`` in
+        ``CALL { ... } IN n CONCURRENT TRANSACTIONS OF batch_size ROWS`` (Neo4j 5.21+),
+        ``n`` = ``concurrency``; 0 writes every row with ``MERGE``, one transaction per batch.
 
     Returns
     -------
@@ -924,13 +980,15 @@ def load_run(
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
+    if concurrency < 0:
+        raise InputError(f"concurrency must be 0 or more, not {concurrency}")
     from .incremental import sync_run  # it builds on this module's steps and writers
 
     prepared = prepare_load(run_dir)
     own = runner is None
     active = runner if runner is not None else QueryRunner(resolve_connection(data_dir))
     try:
-        summary = sync_run(active, prepared, batch_size, replace)
+        summary = sync_run(active, prepared, batch_size, replace, concurrency)
     finally:
         if own:
             active.close()

@@ -250,8 +250,53 @@ class QueryRunner:
 
         return self._call(call, "query")
 
-    def _call(self, fn: Any, what: str) -> Any:
+    def run_autocommit(
+        self, query: str, parameters: Mapping[str, Any] | None = None
+    ) -> QueryResult:
+        """Run one statement in an implicit (auto-commit) transaction, never retried.
+
+        ``CALL { ... } IN [CONCURRENT] TRANSACTIONS`` needs an implicit transaction, and it
+        commits its inner transactions as it goes, so running it again after a failure could
+        write rows twice: it is not retried (the query reports its failed inner transactions).
+
+        Raises
+        ------
+        EnvironmentProblem
+            Server unreachable, or credentials rejected.
+        LinkerError
+            The server rejected the query.
+        """
+        params = dict(parameters or {})
+
+        def call() -> QueryResult:
+            with self._driver.session(database=self.connection.database) as session:
+                result = session.run(query, params)
+                keys = list(result.keys())
+                rows = [tuple(r.values()) for r in result]
+            return QueryResult(columns=keys, rows=rows)
+
+        return self._call(call, "query", attempts=1)
+
+    def run_in_transaction(self, statements: list[str]) -> None:
+        """Run ``statements`` (without parameters) in one write transaction, in order.
+
+        Schema commands in one transaction are committed together, and Neo4j populates
+        their indexes in one scan of the store instead of one scan each.
+        """
+
+        def work(tx: Any) -> None:
+            for statement in statements:
+                tx.run(statement).consume()
+
+        def call() -> None:
+            with self._driver.session(database=self.connection.database) as session:
+                session.execute_write(work)
+
+        self._call(call, "query")
+
+    def _call(self, fn: Any, what: str, *, attempts: int | None = None) -> Any:
         attempt = 0
+        max_attempts = self.max_attempts if attempts is None else attempts
         while True:
             attempt += 1
             try:
@@ -265,14 +310,14 @@ class QueryRunner:
                 ) from None
             except (Neo4jError, DriverError) as exc:
                 retryable = exc.is_retryable()
-                if retryable and attempt < self.max_attempts:
+                if retryable and attempt < max_attempts:
                     wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                     logger.info(
                         "retryable %s error (%s), attempt %d/%d, waiting %.1f s",
                         what,
                         type(exc).__name__,
                         attempt,
-                        self.max_attempts,
+                        max_attempts,
                         wait,
                     )
                     time.sleep(wait)

@@ -79,6 +79,15 @@ PASSWORD_FILE = "password"
 PID_FILE = "run/linker-neo4j.pid"
 CONSOLE_LOG = "logs/console.log"
 
+BOLT_SHUTDOWN: dict[str, str] = {
+    "internal.server.bolt.connection_shutdown_wait_time": "1s",
+    "internal.server.bolt.thread_pool_shutdown_wait_time": "1s",
+    "internal.dbms.bolt.netty_server_shutdown_quiet_period": "0",
+    "internal.dbms.bolt.netty_server_shutdown_timeout": "1s",
+}
+"""Bolt's shutdown waits (Neo4j's internal settings; defaults 5 s each). Measured on an empty
+database: ``linker neo4j stop`` 10.5 s with the defaults, 1.4 s with these."""
+
 PRIVATE_UMASK = 0o077
 """The umask of every Java process linker starts on a data directory: files 0600, dirs 0700."""
 
@@ -421,6 +430,10 @@ def _write_conf(
         # Keep small stores small: no 250 MB pre-allocated transaction log per database.
         "db.tx_log.preallocate=false",
         "db.tx_log.rotation.retention_policy=2 files",
+        # Stop in about a second, not ten: Bolt's shutdown otherwise waits out two fixed
+        # 5-second grace periods even with no connection open (the databases are closed and
+        # checkpointed before Bolt stops, so this cuts no data short).
+        *(f"{key}={value}" for key, value in BOLT_SHUTDOWN.items()),
         f"server.directories.data={home / 'data'}",
         f"server.directories.logs={home / 'logs'}",
         f"server.directories.run={home / 'run'}",
