@@ -64,7 +64,7 @@ def test_a_run_over_its_budget_warns_up_front_and_exports_the_same_list(
     tight_settings = dataclasses.replace(
         tight_settings, run=dataclasses.replace(tight_settings.run, memory_budget_gb=0.01)
     )
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="linker"):
         tight = run(world, tmp_path / "tight" / "t.csv", settings=tight_settings)
     over = [r.getMessage() for r in caplog.records if "over the memory budget" in r.getMessage()]
     assert len(over) == 1 and "GiB" in over[0] and str(world) in over[0]
