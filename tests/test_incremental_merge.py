@@ -78,3 +78,34 @@ def test_sorted_positions_find_the_columns_of_a_bipartite_graph() -> None:
     at = sorted_positions(bip.kinds, bip.values, kinds, values)
     assert (at[-3:] == -1).all()
     assert (bip.kinds[at[:-3]] == kinds[:-3]).all() and (bip.values[at[:-3]] == values[:-3]).all()
+
+
+def test_repartitioned_component_keeps_the_whole_graphs_resolution() -> None:
+    """Two triangles joined by one link, beside a heavy untouched clique: on the whole graph
+    modularity's null model is tiny there and the six accounts are one community; partitioned
+    alone with the resolution unscaled they would split in two."""
+    import numpy as np
+
+    from linker.graph.communities import ContractedGraph, partition_graph
+    from linker.graph.incremental import repartition_touched
+
+    ring = [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)]
+    heavy = [(a, b) for a in range(6, 16) for b in range(a + 1, 16)]
+    edges = np.array(ring + heavy, dtype=np.int64)
+    weights = np.r_[np.ones(len(ring)), np.full(len(heavy), 50.0)]
+    graph = ContractedGraph(
+        n_comp=16, n_hubs=0, edges=edges, weights=weights, comp_size=np.ones(16, dtype=np.int64)
+    )
+    whole = partition_graph(16, edges, weights, resolution=1.0, seed=3)
+    assert len(set(whole[:6].tolist())) == 1
+    alone = partition_graph(6, edges[: len(ring)], weights[: len(ring)], resolution=1.0, seed=3)
+    assert len(set(alone.tolist())) == 2  # what an unscaled resolution gives
+    touched = np.zeros(16, dtype=bool)
+    touched[0] = True
+    previous = np.r_[np.zeros(6, dtype=np.int64), np.ones(10, dtype=np.int64)]
+    membership, facts = repartition_touched(
+        graph, np.arange(16), touched, previous, resolution=1.0, seed=3, warm=False
+    )
+    assert facts["nodes_repartitioned"] == 6
+    assert len(set(membership[:6].tolist())) == 1
+    assert membership[0] != membership[6]

@@ -390,11 +390,16 @@ def repartition_touched(
             alone = start < 0
             start[alone] = first_free + np.arange(int(alone.sum()))
             initial = start
+        # Modularity's null model scales with the graph's total weight: the touched part,
+        # partitioned alone, gets the resolution that keeps the whole graph's objective (as
+        # the full run's per-component Leiden does).
+        total = float(np.sum(graph.weights))
+        share = float(np.sum(graph.weights[inside])) / total if total > 0 else 1.0
         sub = partition_graph(
             int(redo.sum()),
             index[graph.edges[inside]],
             graph.weights[inside],
-            resolution=resolution,
+            resolution=resolution * share,
             seed=seed,
             method=method,
             initial=initial,
