@@ -514,8 +514,30 @@ def _window_outputs(
     return state, n_out
 
 
+# word2vec's sigmoid table: σ(f) for f in [-6, 6) in _SIGMOID_STEPS steps; beyond ±6 the
+# gradient uses σ = 0 or 1 exactly.
+_MAX_EXP = 6.0
+_SIGMOID_STEPS = 4096
+
+
+def _sigmoid_table() -> np.ndarray:
+    centres = (np.arange(_SIGMOID_STEPS) + 0.5) / _SIGMOID_STEPS * 2 * _MAX_EXP - _MAX_EXP
+    return (1.0 / (1.0 + np.exp(-centres))).astype(np.float32)
+
+
 @njit(cache=True, inline="always")
-def _window_gradients(
+def _output_gradient(f: Any, label: Any, alpha: Any, sigmoid: Any) -> Any:
+    """``(label - σ(f)) · alpha``, σ from the table."""
+    if f >= _MAX_EXP:
+        return (label - np.float32(1.0)) * alpha
+    if f <= -_MAX_EXP:
+        return label * alpha
+    k = int((f + _MAX_EXP) * (_SIGMOID_STEPS / (2 * _MAX_EXP)))
+    return (label - sigmoid[min(k, _SIGMOID_STEPS - 1)]) * alpha
+
+
+@njit(cache=True, inline="always")
+def _window_step(
     syn0: Any,
     syn1: Any,
     contexts: Any,
@@ -523,62 +545,45 @@ def _window_gradients(
     outputs: Any,
     labels: Any,
     n_out: Any,
-    alpha: float,
-    grads: Any,
-) -> None:
-    """Each (context, output) pair's logistic-loss gradient, times ``alpha``, into ``grads``."""
-    dim = syn0.shape[1]
-    for a in range(n_ctx):
-        x = contexts[a]
-        for b in range(n_out):
-            y = outputs[b]
-            f = 0.0
-            for c in range(dim):
-                f += syn0[x, c] * syn1[y, c]
-            if f > 6.0:
-                grads[a, b] = (labels[b] - 1.0) * alpha
-            elif f < -6.0:
-                grads[a, b] = labels[b] * alpha
-            else:
-                grads[a, b] = (labels[b] - 1.0 / (1.0 + np.exp(-f))) * alpha
-
-
-@njit(cache=True, inline="always")
-def _apply_gradients(
-    syn0: Any,
-    syn1: Any,
-    contexts: Any,
-    n_ctx: Any,
-    outputs: Any,
-    n_out: Any,
+    alpha: Any,
+    sigmoid: Any,
     grads: Any,
     context_step: Any,
 ) -> None:
-    """Update the output vectors, then the context vectors, from one window's gradients.
+    """One window's update: every (context, output) pair's logistic-loss gradient.
 
-    The context steps are computed from the output vectors before they change, as word2vec
-    does; the context vectors change last.
+    For each context row, one pass over the outputs computes the dot product, the gradient
+    (into ``grads``) and the context's step (into ``context_step``), all in float32; then the
+    output vectors move, then the context vectors. The context steps are computed from the
+    output vectors before they change, as word2vec does.
     """
     dim = syn0.shape[1]
     for a in range(n_ctx):
+        x = syn0[contexts[a]]
+        step = context_step[a]
         for c in range(dim):
-            context_step[a, c] = 0.0
+            step[c] = np.float32(0.0)
         for b in range(n_out):
-            g = grads[a, b]
-            y = outputs[b]
+            y = syn1[outputs[b]]
+            f = np.float32(0.0)
             for c in range(dim):
-                context_step[a, c] += g * syn1[y, c]
+                f += x[c] * y[c]
+            g = _output_gradient(f, labels[b], alpha, sigmoid)
+            grads[a, b] = g
+            for c in range(dim):
+                step[c] += g * y[c]
     for b in range(n_out):
-        y = outputs[b]
+        y = syn1[outputs[b]]
         for a in range(n_ctx):
             g = grads[a, b]
-            x = contexts[a]
+            x = syn0[contexts[a]]
             for c in range(dim):
-                syn1[y, c] += g * syn0[x, c]
+                y[c] += g * x[c]
     for a in range(n_ctx):
-        x = contexts[a]
+        x = syn0[contexts[a]]
+        step = context_step[a]
         for c in range(dim):
-            syn0[x, c] += context_step[a, c]
+            x[c] += step[c]
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -596,6 +601,7 @@ def _skipgram_epoch(
     n_chunks: int,
     seed: Any,
     stream: Any,
+    sigmoid: Any,
 ) -> None:
     """One epoch of skip-gram with negative sampling over ``walks``, in place.
 
@@ -638,8 +644,19 @@ def _skipgram_epoch(
                 state, n_out = _window_outputs(
                     target, negative, neg_prob, neg_alias, outputs, labels, state
                 )
-                _window_gradients(syn0, syn1, contexts, n_ctx, outputs, labels, n_out, alpha, grads)
-                _apply_gradients(syn0, syn1, contexts, n_ctx, outputs, n_out, grads, context_step)
+                _window_step(
+                    syn0,
+                    syn1,
+                    contexts,
+                    n_ctx,
+                    outputs,
+                    labels,
+                    n_out,
+                    np.float32(alpha),
+                    sigmoid,
+                    grads,
+                    context_step,
+                )
 
 
 class _Training(NamedTuple):
@@ -681,6 +698,7 @@ def _train_numba(walks: np.ndarray, counts: np.ndarray, how: _Training) -> np.nd
     syn0 = ((rng.random(shape, dtype=np.float32) - 0.5) / how.dimensions).astype(np.float32)
     syn1 = np.zeros(shape, dtype=np.float32)
     walks = np.ascontiguousarray(walks, dtype=np.int32)
+    sigmoid = _sigmoid_table()
     for epoch, (start, end) in enumerate(_epoch_rates(how.alpha, how.min_alpha, how.epochs)):
         _skipgram_epoch(
             syn0,
@@ -696,6 +714,7 @@ def _train_numba(walks: np.ndarray, counts: np.ndarray, how: _Training) -> np.nd
             how.workers,
             np.uint64(how.seed),
             np.uint64(epoch * how.workers),
+            sigmoid,
         )
     syn0[counts == 0] = 0.0
     return syn0
