@@ -373,6 +373,53 @@ def _numpy2_aliases_for_nptyping() -> None:
             setattr(np, name, value)
 
 
+STAGES: dict[str, float] = {}
+"""Seconds per stage of ours-node2vec and ours-walks+gensim in this worker process."""
+
+
+def _ours_by_stage(
+    method: str,
+    adjacency: sp.csr_matrix,
+    p: float,
+    q: float,
+    seed: int,
+    epochs: int,
+    shape: Shape,
+) -> np.ndarray:
+    """``node2vec_embed``'s two steps, timed apart (plus loading numba's cached kernels).
+
+    ``jit``: a 2-node call that loads (or compiles) every kernel; ``walks``: graph checks,
+    CSR conversion and the walks; ``training``: skip-gram, node counts and tables included.
+    """
+    from linker.graph.embed import node2vec_walks, train_skipgram
+
+    d, r, length, k = shape
+    trainer = "numba" if method == "ours-node2vec" else "gensim"
+    start = time.perf_counter()
+    pair = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    tiny = node2vec_walks(pair, walks_per_node=1, walk_length=3, p=p, q=q, seed=seed)
+    if trainer == "numba":
+        train_skipgram(tiny, 2, dimensions=d, window=k, epochs=1, workers=WORKERS, seed=seed)
+    STAGES["jit"] = time.perf_counter() - start
+    start = time.perf_counter()
+    walks = node2vec_walks(adjacency, walks_per_node=r, walk_length=length, p=p, q=q, seed=seed)
+    STAGES["walks"] = time.perf_counter() - start
+    start = time.perf_counter()
+    vectors = train_skipgram(
+        walks,
+        adjacency.shape[0],
+        dimensions=d,
+        window=k,
+        negative=NEGATIVE,
+        epochs=epochs,
+        workers=WORKERS,
+        trainer=trainer,
+        seed=seed,
+    )
+    STAGES["training"] = time.perf_counter() - start
+    return vectors
+
+
 def _run_method(
     method: str,
     adjacency: sp.csr_matrix,
@@ -385,22 +432,7 @@ def _run_method(
     n = adjacency.shape[0]
     d, r, length, k = shape
     if method in ("ours-node2vec", "ours-walks+gensim"):
-        from linker.graph.embed import node2vec_embed
-
-        return node2vec_embed(
-            adjacency,
-            dimensions=d,
-            walks_per_node=r,
-            walk_length=length,
-            window=k,
-            p=p,
-            q=q,
-            negative=NEGATIVE,
-            epochs=epochs,
-            workers=WORKERS,
-            trainer="numba" if method == "ours-node2vec" else "gensim",
-            seed=seed,
-        )
+        return _ours_by_stage(method, adjacency, p, q, seed, epochs, shape)
     if method == "ours-fastrp":
         from linker.graph.embed import fastrp_embed
 
@@ -476,6 +508,7 @@ def worker(args: argparse.Namespace) -> None:
                 "seconds": seconds,
                 "cpu_seconds": time.process_time(),
                 "peak_rss_mib": peak_rss_mib(),
+                "stages_s": STAGES,
                 # 1-minute load average at the end of the run (2 cores, shared machine).
                 "load_average_1m": os.getloadavg()[0],
             }
@@ -705,6 +738,11 @@ def _markdown(result: dict[str, Any]) -> str:
             f"| {row['method']} | {row['seconds']:.1f} | {ratio:.2f} | "
             f"{row['peak_rss_mib']:.0f} | {' | '.join(cells)} | {len(row['runs'])} | {loads} |"
         )
+    for row in result["rows"]:
+        for run in row.get("runs", []):
+            if run.get("stages_s"):
+                stages = ", ".join(f"{k} {v:.1f} s" for k, v in run["stages_s"].items())
+                lines.append(f"\n{row['method']} by stage: {stages} (of {run['seconds']:.1f} s)")
     return "\n".join(lines)
 
 

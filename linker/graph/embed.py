@@ -35,7 +35,10 @@ from linker.errors import EnvironmentProblem, SettingsError
 from linker.settings import EmbedSettings, SkipgramTrainer
 
 try:
-    from numba import njit, prange
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without the embed extra
@@ -48,6 +51,41 @@ except ImportError:  # pragma: no cover - exercised only without the embed extra
         return wrap
 
     prange = range  # type: ignore[misc]
+
+    def _prefetch(matrix: Any, row: Any, column: Any) -> None:
+        """No-op without numba."""
+
+else:
+
+    @intrinsic  # type: ignore[misc]
+    def _prefetch(typingctx: Any, matrix: Any, row: Any, column: Any) -> Any:
+        """Ask the CPU to bring ``matrix[row, column]``'s cache line in (LLVM's prefetch).
+
+        A hint only: it changes no value. The skip-gram kernel issues it for the rows the
+        next window will read, so their memory latency overlaps this window's arithmetic.
+        """
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            array_type = sig.args[0]
+            array = context.make_array(array_type)(context, builder, args[0])
+            index = [
+                context.cast(builder, args[1], sig.args[1], types.intp),
+                context.cast(builder, args[2], sig.args[2], types.intp),
+            ]
+            pointer = cgutils.get_item_pointer(
+                context, builder, array_type, array, index, wraparound=False
+            )
+            i32 = ir.IntType(32)
+            byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
+            signature = ir.FunctionType(ir.VoidType(), [byte_pointer.type, i32, i32, i32])
+            function = cgutils.get_or_insert_function(
+                builder.module, signature, "llvm.prefetch.p0"
+            )
+            # read, locality 3 (keep in all cache levels), data cache
+            builder.call(function, [byte_pointer, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(matrix, row, column), codegen
 
 __all__ = [
     "bipartite_adjacency",
@@ -492,26 +530,34 @@ def _subsampled_walk(walks: Any, row: Any, keep: Any, sentence: Any, state: Any)
 
 
 @njit(cache=True, inline="always")
-def _window_outputs(
-    target: Any,
-    negative: int,
-    neg_prob: Any,
-    neg_alias: Any,
-    outputs: Any,
-    labels: Any,
-    state: Any,
-) -> Any:
-    """The target then up to ``negative`` negatives in ``outputs`` (labels 1, 0); the count."""
+def _draw_negatives(neg_prob: Any, neg_alias: Any, drawn: Any, syn1: Any, state: Any) -> Any:
+    """Fill ``drawn`` with negatives and prefetch their output rows; the new state."""
+    for k in range(drawn.shape[0]):
+        state, node = _draw_negative(neg_prob, neg_alias, state)
+        drawn[k] = node
+        _prefetch_row(syn1, node)
+    return state
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(matrix: Any, row: Any) -> None:
+    """Prefetch every cache line (16 float32) of ``matrix[row]``."""
+    for column in range(0, matrix.shape[1], 16):
+        _prefetch(matrix, row, column)
+
+
+@njit(cache=True, inline="always")
+def _window_outputs(target: Any, drawn: Any, outputs: Any, labels: Any) -> Any:
+    """The target then the ``drawn`` negatives other than it (labels 1, 0); the count."""
     outputs[0] = target
     labels[0] = 1.0
     n_out = 1
-    for _ in range(negative):
-        state, drawn = _draw_negative(neg_prob, neg_alias, state)
-        if drawn != target:
-            outputs[n_out] = drawn
+    for k in range(drawn.shape[0]):
+        if drawn[k] != target:
+            outputs[n_out] = drawn[k]
             labels[n_out] = 0.0
             n_out += 1
-    return state, n_out
+    return n_out
 
 
 # word2vec's sigmoid table: σ(f) for f in [-6, 6) in _SIGMOID_STEPS steps; beyond ±6 the
@@ -624,12 +670,19 @@ def _skipgram_epoch(
         sentence = np.empty(length, dtype=np.int64)
         contexts = np.empty(2 * window, dtype=np.int64)
         outputs = np.empty(negative + 1, dtype=np.int64)
+        drawn = np.empty(negative, dtype=np.int64)
         labels = np.empty(negative + 1, dtype=np.float32)
         grads = np.empty((2 * window, negative + 1), dtype=np.float32)
         context_step = np.empty((2 * window, dim), dtype=np.float32)
         for row in range(lo, hi):
             alpha = start_alpha - (start_alpha - end_alpha) * (row - lo) / span
             state, m = _subsampled_walk(walks, row, keep, sentence, state)
+            for i in range(m):
+                _prefetch_row(syn0, sentence[i])
+                _prefetch_row(syn1, sentence[i])
+            # Each window's negatives are drawn one window ahead, so their rows are on the
+            # way into the cache while the previous window trains.
+            state = _draw_negatives(neg_prob, neg_alias, drawn, syn1, state)
             for i in range(m):
                 target = sentence[i]
                 state, u = _uniform(state)
@@ -639,11 +692,10 @@ def _skipgram_epoch(
                     if j != i:
                         contexts[n_ctx] = sentence[j]
                         n_ctx += 1
+                n_out = _window_outputs(target, drawn, outputs, labels)
+                state = _draw_negatives(neg_prob, neg_alias, drawn, syn1, state)
                 if n_ctx == 0:
                     continue
-                state, n_out = _window_outputs(
-                    target, negative, neg_prob, neg_alias, outputs, labels, state
-                )
                 _window_step(
                     syn0,
                     syn1,
