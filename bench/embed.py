@@ -560,7 +560,13 @@ def _in_child(
 # --- the comparison ----------------------------------------------------------------------
 
 
-def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def compare(
+    dataset: str,
+    args: argparse.Namespace,
+    work: Path,
+    save: Any = None,
+) -> dict[str, Any]:
+    """Run every method on ``dataset``; ``save(result)`` after each method (partial results)."""
     shape, planted = SHAPE, None
     if dataset == "blogcatalog":
         adjacency, labels = load_blogcatalog(BLOGCATALOG)
@@ -587,6 +593,22 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     p, q = p if p is not None else 1.0, q if q is not None else 1.0
     sum_deg2 = float((np.diff(adjacency.indptr).astype(np.float64) ** 2).sum())
     rows: list[dict[str, Any]] = []
+    result = {
+        "dataset": dataset,
+        "nodes": n,
+        "edges": adjacency.nnz // 2,
+        "sum_deg2": sum_deg2,
+        "accounts": n_accounts,
+        "planted": planted,
+        "shape": shape._asdict(),
+        "p": p,
+        "q": q,
+        "epochs": peer_epochs,
+        "our_epochs": our_epochs,
+        "workers": WORKERS,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     methods = args.methods or [m for m in METHODS if dataset == "planted" or "FirstOrder" not in m]
     for method in methods:
         row: dict[str, Any] = {"method": method}
@@ -601,6 +623,8 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                     f"{estimate['walks']:.0f}s of walks) > budget {args.reference_budget:.0f}s"
                 )
                 rows.append(row)
+                if save:
+                    save(result)
                 continue
         repeats = 1 if method == "node2vec-pypi" else args.repeats
         runs: list[dict[str, Any]] = []
@@ -632,22 +656,9 @@ def compare(dataset: str, args: argparse.Namespace, work: Path) -> dict[str, Any
                 row[key] = float(np.mean(values))
                 row[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         rows.append(row)
-    return {
-        "dataset": dataset,
-        "nodes": n,
-        "edges": adjacency.nnz // 2,
-        "sum_deg2": sum_deg2,
-        "accounts": n_accounts,
-        "planted": planted,
-        "shape": shape._asdict(),
-        "p": p,
-        "q": q,
-        "epochs": peer_epochs,
-        "our_epochs": our_epochs,
-        "workers": WORKERS,
-        "repeats": args.repeats,
-        "rows": rows,
-    }
+        if save:
+            save(result)
+    return result
 
 
 def fastrp_world(
@@ -817,12 +828,18 @@ def main() -> None:
         return
     datasets = ["blogcatalog", "accounts"] if args.dataset == "both" else [args.dataset]
     for dataset in datasets:
-        result = compare(dataset, args, work)
-        result["meta"] = meta
         name = {"blogcatalog": dataset, "planted": f"planted-{args.planted_nodes}"}.get(
             dataset, f"accounts-{args.accounts}"
         )
-        (results_dir / f"embed-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        out = results_dir / f"embed-{name}.json"
+
+        def save(partial: dict[str, Any], out: Path = out, complete: bool = False) -> None:
+            # Written after every method, so a run cut short keeps what it measured.
+            done = {**partial, "meta": meta, "complete": complete}
+            out.write_text(json.dumps(done, indent=2) + "\n")
+
+        result = compare(dataset, args, work, save)
+        save(result, complete=True)
         print(_markdown(result) + "\n", flush=True)
 
 
