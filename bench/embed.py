@@ -1,6 +1,6 @@
 """Graph embeddings side by side: our node2vec and FastRP against the node2vec package and pecanpy.
 
-Two graphs, each in one run of this script:
+Three graphs, each in one run of this script:
 
 * **BlogCatalog** (``/work/shared/data/blogcatalog``; 10,312 nodes, 333,983 edges). Quality is
   the published protocol of node2vec's Table 2: 50% of nodes labelled, one-vs-rest logistic
@@ -16,11 +16,19 @@ Two graphs, each in one run of this script:
   ring recovery: the adjusted Rand index of KMeans (k = number of rings) on the ring
   accounts' vectors against their ``ring_id``, and the share of each ring account's 10
   nearest accounts (cosine, among all accounts) that belong to its ring.
+* **A planted partition** (issue 16, ``--dataset planted``): 100 communities of 1,000 nodes,
+  about 1M edges, a quarter of each node's edges to other communities
+  (:func:`planted_partition`, seeded by ``--seed``). d=64, r=10, l=40, window 5, p = q = 1,
+  one epoch for every implementation. Quality: Macro-F1 of a logistic regression on the
+  planted labels, half the nodes labelled. pecanpy also runs ``FirstOrderUnweighted``, its
+  mode for p = q = 1.
 
 Every method runs ``--repeats`` times (seeds ``seed``, ``seed + 1``, ...; the ``node2vec``
 package once), each time in a fresh child process (``--worker``), given the graph as CSR arrays: its
 wall time covers everything from the CSR graph in memory to the ``(n, d)`` matrix (graph
-conversion, JIT compilation, walks, training), and its peak RSS is the child's ``VmHWM``.
+conversion, JIT compilation, walks, training), its CPU seconds are the child's (all threads),
+its peak RSS is the child's ``VmHWM``, and the 1-minute load average at its end is recorded
+beside it (the machine is shared). The result JSON is written after every method.
 The ``node2vec`` package precomputes O(Σ deg²) transition tables in Python; before it runs,
 its precomputation time is estimated from a sample of 100 nodes, and it is skipped (and
 reported so) when that estimate plus a lower bound of its walk time exceeds
@@ -32,6 +40,8 @@ Usage::
     python bench/embed.py                              # the docs/embeddings.md tables
     python bench/embed.py --dataset blogcatalog --p 0.25 --q 0.25
     python bench/embed.py --dataset accounts --accounts 100000
+    python bench/embed.py --dataset planted --repeats 1      # issue 16: 100k nodes, 1M edges
+    python bench/embed.py --markdown bench/results/embed-planted-100000.json   # its table
     python bench/embed.py --fastrp-world 1000000       # FastRP on a 1M-account world
     python bench/embed.py --fastrp-world 1000000 --run-dir RUN_DIR   # ... of an existing run
 
@@ -630,21 +640,19 @@ def compare(
         runs: list[dict[str, Any]] = []
         for repeat in range(repeats):
             epochs = our_epochs if method == "ours-node2vec" else peer_epochs
-            result = _in_child(
+            run = _in_child(
                 method, graph_file, dataset, p, q, args.seed + repeat, epochs, work, shape
             )
-            vectors = result.pop("vectors")
+            vectors = run.pop("vectors")
             if dataset == "planted":
-                result["macro_f1"] = planted_macro_f1(vectors, labels)
+                run["macro_f1"] = planted_macro_f1(vectors, labels)
             elif dataset == "blogcatalog":
-                result["macro_f1"], result["micro_f1"] = macro_micro_f1(
+                run["macro_f1"], run["micro_f1"] = macro_micro_f1(
                     vectors, labels, splits=args.splits
                 )
             else:
-                result["ring_ari"], result["ring_knn10"] = ring_recovery(
-                    vectors[:n_accounts], labels
-                )
-            runs.append(result)
+                run["ring_ari"], run["ring_knn10"] = ring_recovery(vectors[:n_accounts], labels)
+            runs.append(run)
         # Seconds: the median run; quality: the mean over runs (seeds seed, seed+1, ...).
         row["runs"] = runs
         row["seconds"] = float(np.median([r["seconds"] for r in runs]))
@@ -729,14 +737,14 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{result['epochs']} epoch(s) ({result['our_epochs']} for ours-node2vec), "
         f"{result['workers']} training threads",
         "",
-        "| method | wall s (median) | × ours-node2vec | peak RSS MiB | "
+        "| method | wall s (median) | × ours-node2vec | CPU s | peak RSS MiB | "
         + " | ".join(headers[k] for k in keys)
         + " | runs | load avg (1 min, at the end of each run) |",
-        "|---|---:|---:|---:|" + "---:|" * len(keys) + "---:|---|",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(keys) + "---:|---|",
     ]
     for row in result["rows"]:
         if "skipped" in row:
-            blank = " |" * (4 + len(keys))
+            blank = " |" * (5 + len(keys))
             lines.append(f"| {row['method']} | skipped: {row['skipped']} |{blank}")
             continue
         ratio = row["seconds"] / ours["seconds"] if ours else float("nan")
@@ -745,8 +753,9 @@ def _markdown(result: dict[str, Any]) -> str:
             spread = row.get(f"{key}_sd")
             cells.append(f"{row[key]:.4f}" + (f" ± {spread:.4f}" if spread else ""))
         loads = ", ".join(f"{v:.1f}" for v in row.get("load_average_1m", []))
+        cpu = np.median([r.get("cpu_seconds", np.nan) for r in row["runs"]])
         lines.append(
-            f"| {row['method']} | {row['seconds']:.1f} | {ratio:.2f} | "
+            f"| {row['method']} | {row['seconds']:.1f} | {ratio:.2f} | {cpu:.1f} | "
             f"{row['peak_rss_mib']:.0f} | {' | '.join(cells)} | {len(row['runs'])} | {loads} |"
         )
     for row in result["rows"]:
@@ -765,6 +774,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--events-per-account", type=float, default=20.0)
     parser.add_argument("--planted-nodes", type=int, default=PLANTED_NODES)
+    parser.add_argument(
+        "--markdown", metavar="JSON", help="print the table of a saved result and stop"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--p", type=float, default=None)
     parser.add_argument("--q", type=float, default=None)
@@ -802,6 +814,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.markdown:
+        print(_markdown(json.loads(Path(args.markdown).read_text())))
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
