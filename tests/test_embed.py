@@ -24,6 +24,8 @@ from linker.graph.embed import (
     _draw_negative,
     _epoch_rates,
     _gensim_end_rate,
+    _output_gradient,
+    _sigmoid_table,
     bipartite_adjacency,
     candidate_subgraph,
     embed,
@@ -275,6 +277,62 @@ def test_skipgram_leaves_nodes_without_walk_tokens_at_zero() -> None:
     vectors = train_skipgram(walks, 3, dimensions=4, window=2, workers=1)
     assert vectors.shape == (3, 4)
     assert (vectors[2] == 0).all() and (vectors[:2] != 0).any()
+
+
+def test_skipgram_gradient_follows_the_logistic_function_and_saturates_beyond_six() -> None:
+    table = _sigmoid_table()
+    alpha = np.float32(0.5)
+    for f in np.linspace(-8.0, 8.0, 641):
+        exact = 1.0 / (1.0 + np.exp(-f))
+        for label in (np.float32(0.0), np.float32(1.0)):
+            got = _output_gradient(np.float32(f), label, alpha, table)
+            if abs(f) >= 6.0:  # word2vec: σ taken as exactly 0 or 1
+                assert got == pytest.approx((float(label) - float(f > 0)) * 0.5, abs=1e-7)
+            else:  # the table's step is 12/4096: σ' <= 1/4, so the error is <= 12/4096/4/2
+                assert got == pytest.approx((float(label) - exact) * 0.5, abs=0.5 * 3.7e-4)
+
+
+def _planted(communities: int, size: int, degree: float, mixing: float, seed: int) -> Any:
+    """A planted-partition graph as numpy draws (the bench's generator, at test size)."""
+    rng = np.random.default_rng(seed)
+    n = communities * size
+    m_in, m_out = int(n * degree * (1 - mixing) / 2), int(n * degree * mixing / 2)
+    block = rng.integers(0, communities, m_in)
+    a = block * size + rng.integers(0, size, m_in)
+    b = block * size + (a % size + rng.integers(1, size, m_in)) % size
+    c = rng.integers(0, n, m_out)
+    d = ((c // size + rng.integers(1, communities, m_out)) % communities) * size
+    d += rng.integers(0, size, m_out)
+    rows, cols = np.concatenate([a, c, b, d]), np.concatenate([b, d, a, c])
+    adjacency = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    adjacency.data[:] = 1.0
+    return adjacency, np.arange(n) // size
+
+
+def _nearest_centroid_accuracy(vectors: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    train, test = order[: len(order) // 2], order[len(order) // 2 :]
+    centroids = np.stack([unit[train][labels[train] == k].mean(axis=0) for k in range(20)])
+    predicted = np.argmax(unit[test] @ centroids.T, axis=1)
+    return float((predicted == labels[test]).mean())
+
+
+@pytest.mark.parametrize(("p", "q", "workers"), [(1.0, 1.0, 2), (1.0, 1.0, 1), (0.5, 2.0, 2)])
+def test_node2vec_recovers_planted_communities_with_a_quarter_of_edges_across(
+    p: float, q: float, workers: int
+) -> None:
+    # The bench's planted graph at 1/50 of its size: 20 communities of 100 nodes, degree 20,
+    # a quarter of each node's edges to other communities; its shape (d=64, r=10, l=40,
+    # window 5, one epoch). A random embedding would score 1/20 here.
+    adjacency, labels = _planted(20, 100, 20.0, 0.25, seed=6)
+    params: dict[str, Any] = dict(
+        dimensions=64, walks_per_node=10, walk_length=40, window=5, epochs=1, p=p, q=q
+    )
+    vectors = node2vec_embed(adjacency, workers=workers, seed=2, **params)
+    assert _nearest_centroid_accuracy(vectors, labels, seed=1) >= 0.95
+    if workers == 1:
+        assert np.array_equal(vectors, node2vec_embed(adjacency, workers=1, seed=2, **params))
 
 
 # --- FastRP ------------------------------------------------------------------------------
