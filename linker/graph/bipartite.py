@@ -62,11 +62,7 @@ class Bipartite:
 
 def _arrow_strings(values: pd.Series | pd.Index) -> pa.Array:
     """The values as one Arrow string array (zero-copy for Arrow-backed pandas strings)."""
-    strings = pd.Series(values, copy=False).astype("string[pyarrow]")
-    arr = pa.array(strings.array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr.cast(pa.string())
+    return _chunked_strings(values).combine_chunks().cast(pa.string())
 
 
 def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
@@ -87,7 +83,7 @@ def _sorted_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return codes, names
 
 
-def _chunked_strings(values: pd.Series) -> pa.ChunkedArray:
+def _chunked_strings(values: pd.Series | pd.Index) -> pa.ChunkedArray:
     """A pandas string column as an Arrow chunked array, without copying Arrow-backed data."""
     strings = pd.Series(values, copy=False).astype("string[pyarrow]")
     array = pa.array(strings.array)

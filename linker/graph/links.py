@@ -145,12 +145,13 @@ def _links_frame(
     that equals sorting the id strings themselves.
     """
     ids = pa.array(account_ids, pa.string())
+    by_id = np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)
     id_rank = np.empty(len(ids), dtype=np.int64)
-    id_rank[np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)] = np.arange(len(ids))
+    id_rank[by_id] = np.arange(len(ids))
     left, right = id_rank[keys // n], id_rank[keys % n]
     low, high = np.minimum(left, right), np.maximum(left, right)
     order = np.argsort(low * np.int64(max(len(ids), 1)) + high)
-    by_rank = ids.take(pa.array(np.argsort(id_rank)))
+    by_rank = ids.take(pa.array(by_id))
     return pd.DataFrame(
         {
             "account_a": pd.array(by_rank.take(pa.array(low[order])), dtype="string"),
