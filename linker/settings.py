@@ -290,6 +290,11 @@ class LinkSettings:
     min_cluster_size: int = 3
     """Communities with fewer accounts get no cluster id."""
 
+    confirm_membership: bool = True
+    """In a cluster with flagged members, release the members the first scoring leaves
+    unflagged and compute the cluster's evidence again without them: a cluster lists the
+    accounts its evidence implicates, not every account Leiden placed beside them."""
+
     resolution: float = 0.25
     """Resolution of the modularity objective of community detection."""
 

@@ -9,6 +9,7 @@ then what each signal says of it) and the evidence links inside clusters.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from linker.graph.peers import PeerTies, suspended_peer_ties
 from linker.graph.scoring import (
     actions,
     cluster_labels,
+    confirm_membership,
     logistic,
     shared_evidence,
     shared_value_explanations,
@@ -47,12 +49,18 @@ def _seconds(created_at: pd.Series) -> np.ndarray:
     return np.asarray(seconds.fillna(fill).to_numpy(dtype=np.float64))
 
 
-def _inputs(ctx: RunContext) -> EvidenceInputs:
-    """The evidence every signal is computed from."""
+def _n_clusters(cluster_of: np.ndarray) -> int:
+    return int(cluster_of.max()) + 1 if len(cluster_of) and cluster_of.max() >= 0 else 0
+
+
+def _inputs(ctx: RunContext, cluster_of: np.ndarray | None = None) -> EvidenceInputs:
+    """The evidence every signal is computed from, for the communities' clusters or, when
+    given, for ``cluster_of``."""
     graph: IdentifierGraph = ctx.view("graph")
     communities = ctx.frame("communities")
-    cluster_of = communities["cluster"].to_numpy(np.int64)
-    n_clusters = int(cluster_of.max()) + 1 if len(cluster_of) and cluster_of.max() >= 0 else 0
+    if cluster_of is None:
+        cluster_of = communities["cluster"].to_numpy(np.int64)
+    n_clusters = _n_clusters(cluster_of)
     linked: LinkProjection = ctx.view("projection")
     return EvidenceInputs(
         bipartite=graph.bipartite,
@@ -74,10 +82,10 @@ def _active(inputs: EvidenceInputs) -> list[Signal]:
     return [s for s in registry.all_signals() if registry.group(s.group).applies(inputs)]
 
 
-def signals(ctx: RunContext) -> Mapping[str, Any]:
-    """Every registered signal's values, score terms and the logits they add up to."""
-    settings = ctx.settings.link
-    inputs = _inputs(ctx)
+def _evidence_frames(inputs: EvidenceInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every active signal's values and score terms, and the logits they add up to: the
+    ``evidence`` (per account) and ``cluster_evidence`` (per cluster) frames."""
+    settings = inputs.settings
     active = _active(inputs)
     for s in active:
         inputs.values[s.name] = s.compute(inputs)
@@ -111,6 +119,56 @@ def signals(ctx: RunContext) -> Mapping[str, Any]:
             **cluster_columns,
         }
     )
+    return evidence, cluster_evidence
+
+
+def _engine_actions(
+    inputs: EvidenceInputs, logit: np.ndarray
+) -> tuple[np.ndarray, PeerTies | None]:
+    """Actions from the score thresholds, and the accounts suspended through ties to
+    members suspended on their own evidence."""
+    settings = inputs.settings
+    score = np.zeros(inputs.n_accounts, dtype=np.float64)
+    clustered = inputs.cluster_of >= 0
+    score[clustered] = logistic(logit[clustered])
+    action = actions(
+        score,
+        clustered,
+        suspend_at=settings.suspend_threshold,
+        review_at=settings.review_threshold,
+    )
+    ties = _peer_ties(inputs, action)
+    if ties is not None:
+        action[ties.promoted] = "suspend"
+    return action, ties
+
+
+def signals(ctx: RunContext) -> Mapping[str, Any]:
+    """Every registered signal's values, score terms and the logits they add up to, over the
+    confirmed clusters: where members are flagged, the members the first scoring leaves
+    unflagged are released and the evidence is computed again without them
+    (:func:`linker.graph.scoring.confirm_membership`; ``link.confirm_membership``)."""
+    settings = ctx.settings.link
+    inputs = _inputs(ctx)
+    evidence, cluster_evidence = _evidence_frames(inputs)
+    if not settings.confirm_membership or inputs.n_clusters == 0:
+        return {"evidence": evidence, "cluster_evidence": cluster_evidence}
+    action, _ = _engine_actions(inputs, evidence["logit"].to_numpy(np.float64))
+    confirmed = confirm_membership(
+        inputs.cluster_of, action != "none", min_size=settings.min_cluster_size
+    )
+    released = (inputs.cluster_of >= 0) & (confirmed < 0)
+    ctx.note(released_members=int(released.sum()))
+    if not released.any():
+        return {"evidence": evidence, "cluster_evidence": cluster_evidence}
+    logger.info(
+        "released %d unflagged members from clusters with flagged members; evidence again",
+        int(released.sum()),
+    )
+    inputs = dataclasses.replace(
+        inputs, cluster_of=confirmed, n_clusters=_n_clusters(confirmed), values={}
+    )
+    evidence, cluster_evidence = _evidence_frames(inputs)
     return {"evidence": evidence, "cluster_evidence": cluster_evidence}
 
 
@@ -320,8 +378,8 @@ def _account_reasons(
 def score(ctx: RunContext) -> Mapping[str, Any]:
     """Scores, actions, cluster ids, reasons and the evidence links inside clusters."""
     settings = ctx.settings.link
-    inputs = _inputs(ctx)
     evidence = ctx.frame("evidence")
+    inputs = _inputs(ctx, evidence["cluster"].to_numpy(np.int64))
     cluster_evidence = ctx.frame("cluster_evidence")
     values = registry.values_from_columns(registry.all_signals(), evidence, cluster_evidence)
     cluster_of, n_clusters = inputs.cluster_of, inputs.n_clusters
@@ -329,15 +387,7 @@ def score(ctx: RunContext) -> Mapping[str, Any]:
     score = np.zeros(inputs.n_accounts, dtype=np.float64)
     score[clustered] = logistic(evidence["logit"].to_numpy(np.float64)[clustered])
     cluster_score = logistic(cluster_evidence["logit"].to_numpy(np.float64))
-    action = actions(
-        score,
-        clustered,
-        suspend_at=settings.suspend_threshold,
-        review_at=settings.review_threshold,
-    )
-    ties = _peer_ties(inputs, action)
-    if ties is not None:
-        action[ties.promoted] = "suspend"
+    action, ties = _engine_actions(inputs, evidence["logit"].to_numpy(np.float64))
     ids = inputs.bipartite.account_ids
     first_id = (
         pd.Series(ids[clustered].astype(str))
