@@ -53,11 +53,10 @@ def test_confirm_membership_against_its_definition(
 
 @pytest.fixture(scope="module")
 def mixed_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tuning-seed scenario world where Leiden and pruning leave an innocent proxyware user
-    (score below review) in a ring's cluster, through the ring's proxy exit and a mailbox
-    stem shared by chance."""
-    out = tmp_path_factory.mktemp("tiny-rings") / "world"
-    generate_scenario("tiny_rings", 20000, 1, out, fmt="parquet")
+    """A tuning-seed scenario world where lockstep reattachment places innocent heavy users
+    (scores below review) beside a ring."""
+    out = tmp_path_factory.mktemp("camouflage") / "world"
+    generate_scenario("camouflage_high", 20000, 2, out, fmt="parquet")
     return out
 
 

@@ -589,7 +589,9 @@ def prune_weak_members(
     min_families : int, default 1
         A unit whose ties to the rest of its community come from fewer families than this
         leaves it: a VPN user who hops through a ring's proxy exits shares many addresses with
-        the ring, and nothing else.
+        the ring, and nothing else. A value only two members hold ties them only when the
+        two share values of this many families (a pair, not a group: one mailbox stem shared
+        by chance with a family beside the ring does not corroborate the proxy addresses).
     lockstep : scipy.sparse.csr_matrix, optional
         Accounts x accounts lockstep weights: acting in step with members is a tie of its
         own family (behaviour), and adds its weight to the attachment.
@@ -613,6 +615,8 @@ def prune_weak_members(
     rows, cols = coo.row[linkable], coo.col[linkable].astype(np.int64)
     n_ident = np.int64(incidence.shape[1])
     n_units = int(units.max()) + 1 if len(units) else 0
+    pairs_need_families = family is not None and min_families > 1
+    linkable_matrix = _linkable(incidence, linkable) if pairs_need_families else None
     for _ in range(passes):
         member = membership >= 0
         if not member.any():
@@ -627,6 +631,9 @@ def prune_weak_members(
         )
         # For each (unit, identifier): do members outside the unit hold it too?
         outside = comm_cnt[comm_inv[first]] > unit_cnt
+        if linkable_matrix is not None and family is not None:
+            lonely = _uncorroborated_pairs(linkable_matrix, r, comm_inv, family, min_families)
+            outside &= ~lonely[first]
         if alpha is not None:
             outside &= _owned_by(incidence, membership, alpha, membership[r[first]], c[first])
         attachment = np.bincount(
@@ -773,6 +780,45 @@ def reattach_by_lockstep(
     return out
 
 
+def _uncorroborated_pairs(
+    linkable: sp.csr_matrix,
+    rows: np.ndarray,
+    tie_index: np.ndarray,
+    family: np.ndarray,
+    min_families: int,
+) -> np.ndarray:
+    """Per (account, tie) entry, whether its tie is held by exactly two of the entries'
+    accounts who share values (``linkable`` columns) of fewer than ``min_families`` families.
+
+    ``rows[i]`` holds tie ``tie_index[i]``; a value two members hold is a pair, and a pair
+    tied by one family only is a coincidence until another family corroborates it.
+    """
+    n_ties = int(tie_index.max()) + 1 if len(tie_index) else 0
+    held = np.bincount(tie_index, minlength=n_ties)
+    lonely = np.zeros(len(tie_index), dtype=bool)
+    pair_entry = np.flatnonzero(held[tie_index] == 2)
+    if not len(pair_entry):
+        return lonely
+    order = pair_entry[np.argsort(tie_index[pair_entry], kind="stable")]
+    first, second = rows[order[0::2]], rows[order[1::2]]
+    shared = linkable[first].multiply(linkable[second]).tocsr()
+    by_family = sp.csr_matrix(
+        (np.ones(len(family)), (np.arange(len(family)), family.astype(np.int64))),
+        shape=(len(family), int(family.max()) + 1),
+    )
+    few = np.diff((shared @ by_family).tocsr().indptr) < min_families
+    lonely[order[0::2][few]] = True
+    lonely[order[1::2][few]] = True
+    return lonely
+
+
+def _linkable(incidence: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    coo = incidence.tocoo()
+    return sp.csr_matrix(
+        (np.ones(int(keep.sum())), (coo.row[keep], coo.col[keep])), shape=incidence.shape
+    )
+
+
 def split_disconnected(
     incidence: sp.csr_matrix,
     membership: np.ndarray,
@@ -780,6 +826,8 @@ def split_disconnected(
     units: np.ndarray,
     *,
     lockstep: sp.csr_matrix | None = None,
+    family: np.ndarray | None = None,
+    min_families: int = 1,
 ) -> np.ndarray:
     """Split every community into the parts its own evidence connects.
 
@@ -804,6 +852,13 @@ def split_disconnected(
         Strong-link component per account (:func:`components_over`): never split.
     lockstep : scipy.sparse.csr_matrix, optional
         Accounts x accounts lockstep pairs; a pair inside one community ties it.
+    family : numpy.ndarray of int, optional
+        Per identifier, its kind's family (:mod:`linker.kinds`).
+    min_families : int, default 1
+        A value that only two members hold is a pair, not a group: it joins the two only when
+        the values they share come from at least this many families. One shared mailbox stem
+        is a coincidence between a ring's proxy user and a family until another family
+        corroborates it; a reserve account on a member's device and signup IP is not.
 
     Returns
     -------
@@ -844,6 +899,13 @@ def split_disconnected(
     holders = np.concatenate([rows, np.flatnonzero(member)])
     tie, tie_index = np.unique(keys, return_inverse=True)
     n_ties = len(tie)
+    if family is not None and min_families > 1:
+        n_values = len(rows)
+        lonely = _uncorroborated_pairs(
+            _linkable(incidence, keep), rows, tie_index[:n_values], family, min_families
+        )
+        stays = np.r_[~lonely, np.ones(len(tie_index) - n_values, dtype=bool)]
+        holders, tie_index = holders[stays], tie_index[stays]
     edges_a = [holders]
     edges_b = [n_acc + tie_index]
     if lockstep is not None and lockstep.nnz:

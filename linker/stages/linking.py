@@ -330,7 +330,15 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             alpha=settings.public_alpha,
             majority=settings.public_majority,
         )
-    community = split_disconnected(bip.matrix, community, graph.weights, strong, lockstep=lock)
+    community = split_disconnected(
+        bip.matrix,
+        community,
+        graph.weights,
+        strong,
+        lockstep=lock,
+        family=kinds.family_codes(bip.kinds),
+        min_families=settings.min_attachment_families,
+    )
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
