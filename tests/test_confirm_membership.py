@@ -97,3 +97,20 @@ def test_unflagged_members_leave_flagged_clusters(mixed_world: Path, tmp_path: P
     manifest = json.loads((tmp_path / "on.run" / "manifest.json").read_text())
     facts = json.dumps(manifest)
     assert '"released_members": ' + str(len(stray)) in facts
+
+
+def test_a_chance_stem_carries_no_family_into_a_ring(tmp_path: Path) -> None:
+    """The tuning world where a proxyware user on a ring's proxy exit shared a mailbox stem
+    with a family's payer: the family (on one device and home IP) went into the ring's
+    cluster and was flagged for review on values that counted as the cluster's."""
+    world = tmp_path / "world"
+    generate_scenario("tiny_rings", 20000, 2, world, fmt="parquet")
+    everyone = _everyone(world, tmp_path / "all.csv")
+    labels = pd.read_parquet(world / "labels.parquet")
+    frame = everyone.merge(labels, on="account_id")
+    clustered = frame[frame["cluster_id"] != ""]
+    ring = clustered["ring_id"].notna()
+    per = clustered.assign(ring=ring).groupby("cluster_id")["ring"].agg(["sum", "size"])
+    assert not ((per["sum"] > 0) & (per["sum"] < per["size"])).any()
+    flagged_innocent = frame[(frame["action"] != "none") & frame["ring_id"].isna()]
+    assert flagged_innocent.empty

@@ -51,16 +51,28 @@ def test_an_uncorroborated_pair_does_not_join_a_family_to_a_ring() -> None:
     assert set(split_disconnected(incidence(), everyone, WEIGHTS, units).tolist()) == {0}
 
 
-def test_a_member_tied_by_one_family_and_an_uncorroborated_pair_leaves() -> None:
+def test_once_the_family_is_split_off_the_proxy_user_has_one_family_and_leaves() -> None:
+    """The communities stage's order: prune, split, prune again."""
+
+    def prune(membership: np.ndarray) -> np.ndarray:
+        return prune_weak_members(
+            incidence(),
+            membership,
+            WEIGHTS,
+            np.arange(10),
+            min_attachment=1.0,
+            family=FAMILY,
+            min_families=2,
+        )
+
     everyone = np.zeros(10, dtype=np.int64)
-    kept = prune_weak_members(
-        incidence(),
-        everyone,
-        WEIGHTS,
-        np.arange(10),
-        min_attachment=1.0,
-        family=FAMILY,
-        min_families=2,
+    # Pruning alone keeps the proxy user: its chance stem with the family's payer is a
+    # second family.
+    assert prune(everyone)[5] == 0
+    split = split_disconnected(
+        incidence(), prune(everyone), WEIGHTS, np.arange(10), family=FAMILY, min_families=2
     )
-    assert kept[5] != 0  # the proxyware user: proxy addresses only, once the pair is set aside
-    assert (kept[[0, 1, 2, 3, 4, 9]] == 0).all()  # the reserve: device and signup IP, 2 families
+    kept = prune(split)
+    assert kept[5] != 0  # proxy addresses only, once the family is split off
+    assert (kept[[0, 1, 2, 3, 4, 9]] == 0).all()  # the reserve: device and signup IP
+    assert len(set(kept[[6, 7, 8]].tolist())) == 1 and kept[6] not in (0, -1)

@@ -589,9 +589,7 @@ def prune_weak_members(
     min_families : int, default 1
         A unit whose ties to the rest of its community come from fewer families than this
         leaves it: a VPN user who hops through a ring's proxy exits shares many addresses with
-        the ring, and nothing else. A value only two members hold ties them only when the
-        two share values of this many families (a pair, not a group: one mailbox stem shared
-        by chance with a family beside the ring does not corroborate the proxy addresses).
+        the ring, and nothing else.
     lockstep : scipy.sparse.csr_matrix, optional
         Accounts x accounts lockstep weights: acting in step with members is a tie of its
         own family (behaviour), and adds its weight to the attachment.
@@ -615,8 +613,6 @@ def prune_weak_members(
     rows, cols = coo.row[linkable], coo.col[linkable].astype(np.int64)
     n_ident = np.int64(incidence.shape[1])
     n_units = int(units.max()) + 1 if len(units) else 0
-    pairs_need_families = family is not None and min_families > 1
-    linkable_matrix = _linkable(incidence, linkable) if pairs_need_families else None
     for _ in range(passes):
         member = membership >= 0
         if not member.any():
@@ -631,9 +627,6 @@ def prune_weak_members(
         )
         # For each (unit, identifier): do members outside the unit hold it too?
         outside = comm_cnt[comm_inv[first]] > unit_cnt
-        if linkable_matrix is not None and family is not None:
-            lonely = _uncorroborated_pairs(linkable_matrix, r, comm_inv, family, min_families)
-            outside &= ~lonely[first]
         if alpha is not None:
             outside &= _owned_by(incidence, membership, alpha, membership[r[first]], c[first])
         attachment = np.bincount(

@@ -308,18 +308,37 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             ),
             shape=(n_acc, n_acc),
         )
-    community = prune_weak_members(
-        bip.matrix,
-        community,
-        graph.weights,
-        strong,
-        min_attachment=settings.min_attachment,
-        relative_attachment=settings.relative_attachment,
-        family=kinds.family_codes(bip.kinds),
-        min_families=settings.min_attachment_families,
-        lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
-        alpha=settings.public_alpha,
-    )
+    family = kinds.family_codes(bip.kinds)
+
+    def prune(membership: np.ndarray) -> np.ndarray:
+        return prune_weak_members(
+            bip.matrix,
+            membership,
+            graph.weights,
+            strong,
+            min_attachment=settings.min_attachment,
+            relative_attachment=settings.relative_attachment,
+            family=family,
+            min_families=settings.min_attachment_families,
+            lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
+            alpha=settings.public_alpha,
+        )
+
+    def split(membership: np.ndarray) -> np.ndarray:
+        return split_disconnected(
+            bip.matrix,
+            membership,
+            graph.weights,
+            strong,
+            lockstep=lock,
+            family=family,
+            min_families=settings.min_attachment_families,
+        )
+
+    # Pruned, split where only a pair's lone coincidence joined two groups, and pruned again:
+    # a member that kept its second family through such a pair (a proxyware user's mailbox
+    # stem shared with a family) no longer has it once the family is split off.
+    community = prune(split(prune(community)))
     if lock is not None:
         # Lockstep pairs do not reshape communities (a batch job in step with a ring must
         # not be pulled into it); they bring back accounts that pruning left outside.
@@ -330,15 +349,7 @@ def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) 
             alpha=settings.public_alpha,
             majority=settings.public_majority,
         )
-    community = split_disconnected(
-        bip.matrix,
-        community,
-        graph.weights,
-        strong,
-        lockstep=lock,
-        family=kinds.family_codes(bip.kinds),
-        min_families=settings.min_attachment_families,
-    )
+    community = split(community)
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
