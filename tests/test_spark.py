@@ -7,6 +7,7 @@ test` installs the ``spark`` extra, so there they run.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from linker.cli import cli
 from linker.engine.spark import pyspark_available
 from linker.errors import SettingsError
 from linker.graph.behaviour import account_totals, event_codes
+from linker.graph.bipartite import IdentifierGraph, build_bipartite
+from linker.graph.communities import components_over
 from linker.settings import load_settings
 from linker.synth import generate_world
 
@@ -163,7 +166,7 @@ def test_run_on_spark_gives_the_embedded_takedown_list(
     _run(world, remote, "--engine", "spark", "--spark-master", "local[2]")
     assert local.read_bytes() == remote.read_bytes()
     assert len(local.read_text().splitlines()) > 1, "the world must flag someone"
-    for name in ("behaviour", "lockstep"):
+    for name in ("behaviour", "lockstep", "communities"):
         a = pd.read_parquet(tmp_path / "local.run" / f"{name}.parquet")
         b = pd.read_parquet(tmp_path / "spark.run" / f"{name}.parquet")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -176,3 +179,81 @@ def test_run_on_spark_gives_the_embedded_takedown_list(
     facts = manifests[1]["stages"]["behaviour"]["facts"]
     assert facts["on_driver"] == ["pivot", "lockstep"] and facts["spark_seconds"] > 0
     assert "spark_seconds" not in manifests[0]["stages"]["behaviour"]["facts"]
+    facts = manifests[1]["stages"]["communities"]["facts"]
+    assert facts["strong_rounds"] >= 0 and facts["spark_seconds"] > 0
+    assert "strong_rounds" not in manifests[0]["stages"]["communities"]["facts"]
+    communities = pd.read_parquet(tmp_path / "spark.run" / "communities.parquet")
+    assert (communities["customer"].value_counts() > 1).any(), "some customer pays for two"
+
+
+def _chain_edges(rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Long chains (the worst case for the rounds), in label order and shuffled, with
+    duplicates, reversed duplicates, self-loops, a node with only a self-loop and a tree."""
+    ordered = np.arange(120)
+    shuffled = rng.permutation(80) + 1000
+    tree = [(2000 + i, 2000 + (i - 1) // 2) for i in range(1, 31)]
+    edges = [*itertools.pairwise(ordered), *itertools.pairwise(shuffled), *tree]
+    edges += [(5, 4), (4, 5), (1000, 1000), (9000, 9000), (3000, 3001)]
+    return [(int(a), int(b)) for a, b in edges]
+
+
+@needs_spark
+@pytest.mark.spark
+def test_star_components_are_the_connected_components_on_long_chains(spark: Any) -> None:
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from linker.graph.spark_components import star_components
+
+    edges = _chain_edges(np.random.default_rng(7))
+    found = star_components(spark.createDataFrame(edges, ["src", "dst"]))
+    got = found.frame.toPandas()
+    pairs = np.array([e for e in edges if e[0] != e[1]])
+    n = int(pairs.max()) + 1
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    nodes = np.unique(pairs)
+    smallest = pd.Series(nodes).groupby(label[nodes]).transform("min").to_numpy()
+    assert dict(zip(got["node"], got["component"], strict=True)) == dict(
+        zip(nodes.tolist(), smallest.tolist(), strict=True)
+    )
+    assert len(got) == len(nodes)  # one row per node; 9000 has only a self-loop
+    # A chain of 120 needs several rounds, and fewer than log2(n)^2 (Kiveris et al.).
+    assert 2 <= found.rounds <= int(np.ceil(np.log2(len(nodes)))) ** 2
+
+
+@needs_spark
+@pytest.mark.spark
+def test_spark_identifier_components_equal_components_over(spark: Any) -> None:
+    from linker.graph.spark_components import identifier_components, labels_in_order
+
+    rng = np.random.default_rng(11)
+    names = [f"acc-{i:03d}" for i in rng.permutation(150)]
+    # A chain of 100 accounts through cards, in shuffled id order; pairs through emails; a
+    # super-node card that would join everyone; a card of an unknown account; IPs (not strong).
+    rows = [(names[i], "card", f"c{i}") for i in range(99)]
+    rows += [(names[i + 1], "card", f"c{i}") for i in range(99)]
+    rows += [(names[100 + i], "email", f"e{i // 2}") for i in range(40)]
+    rows += [(name, "card", "public") for name in names]
+    rows += [("ghost", "card", "c5"), ("ghost", "card", "g"), (names[140], "card", "g")]
+    rows += [(names[141 + i % 2], "ip", "10.0.0.1") for i in range(2)]
+    rows += [(names[145], "email", None)]
+    observations = pd.DataFrame(rows, columns=["account_id", "kind", "value"])
+    account_ids = pd.Series(sorted(names), dtype="string")
+    bip = build_bipartite(account_ids, observations)
+    public = (bip.values == "public") & (bip.kinds == "card")
+    identifiers = pd.DataFrame(
+        {"kind": bip.kinds, "value": bip.values, "weight": 1.0, "is_supernode": public}
+    )
+    graph = IdentifierGraph.of(bip, identifiers)
+    expected = components_over(bip.matrix, graph.columns_of(["card", "email"]))
+    found = identifier_components(
+        spark.createDataFrame(observations.sample(frac=1.0, random_state=1)),
+        ["card", "email"],
+        accounts=spark.createDataFrame(account_ids.to_frame("account_id")),
+        excluded=spark.createDataFrame(identifiers[public][["kind", "value"]]),
+    )
+    got = labels_in_order(found.frame.toPandas(), account_ids)
+    np.testing.assert_array_equal(got, expected)
+    assert np.bincount(expected).max() == 100  # the chain, not cut and not joined to all
+    assert found.rounds >= 2

@@ -67,6 +67,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         writes=("communities",),
         run=linking.communities,
         settings=("link",),
+        engines={"spark": spark.communities},
         doc="strong-link components contracted, Leiden, weak members pruned",
     ),
     Stage(
