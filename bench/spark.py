@@ -4,8 +4,11 @@ Runs ``linker run`` on DATA_DIR with the embedded engine, then with ``--engine s
 (``local[N]``), checks that the two takedown lists are byte-identical and the ``behaviour``
 artefacts equal, and prints each run's per-stage seconds side by side with the Spark
 behaviour stage's split: session start, the Spark job (per-account totals), and the driver's
-part (event codes for the model pivot and the lockstep pairs). Saves the figures in
-``bench/results/spark-<name>.json``.
+part (event codes for the model pivot and the lockstep pairs), and the communities stage's
+(the strong-link and customer components by large-star / small-star in Spark, and their
+rounds). After the runs, on the warm session, it times the two parts that moved against their
+embedded peers on the same files: the per-account totals, and the strong-link components.
+Saves the figures in ``bench/results/spark-<name>.json``.
 
 Usage::
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -27,6 +31,28 @@ from linker.pipeline import run
 from linker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _jvm_cpu_seconds() -> float:
+    """CPU seconds of the local Spark JVM (the py4j gateway's process and its finished
+    children), 0 before it starts or when it is not a local process."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if proc is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / ticks
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and the Spark JVM it started."""
+    return time.process_time() + _jvm_cpu_seconds()
 
 
 def _totals_warm(run_dir: Path) -> dict[str, float]:
@@ -52,6 +78,45 @@ def _totals_warm(run_dir: Path) -> dict[str, float]:
     return {"embedded_seconds": round(embedded, 2), "spark_seconds": round(seconds, 2)}
 
 
+def _components_warm(run_dir: Path, kinds: tuple[str, ...]) -> dict[str, float]:
+    """The strong-link components again, on the warm session: Spark's large-star /
+    small-star against the embedded incidence matrix and scipy, same artefact files."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    from linker.graph.bipartite import IdentifierGraph, build_bipartite
+    from linker.graph.communities import components_over
+    from linker.graph.spark_components import identifier_components, labels_in_order
+
+    files = {name: run_dir / f"{name}.parquet" for name in ("observations", "identifiers")} | {
+        "accounts": run_dir / "tables" / "accounts.parquet"
+    }
+    began = time.perf_counter()
+    accounts = pd.read_parquet(files["accounts"], columns=["account_id"])
+    ids = accounts["account_id"].astype("string").sort_values().reset_index(drop=True)
+    bip = build_bipartite(ids, pd.read_parquet(files["observations"]))
+    graph = IdentifierGraph.of(bip, pd.read_parquet(files["identifiers"]))
+    expected = components_over(bip.matrix, graph.columns_of(kinds))
+    embedded = time.perf_counter() - began
+    spark = SparkSession.getActiveSession()
+    began = time.perf_counter()
+    found = identifier_components(
+        spark.read.parquet(str(files["observations"])),
+        kinds,
+        accounts=spark.read.parquet(str(files["accounts"])),
+        excluded=spark.read.parquet(str(files["identifiers"])).where(F.col("is_supernode")),
+    )
+    got = labels_in_order(found.frame.toPandas(), ids)
+    seconds = time.perf_counter() - began
+    assert (got == expected).all(), "Spark's components differ from the embedded ones"
+    return {
+        "embedded_seconds": round(embedded, 2),
+        "spark_seconds": round(seconds, 2),
+        "rounds": found.rounds,
+        "components_over_one": int((pd.Series(expected).value_counts() > 1).sum()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
@@ -66,24 +131,35 @@ def main() -> None:
         outs = {}
         for engine in ("local", "spark"):
             out = Path(tmp) / f"{engine}.csv"
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _cpu_seconds()
             result = run(args.data_dir, out, settings=settings, engine=engine)
-            wall = time.perf_counter() - began
+            wall, cpu = time.perf_counter() - began, _cpu_seconds() - cpu
             stages = result.manifest["stages"]
             figures[engine] = {
                 "wall_seconds": round(wall, 2),
+                "cpu_seconds": round(cpu, 2),
                 "stages": {name: stage["seconds"] for name, stage in stages.items()},
                 "behaviour_facts": stages["behaviour"]["facts"],
+                "communities_facts": stages["communities"]["facts"],
             }
             outs[engine] = out
         same_export = outs["local"].read_bytes() == outs["spark"].read_bytes()
         a = pd.read_parquet(Path(tmp) / "local.run" / "behaviour.parquet")
         b = pd.read_parquet(Path(tmp) / "spark.run" / "behaviour.parquet")
         same_behaviour = a.equals(b)
+        a = pd.read_parquet(Path(tmp) / "local.run" / "communities.parquet")
+        b = pd.read_parquet(Path(tmp) / "spark.run" / "communities.parquet")
+        same_communities = a.equals(b)
         figures["totals_warm"] = _totals_warm(Path(tmp) / "spark.run")
+        figures["components_warm"] = _components_warm(
+            Path(tmp) / "spark.run", settings.link.strong_kinds
+        )
     print(f"world: {args.data_dir}  master: {args.master}  partitions: {args.partitions}")
     print(f"machine: {platform.machine()}, {platform.python_version()}")
-    print(f"same takedown list: {same_export}; same behaviour artefact: {same_behaviour}")
+    print(
+        f"same takedown list: {same_export}; same behaviour artefact: {same_behaviour}; "
+        f"same communities artefact: {same_communities}"
+    )
     print(f"{'stage':<14}{'embedded s':>12}{'spark s':>10}")
     for name, seconds in figures["local"]["stages"].items():  # type: ignore[union-attr]
         other = figures["spark"]["stages"][name]  # type: ignore[index]
@@ -91,8 +167,11 @@ def main() -> None:
     print(
         f"{'wall':<14}{figures['local']['wall_seconds']:>12}{figures['spark']['wall_seconds']:>10}"
     )
+    print(f"{'cpu':<14}{figures['local']['cpu_seconds']:>12}{figures['spark']['cpu_seconds']:>10}")
     print("spark behaviour split:", json.dumps(figures["spark"]["behaviour_facts"]))
+    print("spark communities split:", json.dumps(figures["spark"]["communities_facts"]))
     print("totals again, warm session (read + totals):", json.dumps(figures["totals_warm"]))
+    print("strong components again, warm session:", json.dumps(figures["components_warm"]))
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     target = results / f"spark-{args.data_dir.name}.json"
@@ -102,8 +181,10 @@ def main() -> None:
                 "data_dir": str(args.data_dir),
                 "master": args.master,
                 "partitions": args.partitions,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "same_export": same_export,
                 "same_behaviour": same_behaviour,
+                "same_communities": same_communities,
                 **figures,
             },
             indent=2,

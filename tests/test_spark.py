@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ needs_spark = pytest.mark.skipif(
 def spark() -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need linker's venv
     session = (
         SparkSession.builder.master("local[2]")
         .appName("linker-tests")
@@ -166,7 +169,7 @@ def test_run_on_spark_gives_the_embedded_takedown_list(
     _run(world, remote, "--engine", "spark", "--spark-master", "local[2]")
     assert local.read_bytes() == remote.read_bytes()
     assert len(local.read_text().splitlines()) > 1, "the world must flag someone"
-    for name in ("behaviour", "lockstep", "communities"):
+    for name in ("observations", "behaviour", "lockstep", "communities"):
         a = pd.read_parquet(tmp_path / "local.run" / f"{name}.parquet")
         b = pd.read_parquet(tmp_path / "spark.run" / f"{name}.parquet")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -179,6 +182,7 @@ def test_run_on_spark_gives_the_embedded_takedown_list(
     facts = manifests[1]["stages"]["behaviour"]["facts"]
     assert facts["on_driver"] == ["pivot", "lockstep"] and facts["spark_seconds"] > 0
     assert "spark_seconds" not in manifests[0]["stages"]["behaviour"]["facts"]
+    assert manifests[1]["stages"]["normalise"]["facts"]["spark_seconds"] > 0
     facts = manifests[1]["stages"]["communities"]["facts"]
     assert facts["strong_rounds"] >= 0 and facts["spark_seconds"] > 0
     assert "strong_rounds" not in manifests[0]["stages"]["communities"]["facts"]
@@ -257,3 +261,60 @@ def test_spark_identifier_components_equal_components_over(spark: Any) -> None:
     np.testing.assert_array_equal(got, expected)
     assert np.bincount(expected).max() == 100  # the chain, not cut and not joined to all
     assert found.rounds >= 2
+
+
+_AWKWARD = {
+    "accounts.csv": """account_id,created_at,email,signup_ip,device_id,country,billing_customer_id
+a,2026-01-01T00:00:00Z,J.Doe+promo@GoogleMail.com,10.1.2.3,Dev-1,de,cust-1
+b,2026-01-02T08:00:00+02:00,jdoe@gmail.com,2001:DB8::1,dev-1 ,DE,cust-1
+c,2026-01-03,Ünïcode.Name42@Exämple.org,,ＤＥＶ-2,fr,
+d,2026-01-04T00:00:00Z,,10.1.2.200,,,cust-2
+e,2026-01-05T00:00:00Z,anna.lee1987@gmail.com,,dev-2,us,
+""",
+    "payments.csv": """account_id,payment_fingerprint,card_bin,billing_country,added_at
+a,FP-1,411111,DE,2026-01-10T00:00:00Z
+b,fp-1 ,411111,DE,
+c,fp-2,55555555,FR,2026-01-11T00:00:00Z
+c,fp-2,55555555,FR,2026-01-12T00:00:00Z
+""",
+    "events.csv": "account_id,ts,ip,device_id,user_agent,model,requests,input_tokens,"
+    """output_tokens,prompt_fingerprint
+a,2026-01-20T10:00:00Z,10.1.2.3,dev-1,Mozilla/5.0 (X11; Linux) Chrome/120.0.1,m1,3,10,20,P1
+a,2026-01-21T10:00:00Z,10.1.2.3,dev-1,Mozilla/5.0 (X11; Linux) Chrome/121.0.2,m1,,10,20,p1
+b,2026-01-20T11:00:00Z,2001:db8:0:0::1,,python-requests/2.31,m1,7,,,p1
+d,2026-01-22T00:00:00Z,,dev-9,,m2,1,1,1,
+e,2026-01-19T00:00:00Z,10.1.3.4,ＤＥＶ-2,curl/8.0,m2,2,1,1,p2
+""",
+}
+
+
+@needs_spark
+@pytest.mark.spark
+def test_spark_observations_equal_the_embedded_ones(spark: Any, tmp_path: Path) -> None:
+    from linker.io.validate import validate_dataset
+    from linker.observations import build_observations, observation_frame
+    from linker.spark_observations import spark_observations
+
+    for name, text in _AWKWARD.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    tables = validate_dataset(tmp_path, observations=False).tables
+    expected = build_observations(tables)
+    frames = {
+        name: spark.createDataFrame(
+            pa.Table.from_pandas(frame.sample(frac=1.0, random_state=5), preserve_index=False)
+        )
+        for name, frame in tables.items()
+    }
+    got = observation_frame(spark_observations(frames).toArrow())
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # The awkward values did reach the normalisers: shared mailbox, device, payment, subnet.
+    shared = expected.groupby(["kind", "value"])["account_id"].nunique()
+    for kind, value in [
+        ("mailbox", "jdoe@gmail.com"),
+        ("device", "dev-1"),
+        ("device", "ｄｅｖ-2"),  # from accounts and events, non-ASCII
+        ("payment", "fp-1"),
+        ("signup_subnet", "10.1.2.0/24"),
+    ]:
+        assert shared[(kind, value)] == 2
+    assert not (expected["value"] == "").any()

@@ -40,6 +40,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         optional=_EVENTS,
         writes=("observations",),
         run=ingest.normalise,
+        engines={"spark": spark.normalise},
         doc="every identifier of every account, normalised (the graph's edges)",
     ),
     Stage(

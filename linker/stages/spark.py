@@ -18,8 +18,12 @@ customer_kinds``) are found by Spark with large-star / small-star
 its labels are the embedded engine's (:func:`~linker.graph.spark_components.labels_in_order`).
 Contraction, Leiden and pruning then run on the driver as on the embedded engine.
 
-Only this module, :mod:`linker.graph.spark_components` and :mod:`linker.engine.spark` import
-``pyspark``, inside functions.
+``normalise``: the observations table is built by Spark from the validated tables' Parquet
+files (:func:`~linker.spark_observations.spark_observations`: each kind's normaliser runs in
+the executors, over distinct raw values) and collected once, sorted, as Arrow.
+
+Only this module, :mod:`linker.spark_observations`, :mod:`linker.graph.spark_components` and
+:mod:`linker.engine.spark` import ``pyspark``, inside functions.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from linker.graph.behaviour import (
 )
 from linker.graph.bipartite import IdentifierGraph
 from linker.graph.spark_components import identifier_components, labels_in_order
+from linker.observations import observation_frame
+from linker.spark_observations import spark_observations
+from linker.stages.ingest import INPUT_TABLES, observations_artefact
 from linker.stages.linking import (
     LinkProjection,
     account_frame,
@@ -50,7 +57,13 @@ from linker.stages.linking import (
     uses_behaviour,
 )
 
-__all__ = ["behaviour", "communities", "spark_account_totals", "spark_components_over"]
+__all__ = [
+    "behaviour",
+    "communities",
+    "normalise",
+    "spark_account_totals",
+    "spark_components_over",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -331,3 +344,19 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
         on_driver=["projection", "leiden", "pruning"],
     )
     return {"communities": table}
+
+
+def normalise(ctx: RunContext) -> Mapping[str, Any]:
+    """The ``normalise`` stage on Spark: the same ``observations`` artefact as
+    :func:`linker.stages.ingest.normalise`, built by Spark."""
+    began = time.perf_counter()
+    spark = _session(ctx)
+    session_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    tables = {name: _artefact(ctx, spark, name) for name in INPUT_TABLES if ctx.has(name)}
+    observations = observation_frame(spark_observations(tables).toArrow())
+    ctx.note(
+        spark_session_seconds=round(session_seconds, 3),
+        spark_seconds=round(time.perf_counter() - began, 3),
+    )
+    return observations_artefact(ctx, observations)
