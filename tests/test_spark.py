@@ -184,7 +184,8 @@ def test_run_on_spark_gives_the_embedded_takedown_list(
     assert "spark_seconds" not in manifests[0]["stages"]["behaviour"]["facts"]
     assert manifests[1]["stages"]["normalise"]["facts"]["spark_seconds"] > 0
     facts = manifests[1]["stages"]["communities"]["facts"]
-    assert facts["strong_rounds"] >= 0 and facts["spark_seconds"] > 0
+    assert facts["strong_rounds"] >= 0 and facts["components_spark_seconds"] > 0
+    assert facts["contracted_components"] > facts["leiden_components"] >= 1
     assert "strong_rounds" not in manifests[0]["stages"]["communities"]["facts"]
     communities = pd.read_parquet(tmp_path / "spark.run" / "communities.parquet")
     assert (communities["customer"].value_counts() > 1).any(), "some customer pays for two"
@@ -318,3 +319,52 @@ def test_spark_observations_equal_the_embedded_ones(spark: Any, tmp_path: Path) 
     ]:
         assert shared[(kind, value)] == 2
     assert not (expected["value"] == "").any()
+
+
+def _clustered_graph(rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    """Components Leiden must split (cliques joined by light edges, shuffled node numbers),
+    pairs and stars that are settled, a heavy single edge, parallel edges and lonely nodes."""
+    edges: list[tuple[int, int]] = []
+    weights: list[float] = []
+    base = 0
+    for cliques in (2, 3, 4):
+        for c in range(cliques):
+            members = range(base + 6 * c, base + 6 * c + 6)
+            for a, b in itertools.combinations(members, 2):
+                edges.append((a, b))
+                weights.append(float(rng.uniform(1.0, 3.0)))
+            if c:
+                edges.append((base + 6 * c, base + 6 * c - 1))
+                weights.append(0.2)
+        base += 6 * cliques + 1  # one lonely node between components
+    for _ in range(8):
+        edges.append((base, base + 1))
+        weights.append(float(rng.uniform(0.5, 2.0)))
+        base += 2
+    edges += [(base, base + i) for i in range(1, 5)] + [(base + 5, base + 6)] * 2
+    weights += [1.0] * 4 + [40.0, 35.5]  # a star; a heavy pair given as parallel edges
+    n = base + 8
+    relabel = rng.permutation(n)
+    pairs = relabel[np.array(edges)]
+    flip = rng.random(len(pairs)) < 0.5
+    pairs[flip] = pairs[flip][:, ::-1]
+    order = rng.permutation(len(pairs))
+    return n, pairs[order], np.array(weights)[order]
+
+
+@needs_spark
+@pytest.mark.spark
+def test_spark_leiden_per_component_equals_partition_components(spark: Any) -> None:
+    from linker.graph.communities import partition_components
+    from linker.graph.spark_communities import spark_partition_components
+
+    n, edges, weights = _clustered_graph(np.random.default_rng(4))
+    for resolution in (1.0, 6.0):
+        expected = partition_components(n, edges, weights, resolution=resolution, seed=9)
+        found = spark_partition_components(spark, n, edges, weights, resolution=resolution, seed=9)
+        np.testing.assert_array_equal(found.membership, expected)
+        assert found.components == 3 + 8 + 2
+        assert found.leiden_components >= 3  # the clique components were Leiden's
+        assert (expected == -1).sum() == 4  # the lonely nodes
+    # Leiden did split the cliques, and the heavy pair is two communities at resolution 6.
+    assert len(np.unique(expected[expected >= 0])) > 13

@@ -34,6 +34,7 @@ from linker.engine.stages import RunContext, View
 from linker.graph.behaviour import account_behaviour, event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
+    Partitioner,
     components_over,
     detect_communities,
     prune_weak_members,
@@ -288,9 +289,11 @@ def communities_of(
     linked: LinkProjection,
     strong: np.ndarray,
     customer: np.ndarray | None = None,
+    partitioner: Partitioner | None = None,
 ) -> pd.DataFrame:
     """The ``communities`` artefact from the strong-link components (and the paying
-    customers, when another engine found them): contracted, Leiden, :func:`community_table`."""
+    customers, when another engine found them): contracted, Leiden (by ``partitioner``,
+    default :func:`~linker.graph.communities.partition_components`), :func:`community_table`."""
     settings = ctx.settings.link
     community = detect_communities(
         linked.links,
@@ -298,6 +301,7 @@ def communities_of(
         strong,
         resolution=settings.resolution,
         seed=ctx.seed,
+        partitioner=partitioner,
     )
     return community_table(ctx, community, strong, customer)
 
