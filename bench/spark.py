@@ -1,13 +1,15 @@
 """The Spark engine beside the embedded one on one world, in one process (issue 15).
 
 Runs ``linker run`` on DATA_DIR with the embedded engine, then with ``--engine spark``
-(``local[N]``), checks that the two takedown lists are byte-identical and the ``behaviour``
-artefacts equal, and prints each run's per-stage seconds side by side with the Spark
-behaviour stage's split: session start, the Spark job (per-account totals), and the driver's
-part (event codes for the model pivot and the lockstep pairs), and the communities stage's
-(the strong-link and customer components by large-star / small-star in Spark, and their
-rounds). After the runs, on the warm session, it times the two parts that moved against their
-embedded peers on the same files: the per-account totals, and the strong-link components.
+(``local[N]``), checks that the two takedown lists are byte-identical and the
+``observations``, ``behaviour`` and ``communities`` artefacts equal, and prints each run's
+per-stage seconds and the whole run's wall and CPU seconds (this process plus the Spark JVM)
+side by side, with the Spark stages' splits: normalise (session start, Spark job); behaviour
+(the per-account totals in Spark, the driver's pivot and lockstep); communities (the
+strong-link and customer components by large-star / small-star and their rounds, Leiden per
+component). After the runs, on the warm session, it times two parts that moved against their
+embedded peers on the same files: the observations, the per-account totals, and the
+strong-link components.
 Saves the figures in ``bench/results/spark-<name>.json``.
 
 Usage::
@@ -78,6 +80,27 @@ def _totals_warm(run_dir: Path) -> dict[str, float]:
     return {"embedded_seconds": round(embedded, 2), "spark_seconds": round(seconds, 2)}
 
 
+def _observations_warm(run_dir: Path) -> dict[str, float]:
+    """The observations table again, on the warm session: Spark's plan against the embedded
+    ``build_observations``, both from the validated tables' Parquet files."""
+    from pyspark.sql import SparkSession
+
+    from linker.observations import build_observations, observation_frame
+    from linker.spark_observations import spark_observations
+
+    files = {n: run_dir / "tables" / f"{n}.parquet" for n in ("accounts", "payments", "events")}
+    began = time.perf_counter()
+    expected = build_observations({n: pd.read_parquet(f) for n, f in files.items()})
+    embedded = time.perf_counter() - began
+    spark = SparkSession.getActiveSession()
+    began = time.perf_counter()
+    got = spark_observations({n: spark.read.parquet(str(f)) for n, f in files.items()})
+    got = observation_frame(got.toArrow())
+    seconds = time.perf_counter() - began
+    assert got.equals(expected), "Spark's observations differ from the embedded ones"
+    return {"embedded_seconds": round(embedded, 2), "spark_seconds": round(seconds, 2)}
+
+
 def _components_warm(run_dir: Path, kinds: tuple[str, ...]) -> dict[str, float]:
     """The strong-link components again, on the warm session: Spark's large-star /
     small-star against the embedded incidence matrix and scipy, same artefact files."""
@@ -141,25 +164,24 @@ def main() -> None:
                 "stages": {name: stage["seconds"] for name, stage in stages.items()},
                 "behaviour_facts": stages["behaviour"]["facts"],
                 "communities_facts": stages["communities"]["facts"],
+                "normalise_facts": stages["normalise"]["facts"],
             }
             outs[engine] = out
         same_export = outs["local"].read_bytes() == outs["spark"].read_bytes()
-        a = pd.read_parquet(Path(tmp) / "local.run" / "behaviour.parquet")
-        b = pd.read_parquet(Path(tmp) / "spark.run" / "behaviour.parquet")
-        same_behaviour = a.equals(b)
-        a = pd.read_parquet(Path(tmp) / "local.run" / "communities.parquet")
-        b = pd.read_parquet(Path(tmp) / "spark.run" / "communities.parquet")
-        same_communities = a.equals(b)
+        same = {
+            name: pd.read_parquet(Path(tmp) / "local.run" / f"{name}.parquet").equals(
+                pd.read_parquet(Path(tmp) / "spark.run" / f"{name}.parquet")
+            )
+            for name in ("observations", "behaviour", "communities")
+        }
+        figures["observations_warm"] = _observations_warm(Path(tmp) / "spark.run")
         figures["totals_warm"] = _totals_warm(Path(tmp) / "spark.run")
         figures["components_warm"] = _components_warm(
             Path(tmp) / "spark.run", settings.link.strong_kinds
         )
     print(f"world: {args.data_dir}  master: {args.master}  partitions: {args.partitions}")
     print(f"machine: {platform.machine()}, {platform.python_version()}")
-    print(
-        f"same takedown list: {same_export}; same behaviour artefact: {same_behaviour}; "
-        f"same communities artefact: {same_communities}"
-    )
+    print(f"same takedown list: {same_export}; same artefacts: {json.dumps(same)}")
     print(f"{'stage':<14}{'embedded s':>12}{'spark s':>10}")
     for name, seconds in figures["local"]["stages"].items():  # type: ignore[union-attr]
         other = figures["spark"]["stages"][name]  # type: ignore[index]
@@ -169,7 +191,9 @@ def main() -> None:
     )
     print(f"{'cpu':<14}{figures['local']['cpu_seconds']:>12}{figures['spark']['cpu_seconds']:>10}")
     print("spark behaviour split:", json.dumps(figures["spark"]["behaviour_facts"]))
+    print("spark normalise split:", json.dumps(figures["spark"]["normalise_facts"]))
     print("spark communities split:", json.dumps(figures["spark"]["communities_facts"]))
+    print("observations again, warm session:", json.dumps(figures["observations_warm"]))
     print("totals again, warm session (read + totals):", json.dumps(figures["totals_warm"]))
     print("strong components again, warm session:", json.dumps(figures["components_warm"]))
     results = ROOT / "bench" / "results"
@@ -183,8 +207,7 @@ def main() -> None:
                 "partitions": args.partitions,
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "same_export": same_export,
-                "same_behaviour": same_behaviour,
-                "same_communities": same_communities,
+                "same_artefacts": same,
                 **figures,
             },
             indent=2,
