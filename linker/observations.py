@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from linker.kinds import IdentifierKind, all_kinds
 from linker.normalise import Memo
 
-__all__ = ["OBSERVATION_COLUMNS", "OBSERVATION_SCHEMA", "build_observations"]
+__all__ = ["OBSERVATION_COLUMNS", "OBSERVATION_SCHEMA", "build_observations", "observation_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def build_observations(
             memo = memos.setdefault(entry.memo, {})
             pieces.append(_aggregate(rows, entry, memo, sorted_ids))
     result = pa.concat_tables(pieces) if pieces else OBSERVATION_SCHEMA.empty_table()
-    return _to_frame(result)
+    return observation_frame(result)
 
 
 def _source_rows(
@@ -255,7 +255,8 @@ def _timestamps(series: pd.Series) -> pa.Array:
     return pa.array(converted, type=pa.timestamp("us", tz="UTC"))
 
 
-def _to_frame(table: pa.Table) -> pd.DataFrame:
+def observation_frame(table: pa.Table) -> pd.DataFrame:
+    """The observations table (:data:`OBSERVATION_SCHEMA`) as the artefact's pandas frame."""
     return pd.DataFrame(
         {
             "account_id": table["account_id"].to_pandas(types_mapper=_string_mapper),

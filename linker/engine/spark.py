@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from linker.engine.compute import ComputeEngine
@@ -65,6 +67,9 @@ class SparkEngine(ComputeEngine):
                 logger.info("spark: reusing the active session (%s)", active.sparkContext.master)
                 self._session = active
             else:
+                # Python workers (the normalisers, per-component Leiden) run this
+                # interpreter, with linker and pyarrow, unless the environment says otherwise.
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 builder = (
                     SparkSession.builder.master(self.settings.master)
                     .appName(self.settings.app_name)

@@ -13,7 +13,7 @@ components whose best partition is known are settled without it (:func:`settled_
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +45,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Method = Literal["leidenalg", "igraph"]
+Partitioner = Callable[..., np.ndarray]
+"""A function with :func:`partition_components`' signature and result."""
 
 
 def components_over(incidence: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
@@ -273,6 +275,7 @@ def detect_communities(
     resolution: float = 1.0,
     seed: int = 42,
     method: Method = "igraph",
+    partitioner: Partitioner | None = None,
 ) -> np.ndarray:
     """Communities of accounts, never splitting a strong-link component.
 
@@ -286,6 +289,9 @@ def detect_communities(
         Strong-link component of each account (:func:`components_over`).
     resolution, seed, method
         Passed to :func:`partition_components`.
+    partitioner : callable, optional
+        What partitions the contracted graph, with :func:`partition_components`' signature
+        and result (default that function; the Spark engine runs each component in a task).
 
     Returns
     -------
@@ -299,7 +305,7 @@ def detect_communities(
     """
     graph = contract(adjacency, hub_matrix, strong_labels)
     n_comp = graph.n_comp
-    node_comm = partition_components(
+    node_comm = (partitioner or partition_components)(
         n_comp + graph.n_hubs,
         graph.edges,
         graph.weights,

@@ -40,6 +40,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         optional=_EVENTS,
         writes=("observations",),
         run=ingest.normalise,
+        engines={"spark": spark.normalise},
         doc="every identifier of every account, normalised (the graph's edges)",
     ),
     Stage(
@@ -67,6 +68,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         writes=("communities",),
         run=linking.communities,
         settings=("link",),
+        engines={"spark": spark.communities},
         doc="strong-link components contracted, Leiden, weak members pruned",
     ),
     Stage(

@@ -38,6 +38,7 @@ __all__ = [
     "canonical_rows",
     "latest_timestamp",
     "normalise",
+    "observations_artefact",
     "validate",
 ]
 
@@ -252,7 +253,12 @@ def latest_timestamp(tables: Mapping[str, pd.DataFrame]) -> str | None:
 def normalise(ctx: RunContext) -> Mapping[str, Any]:
     """Build the observations table from the accepted tables."""
     tables = {name: ctx.frame(name) for name in INPUT_TABLES if ctx.has(name)}
-    observations = build_observations(tables)
+    return observations_artefact(ctx, build_observations(tables))
+
+
+def observations_artefact(ctx: RunContext, observations: pd.DataFrame) -> Mapping[str, Any]:
+    """The ``normalise`` stage's result from the observations table, on any engine:
+    pseudonymised when the run asks for it (``run.pseudonymise``)."""
     ctx.note(observations=len(observations))
     pseudonymiser: Pseudonymiser | None = ctx.inputs.get("pseudonymiser")
     if pseudonymiser is not None:

@@ -34,6 +34,7 @@ from linker.engine.stages import RunContext, View
 from linker.graph.behaviour import account_behaviour, event_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
+    Partitioner,
     components_over,
     detect_communities,
     prune_weak_members,
@@ -52,6 +53,7 @@ __all__ = [
     "account_frame",
     "behaviour",
     "communities",
+    "communities_of",
     "community_table",
     "identifier_table",
     "identifiers",
@@ -279,24 +281,48 @@ def communities(ctx: RunContext) -> Mapping[str, Any]:
     graph: IdentifierGraph = ctx.view("graph")
     linked: LinkProjection = ctx.view("projection")
     strong = components_over(graph.bipartite.matrix, graph.columns_of(settings.strong_kinds))
+    return {"communities": communities_of(ctx, linked, strong)}
+
+
+def communities_of(
+    ctx: RunContext,
+    linked: LinkProjection,
+    strong: np.ndarray,
+    customer: np.ndarray | None = None,
+    partitioner: Partitioner | None = None,
+) -> pd.DataFrame:
+    """The ``communities`` artefact from the strong-link components (and the paying
+    customers, when another engine found them): contracted, Leiden (by ``partitioner``,
+    default :func:`~linker.graph.communities.partition_components`), :func:`community_table`."""
+    settings = ctx.settings.link
     community = detect_communities(
         linked.links,
         linked.projection.hub_matrix,
         strong,
         resolution=settings.resolution,
         seed=ctx.seed,
+        partitioner=partitioner,
     )
-    return {"communities": community_table(ctx, community, strong)}
+    return community_table(ctx, community, strong, customer)
 
 
-def community_table(ctx: RunContext, community: np.ndarray, strong: np.ndarray) -> pd.DataFrame:
+def community_table(
+    ctx: RunContext,
+    community: np.ndarray,
+    strong: np.ndarray,
+    customer: np.ndarray | None = None,
+) -> pd.DataFrame:
     """The ``communities`` artefact from Leiden's communities (``partition``): weak members
-    pruned, lockstep partners reattached, small communities dropped (``cluster``)."""
+    pruned, lockstep partners reattached, small communities dropped (``cluster``).
+
+    ``customer`` is each account's paying customer (components over ``link.customer_kinds``);
+    computed here when not given."""
     settings = ctx.settings.link
     graph: IdentifierGraph = ctx.view("graph")
     bip = graph.bipartite
     n_acc = bip.shape[0]
-    customer = components_over(bip.matrix, graph.columns_of(settings.customer_kinds))
+    if customer is None:
+        customer = components_over(bip.matrix, graph.columns_of(settings.customer_kinds))
     partition = community
     pairs = lockstep_rows(ctx, bip.account_ids)
     lock = None

@@ -10,7 +10,20 @@ give the same artefact. The model-pivot columns and the lockstep pairs still run
 driver over the event codes (they need every account's events at once: a model's release
 and MinHash blocks; issue 15 plans them in Spark).
 
-Only this module and :mod:`linker.engine.spark` import ``pyspark``, inside functions.
+``communities``: the strong-link components (accounts sharing an identifier of
+``link.strong_kinds`` that is not a super-node) and the paying customers (``link.
+customer_kinds``) are found by Spark with large-star / small-star
+(:func:`~linker.graph.spark_components.identifier_components`) from the ``observations``,
+``identifiers`` and ``accounts`` Parquet files; one row per linked account comes back, and
+its labels are the embedded engine's (:func:`~linker.graph.spark_components.labels_in_order`).
+Contraction, Leiden and pruning then run on the driver as on the embedded engine.
+
+``normalise``: the observations table is built by Spark from the validated tables' Parquet
+files (:func:`~linker.spark_observations.spark_observations`: each kind's normaliser runs in
+the executors, over distinct raw values) and collected once, sorted, as Arrow.
+
+Only this module, :mod:`linker.spark_observations`, :mod:`linker.graph.spark_components` and
+:mod:`linker.engine.spark` import ``pyspark``, inside functions.
 """
 
 from __future__ import annotations
@@ -31,9 +44,27 @@ from linker.graph.behaviour import (
     event_codes,
     pivot_features,
 )
-from linker.stages.linking import account_frame, lockstep_table, uses_behaviour
+from linker.graph.bipartite import IdentifierGraph
+from linker.graph.spark_communities import SparkPartition, spark_partition_components
+from linker.graph.spark_components import identifier_components, labels_in_order
+from linker.observations import observation_frame
+from linker.spark_observations import spark_observations
+from linker.stages.ingest import INPUT_TABLES, observations_artefact
+from linker.stages.linking import (
+    LinkProjection,
+    account_frame,
+    communities_of,
+    lockstep_table,
+    uses_behaviour,
+)
 
-__all__ = ["behaviour", "spark_account_totals"]
+__all__ = [
+    "behaviour",
+    "communities",
+    "normalise",
+    "spark_account_totals",
+    "spark_components_over",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +80,18 @@ def _session(ctx: RunContext) -> Any:
     return session()
 
 
-def _events(ctx: RunContext, spark: Any) -> Any:
-    """The validated events as a Spark DataFrame: Spark reads the store's Parquet file."""
-    path = ctx.store.file_of("events")
+def _artefact(ctx: RunContext, spark: Any, name: str) -> Any:
+    """Artefact ``name`` as a Spark DataFrame: Spark reads the store's Parquet file."""
+    path = ctx.store.file_of(name)
     if path is not None:
         return spark.read.parquet(str(path))
     # In memory: handed over as Arrow (nullable integers stay integers, not NaN doubles).
-    return spark.createDataFrame(ctx.table("events"))
+    return spark.createDataFrame(ctx.table(name))
+
+
+def _events(ctx: RunContext, spark: Any) -> Any:
+    """The validated events as a Spark DataFrame."""
+    return _artefact(ctx, spark, "events")
 
 
 def _floor_div(column: str, by: int) -> str:
@@ -244,3 +280,94 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         on_driver=["pivot", "lockstep"],
     )
     return {"behaviour": pd.concat([features, pivot, hours], axis=1), "lockstep": lockstep}
+
+
+def spark_components_over(
+    ctx: RunContext, kinds: tuple[str, ...], account_ids: pd.Series
+) -> tuple[np.ndarray, int]:
+    """:func:`linker.graph.communities.components_over` on the linkable columns of ``kinds``,
+    computed by Spark from the run's artefacts.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        A run on the Spark engine, with the ``accounts``, ``observations`` and ``identifiers``
+        artefacts.
+    kinds : tuple of str
+        The identifier kinds that join accounts.
+    account_ids : pandas.Series
+        The account rows, in ``account_id`` order.
+
+    Returns
+    -------
+    labels : numpy.ndarray of int64
+        Component per account row, equal to the embedded engine's labels.
+    rounds : int
+        Large-star / small-star rounds Spark ran.
+
+    Notes
+    -----
+    Spark: one shuffle per identifier and :func:`~linker.graph.spark_components.star_components`
+    (O(log² n) rounds of a few shuffles over at most one edge per observation). Driver: one
+    row per account that shares an identifier, and an O(n log n) relabelling.
+    """
+    from pyspark.sql import functions as F
+
+    spark = _session(ctx)
+    identifiers = _artefact(ctx, spark, "identifiers")
+    found = identifier_components(
+        _artefact(ctx, spark, "observations"),
+        kinds,
+        accounts=_artefact(ctx, spark, "accounts"),
+        excluded=identifiers.where(F.col("is_supernode")),
+    )
+    return labels_in_order(found.frame.toPandas(), account_ids), found.rounds
+
+
+def communities(ctx: RunContext) -> Mapping[str, Any]:
+    """The ``communities`` stage on Spark: the same artefact as
+    :func:`linker.stages.linking.communities`, its components found by Spark."""
+    settings = ctx.settings.link
+    graph: IdentifierGraph = ctx.view("graph")
+    ids = pd.Series(graph.bipartite.account_ids).astype("string")
+    began = time.perf_counter()
+    strong, strong_rounds = spark_components_over(ctx, settings.strong_kinds, ids)
+    customer, customer_rounds = spark_components_over(ctx, settings.customer_kinds, ids)
+    spark_seconds = time.perf_counter() - began
+    linked: LinkProjection = ctx.view("projection")
+    found: list[SparkPartition] = []
+
+    def partition(n_nodes: int, edges: np.ndarray, weights: np.ndarray, **how: Any) -> np.ndarray:
+        began = time.perf_counter()
+        found.append(spark_partition_components(_session(ctx), n_nodes, edges, weights, **how))
+        ctx.note(leiden_spark_seconds=round(time.perf_counter() - began, 3))
+        return found[-1].membership
+
+    began = time.perf_counter()
+    table = communities_of(ctx, linked, strong, customer, partitioner=partition)
+    ctx.note(
+        components_spark_seconds=round(spark_seconds, 3),
+        seconds_with_leiden=round(time.perf_counter() - began, 3),
+        strong_rounds=strong_rounds,
+        customer_rounds=customer_rounds,
+        contracted_components=found[0].components,
+        leiden_components=found[0].leiden_components,
+        on_driver=["projection", "contraction", "pruning"],
+    )
+    return {"communities": table}
+
+
+def normalise(ctx: RunContext) -> Mapping[str, Any]:
+    """The ``normalise`` stage on Spark: the same ``observations`` artefact as
+    :func:`linker.stages.ingest.normalise`, built by Spark."""
+    began = time.perf_counter()
+    spark = _session(ctx)
+    session_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    tables = {name: _artefact(ctx, spark, name) for name in INPUT_TABLES if ctx.has(name)}
+    observations = observation_frame(spark_observations(tables).toArrow())
+    ctx.note(
+        spark_session_seconds=round(session_seconds, 3),
+        spark_seconds=round(time.perf_counter() - began, 3),
+    )
+    return observations_artefact(ctx, observations)
