@@ -878,7 +878,8 @@ def split_disconnected(
     Notes
     -----
     O(nnz log nnz) to key (community, identifier) pairs, then O(n + nnz) connected
-    components.
+    components; with ``min_families > 1``, O(p·d) more for the p values two members hold
+    (the two holders' rows intersected, d values per account).
     """
     membership = np.asarray(membership, dtype=np.int64)
     n_acc = len(membership)
