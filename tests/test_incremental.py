@@ -94,6 +94,30 @@ def test_update_recomputes_only_what_the_new_rows_touch(runs: Path) -> None:
     assert len(tables) == n_accounts == len(_read(runs / "world", "accounts"))
 
 
+def _by_account(path: Path, key: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values(key, kind="mergesort").reset_index(drop=True)
+
+
+def test_update_codes_only_the_new_events_and_equals_a_full_run(runs: Path) -> None:
+    """The update reads the previous run's saved event codes instead of its events, codes
+    the new events alone, and its behaviour features and lockstep pairs are the full run's."""
+    run_dir = runs / "updated" / "t.run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    behaviour = manifest["stages"]["behaviour"]
+    new_events = len(_read(runs / "day", "events"))
+    history = len(_read(runs / "history", "events"))
+    said = behaviour["facts"]["event_codes"]
+    assert said == f"{new_events} new events coded, {history} read as codes"
+    parts = json.loads((run_dir / "state" / "event_codes.parquet" / "_parts.json").read_text())
+    assert [p["rows"] for p in parts["parts"]] == [history, new_events]
+    full = runs / "full" / "t.run"
+    for name, key in (("behaviour", ["account_id"]), ("lockstep", ["account_a", "account_b"])):
+        pd.testing.assert_frame_equal(
+            _by_account(run_dir / f"{name}.parquet", key),
+            _by_account(full / f"{name}.parquet", key),
+        )
+
+
 def test_update_is_deterministic(runs: Path) -> None:
     again = runs / "again" / "t.csv"
     _invoke("update", runs / "day", "--previous", runs / "previous" / "t.run", "--out", again)
@@ -192,6 +216,15 @@ def test_a_chain_of_updates_keeps_the_tables_as_linked_parts(runs: Path) -> None
         whole = pd.read_parquet(runs / "updated" / "t.run" / "tables" / f"{name}.parquet")
         chained = pd.read_parquet(last / f"{name}.parquet")
         assert len(chained) == len(whole)
+    parts = json.loads(
+        (runs / "chain-2" / "t.run" / "state" / "event_codes.parquet" / "_parts.json").read_text()
+    )
+    assert len(parts["parts"]) == 3
+    for name, by in (("behaviour", ["account_id"]), ("lockstep", ["account_a", "account_b"])):
+        pd.testing.assert_frame_equal(
+            _by_account(runs / "chain-2" / "t.run" / f"{name}.parquet", by),
+            _by_account(runs / "updated" / "t.run" / f"{name}.parquet", by),
+        )
     key = ["account_id", "kind", "value"]
     one_step = pd.read_parquet(runs / "updated" / "t.run" / "observations.parquet")
     chained = pd.read_parquet(runs / "chain-2" / "t.run" / "observations.parquet")

@@ -19,6 +19,7 @@ Layout of a run directory (the catalogue's paths)::
     quarantine/<table>.csv       rejected input rows
     observations.parquet         the graph's edges: one row per (account, kind, value)
     identifiers.parquet          the graph's identifier nodes: weight, super-node flag
+    state/event_{codes,values}.parquet   the events as integer codes, for `linker update`
     ...                          one file per artefact of CATALOGUE
 
 A table artefact may instead be a directory of the same name holding part files
@@ -152,6 +153,17 @@ CATALOGUE: dict[str, Artefact] = _catalogue(
     ),
     Artefact("behaviour", "behaviour.parquet", "per-account behaviour features"),
     Artefact("lockstep", "lockstep.parquet", "pairs of accounts acting in lockstep"),
+    Artefact(
+        "event_codes",
+        "state/event_codes.parquet",
+        "the events as integer codes (stored account row, time, value codes, counts): "
+        "what `linker update` reads instead of the events",
+    ),
+    Artefact(
+        "event_values",
+        "state/event_values.parquet",
+        "the value of each code of event_codes' model, prompt and ip columns",
+    ),
     Artefact("communities", "communities.parquet", "per account: its community, if any"),
     Artefact("evidence", "evidence.parquet", "per account: each signal's value and score term"),
     Artefact("cluster_evidence", "cluster_evidence.parquet", "per cluster: each signal's value"),

@@ -46,7 +46,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         "behaviour",
         reads=_TABLES,
         optional=("events",),
-        writes=("behaviour", "lockstep"),
+        writes=("behaviour", "lockstep", "event_codes", "event_values"),
         run=linking.behaviour,
         settings=("link",),
         engines={"spark": spark.behaviour},

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from linker import kinds
 from linker.engine.stages import RunContext, View
-from linker.graph.behaviour import account_behaviour, event_codes
+from linker.graph.behaviour import account_behaviour, coded_events, saved_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
     components_over,
@@ -58,6 +58,7 @@ __all__ = [
     "lockstep_rows",
     "lockstep_table",
     "public_test",
+    "stored_order",
     "uses_behaviour",
 ]
 
@@ -132,18 +133,35 @@ def uses_behaviour(ctx: RunContext) -> bool:
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
-    """Per-account behaviour features and lockstep pairs (nothing without events)."""
+    """Per-account behaviour features and lockstep pairs (nothing without events); the events'
+    integer codes, saved for ``linker update``."""
     if not uses_behaviour(ctx):
         return {}
     cfg = ctx.settings.link.behaviour
     accounts = account_frame(ctx)
     ids = accounts["account_id"].astype("string")
-    codes = event_codes(ctx.frame("events"), ids)
+    codes, values = coded_events(ctx.frame("events"), ids)
     ctx.release("events")  # by far the largest table: only its codes are needed from here
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
-    return {"behaviour": features, "lockstep": lockstep_table(ctx, codes, ids)}
+    saved, dictionary = saved_codes(codes, values, stored_order(ctx))
+    return {
+        "behaviour": features,
+        "lockstep": lockstep_table(ctx, codes, ids),
+        "event_codes": saved,
+        "event_values": dictionary,
+    }
+
+
+def stored_order(ctx: RunContext) -> np.ndarray:
+    """Per account row (``account_id`` order, :func:`account_frame`), its row in the
+    ``accounts`` artefact as stored (an update appends new accounts after the others)."""
+    stored = ctx.frame("accounts", columns=["account_id"])["account_id"]
+    ids = pa.array(stored.astype("string[pyarrow]").array)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    return np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)
 
 
 def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:

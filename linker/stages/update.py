@@ -37,7 +37,13 @@ import pyarrow as pa
 from linker.engine.stages import RunContext
 from linker.engine.store import Appended, RunDirectory
 from linker.errors import InputError
-from linker.graph.behaviour import event_codes
+from linker.graph.behaviour import (
+    SAVED_CODE_COLUMNS,
+    coded_events,
+    codes_from_saved,
+    extend_saved_codes,
+    saved_codes,
+)
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
@@ -148,8 +154,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     cfg = ctx.settings.link.behaviour
     accounts = linking.account_frame(ctx, ["created_at"])
     ids = accounts["account_id"].astype("string")
-    codes = event_codes(ctx.frame("events"), ids)
-    ctx.release("events")
+    codes, state = _event_codes(ctx, previous, ids)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
     moved = [delta[t]["account_id"] for t in ("accounts", "events") if t in delta]
     touched = ids.isin(pd.concat(moved, ignore_index=True).astype("string")).to_numpy(bool)
@@ -157,7 +162,46 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         previous.read("behaviour"), accounts, codes, touched, dormancy_days=cfg.dormancy_days
     )
     ctx.note(behaviour_recomputed=int(touched.sum()))
-    return {"behaviour": features, "lockstep": linking.lockstep_table(ctx, codes, ids)}
+    lockstep = linking.lockstep_table(ctx, codes, ids)
+    return {"behaviour": features, "lockstep": lockstep, **state}
+
+
+def _event_codes(
+    ctx: RunContext, previous: RunDirectory, ids: pd.Series
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The event codes of all events (as :func:`linker.graph.behaviour.event_codes` gives)
+    and the saved codes to write.
+
+    From the previous run's saved codes, the new events coded against them: the previous
+    events are not read (a previous run without saved codes has its events read and coded).
+    """
+    order = linking.stored_order(ctx)
+    delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
+    if not (previous.has("event_codes") and previous.has("event_values")):
+        codes, values = coded_events(ctx.frame("events"), ids)
+        ctx.release("events")
+        saved, dictionary = saved_codes(codes, values, order)
+        ctx.note(event_codes="all events coded (the previous run saved no codes)")
+        return codes, {"event_codes": saved, "event_values": dictionary}
+    before = previous.read("event_codes")
+    known = previous.read("event_values")
+    stored = ctx.frame("accounts", columns=["account_id"])["account_id"]
+    events = delta.get("events")
+    if events is None or events.empty:
+        new = pd.DataFrame({c: np.zeros(0, np.int64) for c in SAVED_CODE_COLUMNS})
+        added = known.iloc[0:0]
+    else:
+        new, added = extend_saved_codes(events, stored, known)
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    codes, _ = codes_from_saved(
+        [before, new],
+        pd.concat([known, added], ignore_index=True),
+        row_of_stored,
+    )
+    ctx.note(event_codes=f"{len(new)} new events coded, {len(before)} read as codes")
+    state = {"event_codes": Appended(previous, new), "event_values": Appended(previous, added)}
+    return codes, state
 
 
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
