@@ -118,6 +118,44 @@ def test_update_codes_only_the_new_events_and_equals_a_full_run(runs: Path) -> N
         )
 
 
+def _incidence(run_dir: Path) -> set[tuple[str, str, str]]:
+    """The (account, kind, value) entries of a run's saved incidence matrix."""
+    entries = pd.read_parquet(run_dir / "state" / "incidence.parquet")
+    accounts = pd.read_parquet(run_dir / "tables" / "accounts.parquet")["account_id"].to_numpy()
+    idents = pd.read_parquet(run_dir / "identifiers.parquet")
+    acc = accounts[entries["acc"].to_numpy()]
+    col = entries["identifier"].to_numpy()
+    kinds, values = idents["kind"].to_numpy()[col], idents["value"].to_numpy()[col]
+    return set(zip(acc, kinds, values, strict=True))
+
+
+def test_update_extends_the_saved_incidence_matrix_to_a_full_runs(runs: Path) -> None:
+    run_dir = runs / "updated" / "t.run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    facts = manifest["stages"]["identifiers"]["facts"]
+    previous = pd.read_parquet(runs / "previous" / "t.run" / "state" / "incidence.parquet")
+    assert facts["incidence"].startswith(f"{len(previous)} saved entries extended with")
+    got, want = _incidence(run_dir), _incidence(runs / "full" / "t.run")
+    assert len(got) > len(previous) and got == want
+    observed = pd.read_parquet(runs / "full" / "t.run" / "observations.parquet")
+    observed = observed[observed["value"].notna()]
+    assert want == set(
+        zip(observed["account_id"], observed["kind"], observed["value"], strict=True)
+    )
+    # Each identifier's count, and which identifiers gained a holder, follow from it.
+    key = ["kind", "value"]
+    counts = [
+        pd.read_parquet(r / "identifiers.parquet", columns=[*key, "n_accounts"])
+        for r in (run_dir, runs / "full" / "t.run")
+    ]
+    pd.testing.assert_frame_equal(counts[0], counts[1])
+    before = pd.read_parquet(runs / "previous" / "t.run" / "identifiers.parquet")
+    grown = counts[0].merge(before[[*key, "n_accounts"]], on=key, how="left", suffixes=("", "_was"))
+    assert facts["identifiers_touched"] == int(
+        (grown["n_accounts"] > grown["n_accounts_was"].fillna(0)).sum()
+    )
+
+
 def test_update_is_deterministic(runs: Path) -> None:
     again = runs / "again" / "t.csv"
     _invoke("update", runs / "day", "--previous", runs / "previous" / "t.run", "--out", again)

@@ -150,9 +150,10 @@ def test_new_events_keep_the_saved_codes_and_number_new_values_after_them() -> N
         }
     )
     new, added = extend_saved_codes(events, pd.Series(["x", "y"]), dictionary)
-    assert new["acc"].tolist() == [1, 0, 1]  # the unknown account's event is dropped
-    assert new["model"].tolist() == [1, 3, 2]  # m-c and m-d after the saved codes, sorted
-    assert new["ip"].tolist() == [0, -1, 1]
+    # The unknown account's event is dropped; the others are in (account, time, codes) order.
+    assert new["acc"].tolist() == [0, 1, 1]
+    assert new["model"].tolist() == [3, 1, 2]  # m-c and m-d after the saved codes, sorted
+    assert new["ip"].tolist() == [-1, 0, 1]
     assert new["prompt"].tolist() == [-1, -1, -1]
     assert new["requests"].tolist() == [1, 1, 1]
     assert added[["column", "code", "value"]].values.tolist() == [
@@ -162,3 +163,21 @@ def test_new_events_keep_the_saved_codes_and_number_new_values_after_them() -> N
     ]
     with pytest.raises(ValueError, match=r"not 0\.\.k-1"):
         extend_saved_codes(events, pd.Series(["x", "y"]), dictionary.assign(code=[0, 2, 0]))
+
+
+def test_saved_codes_do_not_depend_on_the_order_of_the_events() -> None:
+    old_ids, new_ids, old, new = _world(5)
+    ids = sorted(old_ids + new_ids)
+    events = pd.concat([old, new], ignore_index=True)
+    stored = np.arange(len(ids))[::-1].copy()  # stored order unlike id order
+    saved = []
+    for seed in (1, 2):
+        shuffled = events.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        codes, values = coded_events(shuffled, pd.Series(ids, dtype="string"))
+        saved.append(saved_codes(codes, values, stored))
+        later = new.sample(frac=1.0, random_state=seed)
+        extended = extend_saved_codes(later, pd.Series(ids), saved[-1][1])
+        saved.append(extended)
+    for a, b in ((saved[0], saved[2]), (saved[1], saved[3])):
+        pd.testing.assert_frame_equal(a[0], b[0])
+        pd.testing.assert_frame_equal(a[1], b[1])

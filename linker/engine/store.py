@@ -20,6 +20,7 @@ Layout of a run directory (the catalogue's paths)::
     observations.parquet         the graph's edges: one row per (account, kind, value)
     identifiers.parquet          the graph's identifier nodes: weight, super-node flag
     state/event_{codes,values}.parquet   the events as integer codes, for `linker update`
+    state/incidence.parquet      the incidence matrix's entries as integers, for `linker update`
     ...                          one file per artefact of CATALOGUE
 
 A table artefact may instead be a directory of the same name holding part files
@@ -158,6 +159,12 @@ CATALOGUE: dict[str, Artefact] = _catalogue(
         "state/event_codes.parquet",
         "the events as integer codes (stored account row, time, value codes, counts): "
         "what `linker update` reads instead of the events",
+    ),
+    Artefact(
+        "incidence",
+        "state/incidence.parquet",
+        "the account-identifier incidence matrix's entries: acc (the account's row in "
+        "tables/accounts), identifier (row of identifiers); what `linker update` extends",
     ),
     Artefact(
         "event_values",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -899,17 +899,41 @@ def saved_codes(
     :func:`event_codes` back from them; :func:`extend_saved_codes` codes new events with the
     same codes, so the saved rows are never rewritten.
     """
-    saved = codes[list(SAVED_CODE_COLUMNS)].copy()
-    saved["acc"] = np.asarray(stored_row, dtype=np.int64)[codes["acc"].to_numpy(np.int64)]
-    return _compact(saved.reset_index(drop=True)), _values_frame(values, {})
+    stored = np.asarray(stored_row, dtype=np.int64)
+    columns = {
+        name: stored[codes["acc"].to_numpy(np.int64)] if name == "acc" else codes[name].to_numpy()
+        for name in SAVED_CODE_COLUMNS
+    }
+    acc, t = codes["acc"].to_numpy(np.int64), codes["t"].to_numpy(np.int64)
+    tied = np.zeros(len(acc), dtype=bool)
+    if len(acc) > 1:
+        same = (acc[1:] == acc[:-1]) & (t[1:] == t[:-1])
+        tied[1:] |= same
+        tied[:-1] |= same
+    if tied.any():
+        # Rows at the same account and second keep the input's order in ``codes``; saved,
+        # they are put in the order of their values, so that the same events in another
+        # order save the same bytes.
+        rows = np.flatnonzero(tied)
+        order = _value_order({**{n: v[rows] for n, v in columns.items()}, "acc": acc[rows]})
+        for name in SAVED_CODE_COLUMNS:
+            column = columns[name].copy()
+            column[rows] = column[rows][order]
+            columns[name] = column
+    return _compact(columns), _values_frame(values, {})
 
 
-def _compact(saved: pd.DataFrame) -> pd.DataFrame:
-    """Saved codes with the narrowest integer type each column's values fit (a quarter of
-    the bytes to store and read: int32 for codes and counts that allow it)."""
+def _value_order(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The order of event rows by account, time and then every other saved column."""
+    return np.lexsort(tuple(columns[name] for name in reversed(SAVED_CODE_COLUMNS)))
+
+
+def _compact(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Saved codes with int32 columns where the values fit (half the bytes to store and read
+    of int64; ``t`` stays int64), column by column: no int64 copy of the whole table."""
     out = {}
     for name in SAVED_CODE_COLUMNS:
-        values = saved[name].to_numpy()
+        values = np.asarray(columns[name])
         small = len(values) == 0 or (
             values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max
         )
@@ -975,9 +999,10 @@ def extend_saved_codes(
         else:
             columns[name] = np.full(n, default, dtype=np.int64)
     columns["requests"] = np.maximum(columns["requests"], 1)
-    saved = pd.DataFrame(columns, copy=False)
-    saved = saved[saved["acc"].to_numpy() >= 0].reset_index(drop=True)
-    return _compact(saved[list(SAVED_CODE_COLUMNS)]), _values_frame(added, first_code)
+    keep = columns["acc"] >= 0
+    kept = {k: v[keep] for k, v in columns.items()}
+    order = _value_order(kept)  # the same new events in another order save the same bytes
+    return _compact({k: v[order] for k, v in kept.items()}), _values_frame(added, first_code)
 
 
 def _column_values(dictionary: pd.DataFrame) -> dict[str, pa.Array]:

@@ -55,6 +55,7 @@ __all__ = [
     "community_table",
     "identifier_table",
     "identifiers",
+    "incidence_table",
     "lockstep_rows",
     "lockstep_table",
     "public_test",
@@ -240,7 +241,25 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Every identifier's accounts, evidence weight and public flag (the graph's nodes)."""
     bip: Bipartite = ctx.view("bipartite")
     test = public_test(ctx, bip)
-    return {"identifiers": identifier_table(ctx, bip, bip.n_accounts, test)}
+    return {
+        "identifiers": identifier_table(ctx, bip, bip.n_accounts, test),
+        "incidence": incidence_table(ctx, bip),
+    }
+
+
+def incidence_table(ctx: RunContext, bip: Bipartite) -> pd.DataFrame:
+    """The ``incidence`` artefact: the matrix's entries as (stored account row, identifier
+    column), what ``linker update`` extends instead of reading the observations again."""
+    coo = bip.matrix.tocoo()
+    stored = stored_order(ctx)[np.asarray(coo.row, dtype=np.int64)]
+    return pd.DataFrame(
+        {
+            "acc": stored.astype(np.int32 if bip.shape[0] < 2**31 else np.int64),
+            "identifier": np.asarray(coo.col).astype(
+                np.int32 if bip.shape[1] < 2**31 else np.int64
+            ),
+        }
+    )
 
 
 def public_test(

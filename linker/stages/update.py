@@ -47,6 +47,7 @@ from linker.graph.behaviour import (
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
+    extend_bipartite,
     merge_observations,
     repartition_touched,
     sorted_positions,
@@ -60,7 +61,15 @@ from linker.pseudonyms import Pseudonymiser
 from linker.stages import linking
 from linker.stages.ingest import accepted_tables, latest_timestamp
 
-__all__ = ["PREVIOUS_ACCOUNT", "behaviour", "communities", "identifiers", "normalise", "validate"]
+__all__ = [
+    "PREVIOUS_ACCOUNT",
+    "behaviour",
+    "bipartite",
+    "communities",
+    "identifiers",
+    "normalise",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -204,14 +213,48 @@ def _event_codes(
     return codes, state
 
 
+def bipartite(ctx: RunContext) -> Bipartite:
+    """The ``bipartite`` view of an update: the previous run's incidence matrix (its saved
+    entries) with the new account–identifier pairs added
+    (:func:`linker.graph.incremental.extend_bipartite`); built from all the observations
+    when the previous run saved no entries."""
+    previous = _previous(ctx)
+    if not (previous.has("incidence") and "new_pairs" in ctx.inputs):
+        built: Bipartite = linking.LINK_VIEWS["bipartite"].build(ctx)
+        return built
+    ids = linking.account_frame(ctx, ["account_id"])["account_id"].astype(str)
+    order = linking.stored_order(ctx)
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    saved = previous.read("incidence")
+    before = previous.read("identifiers", columns=["kind", "value"])
+    added = len(ctx.inputs["new_pairs"])
+    ctx.note(incidence=f"{len(saved)} saved entries extended with {added} new pairs")
+    bip, previous_column = extend_bipartite(
+        ids.to_numpy(dtype=object),
+        before["kind"].astype(object).to_numpy(),
+        before["value"].astype(object).to_numpy(),
+        row_of_stored[saved["acc"].to_numpy(np.int64)],
+        saved["identifier"].to_numpy(np.int64),
+        ctx.inputs["new_pairs"],
+    )
+    # The identifiers stage reads each column's previous row from here instead of matching
+    # the previous identifiers' strings again.
+    ctx.inputs["previous_column"] = previous_column
+    return bip
+
+
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Identifier counts from the previous counts and the new pairs; the public test of the
     identifiers whose holders changed; weights of all."""
     bip: Bipartite = ctx.view("bipartite")
-    before = _previous(ctx).read(
-        "identifiers", columns=["kind", "value", "n_accounts", "is_supernode", "cohesion"]
-    )
-    was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
+    numbers = ["n_accounts", "is_supernode", "cohesion"]
+    if "previous_column" in ctx.inputs:
+        before = _previous(ctx).read("identifiers", columns=numbers)
+        was, gained = _gained(bip, before, ctx.inputs["previous_column"])
+    else:
+        before = _previous(ctx).read("identifiers", columns=["kind", "value", *numbers])
+        was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
     old = was >= 0
     n_accounts = gained.copy()
     n_accounts[old] += before["n_accounts"].to_numpy(np.int64)[was[old]]
@@ -225,7 +268,30 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     )
     ctx.inputs["touched_identifiers"] = changed | (test.public != public)
     ctx.note(identifiers_touched=int(changed.sum()), public_tested=int(test.tested.sum()))
-    return {"identifiers": linking.identifier_table(ctx, bip, n_accounts, test)}
+    return {
+        "identifiers": linking.identifier_table(ctx, bip, n_accounts, test),
+        "incidence": linking.incidence_table(ctx, bip),
+    }
+
+
+def _gained(bip: Bipartite, before: pd.DataFrame, was: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``was`` (each column's previous row, from the extended matrix) and how many holders
+    each column gained: its holders now less its previous count.
+
+    Raises
+    ------
+    InputError
+        When the counts do not add up (a column lost holders, or a new one has none).
+    """
+    gained = bip.n_accounts.astype(np.int64).copy()
+    old = was >= 0
+    gained[old] -= before["n_accounts"].to_numpy(np.int64)[was[old]]
+    if len(before) != int(old.sum()) or (gained < 0).any() or (gained[~old] == 0).any():
+        raise InputError(
+            "the previous run's identifier counts do not match its saved incidence matrix; "
+            "run `linker run` on all the data instead"
+        )
+    return was, gained
 
 
 def _previous_columns(
