@@ -335,8 +335,11 @@ def merge_observations(
     if new.empty:
         return previous, new[_KEY].iloc[0:0]
     # Only the previous rows of accounts the new rows speak of can match: key those alone.
-    wanted = pc.unique(_arrow(new["account_id"]))
-    hit = pc.is_in(_arrow(previous["account_id"]), value_set=wanted)
+    # The previous ids as they are (no copy to another string type): the few wanted ids are
+    # cast to their type instead.
+    held = pa.array(previous["account_id"].astype("string[pyarrow]").array)
+    wanted = pc.unique(_arrow(new["account_id"])).cast(held.type)
+    hit = pc.is_in(held, value_set=wanted)
     mine = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
     old_keys, new_keys = key_codes([previous.iloc[mine], new], _KEY)
     found = pd.Index(old_keys).get_indexer(new_keys)
