@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from linker.cli import cli
+from linker.engine import RunDirectory
 from linker.synth import generate_world
 
 TABLES = ("accounts", "payments", "events")
@@ -156,6 +158,25 @@ def test_update_extends_the_saved_incidence_matrix_to_a_full_runs(runs: Path) ->
     )
 
 
+def test_update_writes_only_the_revised_and_new_observations(runs: Path) -> None:
+    """The previous observations stay as stored (a hard-linked part); the update writes the
+    rows the new ones change and the new pairs, and reads back as a full run's."""
+    run_dir = runs / "updated" / "t.run"
+    facts = json.loads((run_dir / "manifest.json").read_text())["stages"]["normalise"]["facts"]
+    parts = json.loads((run_dir / "observations.parquet" / "_parts.json").read_text())["parts"]
+    assert 0 < facts["observations_revised"] == len(parts[0]["replaced"])
+    assert parts[1]["rows"] == facts["observations_revised"] + facts["new_pairs"]
+    previous = runs / "previous" / "t.run" / "observations.parquet"
+    assert os.path.samefile(run_dir / "observations.parquet" / parts[0]["file"], previous)
+    key = ["account_id", "kind", "value"]
+    got = RunDirectory(run_dir).read("observations")
+    want = RunDirectory(runs / "full" / "t.run").read("observations")
+    assert len(got) == facts["observations"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    )
+
+
 def test_update_is_deterministic(runs: Path) -> None:
     again = runs / "again" / "t.csv"
     _invoke("update", runs / "day", "--previous", runs / "previous" / "t.run", "--out", again)
@@ -264,8 +285,8 @@ def test_a_chain_of_updates_keeps_the_tables_as_linked_parts(runs: Path) -> None
             _by_account(runs / "updated" / "t.run" / f"{name}.parquet", by),
         )
     key = ["account_id", "kind", "value"]
-    one_step = pd.read_parquet(runs / "updated" / "t.run" / "observations.parquet")
-    chained = pd.read_parquet(runs / "chain-2" / "t.run" / "observations.parquet")
+    one_step = RunDirectory(runs / "updated" / "t.run").read("observations")
+    chained = RunDirectory(runs / "chain-2" / "t.run").read("observations")
     pd.testing.assert_frame_equal(
         chained.sort_values(key).reset_index(drop=True),
         one_step.sort_values(key).reset_index(drop=True),

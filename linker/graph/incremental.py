@@ -47,6 +47,7 @@ __all__ = [
     "key_codes",
     "merge_observations",
     "repartition_touched",
+    "revise_observations",
     "sorted_positions",
     "touched_accounts",
     "update_behaviour",
@@ -316,9 +317,8 @@ def merge_observations(
 
     Notes
     -----
-    O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
-    rows of the accounts the new rows speak of are found with one Arrow set look-up and
-    matched on integer keys (:func:`key_codes`).
+    O(p + n log n) for p previous and n new rows (:func:`revise_observations`), plus a copy
+    of the previous rows.
 
     Examples
     --------
@@ -332,8 +332,51 @@ def merge_observations(
     ([['a', 5], ['b', 1]], ['b'])
     """
     columns = list(previous.columns)
+    rows, revised, fresh = revise_observations(previous, new)
+    merged = previous
+    if len(rows):
+        merged = previous.copy()
+        for column in ("count", "first_seen", "last_seen"):
+            values = merged[column].copy()
+            values.iloc[rows] = revised[column].to_numpy()
+            merged[column] = values
+    merged = pd.concat([merged, fresh[columns]], ignore_index=True)
+    return merged, fresh[_KEY].reset_index(drop=True)
+
+
+def revise_observations(
+    previous: pd.DataFrame, new: pd.DataFrame
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """What adding new observations changes in a previous run's: the previous rows the new
+    ones also hold, those rows merged, and the pairs not seen before.
+
+    Parameters
+    ----------
+    previous, new : pandas.DataFrame
+        As in :func:`merge_observations`.
+
+    Returns
+    -------
+    rows : numpy.ndarray of int64
+        Rows of ``previous`` (ascending) that a new row also holds.
+    revised : pandas.DataFrame
+        Those rows, in that order, with ``first_seen`` the earlier, ``last_seen`` the later
+        and ``count`` the sum of both.
+    fresh : pandas.DataFrame
+        The new rows of pairs not seen before, sorted by (kind, value, account_id), with the
+        columns of ``previous``.
+
+    Notes
+    -----
+    O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
+    rows of the accounts the new rows speak of are found with one Arrow set look-up and
+    matched on integer keys (:func:`key_codes`); nothing of size p is copied, so the
+    previous rows but ``rows`` can be kept as they are stored
+    (:class:`linker.engine.store.Appended` with ``replaced``).
+    """
+    columns = list(previous.columns)
     if new.empty:
-        return previous, new[_KEY].iloc[0:0]
+        return np.zeros(0, dtype=np.int64), previous.iloc[0:0], new[columns].iloc[0:0]
     # Only the previous rows of accounts the new rows speak of can match: key those alone.
     # The previous ids as they are (no copy to another string type): the few wanted ids are
     # cast to their type instead.
@@ -344,19 +387,18 @@ def merge_observations(
     old_keys, new_keys = key_codes([previous.iloc[mine], new], _KEY)
     found = pd.Index(old_keys).get_indexer(new_keys)
     seen = found >= 0
-    merged = previous
-    if seen.any():
-        rows = mine[found[seen]]
-        old = new[seen]
-        merged = previous.copy()
-        count = merged["count"].to_numpy(np.int64).copy()
-        count[rows] += old["count"].to_numpy(np.int64)
-        merged["count"] = count
-        merged["first_seen"] = _merged_times(merged["first_seen"], rows, old["first_seen"], True)
-        merged["last_seen"] = _merged_times(merged["last_seen"], rows, old["last_seen"], False)
+    rows = mine[found[seen]]
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    again = new[seen].iloc[order]
+    revised = previous.iloc[rows].reset_index(drop=True)
+    if len(rows):
+        at = np.arange(len(rows))
+        revised["count"] = revised["count"].to_numpy(np.int64) + again["count"].to_numpy(np.int64)
+        revised["first_seen"] = _merged_times(revised["first_seen"], at, again["first_seen"], True)
+        revised["last_seen"] = _merged_times(revised["last_seen"], at, again["last_seen"], False)
     fresh = new[~seen].sort_values(["kind", "value", "account_id"], kind="mergesort")
-    merged = pd.concat([merged, fresh[columns]], ignore_index=True)
-    return merged, fresh[_KEY].reset_index(drop=True)
+    return rows.astype(np.int64), revised, fresh[columns].reset_index(drop=True)
 
 
 def touched_accounts(incidence: sp.csr_matrix, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -11,9 +11,17 @@ The previous run directory is ``ctx.inputs["previous_run_dir"]`` (a
   run; payments and events may refer to old and new accounts) and appends them to the
   previous tables;
 * ``normalise`` builds the observations of the new rows only and merges them into the
-  previous observations (:func:`linker.graph.incremental.merge_observations`);
-* ``behaviour`` recomputes the features of the accounts with new events only
+  previous observations (:func:`linker.graph.incremental.revise_observations`): the previous
+  ones are kept as stored, and only the rows the new ones change and the new pairs are
+  written (:class:`~linker.engine.store.Appended` with replaced rows);
+* ``behaviour`` reads the previous run's saved event codes instead of its events, codes the
+  new events alone (:func:`linker.graph.behaviour.extend_saved_codes`) and rebuilds the codes
+  of all events from them (:func:`linker.graph.behaviour.codes_from_saved`); it recomputes
+  the features of the accounts with new events only
   (:func:`linker.graph.incremental.update_behaviour`); lockstep pairs are searched again;
+* the ``bipartite`` view (:func:`bipartite`) is the previous run's saved incidence matrix
+  with the new account–identifier pairs added
+  (:func:`linker.graph.incremental.extend_bipartite`);
 * ``identifiers`` updates each identifier's account count from the previous counts and the
   new account–identifier pairs, and tests only identifiers whose holders changed for being
   public; weights follow from the counts;
@@ -48,8 +56,8 @@ from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
     extend_bipartite,
-    merge_observations,
     repartition_touched,
+    revise_observations,
     sorted_positions,
     touched_accounts,
     update_behaviour,
@@ -147,10 +155,20 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
     if pseudonymiser is not None:
         built = pseudonymiser.observations(built)
         ctx.note(pseudonym_key_id=pseudonymiser.key_id)
-    merged, pairs = merge_observations(_previous(ctx).read("observations"), built)
-    ctx.inputs["new_pairs"] = pairs
-    ctx.note(observations=len(merged), new_observations=len(built), new_pairs=len(pairs))
-    return {"observations": merged}
+    previous = _previous(ctx)
+    before = previous.read("observations")
+    rows, revised, fresh = revise_observations(before, built)
+    ctx.inputs["new_pairs"] = fresh[["account_id", "kind", "value"]]
+    ctx.note(
+        observations=len(before) + len(fresh),
+        new_observations=len(built),
+        new_pairs=len(fresh),
+        observations_revised=len(rows),
+    )
+    # Only the revised rows and the new pairs are written: the previous rows are kept as
+    # they are stored, the revised ones skipped by readers.
+    rows_written = pd.concat([revised, fresh], ignore_index=True)
+    return {"observations": Appended(previous, rows_written, replaced=rows)}
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
