@@ -196,3 +196,17 @@ def test_replaced_rows_change_the_hash_and_are_checked(first: RunDirectory, tmp_
     four.begin()
     with pytest.raises(LinkerError, match="outside"):
         four.write("events", Appended(first, rows, replaced=np.array([50])))
+
+
+def test_random_revisions_read_back_as_applied(first: RunDirectory, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store, want = first, first.read("events")
+    for step in range(4):
+        nxt = RunDirectory(tmp_path / f"r{step}")
+        nxt.begin()
+        replaced = rng.choice(len(want), size=int(rng.integers(1, 12)), replace=False)
+        rows = _events(1000 * (step + 1), int(rng.integers(0, 6)))
+        nxt.write("events", Appended(store, rows, replaced=replaced))
+        want = _applied(want, sorted(replaced.tolist()), rows)
+        pd.testing.assert_frame_equal(nxt.read("events"), want)
+        store = nxt

@@ -164,15 +164,18 @@ def _replaced_by_part(
     out = [np.asarray(s, dtype=np.int64) for s in skipped]
     if replaced is None or not len(replaced):
         return out
-    kept = [np.setdiff1d(np.arange(n, dtype=np.int64), s) for n, s in zip(counts, out, strict=True)]
-    starts = np.cumsum([0, *(len(k) for k in kept)])
+    starts = np.cumsum([0, *(n - len(s) for n, s in zip(counts, out, strict=True))])
     wanted = np.unique(np.asarray(replaced, dtype=np.int64))
     if wanted.min() < 0 or wanted.max() >= starts[-1]:
         raise LinkerError("replaced rows outside the base artefact")
     part = np.searchsorted(starts, wanted, side="right") - 1
     for i in np.unique(part).tolist():
-        local = kept[i][wanted[part == i] - starts[i]]
-        out[i] = np.union1d(out[i], local)
+        rank = wanted[part == i] - starts[i]  # among the part's rows not skipped yet
+        # The k-th row not skipped is row k plus the skipped rows at or before it: skipped
+        # row s_j has s_j - j rows not skipped before it.
+        skipped = out[i]
+        local = rank + np.searchsorted(skipped - np.arange(len(skipped)), rank, side="right")
+        out[i] = np.union1d(skipped, local)
     return out
 
 
