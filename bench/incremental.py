@@ -10,7 +10,9 @@ rows. Then, in one process run:
 2. ``linker update`` with the arrivals against it;
 3. ``linker run`` on all the data (the full run the update is compared with).
 
-Reported: wall time of the update and of the full run and their ratio, and the agreement:
+Reported: wall time of the update and of the full run and their ratio, the same in CPU
+seconds of this process (``time.process_time``: steadier than wall time on a shared machine),
+the wall time of every stage of both runs, and the agreement:
 of the accounts flagged (suspend or review) by either, the share that get the same action
 in both. Each seed is a new world; the worst seed is the headline.
 
@@ -19,7 +21,8 @@ Usage::
     python bench/incremental.py --accounts 100000 --seeds 7,8
     python bench/incremental.py --world /work/perf/w100000 --seeds 7   # an existing world
 
-Results are printed as Markdown and saved under ``bench/results/``.
+Results are printed as Markdown and saved under ``bench/results/`` (``--tag T`` adds ``-T`` to
+the file's name, so that runs of two versions side by side keep their own files).
 """
 
 from __future__ import annotations

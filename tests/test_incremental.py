@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -175,6 +176,29 @@ def test_update_writes_only_the_revised_and_new_observations(runs: Path) -> None
     pd.testing.assert_frame_equal(
         got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("artefact", "column", "broken"),
+    [("event_values", "code", 10**6), ("incidence", "identifier", 10**8)],
+)
+def test_broken_saved_state_stops_the_update_in_one_line(
+    runs: Path, tmp_path: Path, artefact: str, column: str, broken: int
+) -> None:
+    previous = tmp_path / "previous.run"
+    shutil.copytree(runs / "previous" / "t.run", previous)
+    path = previous / "state" / f"{artefact}.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[frame.index[-1], column] = broken
+    frame.to_parquet(path, index=False)
+    out = tmp_path / "out" / "t.csv"
+    result = CliRunner().invoke(
+        cli, ["update", str(runs / "day"), "--previous", str(previous), "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "saved" in lines[0]
+    assert "linker run" in lines[0] and not out.exists()
 
 
 def test_update_is_deterministic(runs: Path) -> None:

@@ -218,14 +218,24 @@ def _event_codes(
         new = pd.DataFrame({c: np.zeros(0, np.int64) for c in SAVED_CODE_COLUMNS})
         added = known.iloc[0:0]
     else:
-        new, added = extend_saved_codes(events, stored, known)
+        try:
+            new, added = extend_saved_codes(events, stored, known)
+        except ValueError as exc:
+            raise InputError(
+                f"{previous.location('event_values')}: not the previous run's saved values "
+                f"({exc}); run `linker run` on all the data instead"
+            ) from None
     row_of_stored = np.empty(len(order), dtype=np.int64)
     row_of_stored[order] = np.arange(len(order))
-    codes, _ = codes_from_saved(
-        [before, new],
-        pd.concat([known, added], ignore_index=True),
-        row_of_stored,
-    )
+    try:
+        codes, _ = codes_from_saved(
+            [before, new], pd.concat([known, added], ignore_index=True), row_of_stored
+        )
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{previous.location('event_codes')}: the previous run's saved event codes do not "
+            f"match its accounts ({exc}); run `linker run` on all the data instead"
+        ) from None
     ctx.note(event_codes=f"{len(new)} new events coded, {len(before)} read as codes")
     state = {"event_codes": Appended(previous, new), "event_values": Appended(previous, added)}
     return codes, state
@@ -248,14 +258,21 @@ def bipartite(ctx: RunContext) -> Bipartite:
     before = previous.read("identifiers", columns=["kind", "value"])
     added = len(ctx.inputs["new_pairs"])
     ctx.note(incidence=f"{len(saved)} saved entries extended with {added} new pairs")
-    bip, previous_column = extend_bipartite(
-        ids.to_numpy(dtype=object),
-        before["kind"].astype(object).to_numpy(),
-        before["value"].astype(object).to_numpy(),
-        row_of_stored[saved["acc"].to_numpy(np.int64)],
-        saved["identifier"].to_numpy(np.int64),
-        ctx.inputs["new_pairs"],
-    )
+    try:
+        bip, previous_column = extend_bipartite(
+            ids.to_numpy(dtype=object),
+            before["kind"].astype(object).to_numpy(),
+            before["value"].astype(object).to_numpy(),
+            row_of_stored[saved["acc"].to_numpy(np.int64)],
+            saved["identifier"].to_numpy(np.int64),
+            ctx.inputs["new_pairs"],
+        )
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{previous.location('incidence')}: the previous run's saved incidence matrix does "
+            f"not match its accounts and identifiers ({exc}); run `linker run` on all the data "
+            "instead"
+        ) from None
     # The identifiers stage reads each column's previous row from here instead of matching
     # the previous identifiers' strings again.
     ctx.inputs["previous_column"] = previous_column
