@@ -146,10 +146,13 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
+    lockstep = lockstep_table(ctx, codes, ids)
+    # Saved after the lockstep search, so that its temporaries and the saved copy of the
+    # codes are not in memory together.
     saved, dictionary = saved_codes(codes, values, stored_order(ctx))
     return {
         "behaviour": features,
-        "lockstep": lockstep_table(ctx, codes, ids),
+        "lockstep": lockstep,
         "event_codes": saved,
         "event_values": dictionary,
     }
