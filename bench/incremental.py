@@ -10,7 +10,9 @@ rows. Then, in one process run:
 2. ``linker update`` with the arrivals against it;
 3. ``linker run`` on all the data (the full run the update is compared with).
 
-Reported: wall time of the update and of the full run and their ratio, and the agreement:
+Reported: wall time of the update and of the full run and their ratio, the same in CPU
+seconds of this process (``time.process_time``: steadier than wall time on a shared machine),
+the wall time of every stage of both runs, and the agreement:
 of the accounts flagged (suspend or review) by either, the share that get the same action
 in both. Each seed is a new world; the worst seed is the headline.
 
@@ -19,7 +21,8 @@ Usage::
     python bench/incremental.py --accounts 100000 --seeds 7,8
     python bench/incremental.py --world /work/perf/w100000 --seeds 7   # an existing world
 
-Results are printed as Markdown and saved under ``bench/results/``.
+Results are printed as Markdown and saved under ``bench/results/`` (``--tag T`` adds ``-T`` to
+the file's name, so that runs of two versions side by side keep their own files).
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def measure(world: Path, work: Path, *, new_share: float, days: int) -> dict[str
     began = time.perf_counter()
     run(work / "history", work / "previous" / "takedown.csv", settings=settings)
     history_seconds = time.perf_counter() - began
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     updated = update(
         work / "day",
         work / "previous" / "takedown.run",
@@ -141,14 +144,16 @@ def measure(world: Path, work: Path, *, new_share: float, days: int) -> dict[str
         allow_shrink=True,
     )
     update_seconds = time.perf_counter() - began
+    update_cpu = time.process_time() - began_cpu
     whole = work / "all"
     for name in ("accounts", "payments", "events"):
         parts = [_read(work / part, name) for part in ("history", "day")]
         suffix = ".parquet" if (world / "accounts.parquet").exists() else ".csv"
         _write(pd.concat([p for p in parts if p is not None]), whole / f"{name}{suffix}")
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     full = run(whole, work / "full" / "takedown.csv", settings=settings)
     full_seconds = time.perf_counter() - began
+    full_cpu = time.process_time() - began_cpu
     stages = updated.manifest["stages"]
     return {
         "world": str(world),
@@ -157,6 +162,9 @@ def measure(world: Path, work: Path, *, new_share: float, days: int) -> dict[str
         "update_seconds": round(update_seconds, 2),
         "full_seconds": round(full_seconds, 2),
         "ratio": round(update_seconds / full_seconds, 3),
+        "update_cpu_seconds": round(update_cpu, 2),
+        "full_cpu_seconds": round(full_cpu, 2),
+        "cpu_ratio": round(update_cpu / full_cpu, 3),
         "update_stage_seconds": updated.manifest["timings_seconds"],
         "full_stage_seconds": full.manifest["timings_seconds"],
         "load_average": list(os.getloadavg()),
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument("--new-share", type=float, default=0.01)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--work", type=Path, default=Path("/tmp/linker-bench-incremental"))
+    parser.add_argument("--tag", default="", help="suffix of the result file's name")
     args = parser.parse_args()
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -193,11 +202,15 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result, indent=1), file=sys.stderr)
     worst = min(results, key=lambda r: float(r["agreement"]))  # type: ignore[arg-type]
-    print("| seed | update s | full s | ratio | flagged (either) | agreement |")
-    print("|--:|--:|--:|--:|--:|--:|")
+    print(
+        "| seed | update s | full s | ratio | update CPU s | full CPU s | CPU ratio "
+        "| flagged (either) | agreement |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         print(
             f"| {r['seed']} | {r['update_seconds']} | {r['full_seconds']} | {r['ratio']} | "
+            f"{r['update_cpu_seconds']} | {r['full_cpu_seconds']} | {r['cpu_ratio']} | "
             f"{r['flagged_either']:,} | {float(r['agreement']):.4f} |"  # type: ignore[arg-type]
         )
     print(f"\nworst agreement: {float(worst['agreement']):.4f} (seed {worst['seed']})")  # type: ignore[arg-type]
@@ -205,7 +218,8 @@ def main() -> None:
         ROOT
         / "bench"
         / "results"
-        / f"incremental-{args.accounts if args.world is None else args.world.name}.json"
+        / f"incremental-{args.accounts if args.world is None else args.world.name}"
+        f"{'-' + args.tag if args.tag else ''}.json"
     )
     out.write_text(
         json.dumps({"python": platform.python_version(), "results": results}, indent=1) + "\n"

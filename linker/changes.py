@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from linker.cells import neutralise_columns, terminal_text
@@ -318,6 +319,15 @@ def _by_account(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame.drop_duplicates("account_id").set_index("account_id")[column].astype(object)
 
 
+def _rows_of_accounts(frame: pd.DataFrame, accounts: pa.Array) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``account_id`` is one of ``accounts`` (in frame order)."""
+    ids = pa.array(frame["account_id"].astype("string[pyarrow]").array)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    hit = pc.is_in(ids.cast(pa.large_string()), value_set=accounts)
+    return frame[np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)]
+
+
 def _kinds(previous: np.ndarray, now: np.ndarray, moved: np.ndarray) -> np.ndarray:
     """The kind of change per account (``""`` for none)."""
     return np.select(
@@ -360,15 +370,19 @@ def change_frame(before: RunState | None, after: RunState) -> pd.DataFrame:
     table = pd.DataFrame({"account_id": pd.Series(accounts, dtype=object)})
     table["previous_action"] = table["account_id"].map(was).astype(object).fillna("none")
     table["action"] = table["account_id"].map(now).astype(object).fillna("none")
+    # Only the listed accounts' rows of every account's scores are looked up.
+    listed = pa.array(accounts, pa.large_string())
+    after_rows = _rows_of_accounts(after.scores, listed)
+    before_rows = _rows_of_accounts(before.scores, listed) if before is not None else None
 
-    def cluster(state: RunState | None) -> pd.Series:
-        if state is None:
+    def cluster(rows: pd.DataFrame | None) -> pd.Series:
+        if rows is None:
             return pd.Series(None, index=table.index, dtype=object)
-        ids = _by_account(state.scores, "cluster_id")
+        ids = _by_account(rows, "cluster_id")
         return table["account_id"].map(ids).astype(object).where(lambda s: s.notna(), None)
 
-    table["previous_cluster_id"] = cluster(before)
-    table["cluster_id"] = cluster(after)
+    table["previous_cluster_id"] = cluster(before_rows)
+    table["cluster_id"] = cluster(after_rows)
     moved = (
         table["previous_cluster_id"].fillna("").to_numpy()
         != table["cluster_id"].fillna("").to_numpy()
@@ -379,16 +393,16 @@ def change_frame(before: RunState | None, after: RunState) -> pd.DataFrame:
         moved,
     )
     table = table[table["change"] != ""].reset_index(drop=True)
-    billing = table["account_id"].map(_by_account(after.scores, "billing_customer_id"))
-    if before is not None:
+    billing = table["account_id"].map(_by_account(after_rows, "billing_customer_id"))
+    if before_rows is not None:
         billing = billing.fillna(
-            table["account_id"].map(_by_account(before.scores, "billing_customer_id"))
+            table["account_id"].map(_by_account(before_rows, "billing_customer_id"))
         )
     table["billing_customer_id"] = billing.astype(object).where(billing.notna(), None)
     table["reason_codes"] = (
-        table["account_id"].map(_by_account(after.scores, "reason_codes")).fillna("")
+        table["account_id"].map(_by_account(after_rows, "reason_codes")).fillna("")
     )
-    reasons = table["account_id"].map(_by_account(after.scores, "reasons")).fillna("")
+    reasons = table["account_id"].map(_by_account(after_rows, "reasons")).fillna("")
     table["evidence_version"] = [
         evidence_version(c, r) for c, r in zip(table["reason_codes"], reasons, strict=True)
     ]

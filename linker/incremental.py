@@ -30,7 +30,7 @@ from linker.pipeline import (
 )
 from linker.pseudonyms import Pseudonymiser, recorded_key_id
 from linker.settings import Settings, load_settings
-from linker.stages import UPDATE_STAGES, VIEWS
+from linker.stages import UPDATE_STAGES, UPDATE_VIEWS
 
 __all__ = ["previous_settings", "update"]
 
@@ -144,7 +144,7 @@ def update(
         ctx = RunContext(
             settings,
             store,
-            VIEWS,
+            UPDATE_VIEWS,
             inputs={
                 "data_dir": data_dir,
                 "previous_run_dir": before,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from linker.cli import cli
+from linker.engine import RunDirectory
 from linker.synth import generate_world
 
 TABLES = ("accounts", "payments", "events")
@@ -92,6 +95,110 @@ def test_update_recomputes_only_what_the_new_rows_touch(runs: Path) -> None:
     assert 0 < facts["identifiers"]["public_tested"] < facts["identifiers"]["identifiers"]
     tables = pd.read_parquet(runs / "updated" / "t.run" / "tables" / "accounts.parquet")
     assert len(tables) == n_accounts == len(_read(runs / "world", "accounts"))
+
+
+def _by_account(path: Path, key: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values(key, kind="mergesort").reset_index(drop=True)
+
+
+def test_update_codes_only_the_new_events_and_equals_a_full_run(runs: Path) -> None:
+    """The update reads the previous run's saved event codes instead of its events, codes
+    the new events alone, and its behaviour features and lockstep pairs are the full run's."""
+    run_dir = runs / "updated" / "t.run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    behaviour = manifest["stages"]["behaviour"]
+    new_events = len(_read(runs / "day", "events"))
+    history = len(_read(runs / "history", "events"))
+    said = behaviour["facts"]["event_codes"]
+    assert said == f"{new_events} new events coded, {history} read as codes"
+    parts = json.loads((run_dir / "state" / "event_codes.parquet" / "_parts.json").read_text())
+    assert [p["rows"] for p in parts["parts"]] == [history, new_events]
+    full = runs / "full" / "t.run"
+    for name, key in (("behaviour", ["account_id"]), ("lockstep", ["account_a", "account_b"])):
+        pd.testing.assert_frame_equal(
+            _by_account(run_dir / f"{name}.parquet", key),
+            _by_account(full / f"{name}.parquet", key),
+        )
+
+
+def _incidence(run_dir: Path) -> set[tuple[str, str, str]]:
+    """The (account, kind, value) entries of a run's saved incidence matrix."""
+    entries = pd.read_parquet(run_dir / "state" / "incidence.parquet")
+    accounts = pd.read_parquet(run_dir / "tables" / "accounts.parquet")["account_id"].to_numpy()
+    idents = pd.read_parquet(run_dir / "identifiers.parquet")
+    acc = accounts[entries["acc"].to_numpy()]
+    col = entries["identifier"].to_numpy()
+    kinds, values = idents["kind"].to_numpy()[col], idents["value"].to_numpy()[col]
+    return set(zip(acc, kinds, values, strict=True))
+
+
+def test_update_extends_the_saved_incidence_matrix_to_a_full_runs(runs: Path) -> None:
+    run_dir = runs / "updated" / "t.run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    facts = manifest["stages"]["identifiers"]["facts"]
+    previous = pd.read_parquet(runs / "previous" / "t.run" / "state" / "incidence.parquet")
+    assert facts["incidence"].startswith(f"{len(previous)} saved entries extended with")
+    got, want = _incidence(run_dir), _incidence(runs / "full" / "t.run")
+    assert len(got) > len(previous) and got == want
+    observed = pd.read_parquet(runs / "full" / "t.run" / "observations.parquet")
+    observed = observed[observed["value"].notna()]
+    assert want == set(
+        zip(observed["account_id"], observed["kind"], observed["value"], strict=True)
+    )
+    # Each identifier's count, and which identifiers gained a holder, follow from it.
+    key = ["kind", "value"]
+    counts = [
+        pd.read_parquet(r / "identifiers.parquet", columns=[*key, "n_accounts"])
+        for r in (run_dir, runs / "full" / "t.run")
+    ]
+    pd.testing.assert_frame_equal(counts[0], counts[1])
+    before = pd.read_parquet(runs / "previous" / "t.run" / "identifiers.parquet")
+    grown = counts[0].merge(before[[*key, "n_accounts"]], on=key, how="left", suffixes=("", "_was"))
+    assert facts["identifiers_touched"] == int(
+        (grown["n_accounts"] > grown["n_accounts_was"].fillna(0)).sum()
+    )
+
+
+def test_update_writes_only_the_revised_and_new_observations(runs: Path) -> None:
+    """The previous observations stay as stored (a hard-linked part); the update writes the
+    rows the new ones change and the new pairs, and reads back as a full run's."""
+    run_dir = runs / "updated" / "t.run"
+    facts = json.loads((run_dir / "manifest.json").read_text())["stages"]["normalise"]["facts"]
+    parts = json.loads((run_dir / "observations.parquet" / "_parts.json").read_text())["parts"]
+    assert 0 < facts["observations_revised"] == len(parts[0]["replaced"])
+    assert parts[1]["rows"] == facts["observations_revised"] + facts["new_pairs"]
+    previous = runs / "previous" / "t.run" / "observations.parquet"
+    assert os.path.samefile(run_dir / "observations.parquet" / parts[0]["file"], previous)
+    key = ["account_id", "kind", "value"]
+    got = RunDirectory(run_dir).read("observations")
+    want = RunDirectory(runs / "full" / "t.run").read("observations")
+    assert len(got) == facts["observations"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("artefact", "column", "broken"),
+    [("event_values", "code", 10**6), ("incidence", "identifier", 10**8)],
+)
+def test_broken_saved_state_stops_the_update_in_one_line(
+    runs: Path, tmp_path: Path, artefact: str, column: str, broken: int
+) -> None:
+    previous = tmp_path / "previous.run"
+    shutil.copytree(runs / "previous" / "t.run", previous)
+    path = previous / "state" / f"{artefact}.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[frame.index[-1], column] = broken
+    frame.to_parquet(path, index=False)
+    out = tmp_path / "out" / "t.csv"
+    result = CliRunner().invoke(
+        cli, ["update", str(runs / "day"), "--previous", str(previous), "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "saved" in lines[0]
+    assert "linker run" in lines[0] and not out.exists()
 
 
 def test_update_is_deterministic(runs: Path) -> None:
@@ -192,9 +299,18 @@ def test_a_chain_of_updates_keeps_the_tables_as_linked_parts(runs: Path) -> None
         whole = pd.read_parquet(runs / "updated" / "t.run" / "tables" / f"{name}.parquet")
         chained = pd.read_parquet(last / f"{name}.parquet")
         assert len(chained) == len(whole)
+    parts = json.loads(
+        (runs / "chain-2" / "t.run" / "state" / "event_codes.parquet" / "_parts.json").read_text()
+    )
+    assert len(parts["parts"]) == 3
+    for name, by in (("behaviour", ["account_id"]), ("lockstep", ["account_a", "account_b"])):
+        pd.testing.assert_frame_equal(
+            _by_account(runs / "chain-2" / "t.run" / f"{name}.parquet", by),
+            _by_account(runs / "updated" / "t.run" / f"{name}.parquet", by),
+        )
     key = ["account_id", "kind", "value"]
-    one_step = pd.read_parquet(runs / "updated" / "t.run" / "observations.parquet")
-    chained = pd.read_parquet(runs / "chain-2" / "t.run" / "observations.parquet")
+    one_step = RunDirectory(runs / "updated" / "t.run").read("observations")
+    chained = RunDirectory(runs / "chain-2" / "t.run").read("observations")
     pd.testing.assert_frame_equal(
         chained.sort_values(key).reset_index(drop=True),
         one_step.sort_values(key).reset_index(drop=True),

@@ -6,8 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from linker.graph.bipartite import build_bipartite
-from linker.graph.incremental import key_codes, merge_observations, sorted_positions
+from linker.graph.bipartite import Bipartite, build_bipartite
+from linker.graph.incremental import (
+    extend_bipartite,
+    key_codes,
+    merge_observations,
+    sorted_positions,
+)
 
 _KEY = ["account_id", "kind", "value"]
 
@@ -109,3 +114,49 @@ def test_repartitioned_component_keeps_the_whole_graphs_resolution() -> None:
     assert facts["nodes_repartitioned"] == 6
     assert len(set(membership[:6].tolist())) == 1
     assert membership[0] != membership[6]
+
+
+def _extended(old: pd.DataFrame, new: pd.DataFrame, ids: list[str]) -> tuple[Bipartite, Bipartite]:
+    """The incidence matrix of ``old`` extended with ``new``'s pairs, and the one built from
+    all the observations, both for the accounts ``ids`` (in id order)."""
+    before = build_bipartite(sorted(old["account_id"].unique()), old)
+    merged, pairs = merge_observations(old, new)
+    coo = before.matrix.tocoo()
+    row = pd.Index(ids).get_indexer(before.account_ids[coo.row])
+    got, previous_column = extend_bipartite(
+        np.array(ids, dtype=object), before.kinds, before.values, row, coo.col, pairs
+    )
+    old_col = previous_column >= 0
+    assert (got.kinds[old_col] == before.kinds).all() and (
+        got.values[old_col] == before.values
+    ).all()
+    assert np.array_equal(previous_column[old_col], np.arange(len(before.kinds)))
+    return got, build_bipartite(ids, merged)
+
+
+def test_extended_incidence_equals_building_it_from_all_observations() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        old = _observations(rng, 400)
+        new = _observations(rng, 150)
+        # New accounts between the old ones, and identifiers of kinds before, among and after
+        # the old ones' (new columns land everywhere in the sorted order).
+        extra = pd.DataFrame(
+            {
+                "account_id": pd.array(["a0x", "a15x", "zz"], dtype="string"),
+                "kind": pd.array(["aaa", "email", "zzz"], dtype="string"),
+                "value": pd.array(["v0", "v10x", "v"], dtype="string"),
+                "first_seen": new["first_seen"].iloc[:3].to_numpy(),
+                "last_seen": new["last_seen"].iloc[:3].to_numpy(),
+                "count": np.ones(3, dtype=np.int64),
+            }
+        )
+        new = _aggregate(pd.concat([new, extra], ignore_index=True))
+        ids = sorted(set(old["account_id"]) | set(new["account_id"]))
+        got, want = _extended(old, new, ids)
+        assert (got.kinds == want.kinds).all() and (got.values == want.values).all()
+        assert (got.account_ids == want.account_ids).all()
+        assert got.matrix.shape == want.matrix.shape
+        assert (got.matrix != want.matrix).nnz == 0
+        assert np.array_equal(got.n_accounts, want.n_accounts)
+        assert len(got.kinds) > len(build_bipartite(ids, old).kinds)

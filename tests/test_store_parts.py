@@ -7,10 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from linker.engine.store import PARTS_FILE, Appended, MemoryStore, RunDirectory
+from linker.errors import LinkerError
 from linker.io.files import file_sha256
 
 
@@ -139,3 +141,72 @@ def test_memory_store_keeps_the_concatenation(first: RunDirectory) -> None:
     memory = MemoryStore()
     memory.write("events", Appended(first, _events(50, 5)))
     assert memory.read("events")["requests"].tolist() == list(range(55))
+
+
+def _applied(frame: pd.DataFrame, replaced: list[int], rows: pd.DataFrame) -> pd.DataFrame:
+    keep = [i for i in range(len(frame)) if i not in set(replaced)]
+    return pd.concat([frame.iloc[keep], rows], ignore_index=True)
+
+
+def test_replaced_rows_are_skipped_through_a_chain_of_revisions(
+    first: RunDirectory, tmp_path: Path
+) -> None:
+    """Rows replaced by later ones (linker update's observations) are not read back, in
+    whichever part they are; the parts stay hard links."""
+    base = first.read("events")
+    second = RunDirectory(tmp_path / "two")
+    second.begin()
+    new_rows = _events(100, 5)
+    second.write("events", Appended(first, new_rows, replaced=np.array([3, 0, 49])))
+    want = _applied(base, [0, 3, 49], new_rows)
+    pd.testing.assert_frame_equal(second.read("events"), want)
+    # Rows of both parts replaced again: numbered over what the second run reads.
+    third = RunDirectory(tmp_path / "three")
+    third.begin()
+    more = _events(200, 3)
+    third.write("events", Appended(second, more, replaced=np.array([0, 46, 47, 51])))
+    want_third = _applied(want, [0, 46, 47, 51], more)
+    pd.testing.assert_frame_equal(third.read("events"), want_third)
+    parts = json.loads((Path(third.location("events")) / PARTS_FILE).read_text())["parts"]
+    # Second run's row 0 and 46 are the first part's rows 1 and 48 (0 and 3 were skipped).
+    assert [p.get("replaced", []) for p in parts] == [[0, 1, 3, 48, 49], [0, 4], []]
+    assert os.path.samefile(
+        Path(third.location("events")) / parts[0]["file"],
+        Path(first.location("events")),
+    )
+    # Columns and filters apply to the rows that remain.
+    got = third.read("events", columns=["requests"], filters=[("account_id", "==", "a2")])
+    wanted = want_third.loc[want_third["account_id"] == "a2", ["requests"]]
+    pd.testing.assert_frame_equal(got, wanted.reset_index(drop=True))
+    # The same in memory.
+    memory = MemoryStore()
+    memory.write("events", Appended(second, more, replaced=np.array([0, 46, 47, 51])))
+    pd.testing.assert_frame_equal(memory.read("events"), want_third)
+
+
+def test_replaced_rows_change_the_hash_and_are_checked(first: RunDirectory, tmp_path: Path) -> None:
+    two, three = RunDirectory(tmp_path / "two"), RunDirectory(tmp_path / "three")
+    two.begin()
+    three.begin()
+    rows = _events(100, 2)
+    assert two.write("events", Appended(first, rows, replaced=np.array([1]))) != three.write(
+        "events", Appended(first, rows, replaced=np.array([2]))
+    )
+    four = RunDirectory(tmp_path / "four")
+    four.begin()
+    with pytest.raises(LinkerError, match="outside"):
+        four.write("events", Appended(first, rows, replaced=np.array([50])))
+
+
+def test_random_revisions_read_back_as_applied(first: RunDirectory, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store, want = first, first.read("events")
+    for step in range(4):
+        nxt = RunDirectory(tmp_path / f"r{step}")
+        nxt.begin()
+        replaced = rng.choice(len(want), size=int(rng.integers(1, 12)), replace=False)
+        rows = _events(1000 * (step + 1), int(rng.integers(0, 6)))
+        nxt.write("events", Appended(store, rows, replaced=replaced))
+        want = _applied(want, sorted(replaced.tolist()), rows)
+        pd.testing.assert_frame_equal(nxt.read("events"), want)
+        store = nxt

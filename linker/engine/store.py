@@ -19,6 +19,8 @@ Layout of a run directory (the catalogue's paths)::
     quarantine/<table>.csv       rejected input rows
     observations.parquet         the graph's edges: one row per (account, kind, value)
     identifiers.parquet          the graph's identifier nodes: weight, super-node flag
+    state/event_{codes,values}.parquet   the events as integer codes, for `linker update`
+    state/incidence.parquet      the incidence matrix's entries as integers, for `linker update`
     ...                          one file per artefact of CATALOGUE
 
 A table artefact may instead be a directory of the same name holding part files
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,13 +106,19 @@ class Artefact:
 
 @dataclass(frozen=True)
 class Appended:
-    """A table artefact that is another store's same artefact plus new rows.
+    """A table artefact that is another store's same artefact plus new rows, some of which
+    may replace rows of the base.
 
     A stage returns it in place of a frame for a table that only grows (``linker update``'s
-    validated tables). A :class:`RunDirectory` keeps it as part files: the base's parts
-    hard-linked (copied across file systems) and one new part for ``rows``, so the rows the
-    base already had are neither read nor written again; its content hash covers the parts'
-    hashes, the base's taken as recorded. A :class:`MemoryStore` keeps the concatenation.
+    validated tables) or whose few changed rows are known (its observations). A
+    :class:`RunDirectory` keeps it as part files: the base's parts hard-linked (copied across
+    file systems) and one new part for ``rows``, so the rows the base already had are neither
+    read nor written again; the ``replaced`` rows are recorded as a list of row numbers per
+    part that readers skip. Its content hash covers the parts' and the lists' hashes, the
+    base's taken as recorded. A :class:`MemoryStore` keeps the result as one frame.
+
+    Read back, the artefact is the base's rows but the replaced ones, in order, then
+    ``rows``.
 
     Attributes
     ----------
@@ -117,16 +126,57 @@ class Appended:
         The store holding the earlier rows (a previous run directory).
     rows : pandas.DataFrame
         The new rows, with the base artefact's columns.
+    replaced : numpy.ndarray of int, optional
+        Rows of the base artefact, as read (``0 .. n-1``), that ``rows`` supersede.
     """
 
     base: ArtefactStore
     rows: pd.DataFrame
+    replaced: np.ndarray | None = None
+
+    def applied(self, name: str) -> pd.DataFrame:
+        """The artefact as one frame: the base's rows but the replaced ones, then ``rows``."""
+        before = self.base.read(name) if self.base.has(name) else self.rows.iloc[0:0]
+        if self.replaced is not None and len(self.replaced):
+            keep = np.ones(len(before), dtype=bool)
+            keep[np.asarray(self.replaced, dtype=np.int64)] = False
+            before = before[keep]
+        return pd.concat([before, self.rows], ignore_index=True)
 
 
 PARTS_FILE = "_parts.json"
 """In a parted table artefact's directory: its parts, rows and SHA-256, in order."""
 
 _PART = "part-{:05d}.parquet"
+
+
+def _replaced_rows(part: dict[str, Any]) -> np.ndarray:
+    """The rows of a part that readers skip (its ``replaced`` list in ``_parts.json``:
+    rows that later rows replaced; sorted, none for most parts)."""
+    return np.asarray(part.get("replaced", []), dtype=np.int64)
+
+
+def _replaced_by_part(
+    skipped: list[np.ndarray], counts: list[int], replaced: np.ndarray | None
+) -> list[np.ndarray]:
+    """Per part, the rows to skip: those skipped already and the ``replaced`` rows of the
+    artefact as read (numbered over the parts' rows that are not skipped)."""
+    out = [np.asarray(s, dtype=np.int64) for s in skipped]
+    if replaced is None or not len(replaced):
+        return out
+    starts = np.cumsum([0, *(n - len(s) for n, s in zip(counts, out, strict=True))])
+    wanted = np.unique(np.asarray(replaced, dtype=np.int64))
+    if wanted.min() < 0 or wanted.max() >= starts[-1]:
+        raise LinkerError("replaced rows outside the base artefact")
+    part = np.searchsorted(starts, wanted, side="right") - 1
+    for i in np.unique(part).tolist():
+        rank = wanted[part == i] - starts[i]  # among the part's rows not skipped yet
+        # The k-th row not skipped is row k plus the skipped rows at or before it: skipped
+        # row s_j has s_j - j rows not skipped before it.
+        skipped = out[i]
+        local = rank + np.searchsorted(skipped - np.arange(len(skipped)), rank, side="right")
+        out[i] = np.union1d(skipped, local)
+    return out
 
 
 def _catalogue(*entries: Artefact) -> dict[str, Artefact]:
@@ -152,6 +202,23 @@ CATALOGUE: dict[str, Artefact] = _catalogue(
     ),
     Artefact("behaviour", "behaviour.parquet", "per-account behaviour features"),
     Artefact("lockstep", "lockstep.parquet", "pairs of accounts acting in lockstep"),
+    Artefact(
+        "event_codes",
+        "state/event_codes.parquet",
+        "the events as integer codes (stored account row, time, value codes, counts): "
+        "what `linker update` reads instead of the events",
+    ),
+    Artefact(
+        "incidence",
+        "state/incidence.parquet",
+        "the account-identifier incidence matrix's entries: acc (the account's row in "
+        "tables/accounts), identifier (row of identifiers); what `linker update` extends",
+    ),
+    Artefact(
+        "event_values",
+        "state/event_values.parquet",
+        "the value of each code of event_codes' model, prompt and ip columns",
+    ),
     Artefact("communities", "communities.parquet", "per account: its community, if any"),
     Artefact("evidence", "evidence.parquet", "per account: each signal's value and score term"),
     Artefact("cluster_evidence", "cluster_evidence.parquet", "per cluster: each signal's value"),
@@ -299,8 +366,7 @@ class MemoryStore(ArtefactStore):
     def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
         _artefact(name)
         if isinstance(frame, Appended):
-            before = frame.base.read(name) if frame.base.has(name) else frame.rows.iloc[0:0]
-            frame = pd.concat([before, frame.rows], ignore_index=True)
+            frame = frame.applied(name)
         self._tables[name] = frame.to_pandas() if isinstance(frame, pa.Table) else frame
         return ""
 
@@ -430,6 +496,8 @@ class RunDirectory(ArtefactStore):
             raise InputError(f"{target}: missing from the run directory; run `linker run` again")
         arrow_filters = [(c, "in" if op == "in" else "==", v) for c, op, v in filters or ()]
         try:
+            if target.is_dir() and any(p.get("replaced") for p in self.parts(name)):
+                return self._read_revised(name, columns, filters)
             return pd.read_parquet(
                 cast(Any, self._sources(name)),  # one file, or its parts in order
                 columns=list(columns) if columns is not None else None,
@@ -438,6 +506,27 @@ class RunDirectory(ArtefactStore):
         except (OSError, ValueError, pa.ArrowException) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"{target}: not a readable artefact ({first})") from None
+
+    def _read_revised(
+        self, name: str, columns: Sequence[str] | None, filters: Sequence[Filter] | None
+    ) -> pd.DataFrame:
+        """A parted artefact some of whose parts' rows were replaced: each part without its
+        replaced rows, in order; the filters apply to what remains."""
+        path = self._path(name)
+        wanted = None
+        if columns is not None:
+            wanted = list(dict.fromkeys([*columns, *(c for c, _, _ in filters or ())]))
+        tables = []
+        for part in self.parts(name):
+            table = pq.read_table(path / part["file"], columns=wanted)
+            skip = _replaced_rows(part)
+            if len(skip):
+                keep = np.ones(table.num_rows, dtype=bool)
+                keep[skip] = False
+                table = table.filter(pa.array(keep))
+            tables.append(table)
+        frame = _apply_filters(pa.concat_tables(tables).to_pandas(), filters).reset_index(drop=True)
+        return frame[list(columns)] if columns is not None else frame
 
     def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
         if isinstance(frame, Appended):
@@ -506,8 +595,7 @@ class RunDirectory(ArtefactStore):
         the new rows do not fit, gives one file of all rows instead."""
         base = appended.base
         if not isinstance(base, RunDirectory) or not base.has(name):
-            before = base.read(name) if base.has(name) else appended.rows.iloc[0:0]
-            return self.write(name, pd.concat([before, appended.rows], ignore_index=True))
+            return self.write(name, appended.applied(name))
         sources = base._sources(name)
         files = [Path(sources)] if isinstance(sources, Path) else [Path(f) for f in sources]
         try:
@@ -519,20 +607,33 @@ class RunDirectory(ArtefactStore):
                     table = table.select(schema.names)
                 rows = table.cast(schema)
         except (pa.ArrowException, ValueError):
-            whole = pd.concat([base.read(name), appended.rows], ignore_index=True)
-            return self.write(name, whole)
+            return self.write(name, appended.applied(name))
         target = self._path(name)
+        known_parts = base.parts(name)
+        counts = [
+            known["rows"] if known["rows"] is not None else pq.read_metadata(source).num_rows
+            for source, known in zip(files, known_parts, strict=True)
+        ]
+        replaced = _replaced_by_part(
+            [_replaced_rows(known) for known in known_parts],
+            counts,
+            appended.replaced,
+        )
         _remove_artefact(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(target) as tmp:
             parts = []
-            for i, (source, known) in enumerate(zip(files, base.parts(name), strict=True)):
+            for i, (source, known) in enumerate(zip(files, known_parts, strict=True)):
                 _link_or_copy(source, tmp / _PART.format(i))
                 digest = known["sha256"] or file_sha256(source)
-                count = known["rows"]
-                if count is None:
-                    count = pq.read_metadata(source).num_rows
-                parts.append({"file": _PART.format(i), "rows": count, "sha256": digest})
+                part: dict[str, Any] = {
+                    "file": _PART.format(i),
+                    "rows": counts[i],
+                    "sha256": digest,
+                }
+                if len(replaced[i]):
+                    part["replaced"] = [int(r) for r in replaced[i]]
+                parts.append(part)
             if rows.num_rows or not parts:
                 new = tmp / _PART.format(len(parts))
                 pq.write_table(rows, new, compression="zstd")
@@ -540,7 +641,8 @@ class RunDirectory(ArtefactStore):
             text = json.dumps({"parts": parts}, indent=2, sort_keys=True) + "\n"
             (tmp / PARTS_FILE).write_text(text, encoding="utf-8")
         logger.debug("wrote %s (%d parts, %d new rows)", target, len(parts), rows.num_rows)
-        summary = json.dumps([p["sha256"] for p in parts]).encode("utf-8")
+        hashes = [[p["sha256"], p["replaced"]] if "replaced" in p else p["sha256"] for p in parts]
+        summary = json.dumps(hashes).encode("utf-8")
         return hashlib.sha256(summary).hexdigest()
 
     def lock(self) -> OutputLock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,13 +25,18 @@ import pyarrow.compute as pc
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
+    "SAVED_CODE_COLUMNS",
     "TOTALS_COLUMNS",
     "account_behaviour",
     "account_totals",
     "behaviour_from_totals",
+    "coded_events",
+    "codes_from_saved",
     "event_codes",
+    "extend_saved_codes",
     "model_releases",
     "pivot_features",
+    "saved_codes",
     "sorted_unique",
 ]
 
@@ -106,9 +112,9 @@ def _indices(encoded: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(filled.to_numpy(), dtype=np.int64)
 
 
-def _codes(values: pd.Series, *, named: bool = True) -> tuple[np.ndarray, list[str]]:
+def _codes(values: pd.Series) -> tuple[np.ndarray, pa.Array]:
     """Dense int64 codes of a column, ranked in code-point order of the values (``-1`` for
-    missing values), and (when ``named``) the distinct values in that order as text.
+    missing values), and the distinct values in that order (an Arrow string array).
 
     The codes depend on which values occur, never on the order of the rows
     (:func:`event_codes` relabels them in order of first appearance over the sorted events).
@@ -117,7 +123,7 @@ def _codes(values: pd.Series, *, named: bool = True) -> tuple[np.ndarray, list[s
         encoded = pc.dictionary_encode(_arrow_column(values)).combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         codes, uniques = pd.factorize(values, use_na_sentinel=True, sort=True)
-        names = pd.Index(uniques).astype(str).tolist() if named else []
+        names = pa.array(pd.Index(uniques).astype(str).tolist(), pa.large_string())
         return np.asarray(codes, dtype=np.int64), names
     dictionary = encoded.dictionary
     order = np.asarray(pc.sort_indices(dictionary).to_numpy(), dtype=np.int64)
@@ -125,8 +131,14 @@ def _codes(values: pd.Series, *, named: bool = True) -> tuple[np.ndarray, list[s
     rank[order] = np.arange(len(order))
     rank[-1] = -1
     codes = _indices(pa.chunked_array([encoded.indices]))
-    names = [str(v) for v in dictionary.take(pa.array(order)).to_pylist()] if named else []
-    return rank[codes], names
+    return rank[codes], _as_text(dictionary.take(pa.array(order)))
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """An Arrow array as large strings (values of other types as their text)."""
+    if not pa.types.is_large_string(values.type):
+        values = values.cast(pa.large_string())
+    return values
 
 
 def _rows_of(values: pd.Series, account_ids: pd.Series | np.ndarray) -> np.ndarray:
@@ -167,6 +179,26 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
     the order of the events' rows (rows at the same account and second keep their relative
     order, which nothing downstream reads); it depends on the order of ``account_ids``.
     """
+    return coded_events(events, account_ids)[0]
+
+
+def coded_events(
+    events: pd.DataFrame, account_ids: pd.Series | np.ndarray
+) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
+    """:func:`event_codes` and the values its codes stand for.
+
+    Returns
+    -------
+    codes : pandas.DataFrame
+        As :func:`event_codes` returns.
+    values : dict of str to pyarrow.Array
+        Per coded column (``model``, ``prompt``, ``ip``), the value of each code (code ``k``
+        is ``values[column][k]``), as large strings.
+
+    Notes
+    -----
+    As :func:`event_codes`.
+    """
     n = len(events)
     acc = _rows_of(events["account_id"], account_ids) if n else np.zeros(0, np.int64)
 
@@ -178,26 +210,35 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
             column = pd.to_numeric(column)
         return np.asarray(column.to_numpy(dtype=np.int64, na_value=default), dtype=np.int64)
 
-    names_of: dict[str, list[str]] = {}
+    names_of: dict[str, pa.Array] = {}
     columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
     for out_name, name in _CODED:
         if name in events.columns and n:
-            columns[out_name], names_of[out_name] = _codes(events[name], named=out_name == "model")
+            columns[out_name], names_of[out_name] = _codes(events[name])
         else:
-            columns[out_name], names_of[out_name] = np.full(n, -1, dtype=np.int64), []
+            columns[out_name] = np.full(n, -1, dtype=np.int64)
+            names_of[out_name] = pa.array([], pa.large_string())
     columns["requests"] = np.maximum(ints("requests", 1), 1)
     columns["input_tokens"] = ints("input_tokens", 0)
     columns["output_tokens"] = ints("output_tokens", 0)
 
     known = acc >= 0
-    t = columns["t"]
     if not known.all():
         columns = {k: v[known] for k, v in columns.items()}
-        acc, t = columns["acc"], columns["t"]
+    return _sorted_and_relabelled(columns, names_of, len(account_ids))
+
+
+def _sorted_and_relabelled(
+    columns: dict[str, np.ndarray], ranked_names: dict[str, pa.Array], n_accounts: int
+) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
+    """Event columns (``acc`` rows, ``t``, the coded columns as code-point ranks of
+    ``ranked_names``) sorted by (account, time), codes relabelled in order of first
+    appearance: :func:`coded_events`' result."""
+    acc, t = columns["acc"], columns["t"]
     new_moment = np.ones(len(acc), dtype=bool)
     if len(acc) > 1:
         span = int(t.max()) - int(t.min()) + 1
-        if len(account_ids) * span < 2**62:
+        if n_accounts * span < 2**62:
             key = acc * np.int64(span) + (t - t.min())
             in_order = bool((key[1:] >= key[:-1]).all())
             order = None if in_order else np.argsort(key, kind="stable")
@@ -208,15 +249,15 @@ def event_codes(events: pd.DataFrame, account_ids: pd.Series | np.ndarray) -> pd
             acc, t = columns["acc"], columns["t"]
         new_moment[1:] = (acc[1:] != acc[:-1]) | (t[1:] != t[:-1])
     moment = np.cumsum(new_moment) - 1
+    names_of: dict[str, pa.Array] = {}
     for out_name, _ in _CODED:
         columns[out_name], names_of[out_name] = _first_seen_codes(
-            columns[out_name], moment, names_of[out_name]
+            columns[out_name], moment, ranked_names[out_name]
         )
-    models = names_of["model"]
     out = pd.DataFrame(columns, copy=False)
-    out.attrs["models"] = models
-    out.attrs["n_accounts"] = len(account_ids)
-    return out
+    out.attrs["models"] = [str(v) for v in names_of["model"].to_pylist()]
+    out.attrs["n_accounts"] = n_accounts
+    return out, names_of
 
 
 _CODED: tuple[tuple[str, str], ...] = (
@@ -228,8 +269,8 @@ _CODED: tuple[tuple[str, str], ...] = (
 
 
 def _first_seen_codes(
-    ranked: np.ndarray, moment: np.ndarray, names: list[str]
-) -> tuple[np.ndarray, list[str]]:
+    ranked: np.ndarray, moment: np.ndarray, names: pa.Array
+) -> tuple[np.ndarray, pa.Array]:
     """Codes in order of first appearance over the (account, time)-sorted events, values
     first seen at the same moment in code-point order; ``-1`` stays ``-1``.
 
@@ -239,7 +280,7 @@ def _first_seen_codes(
     """
     ok = ranked >= 0
     if not ok.any():
-        return ranked, []
+        return ranked, names.slice(0, 0)
     present = ranked[ok]
     # Each value's first row: a scatter-min over the value ranks, with no sort of the rows.
     first_row = np.full(int(present.max()) + 1, len(present), dtype=np.int64)
@@ -251,7 +292,7 @@ def _first_seen_codes(
     code = np.full(int(values.max()) + 2, -1, dtype=np.int64)
     code[values[seen]] = np.arange(len(values))
     relabelled = code[ranked]  # ranked == -1 reads code[-1], which is -1
-    return relabelled, [names[v] for v in values[seen].tolist()] if names else []
+    return relabelled, names.take(pa.array(values[seen]))
 
 
 def sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -798,3 +839,244 @@ def _pivot(codes: pd.DataFrame, n_acc: int, margin_days: float) -> pd.DataFrame:
         seen = first_on < np.iinfo(np.int64).max
         out.loc[better & seen, "pivot_hours"] = (first_on[better & seen] - release) / HOUR
     return out
+
+
+SAVED_CODE_COLUMNS: tuple[str, ...] = (
+    "acc",
+    "t",
+    "model",
+    "prompt",
+    "ip",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+)
+"""Columns of the saved event codes (:func:`saved_codes`)."""
+
+
+def _values_frame(values: dict[str, pa.Array], first_code: dict[str, int]) -> pd.DataFrame:
+    """``column, code, value`` rows of per-column value arrays (codes from ``first_code``)."""
+    parts = []
+    for name, _ in _CODED:
+        array = values.get(name, pa.array([], pa.large_string()))
+        start = first_code.get(name, 0)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "column": pd.array([name] * len(array), dtype="string"),
+                    "code": np.arange(start, start + len(array), dtype=np.int64),
+                    "value": pd.array(_as_text(array).to_pylist(), dtype="string"),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def saved_codes(
+    codes: pd.DataFrame, values: dict[str, pa.Array], stored_row: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Event codes in the form a run saves for the next update.
+
+    Parameters
+    ----------
+    codes, values : pandas.DataFrame, dict
+        :func:`coded_events` of all events.
+    stored_row : numpy.ndarray of int
+        Per account row of ``codes`` (``acc``), the account's row in the stored accounts
+        table. A stored row never changes: an update appends new accounts after the others.
+
+    Returns
+    -------
+    saved : pandas.DataFrame
+        :data:`SAVED_CODE_COLUMNS`: ``acc`` is the stored account row, the coded columns are
+        codes of ``dictionary``.
+    dictionary : pandas.DataFrame
+        ``column`` (``model``, ``prompt`` or ``ip``), ``code``, ``value``.
+
+    Notes
+    -----
+    O(m + v) for m events and v distinct values. :func:`codes_from_saved` gives
+    :func:`event_codes` back from them; :func:`extend_saved_codes` codes new events with the
+    same codes, so the saved rows are never rewritten.
+    """
+    stored = np.asarray(stored_row, dtype=np.int64)
+    columns = {
+        name: stored[codes["acc"].to_numpy(np.int64)] if name == "acc" else codes[name].to_numpy()
+        for name in SAVED_CODE_COLUMNS
+    }
+    acc, t = codes["acc"].to_numpy(np.int64), codes["t"].to_numpy(np.int64)
+    tied = np.zeros(len(acc), dtype=bool)
+    if len(acc) > 1:
+        same = (acc[1:] == acc[:-1]) & (t[1:] == t[:-1])
+        tied[1:] |= same
+        tied[:-1] |= same
+    if tied.any():
+        # Rows at the same account and second keep the input's order in ``codes``; saved,
+        # they are put in the order of their values, so that the same events in another
+        # order save the same bytes.
+        rows = np.flatnonzero(tied)
+        order = _value_order({**{n: v[rows] for n, v in columns.items()}, "acc": acc[rows]})
+        for name in SAVED_CODE_COLUMNS:
+            column = columns[name].copy()
+            column[rows] = column[rows][order]
+            columns[name] = column
+    return _compact(columns), _values_frame(values, {})
+
+
+def _value_order(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The order of event rows by account, time and then every other saved column."""
+    return np.lexsort(tuple(columns[name] for name in reversed(SAVED_CODE_COLUMNS)))
+
+
+def _compact(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Saved codes with int32 columns where the values fit (half the bytes to store and read
+    of int64; ``t`` stays int64), column by column: no int64 copy of the whole table."""
+    out = {}
+    for name in SAVED_CODE_COLUMNS:
+        values = np.asarray(columns[name])
+        small = len(values) == 0 or (
+            values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max
+        )
+        out[name] = values.astype(np.int32) if small and name != "t" else values
+    return pd.DataFrame(out, copy=False)
+
+
+def extend_saved_codes(
+    events: pd.DataFrame, stored_ids: pd.Series | np.ndarray, dictionary: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """New events coded against saved codes (:func:`saved_codes`).
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        The new validated events.
+    stored_ids : array-like of str
+        Every account, in the stored accounts table's order (the saved ``acc``).
+    dictionary : pandas.DataFrame
+        The saved ``column, code, value`` rows (codes dense from 0 per column).
+
+    Returns
+    -------
+    saved : pandas.DataFrame
+        The new events in the saved form (unknown accounts dropped), in their own order.
+    added : pandas.DataFrame
+        The values not in ``dictionary``, with the next codes of their column (code-point
+        order among themselves).
+
+    Notes
+    -----
+    O(q + v) hash look-ups for q new events and v saved values; the saved events are not
+    read.
+    """
+    n = len(events)
+    acc = _rows_of(events["account_id"], stored_ids) if n else np.zeros(0, np.int64)
+    columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
+    added: dict[str, pa.Array] = {}
+    first_code: dict[str, int] = {}
+    saved_values = _column_values(dictionary)
+    for out_name, name in _CODED:
+        known = saved_values[out_name]
+        first_code[out_name] = len(known)
+        if name not in events.columns or not n:
+            columns[out_name] = np.full(n, -1, dtype=np.int64)
+            continue
+        text = _as_text(_arrow_column(events[name]).combine_chunks())
+        code = _indices(pa.chunked_array([pc.index_in(text, value_set=known)]))
+        missing = (code < 0) & np.asarray(text.is_valid().to_numpy(zero_copy_only=False), bool)
+        if missing.any():
+            fresh = pc.unique(text.filter(pa.array(missing)))
+            fresh = fresh.take(pc.sort_indices(fresh))
+            at = _indices(pa.chunked_array([pc.index_in(text, value_set=fresh)]))
+            code = np.where(missing, len(known) + at, code)
+            added[out_name] = fresh
+        columns[out_name] = code
+    for name, default in (("requests", 1), ("input_tokens", 0), ("output_tokens", 0)):
+        if name in events.columns:
+            column = events[name]
+            if not pd.api.types.is_numeric_dtype(column.dtype):
+                column = pd.to_numeric(column)
+            columns[name] = np.asarray(column.to_numpy(dtype=np.int64, na_value=default))
+        else:
+            columns[name] = np.full(n, default, dtype=np.int64)
+    columns["requests"] = np.maximum(columns["requests"], 1)
+    keep = columns["acc"] >= 0
+    kept = {k: v[keep] for k, v in columns.items()}
+    order = _value_order(kept)  # the same new events in another order save the same bytes
+    return _compact({k: v[order] for k, v in kept.items()}), _values_frame(added, first_code)
+
+
+def _column_values(dictionary: pd.DataFrame) -> dict[str, pa.Array]:
+    """The saved values of each coded column, in code order (code ``k`` at ``k``).
+
+    Raises
+    ------
+    ValueError
+        When a column's codes are not ``0 .. k-1``.
+    """
+    table = pa.Table.from_pandas(
+        dictionary[["column", "code", "value"]].reset_index(drop=True), preserve_index=False
+    )
+    out: dict[str, pa.Array] = {}
+    for name, _ in _CODED:
+        mine = table.filter(pc.equal(table["column"], name))
+        code = np.asarray(mine["code"].to_numpy(), dtype=np.int64)
+        order = np.argsort(code, kind="stable")
+        if not np.array_equal(code[order], np.arange(len(code))):
+            raise ValueError(f"the saved {name} codes are not 0..k-1")
+        out[name] = _as_text(mine["value"].combine_chunks()).take(pa.array(order))
+    return out
+
+
+def codes_from_saved(
+    saved: Sequence[pd.DataFrame], dictionary: pd.DataFrame, row_of_stored: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
+    """:func:`coded_events` of all events, from the saved codes.
+
+    Parameters
+    ----------
+    saved : sequence of pandas.DataFrame
+        Every event in the saved form, in any order and any number of frames
+        (:func:`saved_codes` of a run, then :func:`extend_saved_codes` of each update).
+    dictionary : pandas.DataFrame
+        Every saved value (``column, code, value``).
+    row_of_stored : numpy.ndarray of int
+        Per stored account row, its row in the accounts' ``account_id`` order (the ``acc``
+        of :func:`event_codes`); ``-1`` drops its events.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        What :func:`coded_events` gives on all the events for the accounts in ``account_id``
+        order: the same codes, the same (account, time) order.
+
+    Raises
+    ------
+    ValueError
+        When a column's saved codes are not ``0 .. k-1``.
+
+    Notes
+    -----
+    O(m log m) for m events (one sort by account and time, none when they are already in
+    that order) and O(v log v) for v values (their code-point ranks): no string of any event
+    is read.
+    """
+    columns = {
+        name: np.concatenate([np.asarray(f[name].to_numpy(), dtype=np.int64) for f in saved])
+        if saved
+        else np.zeros(0, dtype=np.int64)
+        for name in SAVED_CODE_COLUMNS
+    }
+    acc = np.asarray(row_of_stored, dtype=np.int64)[columns["acc"]]
+    keep = acc >= 0
+    columns["acc"] = acc
+    if not keep.all():
+        columns = {name: values[keep] for name, values in columns.items()}
+    ranked_names: dict[str, pa.Array] = {}
+    for out_name, values in _column_values(dictionary).items():
+        order = np.asarray(pc.sort_indices(values).to_numpy(), dtype=np.int64)
+        rank = np.empty(len(order) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        rank[-1] = -1
+        columns[out_name] = rank[columns[out_name]]
+        ranked_names[out_name] = values.take(pa.array(order))
+    return _sorted_and_relabelled(columns, ranked_names, len(row_of_stored))

@@ -10,6 +10,8 @@ that run's state instead of recomputing it from all rows. These are the pure par
 * :func:`key_codes`: integer keys for string key columns of several frames, for merges;
 * :func:`sorted_positions`: where (kind, value) pairs sit among the graph's sorted identifier
   columns, by binary search (an identifier's count is its previous count plus its new pairs);
+* :func:`extend_bipartite`: the incidence matrix of a previous run (saved as integer entries)
+  with the new pairs added, without reading or hashing the previous observations' strings;
 * :func:`touched_accounts`: the accounts whose links can have changed;
 * :func:`components_touched`: which components of a graph hold a touched node;
 * :func:`repartition_touched`: Leiden again on the touched components only, warm-started
@@ -31,6 +33,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from linker.graph.behaviour import account_behaviour, pivot_features
+from linker.graph.bipartite import Bipartite
 from linker.graph.communities import (
     ContractedGraph,
     Method,
@@ -40,9 +43,11 @@ from linker.graph.communities import (
 
 __all__ = [
     "components_touched",
+    "extend_bipartite",
     "key_codes",
     "merge_observations",
     "repartition_touched",
+    "revise_observations",
     "sorted_positions",
     "touched_accounts",
     "update_behaviour",
@@ -153,6 +158,115 @@ def sorted_positions(
     return out
 
 
+def _insertion_points(
+    kinds: np.ndarray, values: np.ndarray, new_kinds: np.ndarray, new_values: np.ndarray
+) -> np.ndarray:
+    """Where (kind, value) pairs absent from columns sorted by (kind, value) go: the number
+    of columns before each (binary searches, as :func:`sorted_positions`)."""
+    out = np.zeros(len(new_kinds), dtype=np.int64)
+    for kind in pd.unique(new_kinds):
+        mine = np.flatnonzero(new_kinds == kind)
+        lo = int(np.searchsorted(kinds, kind, side="left"))
+        hi = int(np.searchsorted(kinds, kind, side="right"))
+        out[mine] = lo + np.searchsorted(values[lo:hi], new_values[mine])
+    return out
+
+
+def extend_bipartite(
+    account_ids: np.ndarray,
+    kinds: np.ndarray,
+    values: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    pairs: pd.DataFrame,
+) -> tuple[Bipartite, np.ndarray]:
+    """The incidence matrix of a previous run with new account–identifier pairs added.
+
+    Parameters
+    ----------
+    account_ids : numpy.ndarray of str
+        Every account of the new state, in row order (``account_id`` order).
+    kinds, values : numpy.ndarray of str
+        The previous run's identifier columns, sorted by (kind, value) (its ``identifiers``).
+    rows, columns : numpy.ndarray of int
+        The previous incidence matrix's entries: account row (in ``account_ids``) and
+        identifier column (in ``kinds``/``values``).
+    pairs : pandas.DataFrame
+        ``account_id, kind, value`` of the pairs not seen before
+        (:func:`merge_observations`); rows with no value or an unknown account are ignored.
+
+    Returns
+    -------
+    bipartite : Bipartite
+        What :func:`linker.graph.bipartite.build_bipartite` gives on all the accounts and
+        all the observations: the previous columns with the new identifiers inserted in
+        (kind, value) order, the previous entries moved to their columns, the new ones added.
+    previous_column : numpy.ndarray of int64
+        Per column, its previous column (``-1`` for a new identifier).
+
+    Notes
+    -----
+    O(e + q log i) for e previous entries, q new pairs and i identifiers: binary searches
+    of the new pairs only; no string of the previous observations is read or hashed.
+    """
+    kinds = np.asarray(kinds, dtype=object)
+    values = np.asarray(values, dtype=object)
+    pairs = pairs[pairs["value"].notna().to_numpy(bool)]
+    pair_kinds = pairs["kind"].astype(object).to_numpy()
+    pair_values = pairs["value"].astype(object).to_numpy()
+    pair_rows = _rows_in(pairs["account_id"], account_ids)
+    known = pair_rows >= 0
+    pair_kinds, pair_values, pair_rows = pair_kinds[known], pair_values[known], pair_rows[known]
+    found = sorted_positions(kinds, values, pair_kinds, pair_values)
+    fresh = pd.DataFrame({"kind": pair_kinds[found < 0], "value": pair_values[found < 0]})
+    added = sorted(set(zip(fresh["kind"], fresh["value"], strict=True)))
+    new_kinds = np.array([k for k, _ in added], dtype=object)
+    new_values = np.array([v for _, v in added], dtype=object)
+    at = _insertion_points(kinds, values, new_kinds, new_values)
+    # np.insert puts the k-th new column (sorted, like ``at``) at ``at[k] + k``.
+    all_kinds = np.insert(kinds, at, new_kinds)
+    all_values = np.insert(values, at, new_values)
+    moved = np.arange(len(kinds), dtype=np.int64) + np.searchsorted(
+        at, np.arange(len(kinds)), side="right"
+    )
+    pair_columns = np.where(
+        found >= 0,
+        moved[np.maximum(found, 0)],
+        -1,
+    )
+    if len(added):
+        placed = at + np.arange(len(added), dtype=np.int64)
+        where = sorted_positions(
+            new_kinds, new_values, pair_kinds[found < 0], pair_values[found < 0]
+        )
+        pair_columns[found < 0] = placed[where]
+    entry_rows = np.concatenate([np.asarray(rows, dtype=np.int64), pair_rows])
+    entry_columns = np.concatenate([moved[np.asarray(columns, dtype=np.int64)], pair_columns])
+    matrix = sp.csr_matrix(
+        (np.ones(len(entry_rows), dtype=np.float64), (entry_rows, entry_columns)),
+        shape=(len(account_ids), len(all_kinds)),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    n_accounts = np.bincount(matrix.indices, minlength=len(all_kinds)).astype(np.int64)
+    previous_column = np.full(len(all_kinds), -1, dtype=np.int64)
+    previous_column[moved] = np.arange(len(kinds), dtype=np.int64)
+    bip = Bipartite(
+        account_ids=np.asarray(account_ids, dtype=object),
+        kinds=all_kinds,
+        values=all_values,
+        matrix=matrix,
+        n_accounts=n_accounts,
+    )
+    return bip, previous_column
+
+
+def _rows_in(values: pd.Series, account_ids: np.ndarray) -> np.ndarray:
+    """Row of each value in ``account_ids`` (``-1`` when absent)."""
+    found = pc.index_in(_arrow(values), value_set=_arrow(np.asarray(account_ids, dtype=object)))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def _merged_times(
     column: pd.Series, rows: np.ndarray, other: pd.Series, earliest: bool
 ) -> pd.Series:
@@ -203,9 +317,8 @@ def merge_observations(
 
     Notes
     -----
-    O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
-    rows of the accounts the new rows speak of are found with one Arrow set look-up and
-    matched on integer keys (:func:`key_codes`).
+    O(p + n log n) for p previous and n new rows (:func:`revise_observations`), plus a copy
+    of the previous rows.
 
     Examples
     --------
@@ -219,28 +332,73 @@ def merge_observations(
     ([['a', 5], ['b', 1]], ['b'])
     """
     columns = list(previous.columns)
+    rows, revised, fresh = revise_observations(previous, new)
+    merged = previous
+    if len(rows):
+        merged = previous.copy()
+        for column in ("count", "first_seen", "last_seen"):
+            values = merged[column].copy()
+            values.iloc[rows] = revised[column].to_numpy()
+            merged[column] = values
+    merged = pd.concat([merged, fresh[columns]], ignore_index=True)
+    return merged, fresh[_KEY].reset_index(drop=True)
+
+
+def revise_observations(
+    previous: pd.DataFrame, new: pd.DataFrame
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """What adding new observations changes in a previous run's: the previous rows the new
+    ones also hold, those rows merged, and the pairs not seen before.
+
+    Parameters
+    ----------
+    previous, new : pandas.DataFrame
+        As in :func:`merge_observations`.
+
+    Returns
+    -------
+    rows : numpy.ndarray of int64
+        Rows of ``previous`` (ascending) that a new row also holds.
+    revised : pandas.DataFrame
+        Those rows, in that order, with ``first_seen`` the earlier, ``last_seen`` the later
+        and ``count`` the sum of both.
+    fresh : pandas.DataFrame
+        The new rows of pairs not seen before, sorted by (kind, value, account_id), with the
+        columns of ``previous``.
+
+    Notes
+    -----
+    O(p + n log n) for p previous and n new rows: only the new rows are sorted; the previous
+    rows of the accounts the new rows speak of are found with one Arrow set look-up and
+    matched on integer keys (:func:`key_codes`); nothing of size p is copied, so the
+    previous rows but ``rows`` can be kept as they are stored
+    (:class:`linker.engine.store.Appended` with ``replaced``).
+    """
+    columns = list(previous.columns)
     if new.empty:
-        return previous, new[_KEY].iloc[0:0]
+        return np.zeros(0, dtype=np.int64), previous.iloc[0:0], new[columns].iloc[0:0]
     # Only the previous rows of accounts the new rows speak of can match: key those alone.
-    wanted = pc.unique(_arrow(new["account_id"]))
-    hit = pc.is_in(_arrow(previous["account_id"]), value_set=wanted)
+    # The previous ids as they are (no copy to another string type): the few wanted ids are
+    # cast to their type instead.
+    held = pa.array(previous["account_id"].astype("string[pyarrow]").array)
+    wanted = pc.unique(_arrow(new["account_id"])).cast(held.type)
+    hit = pc.is_in(held, value_set=wanted)
     mine = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
     old_keys, new_keys = key_codes([previous.iloc[mine], new], _KEY)
     found = pd.Index(old_keys).get_indexer(new_keys)
     seen = found >= 0
-    merged = previous
-    if seen.any():
-        rows = mine[found[seen]]
-        old = new[seen]
-        merged = previous.copy()
-        count = merged["count"].to_numpy(np.int64).copy()
-        count[rows] += old["count"].to_numpy(np.int64)
-        merged["count"] = count
-        merged["first_seen"] = _merged_times(merged["first_seen"], rows, old["first_seen"], True)
-        merged["last_seen"] = _merged_times(merged["last_seen"], rows, old["last_seen"], False)
+    rows = mine[found[seen]]
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    again = new[seen].iloc[order]
+    revised = previous.iloc[rows].reset_index(drop=True)
+    if len(rows):
+        at = np.arange(len(rows))
+        revised["count"] = revised["count"].to_numpy(np.int64) + again["count"].to_numpy(np.int64)
+        revised["first_seen"] = _merged_times(revised["first_seen"], at, again["first_seen"], True)
+        revised["last_seen"] = _merged_times(revised["last_seen"], at, again["last_seen"], False)
     fresh = new[~seen].sort_values(["kind", "value", "account_id"], kind="mergesort")
-    merged = pd.concat([merged, fresh[columns]], ignore_index=True)
-    return merged, fresh[_KEY].reset_index(drop=True)
+    return rows.astype(np.int64), revised, fresh[columns].reset_index(drop=True)
 
 
 def touched_accounts(incidence: sp.csr_matrix, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:

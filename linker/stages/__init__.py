@@ -17,7 +17,7 @@ import dataclasses
 from linker.engine.stages import Stage, View
 from linker.stages import decisions, evidence, ingest, linking, spark, update
 
-__all__ = ["LINK_STAGES", "RUN_STAGES", "UPDATE_STAGES", "VIEWS", "stage_names"]
+__all__ = ["LINK_STAGES", "RUN_STAGES", "UPDATE_STAGES", "UPDATE_VIEWS", "VIEWS", "stage_names"]
 
 VIEWS: dict[str, View] = dict(linking.LINK_VIEWS)
 """In-memory views stages share, by name."""
@@ -47,7 +47,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         "behaviour",
         reads=_TABLES,
         optional=("events",),
-        writes=("behaviour", "lockstep"),
+        writes=("behaviour", "lockstep", "event_codes", "event_values"),
         run=linking.behaviour,
         settings=("link",),
         engines={"spark": spark.behaviour},
@@ -56,7 +56,7 @@ RUN_STAGES: tuple[Stage, ...] = (
     Stage(
         "identifiers",
         reads=("bipartite",),
-        writes=("identifiers",),
+        writes=("identifiers", "incidence"),
         run=linking.identifiers,
         settings=("link",),
         doc="evidence weight and public flag of every identifier (the graph's nodes)",
@@ -140,6 +140,11 @@ UPDATE_STAGES: tuple[Stage, ...] = tuple(
 )
 """``linker update``'s stages: :data:`RUN_STAGES` with the first five adding the new rows to
 a previous run's state (:mod:`linker.stages.update`, docs/incremental.md)."""
+
+
+UPDATE_VIEWS: dict[str, View] = {**VIEWS, "bipartite": View(("accounts",), update.bipartite)}
+"""``linker update``'s views: the incidence matrix is the previous run's, extended with the new
+account–identifier pairs (:func:`linker.stages.update.bipartite`)."""
 
 
 def stage_names() -> tuple[str, ...]:

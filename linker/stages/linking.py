@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from linker import kinds
 from linker.engine.stages import RunContext, View
-from linker.graph.behaviour import account_behaviour, event_codes
+from linker.graph.behaviour import account_behaviour, coded_events, saved_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
     Partitioner,
@@ -57,9 +57,11 @@ __all__ = [
     "community_table",
     "identifier_table",
     "identifiers",
+    "incidence_table",
     "lockstep_rows",
     "lockstep_table",
     "public_test",
+    "stored_order",
     "uses_behaviour",
 ]
 
@@ -134,18 +136,38 @@ def uses_behaviour(ctx: RunContext) -> bool:
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
-    """Per-account behaviour features and lockstep pairs (nothing without events)."""
+    """Per-account behaviour features and lockstep pairs (nothing without events); the events'
+    integer codes, saved for ``linker update``."""
     if not uses_behaviour(ctx):
         return {}
     cfg = ctx.settings.link.behaviour
     accounts = account_frame(ctx)
     ids = accounts["account_id"].astype("string")
-    codes = event_codes(ctx.frame("events"), ids)
+    codes, values = coded_events(ctx.frame("events"), ids)
     ctx.release("events")  # by far the largest table: only its codes are needed from here
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
-    return {"behaviour": features, "lockstep": lockstep_table(ctx, codes, ids)}
+    lockstep = lockstep_table(ctx, codes, ids)
+    # Saved after the lockstep search, so that its temporaries and the saved copy of the
+    # codes are not in memory together.
+    saved, dictionary = saved_codes(codes, values, stored_order(ctx))
+    return {
+        "behaviour": features,
+        "lockstep": lockstep,
+        "event_codes": saved,
+        "event_values": dictionary,
+    }
+
+
+def stored_order(ctx: RunContext) -> np.ndarray:
+    """Per account row (``account_id`` order, :func:`account_frame`), its row in the
+    ``accounts`` artefact as stored (an update appends new accounts after the others)."""
+    stored = ctx.frame("accounts", columns=["account_id"])["account_id"]
+    ids = pa.array(stored.astype("string[pyarrow]").array)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    return np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)
 
 
 def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
@@ -224,7 +246,25 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Every identifier's accounts, evidence weight and public flag (the graph's nodes)."""
     bip: Bipartite = ctx.view("bipartite")
     test = public_test(ctx, bip)
-    return {"identifiers": identifier_table(ctx, bip, bip.n_accounts, test)}
+    return {
+        "identifiers": identifier_table(ctx, bip, bip.n_accounts, test),
+        "incidence": incidence_table(ctx, bip),
+    }
+
+
+def incidence_table(ctx: RunContext, bip: Bipartite) -> pd.DataFrame:
+    """The ``incidence`` artefact: the matrix's entries as (stored account row, identifier
+    column), what ``linker update`` extends instead of reading the observations again."""
+    coo = bip.matrix.tocoo()
+    stored = stored_order(ctx)[np.asarray(coo.row, dtype=np.int64)]
+    return pd.DataFrame(
+        {
+            "acc": stored.astype(np.int32 if bip.shape[0] < 2**31 else np.int64),
+            "identifier": np.asarray(coo.col).astype(
+                np.int32 if bip.shape[1] < 2**31 else np.int64
+            ),
+        }
+    )
 
 
 def public_test(

@@ -11,9 +11,17 @@ The previous run directory is ``ctx.inputs["previous_run_dir"]`` (a
   run; payments and events may refer to old and new accounts) and appends them to the
   previous tables;
 * ``normalise`` builds the observations of the new rows only and merges them into the
-  previous observations (:func:`linker.graph.incremental.merge_observations`);
-* ``behaviour`` recomputes the features of the accounts with new events only
+  previous observations (:func:`linker.graph.incremental.revise_observations`): the previous
+  ones are kept as stored, and only the rows the new ones change and the new pairs are
+  written (:class:`~linker.engine.store.Appended` with replaced rows);
+* ``behaviour`` reads the previous run's saved event codes instead of its events, codes the
+  new events alone (:func:`linker.graph.behaviour.extend_saved_codes`) and rebuilds the codes
+  of all events from them (:func:`linker.graph.behaviour.codes_from_saved`); it recomputes
+  the features of the accounts with new events only
   (:func:`linker.graph.incremental.update_behaviour`); lockstep pairs are searched again;
+* the ``bipartite`` view (:func:`bipartite`) is the previous run's saved incidence matrix
+  with the new account–identifier pairs added
+  (:func:`linker.graph.incremental.extend_bipartite`);
 * ``identifiers`` updates each identifier's account count from the previous counts and the
   new account–identifier pairs, and tests only identifiers whose holders changed for being
   public; weights follow from the counts;
@@ -37,12 +45,19 @@ import pyarrow as pa
 from linker.engine.stages import RunContext
 from linker.engine.store import Appended, RunDirectory
 from linker.errors import InputError
-from linker.graph.behaviour import event_codes
+from linker.graph.behaviour import (
+    SAVED_CODE_COLUMNS,
+    coded_events,
+    codes_from_saved,
+    extend_saved_codes,
+    saved_codes,
+)
 from linker.graph.bipartite import Bipartite, IdentifierGraph
 from linker.graph.communities import components_over, contract
 from linker.graph.incremental import (
-    merge_observations,
+    extend_bipartite,
     repartition_touched,
+    revise_observations,
     sorted_positions,
     touched_accounts,
     update_behaviour,
@@ -54,7 +69,15 @@ from linker.pseudonyms import Pseudonymiser
 from linker.stages import linking
 from linker.stages.ingest import accepted_tables, latest_timestamp
 
-__all__ = ["PREVIOUS_ACCOUNT", "behaviour", "communities", "identifiers", "normalise", "validate"]
+__all__ = [
+    "PREVIOUS_ACCOUNT",
+    "behaviour",
+    "bipartite",
+    "communities",
+    "identifiers",
+    "normalise",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +155,20 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
     if pseudonymiser is not None:
         built = pseudonymiser.observations(built)
         ctx.note(pseudonym_key_id=pseudonymiser.key_id)
-    merged, pairs = merge_observations(_previous(ctx).read("observations"), built)
-    ctx.inputs["new_pairs"] = pairs
-    ctx.note(observations=len(merged), new_observations=len(built), new_pairs=len(pairs))
-    return {"observations": merged}
+    previous = _previous(ctx)
+    before = previous.read("observations")
+    rows, revised, fresh = revise_observations(before, built)
+    ctx.inputs["new_pairs"] = fresh[["account_id", "kind", "value"]]
+    ctx.note(
+        observations=len(before) + len(fresh),
+        new_observations=len(built),
+        new_pairs=len(fresh),
+        observations_revised=len(rows),
+    )
+    # Only the revised rows and the new pairs are written: the previous rows are kept as
+    # they are stored, the revised ones skipped by readers.
+    rows_written = pd.concat([revised, fresh], ignore_index=True)
+    return {"observations": Appended(previous, rows_written, replaced=rows)}
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
@@ -148,8 +181,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     cfg = ctx.settings.link.behaviour
     accounts = linking.account_frame(ctx, ["created_at"])
     ids = accounts["account_id"].astype("string")
-    codes = event_codes(ctx.frame("events"), ids)
-    ctx.release("events")
+    codes, state = _event_codes(ctx, previous, ids)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
     moved = [delta[t]["account_id"] for t in ("accounts", "events") if t in delta]
     touched = ids.isin(pd.concat(moved, ignore_index=True).astype("string")).to_numpy(bool)
@@ -157,17 +189,107 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         previous.read("behaviour"), accounts, codes, touched, dormancy_days=cfg.dormancy_days
     )
     ctx.note(behaviour_recomputed=int(touched.sum()))
-    return {"behaviour": features, "lockstep": linking.lockstep_table(ctx, codes, ids)}
+    lockstep = linking.lockstep_table(ctx, codes, ids)
+    return {"behaviour": features, "lockstep": lockstep, **state}
+
+
+def _event_codes(
+    ctx: RunContext, previous: RunDirectory, ids: pd.Series
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The event codes of all events (as :func:`linker.graph.behaviour.event_codes` gives)
+    and the saved codes to write.
+
+    From the previous run's saved codes, the new events coded against them: the previous
+    events are not read (a previous run without saved codes has its events read and coded).
+    """
+    order = linking.stored_order(ctx)
+    delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
+    if not (previous.has("event_codes") and previous.has("event_values")):
+        codes, values = coded_events(ctx.frame("events"), ids)
+        ctx.release("events")
+        saved, dictionary = saved_codes(codes, values, order)
+        ctx.note(event_codes="all events coded (the previous run saved no codes)")
+        return codes, {"event_codes": saved, "event_values": dictionary}
+    before = previous.read("event_codes")
+    known = previous.read("event_values")
+    stored = ctx.frame("accounts", columns=["account_id"])["account_id"]
+    events = delta.get("events")
+    if events is None or events.empty:
+        new = pd.DataFrame({c: np.zeros(0, np.int64) for c in SAVED_CODE_COLUMNS})
+        added = known.iloc[0:0]
+    else:
+        try:
+            new, added = extend_saved_codes(events, stored, known)
+        except ValueError as exc:
+            raise InputError(
+                f"{previous.location('event_values')}: not the previous run's saved values "
+                f"({exc}); run `linker run` on all the data instead"
+            ) from None
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    try:
+        codes, _ = codes_from_saved(
+            [before, new], pd.concat([known, added], ignore_index=True), row_of_stored
+        )
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{previous.location('event_codes')}: the previous run's saved event codes do not "
+            f"match its accounts ({exc}); run `linker run` on all the data instead"
+        ) from None
+    ctx.note(event_codes=f"{len(new)} new events coded, {len(before)} read as codes")
+    state = {"event_codes": Appended(previous, new), "event_values": Appended(previous, added)}
+    return codes, state
+
+
+def bipartite(ctx: RunContext) -> Bipartite:
+    """The ``bipartite`` view of an update: the previous run's incidence matrix (its saved
+    entries) with the new account–identifier pairs added
+    (:func:`linker.graph.incremental.extend_bipartite`); built from all the observations
+    when the previous run saved no entries."""
+    previous = _previous(ctx)
+    if not (previous.has("incidence") and "new_pairs" in ctx.inputs):
+        built: Bipartite = linking.LINK_VIEWS["bipartite"].build(ctx)
+        return built
+    ids = linking.account_frame(ctx, ["account_id"])["account_id"].astype(str)
+    order = linking.stored_order(ctx)
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    saved = previous.read("incidence")
+    before = previous.read("identifiers", columns=["kind", "value"])
+    added = len(ctx.inputs["new_pairs"])
+    ctx.note(incidence=f"{len(saved)} saved entries extended with {added} new pairs")
+    try:
+        bip, previous_column = extend_bipartite(
+            ids.to_numpy(dtype=object),
+            before["kind"].astype(object).to_numpy(),
+            before["value"].astype(object).to_numpy(),
+            row_of_stored[saved["acc"].to_numpy(np.int64)],
+            saved["identifier"].to_numpy(np.int64),
+            ctx.inputs["new_pairs"],
+        )
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{previous.location('incidence')}: the previous run's saved incidence matrix does "
+            f"not match its accounts and identifiers ({exc}); run `linker run` on all the data "
+            "instead"
+        ) from None
+    # The identifiers stage reads each column's previous row from here instead of matching
+    # the previous identifiers' strings again.
+    ctx.inputs["previous_column"] = previous_column
+    return bip
 
 
 def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     """Identifier counts from the previous counts and the new pairs; the public test of the
     identifiers whose holders changed; weights of all."""
     bip: Bipartite = ctx.view("bipartite")
-    before = _previous(ctx).read(
-        "identifiers", columns=["kind", "value", "n_accounts", "is_supernode", "cohesion"]
-    )
-    was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
+    numbers = ["n_accounts", "is_supernode", "cohesion"]
+    if "previous_column" in ctx.inputs:
+        before = _previous(ctx).read("identifiers", columns=numbers)
+        was, gained = _gained(bip, before, ctx.inputs["previous_column"])
+    else:
+        before = _previous(ctx).read("identifiers", columns=["kind", "value", *numbers])
+        was, gained = _previous_columns(bip, before, ctx.inputs["new_pairs"])
     old = was >= 0
     n_accounts = gained.copy()
     n_accounts[old] += before["n_accounts"].to_numpy(np.int64)[was[old]]
@@ -181,7 +303,30 @@ def identifiers(ctx: RunContext) -> Mapping[str, Any]:
     )
     ctx.inputs["touched_identifiers"] = changed | (test.public != public)
     ctx.note(identifiers_touched=int(changed.sum()), public_tested=int(test.tested.sum()))
-    return {"identifiers": linking.identifier_table(ctx, bip, n_accounts, test)}
+    return {
+        "identifiers": linking.identifier_table(ctx, bip, n_accounts, test),
+        "incidence": linking.incidence_table(ctx, bip),
+    }
+
+
+def _gained(bip: Bipartite, before: pd.DataFrame, was: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``was`` (each column's previous row, from the extended matrix) and how many holders
+    each column gained: its holders now less its previous count.
+
+    Raises
+    ------
+    InputError
+        When the counts do not add up (a column lost holders, or a new one has none).
+    """
+    gained = bip.n_accounts.astype(np.int64).copy()
+    old = was >= 0
+    gained[old] -= before["n_accounts"].to_numpy(np.int64)[was[old]]
+    if len(before) != int(old.sum()) or (gained < 0).any() or (gained[~old] == 0).any():
+        raise InputError(
+            "the previous run's identifier counts do not match its saved incidence matrix; "
+            "run `linker run` on all the data instead"
+        )
+    return was, gained
 
 
 def _previous_columns(
