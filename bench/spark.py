@@ -348,6 +348,12 @@ def main() -> None:
         default=[],
         help="a Spark configuration key as KEY=VALUE (repeatable), e.g. spark.driver.memory=4g",
     )
+    parser.add_argument(
+        "--engines",
+        default="local,spark",
+        choices=["local,spark", "spark,local"],
+        help="the order of the two runs (spark first on a world the time box may not finish)",
+    )
     args = parser.parse_args()
     settings = load_settings(
         overrides={
@@ -359,7 +365,7 @@ def main() -> None:
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         outs = {}
-        for engine in ("local", "spark"):
+        for engine in args.engines.split(","):
             out = Path(tmp) / f"{engine}.csv"
             reset = _reset_hwm()
             with _WorkerSampler() as workers:
