@@ -19,6 +19,13 @@ Saves the figures in ``bench/results/spark-<name>.json``.
 Usage::
 
     .venv/bin/python bench/spark.py DATA_DIR [--master local[2]] [--partitions 8]
+        [--engines local,spark|spark,local] [--conf spark.driver.memory=4g ...]
+
+It also records the takedown lists compared as decisions (same accounts and actions, same
+clusters up to renaming, largest score difference), the run directory's artefact sizes
+(rows, Parquet and Arrow bytes) and Spark's own per-stage metrics (task time, input,
+shuffle, spill) summed per pipeline stage. The JSON is written after each run, so a run
+stopped part-way keeps what it measured.
 """
 
 from __future__ import annotations
