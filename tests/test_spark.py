@@ -294,7 +294,7 @@ e,2026-01-19T00:00:00Z,10.1.3.4,ＤＥＶ-2,curl/8.0,m2,2,1,1,p2
 def test_spark_observations_equal_the_embedded_ones(spark: Any, tmp_path: Path) -> None:
     from linker.io.validate import validate_dataset
     from linker.observations import build_observations, observation_frame
-    from linker.spark_observations import spark_observations
+    from linker.spark_observations import collect_sorted, spark_observations
 
     for name, text in _AWKWARD.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
@@ -308,6 +308,9 @@ def test_spark_observations_equal_the_embedded_ones(spark: Any, tmp_path: Path) 
     }
     got = observation_frame(spark_observations(frames).toArrow())
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # The engine's way to the driver: Parquet parts in the run directory, read in order.
+    through_files = observation_frame(collect_sorted(spark_observations(frames), tmp_path))
+    pd.testing.assert_frame_equal(through_files, expected, check_exact=True)
     # The awkward values did reach the normalisers: shared mailbox, device, payment, subnet.
     shared = expected.groupby(["kind", "value"])["account_id"].nunique()
     for kind, value in [
@@ -319,6 +322,30 @@ def test_spark_observations_equal_the_embedded_ones(spark: Any, tmp_path: Path) 
     ]:
         assert shared[(kind, value)] == 2
     assert not (expected["value"] == "").any()
+
+
+def test_collect_sorted_keeps_the_global_order_across_parts(spark: Any, tmp_path: Path) -> None:
+    from linker.spark_observations import collect_sorted
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    words = np.array(["b", "a", "ä", "Z", "a\u0301", "𝔸", "ab", ""])
+    source = pa.table(
+        {
+            "text": words[rng.integers(0, len(words), n)],
+            "number": rng.integers(-1000, 1000, n),
+            "when": pa.array(rng.integers(0, 2**40, n) * 1000, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    frame = spark.createDataFrame(source).repartition(7).orderBy("text", "number", "when")
+    got = collect_sorted(frame, tmp_path)
+    assert got.num_rows == n
+    assert got.equals(frame.toArrow())
+    expected = source.sort_by(
+        [("text", "ascending"), ("number", "ascending"), ("when", "ascending")]
+    )
+    assert got.to_pylist() == expected.to_pylist(), "Arrow's order is code-point order too"
+    assert list(tmp_path.iterdir()) == [], "the parts are removed"
 
 
 def _clustered_graph(rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:

@@ -20,7 +20,10 @@ Contraction, Leiden and pruning then run on the driver as on the embedded engine
 
 ``normalise``: the observations table is built by Spark from the validated tables' Parquet
 files (:func:`~linker.spark_observations.spark_observations`: each kind's normaliser runs in
-the executors, over distinct raw values) and collected once, sorted, as Arrow.
+the executors, over distinct raw values) and collected once, sorted: Spark writes it as
+Parquet parts into the run directory and the driver reads them in order
+(:func:`~linker.spark_observations.collect_sorted`; a store without a directory collects it as
+Arrow).
 
 Only this module, :mod:`linker.spark_observations`, :mod:`linker.graph.spark_components` and
 :mod:`linker.engine.spark` import ``pyspark``, inside functions.
@@ -48,7 +51,7 @@ from linker.graph.bipartite import IdentifierGraph
 from linker.graph.spark_communities import SparkPartition, spark_partition_components
 from linker.graph.spark_components import identifier_components, labels_in_order
 from linker.observations import observation_frame
-from linker.spark_observations import spark_observations
+from linker.spark_observations import collect_sorted, spark_observations
 from linker.stages.ingest import INPUT_TABLES, observations_artefact
 from linker.stages.linking import (
     LinkProjection,
@@ -365,7 +368,9 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
     session_seconds = time.perf_counter() - began
     began = time.perf_counter()
     tables = {name: _artefact(ctx, spark, name) for name in INPUT_TABLES if ctx.has(name)}
-    observations = observation_frame(spark_observations(tables).toArrow())
+    observations = observation_frame(
+        collect_sorted(spark_observations(tables), ctx.store.directory)
+    )
     ctx.note(
         spark_session_seconds=round(session_seconds, 3),
         spark_seconds=round(time.perf_counter() - began, 3),
