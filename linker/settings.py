@@ -291,9 +291,9 @@ class LinkSettings:
     """Communities with fewer accounts get no cluster id."""
 
     confirm_membership: bool = True
-    """In a cluster with flagged members, release the members the first scoring leaves
-    unflagged and compute the cluster's evidence again without them: a cluster lists the
-    accounts its evidence implicates, not every account Leiden placed beside them."""
+    """In a cluster with flagged members, release the members the scoring leaves unflagged:
+    a cluster lists the accounts its evidence implicates, not every account Leiden placed
+    beside them. The other members' scores are unchanged."""
 
     resolution: float = 0.25
     """Resolution of the modularity objective of community detection."""

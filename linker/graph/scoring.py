@@ -71,30 +71,26 @@ def actions(
     return out
 
 
-def confirm_membership(cluster_of: np.ndarray, flagged: np.ndarray, *, min_size: int) -> np.ndarray:
-    """Clusters re-formed from the accounts their own evidence flags.
+def confirm_membership(cluster_of: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Clusters confirmed by the accounts their evidence flags.
 
     A cluster is the evidence that its members act together. In a cluster where some members
-    are flagged, a member that its own score leaves unflagged is not evidence of the ring, and
-    counting it as a member would both mislabel it (an analyst reads "member of ring C-0007")
-    and dilute the cluster's evidence (its size, its payers, its shared values). Such members
-    are released (``-1``). Clusters with no flagged member (a family, a company) are kept
-    whole. A cluster left with fewer than ``min_size`` members is dissolved, as detection
-    drops such communities; the others are renumbered in their order.
+    are flagged, a member that its own score leaves unflagged is not evidence of the ring:
+    listing it as a member mislabels it (an analyst reads "member of ring C-0007"). Such
+    members are released (``-1``). Clusters with no flagged member (a family, a company) are
+    kept whole, and cluster numbers are unchanged.
 
     Parameters
     ----------
     cluster_of : numpy.ndarray of int
-        Cluster per account, ``-1`` for none, numbered ``0 .. k-1``.
+        Cluster per account, ``-1`` for none.
     flagged : numpy.ndarray of bool
         Per account, whether its score flags it (suspend or review).
-    min_size : int
-        The fewest members a cluster keeps.
 
     Returns
     -------
     numpy.ndarray of int64
-        The confirmed cluster per account, renumbered ``0 .. k'-1`` in the old order.
+        The confirmed cluster per account.
 
     Notes
     -----
@@ -105,23 +101,17 @@ def confirm_membership(cluster_of: np.ndarray, flagged: np.ndarray, *, min_size:
     Cluster 0 has two flagged members and an unflagged one; cluster 1 has none flagged.
 
     >>> confirm_membership(np.array([0, 0, 0, 1, 1, 1, -1]),
-    ...                    np.array([True, True, False, False, False, False, True]),
-    ...                    min_size=2).tolist()
+    ...                    np.array([True, True, False, False, False, False, True])).tolist()
     [0, 0, -1, 1, 1, 1, -1]
     """
     cluster_of = np.asarray(cluster_of, dtype=np.int64)
     clustered = cluster_of >= 0
-    n_clusters = int(cluster_of.max()) + 1 if clustered.any() else 0
-    if n_clusters == 0:
+    if not clustered.any():
         return cluster_of.copy()
+    n_clusters = int(cluster_of.max()) + 1
     has_flagged = np.bincount(cluster_of[clustered & flagged], minlength=n_clusters) > 0
-    confirmed = np.where(clustered & (flagged | ~has_flagged[np.maximum(cluster_of, 0)]),
-                         cluster_of, -1)  # fmt: skip
-    sizes = np.bincount(confirmed[confirmed >= 0], minlength=n_clusters)
-    kept = sizes >= min_size
-    renumber = np.full(n_clusters, -1, dtype=np.int64)
-    renumber[kept] = np.arange(int(kept.sum()))
-    return np.where(confirmed >= 0, renumber[np.maximum(confirmed, 0)], -1)
+    keep = clustered & (flagged | ~has_flagged[np.maximum(cluster_of, 0)])
+    return np.where(keep, cluster_of, -1)
 
 
 def cluster_labels(score: np.ndarray, size: np.ndarray, first_id: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ then what each signal says of it) and the evidence links inside clusters.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -144,31 +143,31 @@ def _engine_actions(
 
 
 def signals(ctx: RunContext) -> Mapping[str, Any]:
-    """Every registered signal's values, score terms and the logits they add up to, over the
-    confirmed clusters: where members are flagged, the members the first scoring leaves
-    unflagged are released and the evidence is computed again without them
-    (:func:`linker.graph.scoring.confirm_membership`; ``link.confirm_membership``)."""
+    """Every registered signal's values, score terms and the logits they add up to; then
+    confirmed membership: where members are flagged, the members the scoring leaves
+    unflagged are released from their cluster (:func:`linker.graph.scoring.confirm_membership`;
+    ``link.confirm_membership``). The evidence is not computed again without them: releasing
+    an account its evidence does not implicate must not make its former cluster's other
+    members more suspicious (computed again, a hackathon's review rows beside a ring became
+    suspensions on the 1M synth world)."""
     settings = ctx.settings.link
     inputs = _inputs(ctx)
     evidence, cluster_evidence = _evidence_frames(inputs)
     if not settings.confirm_membership or inputs.n_clusters == 0:
         return {"evidence": evidence, "cluster_evidence": cluster_evidence}
     action, _ = _engine_actions(inputs, evidence["logit"].to_numpy(np.float64))
-    confirmed = confirm_membership(
-        inputs.cluster_of, action != "none", min_size=settings.min_cluster_size
-    )
+    confirmed = confirm_membership(inputs.cluster_of, action != "none")
     released = (inputs.cluster_of >= 0) & (confirmed < 0)
     ctx.note(released_members=int(released.sum()))
-    if not released.any():
-        return {"evidence": evidence, "cluster_evidence": cluster_evidence}
-    logger.info(
-        "released %d unflagged members from clusters with flagged members; evidence again",
-        int(released.sum()),
-    )
-    inputs = dataclasses.replace(
-        inputs, cluster_of=confirmed, n_clusters=_n_clusters(confirmed), values={}
-    )
-    evidence, cluster_evidence = _evidence_frames(inputs)
+    if released.any():
+        logger.info(
+            "released %d unflagged members from clusters with flagged members",
+            int(released.sum()),
+        )
+        evidence["cluster"] = confirmed
+        cluster_evidence["n_accounts"] = np.bincount(
+            confirmed[confirmed >= 0], minlength=inputs.n_clusters
+        ).astype(np.int64)
     return {"evidence": evidence, "cluster_evidence": cluster_evidence}
 
 
