@@ -45,6 +45,7 @@ from linker.graph.lockstep import lockstep_pairs
 from linker.graph.projection import Projection, project
 from linker.graph.public import PublicTest, public_values
 from linker.graph.weights import identifier_weights
+from linker.settings import LinkSettings
 from linker.stages.ingest import ROW_KEYS, canonical_rows
 
 __all__ = [
@@ -346,6 +347,60 @@ def communities_of(
     return community_table(ctx, community, strong, customer)
 
 
+def _settled_members(
+    settings: LinkSettings,
+    graph: IdentifierGraph,
+    community: np.ndarray,
+    strong: np.ndarray,
+    lock: sp.csr_matrix | None,
+) -> np.ndarray:
+    """Leiden's communities pruned, split where only a pair's lone coincidence joined two
+    groups, pruned again, lockstep partners reattached and split by evidence."""
+    bip = graph.bipartite
+    family = kinds.family_codes(bip.kinds)
+
+    def prune(membership: np.ndarray) -> np.ndarray:
+        return prune_weak_members(
+            bip.matrix,
+            membership,
+            graph.weights,
+            strong,
+            min_attachment=settings.min_attachment,
+            relative_attachment=settings.relative_attachment,
+            family=family,
+            min_families=settings.min_attachment_families,
+            lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
+            alpha=settings.public_alpha,
+        )
+
+    def split(membership: np.ndarray) -> np.ndarray:
+        return split_disconnected(
+            bip.matrix,
+            membership,
+            graph.weights,
+            strong,
+            lockstep=lock,
+            family=family,
+            min_families=settings.min_attachment_families,
+        )
+
+    # Pruned again after the split: a member that kept its second family through a pair
+    # (a proxyware user's mailbox stem shared with a family) no longer has it once the
+    # family is split off.
+    community = prune(split(prune(community)))
+    if lock is not None:
+        # Lockstep pairs do not reshape communities (a batch job in step with a ring must
+        # not be pulled into it); they bring back accounts that pruning left outside.
+        community = reattach_by_lockstep(
+            community,
+            lock,
+            settings.min_attachment,
+            alpha=settings.public_alpha,
+            majority=settings.public_majority,
+        )
+    return split(community)
+
+
 def community_table(
     ctx: RunContext,
     community: np.ndarray,
@@ -374,48 +429,7 @@ def community_table(
             ),
             shape=(n_acc, n_acc),
         )
-    family = kinds.family_codes(bip.kinds)
-
-    def prune(membership: np.ndarray) -> np.ndarray:
-        return prune_weak_members(
-            bip.matrix,
-            membership,
-            graph.weights,
-            strong,
-            min_attachment=settings.min_attachment,
-            relative_attachment=settings.relative_attachment,
-            family=family,
-            min_families=settings.min_attachment_families,
-            lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
-            alpha=settings.public_alpha,
-        )
-
-    def split(membership: np.ndarray) -> np.ndarray:
-        return split_disconnected(
-            bip.matrix,
-            membership,
-            graph.weights,
-            strong,
-            lockstep=lock,
-            family=family,
-            min_families=settings.min_attachment_families,
-        )
-
-    # Pruned, split where only a pair's lone coincidence joined two groups, and pruned again:
-    # a member that kept its second family through such a pair (a proxyware user's mailbox
-    # stem shared with a family) no longer has it once the family is split off.
-    community = prune(split(prune(community)))
-    if lock is not None:
-        # Lockstep pairs do not reshape communities (a batch job in step with a ring must
-        # not be pulled into it); they bring back accounts that pruning left outside.
-        community = reattach_by_lockstep(
-            community,
-            lock,
-            settings.min_attachment,
-            alpha=settings.public_alpha,
-            majority=settings.public_majority,
-        )
-    community = split(community)
+    community = _settled_members(settings, graph, community, strong, lock)
     sizes = np.bincount(community[community >= 0], minlength=1)
     big = np.flatnonzero(sizes >= settings.min_cluster_size)
     remap = np.full(len(sizes), -1, dtype=np.int64)
