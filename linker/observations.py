@@ -119,9 +119,9 @@ def build_observations(
         if name in ("accounts", "payments", "events") and "account_id" in frame.columns
     }
     # Account codes are ranks in sorted order, so sorting by code sorts by account_id.
-    every_id = pc.unique(pa.chunked_array(list(id_arrays.values()), _TEXT))
+    every_id = pc.unique(pa.chunked_array([_distinct(ids) for ids in id_arrays.values()], _TEXT))
     sorted_ids = every_id.take(pc.sort_indices(every_id))
-    codes = {name: pc.index_in(ids, value_set=sorted_ids) for name, ids in id_arrays.items()}
+    codes = {name: _positions(ids, sorted_ids) for name, ids in id_arrays.items()}
     created = _timestamps(accounts["created_at"])
     created_by_code = pc.take(created, pc.index_in(sorted_ids, value_set=id_arrays["accounts"]))
     pieces = []
@@ -168,29 +168,30 @@ def _aggregate(
     sources: list[_Rows], entry: IdentifierKind, memo: Memo, sorted_ids: pa.Array
 ) -> pa.Table:
     """One kind's observations: normalise each distinct value once, group, sort."""
-    values = _concat([s.values for s in sources])
+    value_codes, distinct = _encoded([s.values for s in sources])
     present = pc.and_(
-        pc.and_(pc.is_valid(values), pc.is_valid(_concat([s.account_codes for s in sources]))),
+        pc.is_valid(_concat([s.account_codes for s in sources])),
         pc.is_valid(_concat([s.first for s in sources])),
     )
+    present = pc.and_(present, pa.array(value_codes >= 0))
     if pc.all(present).as_py() is not False:
         # Every row is present (the usual case): no filtered copies of the columns.
         present = None
-    encoded = pc.dictionary_encode(_kept(values, present))
-    del values
-    if len(encoded.dictionary) == 0:
+    else:
+        value_codes = value_codes[np.asarray(present.to_numpy(zero_copy_only=False), bool)]
+    if len(value_codes) == 0:
         return OBSERVATION_SCHEMA.empty_table()
-    normal = pc.cast(entry.normaliser(encoded.dictionary, memo), _TEXT)
+    normal = pc.cast(entry.normaliser(distinct, memo), _TEXT)
     normalised = pc.dictionary_encode(normal)
     # Rank the distinct normalised values, so that one integer sort orders the output.
     by_value = pc.sort_indices(normalised.dictionary)
     sorted_values = normalised.dictionary.take(by_value)
     value_rank = np.empty(len(by_value), dtype=np.int64)
     value_rank[by_value.to_numpy()] = np.arange(len(by_value), dtype=np.int64)
-    key = value_rank[normalised.indices.to_numpy()][encoded.indices.to_numpy()]
+    key = value_rank[normalised.indices.to_numpy()][value_codes]
     # The large temporaries go as soon as they are used: a kind drawn from the events
     # handles tens of millions of rows, and this is the normalise stage's memory peak.
-    del encoded, normalised, normal, value_rank
+    del value_codes, normalised, normal, value_rank
     n_accounts = max(len(sorted_ids), 1)
     key *= n_accounts
     key += _kept(_concat([s.account_codes for s in sources]), present).to_numpy()
@@ -227,6 +228,35 @@ def _aggregate(
     return out.filter(pc.not_equal(out["value"], ""))
 
 
+def _encoded(arrays: list[pa.Array]) -> tuple[np.ndarray, pa.Array]:
+    """The rows of ``arrays`` (one source column each) as codes into one array of values:
+    int64 codes, ``-1`` for nulls. A dictionary-encoded source keeps its dictionary; a plain
+    one is encoded. A value may appear more than once among the values (once per source):
+    the normalised values are encoded again, which merges them.
+    """
+    codes, dictionaries, offset = [], [], 0
+    for array in arrays:
+        encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+        indices = encoded.indices.cast(pa.int64()).fill_null(-1 - offset).to_numpy()
+        codes.append(np.asarray(indices, dtype=np.int64) + offset)
+        dictionaries.append(encoded.dictionary.cast(_TEXT))
+        offset += len(encoded.dictionary)
+    return np.concatenate(codes), _concat(dictionaries)
+
+
+def _distinct(array: pa.Array) -> pa.Array:
+    """The values of a text column, as large strings: a dictionary array's dictionary (each
+    value once), a plain one as it is."""
+    return array.dictionary.cast(_TEXT) if pa.types.is_dictionary(array.type) else array
+
+
+def _positions(array: pa.Array, value_set: pa.Array) -> pa.Array:
+    """``pc.index_in`` of each row of ``array``; a dictionary array's values looked up once."""
+    if not pa.types.is_dictionary(array.type):
+        return pc.index_in(array, value_set=value_set)
+    return pc.index_in(array.dictionary.cast(_TEXT), value_set=value_set).take(array.indices)
+
+
 def _kept(array: pa.Array, present: pa.Array | None) -> pa.Array:
     return array if present is None else array.filter(present)
 
@@ -242,9 +272,13 @@ def _concat(arrays: list[pa.Array]) -> pa.Array:
 
 
 def _strings(series: pd.Series) -> pa.Array:
+    """A text column as large strings; a categorical one as a dictionary array (its values
+    are not spelled out row by row)."""
     array = pa.array(series, from_pandas=True)
     if isinstance(array, pa.ChunkedArray):  # pragma: no cover - depends on the pandas dtype
         array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        return array
     if array.type != _TEXT:
         array = pc.cast(array, _TEXT)
     return array

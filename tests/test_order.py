@@ -84,6 +84,13 @@ def _result(out: Path) -> dict[str, Any]:
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     run_manifest = manifest["run"]
     events = pd.read_parquet(Path(manifest["run_dir"]) / "tables" / "events.parquet")
+    # Text columns are categorical, their categories in order of first appearance: compared
+    # (and sorted) by value.
+    events = events.apply(
+        lambda c: (
+            c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
+        )
+    )
 
     def record(stage: dict[str, Any]) -> dict[str, Any]:
         kept = {k: stage[k] for k in STAGE_FIELDS}

@@ -11,6 +11,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +28,7 @@ from ingest_world import (
 
 from linker.errors import InputError
 from linker.io.contract import FILE_RULES, ROW_RULES, TABLES
+from linker.io.readers import TEXT_KINDS
 from linker.io.validate import ValidationFailed, ValidationResult, validate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,12 @@ def test_accepted_tables_are_typed_per_contract(good_result: ValidationResult) -
                 assert dtype == "int64", column.name
             elif column.kind == "tokens":
                 assert str(dtype) == "Int64", column.name
+            elif spec.dictionary_strings and column.kind in TEXT_KINDS:
+                # Each distinct value once, a small code per row; only used values.
+                assert isinstance(dtype, pd.CategoricalDtype), column.name
+                assert pd.api.types.is_string_dtype(dtype.categories.dtype), column.name
+                values = frame[column.name]
+                assert set(dtype.categories) == set(values.dropna()), column.name
             else:
                 assert isinstance(dtype, pd.StringDtype), column.name
                 assert dtype.na_value is pd.NA
@@ -429,7 +437,18 @@ def test_corrupted_copy_reports_every_bad_row_and_keeps_every_good_one(
         # Every good row is kept, and kept exactly as the clean dataset gives it.
         good_rows = [i for i in range(len(rows)) if i + 1 not in expected]
         clean = good_result.tables[name].iloc[good_rows].reset_index(drop=True)
-        pd.testing.assert_frame_equal(result.tables[name].reset_index(drop=True), clean)
+        pd.testing.assert_frame_equal(
+            _values(result.tables[name].reset_index(drop=True)), _values(clean)
+        )
+
+
+def _values(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with categorical columns as their values (categories in any order)."""
+    return frame.apply(
+        lambda c: (
+            c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
+        )
+    )
 
 
 # --- file-level errors ---------------------------------------------------------------------
@@ -737,7 +756,9 @@ def test_corrupted_synthetic_world_loses_no_good_row(synthetic_world: Path, tmp_
     assert quarantined["row"].astype(int).tolist() == [i + 1 for i in broken]
     kept = [i for i in range(len(rows)) if i not in set(broken)]
     expected = clean.tables["events"].iloc[kept].reset_index(drop=True)
-    pd.testing.assert_frame_equal(result.tables["events"].reset_index(drop=True), expected)
+    pd.testing.assert_frame_equal(
+        _values(result.tables["events"].reset_index(drop=True)), _values(expected)
+    )
     for name in ("accounts", "payments", "labels"):
         assert result.summary[name].rejected == 0
 
@@ -997,6 +1018,46 @@ def test_undocumented_timestamp_forms_are_rejected(tmp_path: Path, value: str) -
     result = validate_dataset(_accounts_with(tmp_path, ["2026-06-02T13:45:12Z", value]))
     assert [(p.rule, p.rows) for p in result.problems] == [("bad_timestamp", (2,))], value
     assert result.problems[0].reason == f"bad timestamp {value!r} (expected ISO 8601)"
+
+
+@pytest.mark.parametrize("odd_one_out", [None, "2026-02-30T00:00:00Z", "0000-01-01T00:00:00Z"])
+def test_a_mostly_utc_column_of_mixed_forms_parses_each_value_as_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd_one_out: str | None
+) -> None:
+    import linker.io.validate as validate_module
+
+    slow_rows: list[int] = []
+    slow = validate_module._parse_any_form
+
+    def spy(strings: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        slow_rows.append(len(strings))
+        return slow(strings, empty)
+
+    monkeypatch.setattr(validate_module, "_parse_any_form", spy)
+    utc = [f"2026-06-{day:02d}T13:45:12.{day}Z" for day in range(1, 29)] * 2
+    odd = [odd_one_out] if odd_one_out else []
+    # The rejected forms that end in Z are UTC-shaped ones Arrow refuses: the odd ones out.
+    rejected = [v for v in REJECTED_TIMESTAMPS if not v.endswith("Z")]
+    values = utc + [written for written, _ in ACCEPTED_TIMESTAMPS] + rejected + odd
+    result = validate_dataset(_accounts_with(tmp_path, values))
+    first_bad = len(utc) + len(ACCEPTED_TIMESTAMPS) + 1
+    expected_bad = tuple(range(first_bad, len(values) + 1))
+    assert [p.rule for p in result.problems] == ["bad_timestamp"]
+    assert result.summary["accounts"].rejected == len(expected_bad)
+    assert tuple(result.quarantine["accounts"]["row"].astype(int)) == expected_bad
+    parsed = [str(p) for p in result.tables["accounts"]["created_at"]]
+    meant = [str(pd.Timestamp(v)) for v in utc] + [
+        str(pd.Timestamp(m)) for _, m in ACCEPTED_TIMESTAMPS
+    ]
+    assert parsed == meant
+    # The UTC majority is cast at once; only the other rows (or, when Arrow refuses one of
+    # the UTC-shaped values, the whole column) go through the regular expressions.
+    refused = odd_one_out is not None and not odd_one_out.startswith("0000")
+    assert len(slow_rows) == 1
+    if refused:
+        assert slow_rows[0] == len(values)
+    else:
+        assert slow_rows[0] <= len(values) - len(utc)
 
 
 LATEST = "the later of the time of the run (+ 24 h) and the column's own range (ingest.latest)"

@@ -143,7 +143,13 @@ def _as_text(values: pa.Array) -> pa.Array:
 
 def _rows_of(values: pd.Series, account_ids: pd.Series | np.ndarray) -> np.ndarray:
     """Row of each value in ``account_ids`` (first occurrence), ``-1`` when absent."""
-    needles = _arrow_column(pd.Series(values, copy=False).astype("string"))
+    series = pd.Series(values, copy=False)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        # Each distinct id looked up once, then spread over the rows by its code.
+        by_category = _rows_of(pd.Series(series.cat.categories), account_ids)
+        codes = np.asarray(series.cat.codes.to_numpy(), dtype=np.int64)
+        return np.append(by_category, -1)[codes]
+    needles = _arrow_column(series.astype("string"))
     haystack = _arrow_column(pd.Series(account_ids, copy=False).astype("string"))
     if needles.type != haystack.type:
         haystack = haystack.cast(needles.type)

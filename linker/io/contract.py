@@ -77,6 +77,12 @@ class TableSpec:
         A column whose values must be unique (later duplicates are rejected).
     references_accounts : bool
         Each row's ``account_id`` must be an accepted row of ``accounts``.
+    dictionary_strings : bool
+        Hold the table's text columns (ids, IP addresses, free text) dictionary-encoded from
+        the read on: each distinct value once and a 32-bit code per row. For tables whose
+        values repeat across many rows (events: an account's id, its IPs, models and
+        templates on every request), this is the difference between a few GiB and tens of
+        GiB at tens of millions of rows.
     """
 
     name: str
@@ -84,6 +90,7 @@ class TableSpec:
     required: bool = False
     unique_key: str | None = None
     references_accounts: bool = True
+    dictionary_strings: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -138,6 +145,7 @@ TABLES: dict[str, TableSpec] = {
             Column("output_tokens", "tokens"),
             Column("prompt_fingerprint", "string"),
         ),
+        dictionary_strings=True,
     ),
     "labels": TableSpec(
         "labels",

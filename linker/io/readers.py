@@ -33,6 +33,7 @@ from typing import BinaryIO, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -42,10 +43,12 @@ from linker.io.files import open_regular, regular_file_problem
 
 __all__ = [
     "SUFFIXES",
+    "TEXT_KINDS",
     "ArrowColumn",
     "BadRow",
     "RawTable",
     "TableFile",
+    "dictionary_encoded",
     "find_table_files",
     "inspect_table",
     "load_table",
@@ -56,6 +59,56 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
 """The file name endings a table may have, in the order they are looked for."""
+
+TEXT_KINDS: tuple[str, ...] = ("id", "string", "ip")
+"""Contract column kinds held as text after validation: dictionary-encoded in a table whose
+spec asks for it (:attr:`~linker.io.contract.TableSpec.dictionary_strings`)."""
+
+_CODE = pa.int32()
+_TEXT = pa.large_string()
+
+
+def dictionary_encoded(column: ArrowColumn) -> pa.DictionaryArray:
+    """A text column as one dictionary array: int32 codes over distinct ``large_string``
+    values, nulls as null codes.
+
+    Parameters
+    ----------
+    column : pyarrow.Array or pyarrow.ChunkedArray
+        Strings, or dictionary-encoded strings (say, per Parquet row group, each chunk with
+        its own dictionary).
+
+    Returns
+    -------
+    pyarrow.DictionaryArray
+        The same values; each distinct value once in the dictionary (no nulls there).
+
+    Notes
+    -----
+    O(n) for n rows: one hash pass over plain strings, or a merge of the chunks' dictionaries
+    (O(d) in their values) when the column comes encoded.
+
+    Examples
+    --------
+    >>> dictionary_encoded(pa.array(["a", None, "b", "a"])).indices.to_pylist()
+    [0, None, 1, 0]
+    """
+    if isinstance(column, pa.ChunkedArray):
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)  # one memo over the chunks
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    elif not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    dictionary, indices = column.dictionary, column.indices
+    if dictionary.null_count or len(pc.unique(dictionary)) != len(dictionary):
+        # A writer's dictionary with nulls or repeats: encoded again from its values.
+        return dictionary_encoded(column.cast(dictionary.type))
+    if dictionary.type != _TEXT:
+        dictionary = dictionary.cast(_TEXT)
+    if indices.type != _CODE:
+        indices = indices.cast(_CODE)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
 
 ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
 """A column as read: chunked when the reader produced chunks (they are not copied into one)."""
@@ -143,7 +196,8 @@ class RawTable:
     columns : dict of str to pyarrow.Array or pyarrow.ChunkedArray
         The contract columns present in the file, in contract order. CSV columns are
         ``large_string`` (an empty field is ``""``); Parquet columns keep their Arrow type
-        (strings as ``large_string``, dictionaries decoded).
+        (strings as ``large_string``, dictionaries decoded), except the text columns of a
+        table with ``dictionary_strings``, read as :func:`dictionary_encoded` arrays.
     row_numbers : numpy.ndarray
         The 1-based data-row number of each parsed row (int64, ascending).
     bad_rows : list of BadRow
@@ -823,18 +877,25 @@ def _parquet_type(parquet: pq.ParquetFile, name: str) -> str:
 
 
 def _read_parquet(source: TableFile) -> RawTable:
-    path, present = source.path, source.present
+    path, present, spec = source.path, source.present, source.spec
+    encode = {c.name for c in spec.columns if spec.dictionary_strings and c.kind in TEXT_KINDS}
+    columns: dict[str, ArrowColumn] = {}
+    n_rows = 0
     try:
-        table = pq.ParquetFile(path).read(columns=present)
+        parquet = pq.ParquetFile(path, read_dictionary=sorted(encode & set(present)))
+        n_rows = parquet.metadata.num_rows
+        # One column at a time: a converted column never sits beside the whole table.
+        for name in present:
+            column: ArrowColumn = parquet.read(columns=[name]).column(0)
+            text = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+            if name in encode and (pa.types.is_string(text) or pa.types.is_large_string(text)):
+                column = dictionary_encoded(column)
+            elif pa.types.is_dictionary(column.type):
+                column = column.combine_chunks().dictionary_decode()
+            if pa.types.is_string(column.type):
+                column = column.cast(_TEXT)
+            columns[name] = column
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise InputError(f"{path}: unreadable or truncated file ({_one_line(exc)})") from None
-    columns: dict[str, ArrowColumn] = {}
-    for name in present:
-        column: ArrowColumn = table.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.combine_chunks().dictionary_decode()
-        if pa.types.is_string(column.type):
-            column = column.cast(pa.large_string())
-        columns[name] = column
-    row_numbers = np.arange(1, table.num_rows + 1, dtype=np.int64)
+    row_numbers = np.arange(1, n_rows + 1, dtype=np.int64)
     return RawTable(source.spec, path, columns, row_numbers, [], source.header)

@@ -31,7 +31,15 @@ import pyarrow.compute as pc
 from linker.engine.store import RunDirectory, save_validation
 from linker.errors import InputError
 from linker.io.contract import TABLES, Column, TableSpec
-from linker.io.readers import BadRow, RawTable, find_table_files, inspect_table, load_table
+from linker.io.readers import (
+    TEXT_KINDS,
+    BadRow,
+    RawTable,
+    dictionary_encoded,
+    find_table_files,
+    inspect_table,
+    load_table,
+)
 from linker.normalise import canonical_ipv4_mask, normalise_ip
 from linker.observations import build_observations
 from linker.progress import progress
@@ -549,8 +557,30 @@ def _as_strings(array: pa.Array) -> pa.Array:
     return pc.fill_null(text, "")
 
 
+def _per_value(
+    array: pa.DictionaryArray, check: Callable[[pa.Array], np.ndarray], *, null: bool
+) -> np.ndarray:
+    """A row mask of a dictionary array, checked once per distinct value (``check`` on the
+    dictionary) and spread to the rows; null rows get ``null``."""
+    by_value = np.append(np.asarray(check(array.dictionary), dtype=bool), null)
+    codes = np.asarray(array.indices.fill_null(-1).to_numpy(zero_copy_only=False))
+    return by_value[codes]
+
+
+def _dictionary(array: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray | None:
+    """``array`` as one dictionary array, or ``None`` when it is not dictionary-encoded."""
+    if not pa.types.is_dictionary(array.type):
+        return None
+    if isinstance(array, pa.ChunkedArray):
+        return dictionary_encoded(array)
+    return array
+
+
 def _empty(array: pa.Array) -> np.ndarray:
     """True where a value is missing: null, or an empty string."""
+    encoded = _dictionary(array)
+    if encoded is not None:
+        return _per_value(encoded, _empty, null=True)
     missing = pc.is_null(array)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         missing = pc.or_kleene(missing, pc.fill_null(pc.equal(array, ""), False))
@@ -640,8 +670,12 @@ def _check_column(
 
 
 def _as_text(array: pa.Array) -> pa.Array:
-    """Any Arrow array as strings, nulls kept."""
-    return array if array.type == _TEXT else pc.cast(array, _TEXT)
+    """Any Arrow array as strings, nulls kept (dictionary-encoded strings stay encoded)."""
+    if array.type == _TEXT or (
+        pa.types.is_dictionary(array.type) and array.type.value_type == _TEXT
+    ):
+        return array
+    return pc.cast(array, _TEXT)
 
 
 def _check_timestamp_column(
@@ -672,7 +706,7 @@ def _check_ip_column(
     name: str, array: pa.Array, empty: np.ndarray, findings: list[_Finding]
 ) -> pa.Array:
     """Reject malformed IP addresses; the column stays text."""
-    strings = _null_where(_as_strings(array), empty)
+    strings = _null_where(_as_text(array), empty)
     _mask_findings(
         findings,
         "bad_ip",
@@ -748,6 +782,9 @@ def _true_where(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _bad_ids(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """True where a non-null id is blank after trimming or holds a control character."""
+    encoded = _dictionary(strings)
+    if encoded is not None:
+        return _per_value(encoded, _bad_ids, null=False)
     control = pc.match_substring_regex(strings, _CONTROL_PATTERN)
     blank = pc.equal(pc.utf8_trim_whitespace(strings), "")
     return _true_where(pc.or_(control, blank))
@@ -775,6 +812,9 @@ def _implausible_reason(
 def _null_where(array: pa.Array, mask: np.ndarray) -> pa.Array:
     if not mask.any():
         return array
+    if isinstance(array, pa.DictionaryArray):
+        indices = pc.if_else(pa.array(mask), pa.scalar(None, array.indices.type), array.indices)
+        return pa.DictionaryArray.from_arrays(indices, array.dictionary)
     return pc.if_else(pa.array(mask), pa.scalar(None, array.type), array)
 
 
@@ -805,6 +845,51 @@ def _parse_timestamps(array: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.
         return pc.cast(pc.cast(strings, pa.timestamp("us")), _TS_TYPE), no_bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    split = _parse_mostly_utc(strings, empty)
+    if split is not None:
+        return split
+    return _parse_any_form(strings, empty)
+
+
+def _parse_mostly_utc(strings: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.ndarray] | None:
+    """A mixed column whose rows are mostly extended UTC text (``2026-06-02T13:45:12Z``):
+    those cast at once, the slow path (:func:`_parse_any_form`) only for the others. ``None``
+    when they are few or Arrow refuses one of them (the whole column then takes the slow
+    path, so the outcome is the same either way)."""
+    utc = _true_where(
+        pc.and_(
+            pc.and_(
+                pc.ends_with(strings, "Z"), pc.equal(pc.utf8_slice_codeunits(strings, 10, 11), "T")
+            ),
+            pc.and_(
+                pc.equal(pc.utf8_slice_codeunits(strings, 4, 5), "-"),
+                # Arrow reads year 0 too; the contract's forms start at year 1.
+                pc.not_equal(pc.utf8_slice_codeunits(strings, 0, 4), "0000"),
+            ),
+        )
+    )
+    if utc.sum() < len(utc) // 2:
+        return None
+    try:
+        fast = pc.cast(strings.filter(pa.array(utc)), _TS_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    rest = ~utc
+    typed_rest, bad_rest = _parse_any_form(strings.filter(pa.array(rest)), empty[rest])
+    micros = np.zeros(len(utc), dtype=np.int64)
+    missing = np.zeros(len(utc), dtype=bool)
+    micros[utc] = np.asarray(fast.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    rest_micros = typed_rest.cast(pa.int64())
+    micros[rest] = np.asarray(rest_micros.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    missing[rest] = np.asarray(rest_micros.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    bad = np.zeros(len(utc), dtype=bool)
+    bad[rest] = bad_rest
+    return pa.array(micros, type=pa.int64(), mask=missing).cast(_TS_TYPE), bad
+
+
+def _parse_any_form(strings: pa.Array, empty: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Every timestamp form of docs/contract.md, checked by regular expression; the mask of
+    non-empty values that did not parse."""
     bad = ~_true_where(pc.match_substring_regex(strings, _TS_PATTERN)) & ~empty
     strings = _null_where(strings, bad)
     strings = pc.replace_substring_regex(
@@ -888,6 +973,9 @@ def _bad_ips(strings: pa.Array) -> np.ndarray:
     Canonical IPv4 text passes a vectorised regular expression; Python's ``ipaddress``
     runs only once per distinct remaining value (IPv6, odd spellings, garbage).
     """
+    encoded = _dictionary(strings)
+    if encoded is not None:
+        return _per_value(encoded, _bad_ips, null=False)
     distinct = pc.unique(strings.drop_null())
     others = distinct.filter(pa.array(~canonical_ipv4_mask(distinct))).to_pylist()
     bad_values = []
@@ -902,6 +990,9 @@ def _bad_ips(strings: pa.Array) -> np.ndarray:
 
 
 def _is_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
+    encoded = _dictionary(values)
+    if encoded is not None:
+        return _per_value(encoded, lambda distinct: _is_in(distinct, value_set), null=False)
     found = pc.fill_null(pc.is_in(values, value_set=value_set), False)
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -999,6 +1090,8 @@ def _check_table(
 ) -> _Checked:
     spec = raw.spec
     n = raw.n_parsed
+    if spec.dictionary_strings:
+        _encode_text_columns(raw)
     findings: list[_Finding] = []
     typed: dict[str, pa.Array] = {}
     for column in spec.columns:
@@ -1047,6 +1140,36 @@ def _check_table(
     return _Checked(accepted, counts, problems, quarantine, all_ids)
 
 
+def _encode_text_columns(raw: RawTable) -> None:
+    """The text columns of ``raw`` dictionary-encoded in place, one at a time (CSV columns
+    come as plain strings; Parquet ones are read encoded)."""
+    for column in raw.spec.columns:
+        array = raw.columns.get(column.name)
+        if array is None or column.kind not in TEXT_KINDS:
+            continue
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            raw.columns[column.name] = dictionary_encoded(array)
+
+
+def _categorical(array: pa.DictionaryArray) -> pd.Series:
+    """A dictionary array as a pandas categorical column of its used values only (values of
+    rejected rows are not categories of the accepted table)."""
+    codes = np.asarray(array.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    used = np.zeros(len(array.dictionary) + 1, dtype=bool)
+    used[codes] = True
+    used = used[:-1]
+    dictionary = array.dictionary
+    if not used.all():
+        kept = np.flatnonzero(used)
+        renumber = np.full(len(used) + 1, -1, dtype=np.int64)
+        renumber[kept] = np.arange(len(kept))
+        codes = renumber[codes]
+        dictionary = dictionary.take(pa.array(kept))
+    # Categories as pandas' default strings: what a Parquet round trip gives back.
+    categories = pd.Index(dictionary.to_pandas())
+    return pd.Series(pd.Categorical.from_codes(codes, categories=categories))
+
+
 def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
     """Contract columns in contract order, absent ones filled (``requests`` with 1)."""
     n = len(next(iter(typed.values())))
@@ -1068,6 +1191,8 @@ def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
             columns[column.name] = pd.Series(
                 array.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), dtype="Int64"
             )
+        elif array is not None and isinstance(array, pa.DictionaryArray):
+            columns[column.name] = _categorical(array)
         else:
             if array is None:
                 array = pa.nulls(n, _TEXT)
