@@ -77,9 +77,9 @@ def _load(path: Path, summary: ScenarioSummary) -> World:
     # The events' text columns come dictionary-encoded; these tests compare values.
     tables = {
         name: frame.apply(
-            lambda c: c.astype(c.cat.categories.dtype)
-            if isinstance(c.dtype, pd.CategoricalDtype)
-            else c
+            lambda c: (
+                c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
+            )
         )
         for name, frame in result.tables.items()
     }
