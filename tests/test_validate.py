@@ -1060,6 +1060,28 @@ def test_a_mostly_utc_column_of_mixed_forms_parses_each_value_as_alone(
         assert slow_rows[0] <= len(values) - len(utc)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_long_column_parses_as_the_slow_path_does(sparse: bool) -> None:
+    """Columns long enough for the sampled casts: the same values and the same rejected rows
+    as every row checked by regular expression, whether the sample sees the odd forms (one
+    row in 7) or not (three odd rows, none on the sample's stride)."""
+    from linker.io.validate import _parse_any_form, _parse_timestamps
+
+    n = 300_000
+    forms = REJECTED_TIMESTAMPS + [w for w, _ in ACCEPTED_TIMESTAMPS]
+    odd_rows = [1, 150_001, 299_999] if sparse else list(range(0, n, 7))
+    values = [f"2026-03-{1 + i % 28:02d}T10:00:{i % 60:02d}Z" for i in range(n)]
+    for k, row in enumerate(odd_rows):
+        values[row] = forms[k % len(forms)]
+    strings = pa.array(values, pa.large_string())
+    empty = np.zeros(n, dtype=bool)
+    typed, bad = _parse_timestamps(strings, empty)
+    expected_typed, expected_bad = _parse_any_form(strings, empty)
+    assert bad.tolist() == expected_bad.tolist()
+    assert typed.equals(expected_typed)
+    assert bad.sum() > 0
+
+
 LATEST = "the later of the time of the run (+ 24 h) and the column's own range (ingest.latest)"
 
 
