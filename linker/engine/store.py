@@ -401,6 +401,20 @@ class MemoryStore(ArtefactStore):
             self._json.pop(name, None)
 
 
+_DICTIONARY_ROW_GROUPS = 8
+
+
+def _row_group_rows(table: pa.Table) -> int | None:
+    """Rows per Parquet row group: Arrow's default, except for a table with dictionary
+    columns, written in at most :data:`_DICTIONARY_ROW_GROUPS` groups. Each group carries
+    the whole dictionary (a million account ids for the events of a 1M-account world), so
+    Arrow's million-row groups made writing and reading those columns three and two times
+    slower than plain strings."""
+    if not any(pa.types.is_dictionary(t) for t in table.schema.types):
+        return None
+    return max(-(-table.num_rows // _DICTIONARY_ROW_GROUPS), 1 << 20)
+
+
 class RunDirectory(ArtefactStore):
     """A run directory of Parquet and JSON files: the layout of :data:`CATALOGUE`.
 
@@ -540,7 +554,7 @@ class RunDirectory(ArtefactStore):
             else pa.Table.from_pandas(frame, preserve_index=False)
         )
         with atomic_path(target) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd", row_group_size=_row_group_rows(table))
             digest = file_sha256(tmp)
         logger.debug("wrote %s (%d rows)", target, table.num_rows)
         return digest
@@ -636,7 +650,7 @@ class RunDirectory(ArtefactStore):
                 parts.append(part)
             if rows.num_rows or not parts:
                 new = tmp / _PART.format(len(parts))
-                pq.write_table(rows, new, compression="zstd")
+                pq.write_table(rows, new, compression="zstd", row_group_size=_row_group_rows(rows))
                 parts.append({"file": new.name, "rows": rows.num_rows, "sha256": file_sha256(new)})
             text = json.dumps({"parts": parts}, indent=2, sort_keys=True) + "\n"
             (tmp / PARTS_FILE).write_text(text, encoding="utf-8")
