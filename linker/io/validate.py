@@ -154,8 +154,9 @@ class ValidationResult:
     ----------
     tables : dict of str to pandas.DataFrame
         Accepted rows of each table present, contract columns only, typed: strings as
-        pandas ``string`` (missing = ``<NA>``), timestamps ``datetime64[us, UTC]``,
-        ``requests`` int64, token counts ``Int64``.
+        pandas ``string`` (missing = ``<NA>``), except the text columns of a table with
+        ``dictionary_strings`` (events), pandas ``category`` of their used values;
+        timestamps ``datetime64[us, UTC]``, ``requests`` int64, token counts ``Int64``.
     summary : dict of str to TableCounts
         Rows read, accepted and rejected per table.
     problems : list of Problem
