@@ -158,3 +158,14 @@ def write_parquet_dataset(tables: Tables, directory: Path) -> Path:
     for name, rows in tables.items():
         native_frame(name, rows).to_parquet(directory / f"{name}.parquet", index=False)
     return directory
+
+
+def plain_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its categorical columns as their values: validated events hold their
+    text dictionary-encoded, categories in order of first appearance, and tests compare (or
+    sort) the values, not that order."""
+    return frame.apply(
+        lambda c: (
+            c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
+        )
+    )

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from ingest_world import plain_values
 
 from linker.graph.behaviour import account_behaviour, event_codes
 from linker.graph.communities import partition_graph
@@ -84,13 +85,7 @@ def _result(out: Path) -> dict[str, Any]:
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     run_manifest = manifest["run"]
     events = pd.read_parquet(Path(manifest["run_dir"]) / "tables" / "events.parquet")
-    # Text columns are categorical, their categories in order of first appearance: compared
-    # (and sorted) by value.
-    events = events.apply(
-        lambda c: (
-            c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
-        )
-    )
+    events = plain_values(events)  # compared and sorted by value
 
     def record(stage: dict[str, Any]) -> dict[str, Any]:
         kept = {k: stage[k] for k in STAGE_FIELDS}

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from ingest_world import plain_values
 
 from linker.cli import cli
 from linker.errors import SettingsError
@@ -74,15 +75,7 @@ class World:
 
 def _load(path: Path, summary: ScenarioSummary) -> World:
     result = validate_dataset(path, observations=False)
-    # The events' text columns come dictionary-encoded; these tests compare values.
-    tables = {
-        name: frame.apply(
-            lambda c: (
-                c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
-            )
-        )
-        for name, frame in result.tables.items()
-    }
+    tables = {name: plain_values(frame) for name, frame in result.tables.items()}
     return World(path, summary, tables, result.n_rejected)
 
 

@@ -21,6 +21,7 @@ from ingest_world import (
     Tables,
     copy_tables,
     good_tables,
+    plain_values,
     write_csv,
     write_dataset,
     write_parquet_dataset,
@@ -438,17 +439,8 @@ def test_corrupted_copy_reports_every_bad_row_and_keeps_every_good_one(
         good_rows = [i for i in range(len(rows)) if i + 1 not in expected]
         clean = good_result.tables[name].iloc[good_rows].reset_index(drop=True)
         pd.testing.assert_frame_equal(
-            _values(result.tables[name].reset_index(drop=True)), _values(clean)
+            plain_values(result.tables[name].reset_index(drop=True)), plain_values(clean)
         )
-
-
-def _values(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with categorical columns as their values (categories in any order)."""
-    return frame.apply(
-        lambda c: (
-            c.astype(c.cat.categories.dtype) if isinstance(c.dtype, pd.CategoricalDtype) else c
-        )
-    )
 
 
 # --- file-level errors ---------------------------------------------------------------------
@@ -757,7 +749,7 @@ def test_corrupted_synthetic_world_loses_no_good_row(synthetic_world: Path, tmp_
     kept = [i for i in range(len(rows)) if i not in set(broken)]
     expected = clean.tables["events"].iloc[kept].reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        _values(result.tables["events"].reset_index(drop=True)), _values(expected)
+        plain_values(result.tables["events"].reset_index(drop=True)), plain_values(expected)
     )
     for name in ("accounts", "payments", "labels"):
         assert result.summary[name].rejected == 0

@@ -97,11 +97,7 @@ def _arrow_column(values: pd.Series | pd.Index | np.ndarray) -> pa.ChunkedArray:
     """A column as an Arrow chunked array (zero-copy for Arrow-backed pandas columns; a
     categorical one as a dictionary array over its categories, no string per row)."""
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
-        categorical = pd.Categorical(values)
-        codes = np.asarray(categorical.codes)
-        dictionary = pa.array(np.asarray(categorical.categories, dtype=object), pa.large_string())
-        indices = pa.array(codes.astype(np.int32), mask=codes < 0)
-        return pa.chunked_array([pa.DictionaryArray.from_arrays(indices, dictionary)])
+        return pa.chunked_array([pa.array(values, from_pandas=True)])
     array = getattr(values, "array", values)
     if hasattr(array, "__arrow_array__"):
         out = array.__arrow_array__()

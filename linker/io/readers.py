@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
 """The file name endings a table may have, in the order they are looked for."""
 
+ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
+"""A column as read: chunked when the reader produced chunks (they are not copied into one)."""
+
 TEXT_KINDS: tuple[str, ...] = ("id", "string", "ip")
 """Contract column kinds held as text after validation: dictionary-encoded in a table whose
 spec asks for it (:attr:`~linker.io.contract.TableSpec.dictionary_strings`)."""
@@ -109,9 +112,6 @@ def dictionary_encoded(column: ArrowColumn) -> pa.DictionaryArray:
         indices = indices.cast(_CODE)
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 
-
-ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
-"""A column as read: chunked when the reader produced chunks (they are not copied into one)."""
 
 HEADER_LIMIT = 1 << 20
 """A CSV header line longer than this (1 MiB) is not a header."""

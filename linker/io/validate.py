@@ -1166,21 +1166,9 @@ def _encode_text_columns(raw: RawTable) -> None:
 
 def _categorical(array: pa.DictionaryArray) -> pd.Series:
     """A dictionary array as a pandas categorical column of its used values only (values of
-    rejected rows are not categories of the accepted table)."""
-    codes = np.asarray(array.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    used = np.zeros(len(array.dictionary) + 1, dtype=bool)
-    used[codes] = True
-    used = used[:-1]
-    dictionary = array.dictionary
-    if not used.all():
-        kept = np.flatnonzero(used)
-        renumber = np.full(len(used) + 1, -1, dtype=np.int64)
-        renumber[kept] = np.arange(len(kept))
-        codes = renumber[codes]
-        dictionary = dictionary.take(pa.array(kept))
-    # Categories as pandas' default strings: what a Parquet round trip gives back.
-    categories = pd.Index(dictionary.to_pandas())
-    return pd.Series(pd.Categorical.from_codes(codes, categories=categories))
+    rejected rows are not categories of the accepted table); the categories are pandas'
+    default strings, as a Parquet round trip gives them back."""
+    return pd.Series(array.to_pandas()).cat.remove_unused_categories()
 
 
 def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
