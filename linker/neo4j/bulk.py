@@ -139,7 +139,10 @@ def _as_text_timestamps(array: pa.Array) -> pa.Array:
 def _column(series: pd.Series) -> pa.Array:
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series):
         return pa.array(pd.to_datetime(series, utc=True).dt.as_unit("us"), from_pandas=True)
-    return pa.array(series, from_pandas=True)
+    array = pa.array(series, from_pandas=True)
+    # The run's events table holds its text as categoricals (dictionary columns): an import
+    # file and a key look-up need the values themselves.
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
 
 
 def _node_keys(prepared: PreparedLoad) -> dict[str, pa.Array]:
@@ -184,7 +187,8 @@ def _step_table(step: LoadStep, keys: dict[str, pa.Array]) -> tuple[list[str], p
         array = _column(frame[column])
         if column in ends:
             headers.append(ends[column])
-            cells[column] = pc.index_in(array, value_set=keys[labels[column]])
+            key_set = keys[labels[column]]
+            cells[column] = pc.index_in(array.cast(key_set.type), value_set=key_set)
             continue
         headers.append(f"{column}:{_neo4j_type(array)}")
         cells[column] = _as_text_timestamps(array) if pa.types.is_timestamp(array.type) else array
