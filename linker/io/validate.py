@@ -1101,6 +1101,9 @@ def _check_table(
     known: pa.Array | None = None,
     checks: Sequence[RowCheck] = (),
 ) -> _Checked:
+    """Check one table read by :func:`load_table`: its accepted rows, counts, problems and
+    quarantine. Consumes ``raw.columns`` (empty on return): the caller keeps only its row
+    numbers and path."""
     spec = raw.spec
     n = raw.n_parsed
     if spec.dictionary_strings:
@@ -1142,14 +1145,17 @@ def _check_table(
     if rejected.any():
         keep = pa.array(~rejected)
         typed = {name: pc.filter(array, keep) for name, array in typed.items()}
+    # Other tables tell "not in accounts" from "rejected there" with every id accounts has.
+    all_ids = pc.unique(ids.drop_null()) if spec.name == "accounts" else pa.array([], _TEXT)
+    del ids
+    problems = _problems(raw, findings, raw.path.name, max_reported_rows)
+    quarantine = _quarantine_frame(raw, findings) if n_rejected else pd.DataFrame()
+    # The file's own values are not needed past the quarantine: released before the accepted
+    # rows become a frame (a text timestamp column alone is gigabytes at 50M rows).
+    raw.columns.clear()
     accepted = _to_pandas(spec, typed)
     if len(accepted) != counts.accepted:  # pragma: no cover - an invariant, not an input check
         raise AssertionError(f"{raw.path}: accepted rows do not add up")
-    file_name = raw.path.name
-    problems = _problems(raw, findings, file_name, max_reported_rows)
-    quarantine = _quarantine_frame(raw, findings) if n_rejected else pd.DataFrame()
-    # Other tables tell "not in accounts" from "rejected there" with every id accounts has.
-    all_ids = pc.unique(ids.drop_null()) if spec.name == "accounts" else pa.array([], _TEXT)
     return _Checked(accepted, counts, problems, quarantine, all_ids)
 
 
@@ -1172,11 +1178,15 @@ def _categorical(array: pa.DictionaryArray) -> pd.Series:
 
 
 def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
-    """Contract columns in contract order, absent ones filled (``requests`` with 1)."""
+    """Contract columns in contract order, absent ones filled (``requests`` with 1).
+
+    Each Arrow column leaves ``typed`` as it is converted, and the frame takes the converted
+    columns without copying them: the table is never held three times (Arrow, the columns,
+    the frame's copy), which was the validate stage's peak."""
     n = len(next(iter(typed.values())))
     columns: dict[str, pd.Series] = {}
     for column in spec.columns:
-        array = typed.get(column.name)
+        array = typed.pop(column.name, None)
         if column.kind == "timestamp":
             if array is None:
                 array = pa.nulls(n, _TS_TYPE)
@@ -1201,7 +1211,8 @@ def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
                 array.to_pandas(types_mapper={_TEXT: _STRING, pa.string(): _STRING}.get),
                 dtype=_STRING,
             )
-    return pd.DataFrame(columns)
+        del array
+    return pd.DataFrame(columns, copy=False)
 
 
 def _problems(
