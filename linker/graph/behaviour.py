@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,6 @@ __all__ = [
     "account_behaviour",
     "account_totals",
     "behaviour_from_totals",
-    "coded_event_columns",
     "coded_events",
     "codes_from_saved",
     "event_codes",
@@ -209,66 +208,25 @@ def coded_events(
     -----
     As :func:`event_codes`.
     """
-    present = set(events.columns)
-    return coded_event_columns(
-        lambda name: events[name] if name in present else None, len(events), account_ids
-    )
-
-
-def coded_event_columns(
-    column: Callable[[str], pd.Series | None],
-    n: int,
-    account_ids: pd.Series | np.ndarray,
-) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
-    """:func:`coded_events` over events handed over one column at a time.
-
-    Parameters
-    ----------
-    column : callable
-        ``column(name)`` is the events' column ``name`` (``n`` rows, in the same row order
-        for every name), or None when the events have no such column. Each column is asked
-        for once and not kept, so a caller reading columns from storage holds one column's
-        values at a time beside the codes, never the whole table.
-    n : int
-        The events' rows.
-    account_ids : array-like
-        As :func:`event_codes`.
-
-    Returns
-    -------
-    codes, values
-        As :func:`coded_events`.
-
-    Notes
-    -----
-    As :func:`event_codes`.
-    """
-    ids = column("account_id") if n else None
-    acc = _rows_of(ids, account_ids) if ids is not None else np.zeros(n, np.int64)
-    del ids
+    n = len(events)
+    acc = _rows_of(events["account_id"], account_ids) if n else np.zeros(0, np.int64)
 
     def ints(name: str, default: int) -> np.ndarray:
-        values = column(name)
-        if values is None:
+        if name not in events.columns:
             return np.full(n, default, dtype=np.int64)
-        if not pd.api.types.is_numeric_dtype(values.dtype):
-            values = pd.to_numeric(values)
-        return np.asarray(values.to_numpy(dtype=np.int64, na_value=default), dtype=np.int64)
+        column = events[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            column = pd.to_numeric(column)
+        return np.asarray(column.to_numpy(dtype=np.int64, na_value=default), dtype=np.int64)
 
     names_of: dict[str, pa.Array] = {}
-    stamps = column("ts")
-    if stamps is None:
-        raise KeyError("ts")
-    columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(stamps)}
-    del stamps
+    columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
     for out_name, name in _CODED:
-        values = column(name) if n else None
-        if values is not None:
-            columns[out_name], names_of[out_name] = _codes(values)
+        if name in events.columns and n:
+            columns[out_name], names_of[out_name] = _codes(events[name])
         else:
             columns[out_name] = np.full(n, -1, dtype=np.int64)
             names_of[out_name] = pa.array([], pa.large_string())
-        del values
     columns["requests"] = np.maximum(ints("requests", 1), 1)
     columns["input_tokens"] = ints("input_tokens", 0)
     columns["output_tokens"] = ints("output_tokens", 0)

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from linker import kinds
 from linker.engine.stages import RunContext, View
-from linker.graph.behaviour import account_behaviour, coded_event_columns, saved_codes
+from linker.graph.behaviour import account_behaviour, coded_events, saved_codes
 from linker.graph.bipartite import Bipartite, IdentifierGraph, build_bipartite
 from linker.graph.communities import (
     Partitioner,
@@ -144,7 +144,8 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     cfg = ctx.settings.link.behaviour
     accounts = account_frame(ctx)
     ids = accounts["account_id"].astype("string")
-    codes, values = _event_codes(ctx, ids)
+    codes, values = coded_events(ctx.frame("events"), ids)
+    ctx.release("events")  # by far the largest table: only its codes are needed from here
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
@@ -158,23 +159,6 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         "event_codes": saved,
         "event_values": dictionary,
     }
-
-
-def _event_codes(ctx: RunContext, ids: pd.Series) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
-    """The events' integer codes, the events read one column at a time.
-
-    The events are by far the largest table and only their codes are needed from here: their
-    in-memory copy is released first (unless a later stage reads it), so that the whole table
-    and its codes are never held together."""
-    ctx.release("events")
-    # The validated events table has every contract column (absent ones filled).
-    first = {"account_id": ctx.frame("events", columns=["account_id"])["account_id"]}
-    n = len(first["account_id"])
-
-    def column(name: str) -> pd.Series:
-        return first.pop(name) if name in first else ctx.frame("events", columns=[name])[name]
-
-    return coded_event_columns(column, n, ids)
 
 
 def stored_order(ctx: RunContext) -> np.ndarray:
