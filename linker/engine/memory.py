@@ -26,13 +26,20 @@ __all__ = ["MemoryEstimate", "estimate_run_memory", "table_rows"]
 
 logger = logging.getLogger(__name__)
 
-BASE_BYTES = 600 * 2**20
-"""The interpreter, its libraries and the run's fixed structures."""
+BASE_BYTES = 2**30
+"""The interpreter, its libraries and the run's fixed structures (the 100k synth world, 2.1M
+events, peaks at 1.18 GiB)."""
 
-BYTES_PER_ROW: dict[str, int] = {"accounts": 1_100, "payments": 600, "events": 300}
-"""Peak resident bytes per input row, by table: fitted to the whole-run peaks of the synth 1M
-world (7.63 GiB) and the dense-sharing 1M world (10.36 GiB; docs/performance.md), rounded up,
-so that both estimates sit just above the measured peaks (7.9 and 10.7 GiB)."""
+BYTES_PER_ROW: dict[str, int] = {"accounts": 3_200, "payments": 600, "events": 120}
+"""Peak resident bytes per input row, by table, refitted to the whole-run peaks of three
+1M-account worlds measured after the events' text became dictionary columns and the stages'
+duplicate copies went (docs/performance.md, "Memory budget"): synth (20.8M events, peak
+6.25 GiB, in the identifiers stage; estimate 6.77), dense innocent sharing (31.2M events, 6.65
+GiB; estimate 7.84) and random (52.0M events, 9.09 GiB; estimate 10.08). With fewer events the
+peak moves from the stages that hold the events to the graph stages, which grow with the
+accounts and with how much they share: hence the larger per-account share. The estimate is
+not exact: the 200k random world (11.4M events, dense sharing) peaks at 3.24 GiB in its
+identifiers stage against an estimate of 2.93."""
 
 _HEAD_BYTES = 1 << 20
 
