@@ -39,7 +39,7 @@ GiB; estimate 7.84) and random (52.0M events, 9.09 GiB; estimate 10.08). With fe
 peak moves from the stages that hold the events to the graph stages, which grow with the
 accounts and with how much they share: hence the larger per-account share. The estimate is
 not exact: the 200k random world (11.4M events, dense sharing) peaks at 3.24 GiB in its
-identifiers stage against an estimate of 2.93."""
+identifiers stage against an estimate of 2.94."""
 
 _HEAD_BYTES = 1 << 20
 
