@@ -45,6 +45,10 @@ Usage::
     python bench/embed.py --fastrp-world 1000000       # FastRP on a 1M-account world
     python bench/embed.py --fastrp-world 1000000 --run-dir RUN_DIR   # ... of an existing run
 
+Needs the ``embed`` and ``embed-bench`` extras (numba and gensim; scikit-learn, pecanpy and the
+``node2vec`` package): ``.venv/bin/pip install -c constraints.txt -e '.[embed,embed-bench]'``.
+The bench checks them before any work and names the missing ones.
+
 Results are printed as Markdown and saved under ``bench/results/``.
 """
 
@@ -766,6 +770,20 @@ def _markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def missing_modules(methods: list[str]) -> list[str]:
+    """The modules the chosen methods (and the quality scores) need that are not installed."""
+    import importlib.util
+
+    needed = {"sklearn"}
+    if any(m.startswith("ours") for m in methods):
+        needed |= {"numba", "gensim"}
+    if any(m.startswith("pecanpy") for m in methods):
+        needed.add("pecanpy")
+    if "node2vec-pypi" in methods:
+        needed.add("node2vec")
+    return sorted(m for m in needed if importlib.util.find_spec(m) is None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -818,6 +836,12 @@ def main() -> None:
     if args.markdown:
         print(_markdown(json.loads(Path(args.markdown).read_text())))
         return
+    missing = missing_modules(args.methods or METHODS)
+    if missing:
+        raise SystemExit(
+            f"bench/embed.py: missing {', '.join(missing)}; install the extras with "
+            "`.venv/bin/pip install -c constraints.txt -e '.[embed,embed-bench]'`"
+        )
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results_dir = ROOT / "bench" / "results"
