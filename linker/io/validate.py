@@ -1176,8 +1176,8 @@ def _categorical(array: pa.DictionaryArray) -> pd.Series:
     categories are pandas' default strings, as a Parquet round trip gives them back.
 
     The unused values are dropped in Arrow, by a count over the codes, before the conversion:
-    the same column as pandas' ``remove_unused_categories``, 3 to 10 times faster (it was
-    the largest cost of validating a Parquet events table)."""
+    the same column as pandas' ``remove_unused_categories``, faster (that call was the
+    largest cost of validating a Parquet events table; docs/performance.md)."""
     n_values = len(array.dictionary)
     present = np.asarray(pc.drop_null(array.indices).to_numpy(zero_copy_only=False))
     used = np.flatnonzero(np.bincount(present, minlength=n_values))
