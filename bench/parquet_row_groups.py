@@ -1,12 +1,14 @@
-"""Writing and reading a dictionary-encoded table in Parquet: Arrow's default row groups
-against the run directory's (:func:`linker.engine.store._row_group_rows`), and the same table
-as plain strings, in one process.
+"""Writing and reading a dictionary-encoded table in Parquet: Arrow's defaults, the eight
+row groups the store used before, the store's options now
+(:func:`linker.engine.store.parquet_options`: large dictionaries written plain), and the same
+table as plain strings, in one process.
 
 Usage::
 
     python bench/parquet_row_groups.py RUN_DIR/tables/events.parquet --tmp /tmp
 
-It prints seconds per write and read; the file is a run's validated events table (its text
+It prints seconds per write and read (the read converted to pandas, as the pipeline reads
+it) and the file's size; the file is a run's validated events table (its text
 columns dictionary-encoded).
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from linker.engine.store import _row_group_rows
+from linker.engine.store import parquet_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,21 +38,30 @@ def main(argv: list[str] | None = None) -> int:
         ],
         names=encoded.column_names,
     )
-    sys.stdout.write(f"{encoded.num_rows:,} rows; store row groups: {_row_group_rows(encoded)}\n")
-    cases = {
-        "dictionary, Arrow's row groups": (encoded, None),
-        "dictionary, the store's row groups": (encoded, _row_group_rows(encoded)),
-        "plain strings, Arrow's row groups": (plain, None),
+    options = parquet_options(encoded)
+    sys.stdout.write(f"{encoded.num_rows:,} rows; the store's options: {options}\n")
+    eight = max(-(-encoded.num_rows // 8), 1 << 20)
+    cases: dict[str, tuple[pa.Table, dict[str, object]]] = {
+        "dictionary, Arrow's row groups": (encoded, {"compression": "zstd"}),
+        "dictionary, eight row groups (the store before)": (
+            encoded,
+            {"compression": "zstd", "row_group_size": eight},
+        ),
+        "the store's options (large dictionaries plain)": (encoded, dict(options)),
+        "plain strings, Arrow's row groups": (plain, {"compression": "zstd"}),
     }
     out = args.tmp / "parquet_row_groups.parquet"
-    for name, (table, rows) in cases.items():
+    for name, (table, kwargs) in cases.items():
         began = time.perf_counter()
-        pq.write_table(table, out, compression="zstd", row_group_size=rows)
+        pq.write_table(table, out, **kwargs)
         wrote = time.perf_counter() - began
+        size = out.stat().st_size
         began = time.perf_counter()
-        pq.read_table(out)
+        pq.read_table(out).to_pandas()
         read = time.perf_counter() - began
-        sys.stdout.write(f"{name}: write {wrote:.1f} s, read {read:.1f} s\n")
+        sys.stdout.write(
+            f"{name}: write {wrote:.1f} s, read {read:.1f} s, {size / 2**20:,.0f} MiB\n"
+        )
         sys.stdout.flush()
         out.unlink()
     return 0

@@ -210,3 +210,51 @@ def test_random_revisions_read_back_as_applied(first: RunDirectory, tmp_path: Pa
         want = _applied(want, sorted(replaced.tolist()), rows)
         pd.testing.assert_frame_equal(nxt.read("events"), want)
         store = nxt
+
+
+def _encodings(path: Path) -> dict[str, set[str]]:
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    found: dict[str, set[str]] = {}
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            found.setdefault(column.path_in_schema, set()).update(column.encodings)
+    return found
+
+
+def test_large_dictionaries_are_written_plain_and_read_back_as_dictionaries(
+    tmp_path: Path,
+) -> None:
+    # A dictionary larger than Parquet's dictionary page (many distinct account ids) would
+    # be hashed into a Parquet dictionary only for the writer to fall back to plain: the
+    # store writes it plain. A small one (four models) keeps Parquet's dictionary encoding.
+    n = 120_000
+    ids = [f"acct-{i:012d}" for i in range(n)]
+    frame = pd.DataFrame(
+        {
+            "account_id": pd.Categorical(ids[::-1] + ids[:10]),
+            "model": pd.Categorical([f"m-{i % 4}" for i in range(n + 10)]),
+            "requests": np.arange(n + 10),
+        }
+    )
+    store = RunDirectory(tmp_path / "run")
+    store.begin()
+    store.write("events", frame)
+    path = store.root / "tables" / "events.parquet"
+    encodings = _encodings(path)
+    assert not any("DICTIONARY" in e for e in encodings["account_id"])
+    assert any("DICTIONARY" in e for e in encodings["model"])
+    back = store.read("events")
+    assert isinstance(back["account_id"].dtype, pd.CategoricalDtype)
+    assert back["account_id"].astype(str).tolist() == frame["account_id"].astype(str).tolist()
+    assert back["model"].astype(str).tolist() == frame["model"].astype(str).tolist()
+
+    # The new rows' part of an appended table is written the same way.
+    later = RunDirectory(tmp_path / "later")
+    later.begin()
+    later.write("events", Appended(store, frame.iloc[:5]))
+    parts = sorted((later.root / "tables" / "events.parquet").glob("*.parquet"))
+    assert len(parts) == 2
+    assert not any("DICTIONARY" in e for e in _encodings(parts[-1])["account_id"])

@@ -71,6 +71,7 @@ __all__ = [
     "Filter",
     "MemoryStore",
     "RunDirectory",
+    "parquet_options",
     "save_validation",
 ]
 
@@ -401,18 +402,32 @@ class MemoryStore(ArtefactStore):
             self._json.pop(name, None)
 
 
-_DICTIONARY_ROW_GROUPS = 8
+_DICTIONARY_PAGE_BYTES = 1 << 20
+"""Parquet's default ``dictionary_pagesize_limit``: a column chunk whose dictionary page
+outgrows it falls back to plain encoding."""
 
 
-def _row_group_rows(table: pa.Table) -> int | None:
-    """Rows per Parquet row group: Arrow's default, except for a table with dictionary
-    columns, written in at most :data:`_DICTIONARY_ROW_GROUPS` groups. Each group carries
-    the whole dictionary (a million account ids for the events of a 1M-account world), so
-    Arrow's million-row groups made writing and reading those columns three and two times
-    slower than plain strings."""
-    if not any(pa.types.is_dictionary(t) for t in table.schema.types):
-        return None
-    return max(-(-table.num_rows // _DICTIONARY_ROW_GROUPS), 1 << 20)
+def parquet_options(table: pa.Table) -> dict[str, Any]:
+    """How the store writes ``table`` to Parquet.
+
+    A dictionary column whose dictionary is larger than Parquet's dictionary page
+    (:data:`_DICTIONARY_PAGE_BYTES`: a million account ids or templates of the events) is
+    written plain: the writer would hash every value into its own dictionary only to fall
+    back to plain encoding once the page is full, and each row group would carry the whole
+    dictionary again. Readers still get the column as a dictionary (Arrow keeps the type in
+    the file's schema). Other columns keep Parquet's dictionary encoding.
+    """
+    plain = {
+        field.name
+        for field, column in zip(table.schema, table.columns, strict=True)
+        if pa.types.is_dictionary(field.type)
+        and max((chunk.dictionary.nbytes for chunk in column.chunks), default=0)
+        > _DICTIONARY_PAGE_BYTES
+    }
+    encoded: bool | list[str] = (
+        [name for name in table.column_names if name not in plain] if plain else True
+    )
+    return {"compression": "zstd", "use_dictionary": encoded}
 
 
 class RunDirectory(ArtefactStore):
@@ -554,7 +569,7 @@ class RunDirectory(ArtefactStore):
             else pa.Table.from_pandas(frame, preserve_index=False)
         )
         with atomic_path(target) as tmp:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=_row_group_rows(table))
+            pq.write_table(table, tmp, **parquet_options(table))
             digest = file_sha256(tmp)
         logger.debug("wrote %s (%d rows)", target, table.num_rows)
         return digest
@@ -650,7 +665,7 @@ class RunDirectory(ArtefactStore):
                 parts.append(part)
             if rows.num_rows or not parts:
                 new = tmp / _PART.format(len(parts))
-                pq.write_table(rows, new, compression="zstd", row_group_size=_row_group_rows(rows))
+                pq.write_table(rows, new, **parquet_options(rows))
                 parts.append({"file": new.name, "rows": rows.num_rows, "sha256": file_sha256(new)})
             text = json.dumps({"parts": parts}, indent=2, sort_keys=True) + "\n"
             (tmp / PARTS_FILE).write_text(text, encoding="utf-8")
