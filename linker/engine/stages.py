@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from linker.engine.compute import ComputeEngine, LocalEngine
-from linker.engine.store import CATALOGUE, Appended, ArtefactStore, Filter
+from linker.engine.store import CATALOGUE, Appended, ArtefactStore, Digest, Filter
 from linker.errors import InputError, LinkerError
 from linker.progress import progress
 
@@ -148,7 +148,7 @@ class RunContext:
         self.engine = engine or LocalEngine()
         self.inputs: dict[str, Any] = dict(inputs or {})
         self._cache: dict[str, Any] = {}
-        self._hashes: dict[str, str] = {}
+        self._hashes: dict[str, str | Digest] = {}
         self.facts: dict[str, dict[str, Any]] = {}
         self.stage: str | None = None
         """The stage running now."""
@@ -209,9 +209,14 @@ class RunContext:
             self._cache[name] = spec.build(self)
         return self._cache[name]
 
-    def put(self, name: str, value: Any) -> str:
-        """Keep artefact ``name`` for later stages and write it to the store; returns its
-        content hash (``""`` for an in-memory store)."""
+    def put(self, name: str, value: Any) -> None:
+        """Keep artefact ``name`` for later stages and write it to the store.
+
+        A table may be written in the background (:meth:`ArtefactStore.write_behind`): the
+        stage that returned ``value`` and every later stage must leave it unmodified (they
+        share it through this context anyway). :meth:`hash_of` gives its content hash once
+        written.
+        """
         if name not in CATALOGUE:
             raise LinkerError(f"stage wrote unknown artefact {name!r}")
         if isinstance(value, Appended):
@@ -220,15 +225,18 @@ class RunContext:
             self._cache[name] = value
         if isinstance(value, dict):
             self.store.write_json(name, value)
-            digest = ""
+            self._hashes[name] = ""
         else:
-            digest = self.store.write(name, value)
-        self._hashes[name] = digest
-        return digest
+            self._hashes[name] = self.store.write_behind(name, value)
 
     def hash_of(self, name: str) -> str:
-        """The content hash recorded when ``name`` was written (``""`` when unknown)."""
-        return self._hashes.get(name, "")
+        """The content hash recorded when ``name`` was written (``""`` when unknown); waits
+        for a background write."""
+        digest = self._hashes.get(name, "")
+        if callable(digest):
+            digest = digest()
+            self._hashes[name] = digest
+        return digest
 
     def remember_hashes(self, hashes: Mapping[str, str]) -> None:
         """Hashes of artefacts an earlier run wrote (a run resumed with ``--from``)."""
@@ -351,15 +359,27 @@ def run_stages(
         _check_resumable(stages, first, ctx)
     reports: list[StageReport] = []
     todo = stages[first:]
-    for offset, stage in enumerate(progress(todo, desc=desc, unit="stage")):
-        ctx.needed_later = _needed_after(stages, ctx, first + offset) | set(keep)
-        reports.append(_run_one(stage, ctx))
-        needed = _needed_after(stages, ctx, first + offset) | set(keep)
-        ctx.drop([name for name in ctx.cached() if name not in needed])
-        following = todo[offset + 1] if offset + 1 < len(todo) else None
-        ctx.drop(_over_budget(ctx, following, keep))
+    try:
+        for offset, stage in enumerate(progress(todo, desc=desc, unit="stage")):
+            ctx.needed_later = _needed_after(stages, ctx, first + offset) | set(keep)
+            reports.append(_run_one(stage, ctx))
+            needed = _needed_after(stages, ctx, first + offset) | set(keep)
+            ctx.drop([name for name in ctx.cached() if name not in needed])
+            following = todo[offset + 1] if offset + 1 < len(todo) else None
+            ctx.drop(_over_budget(ctx, following, keep))
+    except BaseException:
+        ctx.store.settle(raise_errors=False)  # no write outlives the failed run
+        raise
+    ctx.store.settle()
     ctx.needed_later = None
-    return reports
+    return [
+        dataclasses.replace(
+            report,
+            reads={name: ctx.hash_of(name) for name in report.reads},
+            writes={name: ctx.hash_of(name) for name in report.writes},
+        )
+        for report in reports
+    ]
 
 
 def _over_budget(ctx: RunContext, following: Stage | None, keep: Sequence[str]) -> list[str]:
@@ -419,14 +439,16 @@ def _run_one(stage: Stage, ctx: RunContext) -> StageReport:
         unexpected = sorted(set(outputs) - set(stage.writes))
         if unexpected:
             raise LinkerError(f"stage {stage.name} wrote undeclared artefacts {unexpected}")
-        writes = {name: ctx.put(name, value) for name, value in outputs.items()}
+        for name, value in outputs.items():
+            ctx.put(name, value)
     seconds = round(time.perf_counter() - began, 3)
+    # The hashes are filled in by run_stages once the background writes are done.
     return StageReport(
         name=stage.name,
         seconds=seconds,
         peak_rss_bytes=memory.peak,
-        reads={name: ctx.hash_of(name) for name in stage.needs() if name in CATALOGUE},
-        writes=writes,
+        reads={name: "" for name in stage.needs() if name in CATALOGUE},
+        writes=dict.fromkeys(outputs, ""),
         settings=_settings_of(ctx.settings, stage.settings),
         facts=dict(ctx.facts.get(stage.name, {})),
     )

@@ -43,7 +43,8 @@ import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -67,6 +68,7 @@ __all__ = [
     "Appended",
     "Artefact",
     "ArtefactStore",
+    "Digest",
     "ExportLocation",
     "Filter",
     "MemoryStore",
@@ -79,6 +81,10 @@ logger = logging.getLogger(__name__)
 
 Filter = tuple[str, Literal["==", "in"], Any]
 """A row filter on one column: ``("account_id", "==", "a1")`` or ``(col, "in", [...])``."""
+
+Digest = Callable[[], str]
+"""What :meth:`ArtefactStore.write_behind` returns: call it for the artefact's SHA-256 (it
+waits for the write)."""
 
 
 @dataclass(frozen=True)
@@ -293,6 +299,22 @@ class ArtefactStore(ABC):
     def write(self, name: str, frame: pd.DataFrame | pa.Table) -> str:
         """Write table artefact ``name``; returns its content's SHA-256 (``""`` in memory)."""
 
+    def write_behind(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> Digest:
+        """Write table artefact ``name``, possibly in the background; returns a function
+        that gives its content's SHA-256 once written (it waits for the write).
+
+        The caller must not modify ``frame`` afterwards: a background write reads it while
+        the caller goes on. Reading the artefact back waits for its write. This store
+        writes at once.
+        """
+        digest = self.write(name, frame)
+        return lambda: digest
+
+    def settle(self, *, raise_errors: bool = True) -> None:
+        """Wait for every background write (:meth:`write_behind`); the first write that
+        failed raises its error here unless ``raise_errors`` is false."""
+        del raise_errors
+
     @abstractmethod
     def read_json(self, name: str) -> dict[str, Any]:
         """Read JSON artefact ``name`` (``manifest``, ``validation``)."""
@@ -430,6 +452,21 @@ def parquet_options(table: pa.Table) -> dict[str, Any]:
     return {"compression": "zstd", "use_dictionary": encoded}
 
 
+def _arrow_table(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(frame, pa.Table):
+        return frame
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _write_parquet(target: Path, table: pa.Table) -> str:
+    """Write ``table`` to ``target`` atomically; its SHA-256."""
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, **parquet_options(table))
+        digest = file_sha256(tmp)
+    logger.debug("wrote %s (%d rows)", target, table.num_rows)
+    return digest
+
+
 class RunDirectory(ArtefactStore):
     """A run directory of Parquet and JSON files: the layout of :data:`CATALOGUE`.
 
@@ -449,9 +486,51 @@ class RunDirectory(ArtefactStore):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._pending: dict[str, Future[str]] = {}
+        self._writer: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.root)!r})"
+
+    def write_behind(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> Digest:
+        """Write table artefact ``name`` in a background thread (Parquet encoding and
+        compression release the GIL, so the next stage computes meanwhile on another core);
+        an :class:`Appended` artefact is written at once (its new part is small)."""
+        if isinstance(frame, Appended):
+            digest = self.write(name, frame)
+            return lambda: digest
+        self._settle(name)
+        target = self._path(name)
+        if target.is_dir():
+            _remove_artefact(target)  # a parted artefact of an earlier run
+        table = _arrow_table(frame)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artefact-write")
+        future = self._writer.submit(_write_parquet, target, table)
+        self._pending[name] = future
+        return future.result
+
+    def settle(self, *, raise_errors: bool = True) -> None:
+        pending, self._pending = self._pending, {}
+        first: BaseException | None = None
+        for future in pending.values():
+            error = future.exception()
+            if error is not None and first is None:
+                first = error
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if first is not None and raise_errors:
+            raise first
+
+    def _settle(self, name: str | None = None) -> None:
+        """Wait for the background write of ``name`` (of every artefact when ``None``)."""
+        if name is None:
+            self.settle()
+            return
+        future = self._pending.pop(name, None)
+        if future is not None:
+            future.result()
 
     @property
     def directory(self) -> Path | None:
@@ -491,10 +570,12 @@ class RunDirectory(ArtefactStore):
         return str(self._path(name))
 
     def file_of(self, name: str) -> Path | None:
+        self._settle(name)
         path = self._path(name)
         return path if path.suffix == ".parquet" and path.is_file() else None
 
     def has(self, name: str) -> bool:
+        self._settle(name)
         path = self._path(name)
         return path.is_file() or (path / PARTS_FILE).is_file()
 
@@ -502,6 +583,7 @@ class RunDirectory(ArtefactStore):
         """The part files of table artefact ``name`` (``file``, ``rows``, ``sha256``, paths
         relative to the artefact); one entry for an artefact kept as one file (``file`` is
         ``""``, ``rows`` and ``sha256`` ``None``: not recorded)."""
+        self._settle(name)
         path = self._path(name)
         if path.is_file():
             return [{"file": "", "rows": None, "sha256": None}]
@@ -509,6 +591,7 @@ class RunDirectory(ArtefactStore):
         return list(document["parts"])
 
     def _sources(self, name: str) -> Path | list[str]:
+        self._settle(name)
         path = self._path(name)
         if path.is_dir():
             return [str(path / part["file"]) for part in self.parts(name)]
@@ -558,21 +641,13 @@ class RunDirectory(ArtefactStore):
         return frame[list(columns)] if columns is not None else frame
 
     def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
+        self._settle(name)
         if isinstance(frame, Appended):
             return self._append(name, frame)
         target = self._path(name)
         if target.is_dir():
             _remove_artefact(target)  # a parted artefact of an earlier run
-        table = (
-            frame
-            if isinstance(frame, pa.Table)
-            else pa.Table.from_pandas(frame, preserve_index=False)
-        )
-        with atomic_path(target) as tmp:
-            pq.write_table(table, tmp, **parquet_options(table))
-            digest = file_sha256(tmp)
-        logger.debug("wrote %s (%d rows)", target, table.num_rows)
-        return digest
+        return _write_parquet(target, _arrow_table(frame))
 
     def read_json(self, name: str) -> dict[str, Any]:
         target = self._path(name)
@@ -608,6 +683,7 @@ class RunDirectory(ArtefactStore):
         artefact of an earlier run, so none of them is mistaken for this run's. Other files
         in the directory are left alone (it may be a directory the user chose).
         """
+        self.settle(raise_errors=False)
         self.root.mkdir(parents=True, exist_ok=True)
         for name in CATALOGUE:
             _remove_artefact(self._path(name))
@@ -616,6 +692,7 @@ class RunDirectory(ArtefactStore):
 
     def remove(self, names: Iterable[str]) -> None:
         for name in names:
+            self._settle(name)
             _remove_artefact(self._path(name))
 
     def _append(self, name: str, appended: Appended) -> str:
@@ -708,6 +785,7 @@ class RunDirectory(ArtefactStore):
         list of Path
             The files removed.
         """
+        self.settle(raise_errors=False)  # a write in flight has a temporary file too
         removed: list[Path] = []
         for sub in ("", *_SUBDIRS):
             folder = self.root / sub
