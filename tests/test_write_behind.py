@@ -11,13 +11,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
+from test_incremental import _split
 
 from linker.engine.store import Appended, Digest, RunDirectory
 from linker.io.files import file_sha256
 from linker.pipeline import run
 from linker.synth import generate_world
-
-from test_incremental import _split
 
 
 def _snapshot(value: pd.DataFrame | pa.Table) -> pd.DataFrame:
@@ -54,11 +53,7 @@ def test_no_stage_modifies_a_table_after_returning_it(
     update(tmp_path / "day", tmp_path / "previous" / "t.run", tmp_path / "next" / "t.csv")
     names = {name for name, _, _ in written}
     assert {"events", "observations", "identifiers", "behaviour", "scores"} <= names
-    changed = [
-        name
-        for name, value, before in written
-        if not _snapshot(value).equals(before)
-    ]
+    changed = [name for name, value, before in written if not _snapshot(value).equals(before)]
     assert changed == []
 
 
