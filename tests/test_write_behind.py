@@ -14,6 +14,7 @@ import pytest
 from test_incremental import _split
 
 from linker.engine.store import Appended, Digest, RunDirectory
+from linker.incremental import update
 from linker.io.files import file_sha256
 from linker.pipeline import run
 from linker.synth import generate_world
@@ -48,8 +49,6 @@ def test_no_stage_modifies_a_table_after_returning_it(
     monkeypatch.setattr(RunDirectory, "write_behind", spy)
     _split(world, tmp_path / "history", tmp_path / "day")
     run(tmp_path / "history", tmp_path / "previous" / "t.csv")
-    from linker.incremental import update
-
     update(tmp_path / "day", tmp_path / "previous" / "t.run", tmp_path / "next" / "t.csv")
     names = {name for name, _, _ in written}
     assert {"events", "observations", "identifiers", "behaviour", "scores"} <= names

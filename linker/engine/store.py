@@ -497,12 +497,8 @@ class RunDirectory(ArtefactStore):
         compression release the GIL, so the next stage computes meanwhile on another core);
         an :class:`Appended` artefact is written at once (its new part is small)."""
         if isinstance(frame, Appended):
-            digest = self.write(name, frame)
-            return lambda: digest
-        self._settle(name)
-        target = self._path(name)
-        if target.is_dir():
-            _remove_artefact(target)  # a parted artefact of an earlier run
+            return super().write_behind(name, frame)
+        target = self._replaceable(name)
         table = _arrow_table(frame)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artefact-write")
@@ -523,14 +519,20 @@ class RunDirectory(ArtefactStore):
         if first is not None and raise_errors:
             raise first
 
-    def _settle(self, name: str | None = None) -> None:
-        """Wait for the background write of ``name`` (of every artefact when ``None``)."""
-        if name is None:
-            self.settle()
-            return
+    def _settle(self, name: str) -> None:
+        """Wait for the background write of ``name``, if one is pending."""
         future = self._pending.pop(name, None)
         if future is not None:
             future.result()
+
+    def _replaceable(self, name: str) -> Path:
+        """The path of artefact ``name``, ready for a new single file: its pending write
+        finished, a parted artefact of an earlier run removed."""
+        self._settle(name)
+        target = self._path(name)
+        if target.is_dir():
+            _remove_artefact(target)
+        return target
 
     @property
     def directory(self) -> Path | None:
@@ -641,13 +643,10 @@ class RunDirectory(ArtefactStore):
         return frame[list(columns)] if columns is not None else frame
 
     def write(self, name: str, frame: pd.DataFrame | pa.Table | Appended) -> str:
-        self._settle(name)
         if isinstance(frame, Appended):
+            self._settle(name)
             return self._append(name, frame)
-        target = self._path(name)
-        if target.is_dir():
-            _remove_artefact(target)  # a parted artefact of an earlier run
-        return _write_parquet(target, _arrow_table(frame))
+        return _write_parquet(self._replaceable(name), _arrow_table(frame))
 
     def read_json(self, name: str) -> dict[str, Any]:
         target = self._path(name)
