@@ -21,6 +21,7 @@ Layout of a run directory (the catalogue's paths)::
     identifiers.parquet          the graph's identifier nodes: weight, super-node flag
     state/event_{codes,values}.parquet   the events as integer codes, for `linker update`
     state/incidence.parquet      the incidence matrix's entries as integers, for `linker update`
+    state/lockstep_signatures.parquet   each account's lockstep signatures, for `linker update`
     ...                          one file per artefact of CATALOGUE
 
 A table artefact may instead be a directory of the same name holding part files
@@ -214,6 +215,12 @@ CATALOGUE: dict[str, Artefact] = _catalogue(
         "state/event_codes.parquet",
         "the events as integer codes (stored account row, time, value codes, counts): "
         "what `linker update` reads instead of the events",
+    ),
+    Artefact(
+        "lockstep_signatures",
+        "state/lockstep_signatures.parquet",
+        "per lockstep pass (width, action): each account's stored row (acc) and MinHash "
+        "signature (h00 ...); what `linker update` compares new activity with",
     ),
     Artefact(
         "incidence",

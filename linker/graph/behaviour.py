@@ -31,12 +31,13 @@ __all__ = [
     "account_totals",
     "behaviour_from_totals",
     "coded_events",
-    "codes_from_saved",
+    "codes_as_saved",
     "event_codes",
     "extend_saved_codes",
     "model_releases",
     "pivot_features",
     "saved_codes",
+    "saved_values",
     "sorted_unique",
 ]
 
@@ -916,9 +917,9 @@ def saved_codes(
 
     Notes
     -----
-    O(m + v) for m events and v distinct values. :func:`codes_from_saved` gives
-    :func:`event_codes` back from them; :func:`extend_saved_codes` codes new events with the
-    same codes, so the saved rows are never rewritten.
+    O(m + v) for m events and v distinct values. :func:`codes_as_saved` reads them back with
+    their values; :func:`extend_saved_codes` codes new events with the same codes, so the
+    saved rows are never rewritten.
     """
     stored = np.asarray(stored_row, dtype=np.int64)
     columns = {
@@ -994,9 +995,9 @@ def extend_saved_codes(
     columns: dict[str, np.ndarray] = {"acc": acc, "t": _seconds(events["ts"])}
     added: dict[str, pa.Array] = {}
     first_code: dict[str, int] = {}
-    saved_values = _column_values(dictionary)
+    known_values = saved_values(dictionary)
     for out_name, name in _CODED:
-        known = saved_values[out_name]
+        known = known_values[out_name]
         first_code[out_name] = len(known)
         if name not in events.columns or not n:
             columns[out_name] = np.full(n, -1, dtype=np.int64)
@@ -1026,13 +1027,27 @@ def extend_saved_codes(
     return _compact({k: v[order] for k, v in kept.items()}), _values_frame(added, first_code)
 
 
-def _column_values(dictionary: pd.DataFrame) -> dict[str, pa.Array]:
+def saved_values(dictionary: pd.DataFrame) -> dict[str, pa.Array]:
     """The saved values of each coded column, in code order (code ``k`` at ``k``).
+
+    Parameters
+    ----------
+    dictionary : pandas.DataFrame
+        ``column``, ``code``, ``value``: :func:`saved_codes`' dictionary.
+
+    Returns
+    -------
+    dict of str to pyarrow.Array
+        Per coded column (``model``, ``prompt``, ``ip``), its values as large strings.
 
     Raises
     ------
     ValueError
         When a column's codes are not ``0 .. k-1``.
+
+    Notes
+    -----
+    O(v log v) for v saved values (one sort of each column's codes).
     """
     table = pa.Table.from_pandas(
         dictionary[["column", "code", "value"]].reset_index(drop=True), preserve_index=False
@@ -1048,56 +1063,66 @@ def _column_values(dictionary: pd.DataFrame) -> dict[str, pa.Array]:
     return out
 
 
-def codes_from_saved(
-    saved: Sequence[pd.DataFrame], dictionary: pd.DataFrame, row_of_stored: np.ndarray
+def codes_as_saved(
+    saved: Sequence[pd.DataFrame],
+    dictionary: pd.DataFrame,
+    row_of_stored: np.ndarray,
+    columns: Sequence[str] = SAVED_CODE_COLUMNS,
 ) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
-    """:func:`coded_events` of all events, from the saved codes.
+    """All events as the saved codes number them: neither renumbered nor sorted.
+
+    What needs no particular numbering of the values and no row order (the model pivot, the
+    lockstep signatures, which hash the values' text, and the features of a few accounts
+    once their rows are sorted) reads this: :func:`event_codes`' numbering would cost a sort
+    of every value and every event.
 
     Parameters
     ----------
     saved : sequence of pandas.DataFrame
-        Every event in the saved form, in any order and any number of frames
-        (:func:`saved_codes` of a run, then :func:`extend_saved_codes` of each update).
+        Every event in the saved form, in any number of frames (:func:`saved_codes` of a
+        run, then :func:`extend_saved_codes` of each update).
     dictionary : pandas.DataFrame
         Every saved value (``column, code, value``).
     row_of_stored : numpy.ndarray of int
-        Per stored account row, its row in the accounts' ``account_id`` order (the ``acc``
-        of :func:`event_codes`); ``-1`` drops its events.
+        Per stored account row, its row in the accounts' ``account_id`` order.
+    columns : sequence of str, default all of :data:`SAVED_CODE_COLUMNS`
+        The columns wanted (``acc`` is always given).
 
     Returns
     -------
-    (pandas.DataFrame, dict)
-        What :func:`coded_events` gives on all the events for the accounts in ``account_id``
-        order: the same codes, the same (account, time) order.
+    codes : pandas.DataFrame
+        ``columns`` of the events in the order of ``saved``, ``acc`` the account's row;
+        ``attrs["models"]`` names the model codes and ``attrs["n_accounts"]`` is
+        ``len(row_of_stored)``.
+    values : dict of str to pyarrow.Array
+        :func:`saved_values` of ``dictionary``.
 
     Raises
     ------
     ValueError
-        When a column's saved codes are not ``0 .. k-1``.
+        When an account row or a code is out of range, or a column's saved codes are not
+        ``0 .. k-1``.
 
     Notes
     -----
-    O(m log m) for m events (one sort by account and time, none when they are already in
-    that order) and O(v log v) for v values (their code-point ranks): no string of any event
-    is read.
+    O(m + v log v) for m events and v values: one copy of each wanted column.
     """
-    columns = {
-        name: np.concatenate([np.asarray(f[name].to_numpy(), dtype=np.int64) for f in saved])
-        if saved
-        else np.zeros(0, dtype=np.int64)
-        for name in SAVED_CODE_COLUMNS
-    }
-    acc = np.asarray(row_of_stored, dtype=np.int64)[columns["acc"]]
-    keep = acc >= 0
-    columns["acc"] = acc
-    if not keep.all():
-        columns = {name: values[keep] for name, values in columns.items()}
-    ranked_names: dict[str, pa.Array] = {}
-    for out_name, values in _column_values(dictionary).items():
-        order = np.asarray(pc.sort_indices(values).to_numpy(), dtype=np.int64)
-        rank = np.empty(len(order) + 1, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        rank[-1] = -1
-        columns[out_name] = rank[columns[out_name]]
-        ranked_names[out_name] = values.take(pa.array(order))
-    return _sorted_and_relabelled(columns, ranked_names, len(row_of_stored))
+    values = saved_values(dictionary)
+    n_acc = len(row_of_stored)
+    out: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(["acc", *columns]):
+        parts = [np.asarray(f[name].to_numpy(), dtype=np.int64) for f in saved]
+        column = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if name == "acc":
+            if len(column) and (column.min() < 0 or column.max() >= n_acc):
+                raise ValueError("an event's stored account row is out of range")
+            column = np.asarray(row_of_stored, dtype=np.int64)[column]
+            if len(column) and column.min() < 0:
+                raise ValueError("an event's account is not among the accounts")
+        elif name in values and len(column) and column.max() >= len(values[name]):
+            raise ValueError(f"a saved {name} code has no saved value")
+        out[name] = column
+    codes = pd.DataFrame(out)
+    codes.attrs["models"] = [str(v) for v in values["model"].to_pylist()]
+    codes.attrs["n_accounts"] = n_acc
+    return codes, values

@@ -597,7 +597,9 @@ def update_behaviour(
     accounts : pandas.DataFrame
         All accounts of the new state (``account_id``, ``created_at``), in row order.
     codes : pandas.DataFrame
-        :func:`linker.graph.behaviour.event_codes` of all events for ``accounts``.
+        The codes of all events for ``accounts``: :func:`linker.graph.behaviour.event_codes`
+        or :func:`linker.graph.behaviour.codes_as_saved` (any numbering of the values, any
+        order of the rows).
     touched : numpy.ndarray of bool
         Per account: new, or with new events. Every account missing from ``previous`` must
         be touched.
@@ -634,6 +636,9 @@ def update_behaviour(
     remap[rows] = np.arange(len(rows))
     mine = codes[keep].reset_index(drop=True)
     mine["acc"] = remap[acc[keep]]
+    # Sorted by account and time, as account_behaviour reads them (``codes`` need not be).
+    mine = mine.take(np.lexsort((mine["t"].to_numpy(), mine["acc"].to_numpy())))
+    mine = mine.reset_index(drop=True)
     mine.attrs = dict(codes.attrs)
     fresh = account_behaviour(
         mine,

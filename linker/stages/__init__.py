@@ -47,7 +47,7 @@ RUN_STAGES: tuple[Stage, ...] = (
         "behaviour",
         reads=_TABLES,
         optional=("events",),
-        writes=("behaviour", "lockstep", "event_codes", "event_values"),
+        writes=("behaviour", "lockstep", "lockstep_signatures", "event_codes", "event_values"),
         run=linking.behaviour,
         settings=("link",),
         engines={"spark": spark.behaviour},

@@ -19,7 +19,7 @@ search's blocks and every per-account sum, never depend on the order of the inpu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from linker.graph.communities import (
     reattach_by_lockstep,
     split_disconnected,
 )
-from linker.graph.lockstep import lockstep_pairs
+from linker.graph.lockstep import PassSignatures, lockstep_pairs
 from linker.graph.projection import Projection, project
 from linker.graph.public import PublicTest, public_values
 from linker.graph.weights import identifier_weights
@@ -59,9 +59,15 @@ __all__ = [
     "identifier_table",
     "identifiers",
     "incidence_table",
+    "lockstep_artefacts",
     "lockstep_rows",
+    "lockstep_settings",
     "lockstep_table",
+    "pair_rows",
+    "pair_table",
     "public_test",
+    "signature_table",
+    "signatures_of",
     "stored_order",
     "uses_behaviour",
 ]
@@ -149,13 +155,14 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     features = account_behaviour(
         codes, accounts, codes=codes, dormancy_days=cfg.dormancy_days, seed=ctx.seed
     )
-    lockstep = lockstep_table(ctx, codes, ids)
+    order = stored_order(ctx)
+    lockstep = lockstep_artefacts(ctx, codes, values, ids, order)
     # Saved after the lockstep search, so that its temporaries and the saved copy of the
     # codes are not in memory together.
-    saved, dictionary = saved_codes(codes, values, stored_order(ctx))
+    saved, dictionary = saved_codes(codes, values, order)
     return {
         "behaviour": features,
-        "lockstep": lockstep,
+        **lockstep,
         "event_codes": saved,
         "event_values": dictionary,
     }
@@ -171,22 +178,52 @@ def stored_order(ctx: RunContext) -> np.ndarray:
     return np.asarray(pc.sort_indices(ids).to_numpy(), dtype=np.int64)
 
 
-def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
-    """The ``lockstep`` artefact: pairs of accounts in lockstep, from the event codes."""
+def lockstep_settings(ctx: RunContext) -> dict[str, Any]:
+    """The keyword arguments of :func:`~linker.graph.lockstep.lockstep_pairs` (and of
+    :func:`~linker.graph.lockstep.lockstep_update`) from the run's settings."""
     cfg = ctx.settings.link.behaviour
+    return {
+        "bucket_minutes": cfg.bucket_minutes,
+        "min_jaccard": cfg.min_jaccard,
+        "model_min_jaccard": cfg.model_min_jaccard,
+        "min_tokens": cfg.min_tokens,
+        "n_hashes": cfg.n_hashes,
+        "band_rows": cfg.band_rows,
+        "max_bucket": cfg.max_bucket,
+        "seed": ctx.seed,
+    }
+
+
+def lockstep_table(
+    ctx: RunContext, codes: pd.DataFrame, ids: pd.Series, values: Mapping[str, pa.Array]
+) -> pd.DataFrame:
+    """The ``lockstep`` artefact: pairs of accounts in lockstep, from the event codes."""
     lock = lockstep_pairs(
-        codes[["acc", "t", "prompt", "model"]],
-        ids,
-        bucket_minutes=cfg.bucket_minutes,
-        min_jaccard=cfg.min_jaccard,
-        model_min_jaccard=cfg.model_min_jaccard,
-        min_tokens=cfg.min_tokens,
-        n_hashes=cfg.n_hashes,
-        band_rows=cfg.band_rows,
-        max_bucket=cfg.max_bucket,
-        seed=ctx.seed,
+        codes[["acc", "t", "prompt", "model"]], ids, values=values, **lockstep_settings(ctx)
     )
-    pairs = lock.pairs
+    return pair_table(lock.pairs, ids)
+
+
+def lockstep_artefacts(
+    ctx: RunContext,
+    codes: pd.DataFrame,
+    values: Mapping[str, pa.Array],
+    ids: pd.Series,
+    stored_row: np.ndarray,
+) -> dict[str, pd.DataFrame]:
+    """The ``lockstep`` pairs and the ``lockstep_signatures`` ``linker update`` starts from
+    (accounts as their stored rows, ``stored_row`` per row of ``ids``)."""
+    lock = lockstep_pairs(
+        codes[["acc", "t", "prompt", "model"]], ids, values=values, **lockstep_settings(ctx)
+    )
+    return {
+        "lockstep": pair_table(lock.pairs, ids),
+        "lockstep_signatures": signature_table(lock.signatures, stored_row),
+    }
+
+
+def pair_table(pairs: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """Lockstep pairs of account rows as the ``lockstep`` artefact (account ids)."""
     return pd.DataFrame(
         {
             "account_a": pd.array(ids.to_numpy()[pairs["a"].to_numpy(np.int64)], dtype="string"),
@@ -195,6 +232,45 @@ def lockstep_table(ctx: RunContext, codes: pd.DataFrame, ids: pd.Series) -> pd.D
             "bucket_minutes": pairs["bucket_minutes"].to_numpy(np.int64),
         }
     )
+
+
+def signature_table(
+    signatures: Sequence[PassSignatures], stored_row: np.ndarray, only: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The ``lockstep_signatures`` artefact: per pass, each live account's stored row and
+    MinHash signature (``h00`` ...), of the accounts where ``only`` (all by default)."""
+    parts = []
+    for p in signatures:
+        rows = p.accounts if only is None else p.accounts[only[p.accounts]]
+        sig = p.signatures if only is None else p.signatures[only[p.accounts]]
+        part = pd.DataFrame(
+            {
+                "width": np.full(len(rows), p.width, dtype=np.int32),
+                "action": pd.array(np.full(len(rows), p.action, dtype=object), dtype="string"),
+                "acc": np.asarray(stored_row, dtype=np.int64)[rows],
+            }
+        )
+        hashes = pd.DataFrame(sig, columns=[f"h{k:02d}" for k in range(sig.shape[1])])
+        parts.append(pd.concat([part, hashes], axis=1))
+    if not parts:
+        return pd.DataFrame({"width": [], "action": [], "acc": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+def signatures_of(table: pd.DataFrame, row_of_stored: np.ndarray) -> list[PassSignatures]:
+    """:func:`signature_table` read back: per pass, accounts as rows (``row_of_stored`` per
+    stored row)."""
+    hashes = [c for c in table.columns if c.startswith("h")]
+    width = table["width"].to_numpy(np.int64)
+    action = table["action"].astype(str).to_numpy()
+    out = []
+    for w, a in sorted({(int(x), str(y)) for x, y in zip(width, action, strict=True)}):
+        at = np.flatnonzero((width == w) & (action == a))
+        rows = np.asarray(row_of_stored, dtype=np.int64)[table["acc"].to_numpy(np.int64)[at]]
+        sig = table[hashes].to_numpy(np.uint32)[at]
+        order = np.argsort(rows, kind="stable")
+        out.append(PassSignatures(w, a, rows[order], sig[order]))
+    return out
 
 
 def _rows_in(values: pd.Series, ids: pa.Array) -> np.ndarray:
@@ -209,7 +285,11 @@ def lockstep_rows(ctx: RunContext, account_ids: np.ndarray) -> pd.DataFrame | No
     """The lockstep pairs as account rows (``a``, ``b``, ``jaccard``, ``bucket_minutes``)."""
     if not ctx.has("lockstep"):
         return None
-    pairs = ctx.frame("lockstep")
+    return pair_rows(ctx.frame("lockstep"), account_ids)
+
+
+def pair_rows(pairs: pd.DataFrame, account_ids: np.ndarray) -> pd.DataFrame:
+    """A ``lockstep`` artefact's pairs as rows of ``account_ids`` (``-1`` when absent)."""
     ids = pa.array(np.asarray(account_ids, dtype=object), pa.large_string())
     return pd.DataFrame(
         {

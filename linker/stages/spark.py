@@ -44,7 +44,7 @@ from linker.errors import LinkerError
 from linker.graph.behaviour import (
     TOTALS_COLUMNS,
     behaviour_from_totals,
-    event_codes,
+    coded_events,
     pivot_features,
 )
 from linker.graph.bipartite import IdentifierGraph
@@ -272,10 +272,10 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     features, hours = behaviour_from_totals(totals, accounts, dormancy_days=cfg.dormancy_days)
     began = time.perf_counter()
     events = ctx.frame("events")
-    codes = event_codes(events[[c for c in _DRIVER_COLUMNS if c in events.columns]], ids)
+    codes, values = coded_events(events[[c for c in _DRIVER_COLUMNS if c in events.columns]], ids)
     ctx.release("events")
     pivot = pivot_features(codes, len(ids))
-    lockstep = lockstep_table(ctx, codes, ids)
+    lockstep = lockstep_table(ctx, codes, ids, values)
     ctx.note(
         spark_session_seconds=round(session_seconds, 3),
         spark_seconds=round(spark_seconds, 3),

@@ -15,10 +15,12 @@ The previous run directory is ``ctx.inputs["previous_run_dir"]`` (a
   ones are kept as stored, and only the rows the new ones change and the new pairs are
   written (:class:`~linker.engine.store.Appended` with replaced rows);
 * ``behaviour`` reads the previous run's saved event codes instead of its events, codes the
-  new events alone (:func:`linker.graph.behaviour.extend_saved_codes`) and rebuilds the codes
-  of all events from them (:func:`linker.graph.behaviour.codes_from_saved`); it recomputes
-  the features of the accounts with new events only
-  (:func:`linker.graph.incremental.update_behaviour`); lockstep pairs are searched again;
+  new events alone (:func:`linker.graph.behaviour.extend_saved_codes`) and reads all events
+  as those codes (:func:`linker.graph.behaviour.codes_as_saved`: neither renumbered nor
+  sorted); it recomputes the features of the accounts with new events only
+  (:func:`linker.graph.incremental.update_behaviour`), and their lockstep signatures, which
+  it compares with the previous signatures of the others
+  (:func:`linker.graph.lockstep.lockstep_update`);
 * the ``bipartite`` view (:func:`bipartite`) is the previous run's saved incidence matrix
   with the new account–identifier pairs added
   (:func:`linker.graph.incremental.extend_bipartite`);
@@ -48,7 +50,7 @@ from linker.errors import InputError
 from linker.graph.behaviour import (
     SAVED_CODE_COLUMNS,
     coded_events,
-    codes_from_saved,
+    codes_as_saved,
     extend_saved_codes,
     saved_codes,
 )
@@ -62,6 +64,7 @@ from linker.graph.incremental import (
     touched_accounts,
     update_behaviour,
 )
+from linker.graph.lockstep import lockstep_update
 from linker.graph.public import PublicTest
 from linker.io.validate import validate_dataset
 from linker.observations import build_observations
@@ -172,7 +175,8 @@ def normalise(ctx: RunContext) -> Mapping[str, Any]:
 
 
 def behaviour(ctx: RunContext) -> Mapping[str, Any]:
-    """Behaviour features recomputed for the accounts with new events; lockstep pairs."""
+    """Behaviour features recomputed for the accounts with new events; lockstep pairs of
+    those accounts searched again from the previous signatures."""
     previous = _previous(ctx)
     if not linking.uses_behaviour(ctx):
         return {}
@@ -181,7 +185,7 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     cfg = ctx.settings.link.behaviour
     accounts = linking.account_frame(ctx, ["created_at"])
     ids = accounts["account_id"].astype("string")
-    codes, state = _event_codes(ctx, previous, ids)
+    codes, state, as_saved, values = _event_codes(ctx, previous, ids)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
     moved = [delta[t]["account_id"] for t in ("accounts", "events") if t in delta]
     touched = ids.isin(pd.concat(moved, ignore_index=True).astype("string")).to_numpy(bool)
@@ -189,18 +193,75 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         previous.read("behaviour"), accounts, codes, touched, dormancy_days=cfg.dormancy_days
     )
     ctx.note(behaviour_recomputed=int(touched.sum()))
-    lockstep = linking.lockstep_table(ctx, codes, ids)
-    return {"behaviour": features, "lockstep": lockstep, **state}
+    order = linking.stored_order(ctx)
+    if not (as_saved and previous.has("lockstep_signatures")):
+        ctx.note(lockstep="all pairs searched again (the previous run saved no signatures)")
+        lockstep = linking.lockstep_artefacts(ctx, codes, values, ids, order)
+        return {"behaviour": features, **lockstep, **state}
+    lockstep = _lockstep(ctx, previous, ids, touched, (codes, values), order)
+    return {"behaviour": features, **lockstep, **state}
+
+
+def _lockstep(
+    ctx: RunContext,
+    previous: RunDirectory,
+    ids: pd.Series,
+    touched: np.ndarray,
+    coded: tuple[pd.DataFrame, dict[str, pa.Array]],
+    order: np.ndarray,
+) -> dict[str, Any]:
+    """The lockstep pairs and signatures from the previous ones: the touched accounts'
+    signatures from all their events (``coded``: all events as saved codes, and the values
+    of the codes), pairs of two untouched accounts carried over
+    (:func:`linker.graph.lockstep.lockstep_update`)."""
+    codes, values = coded
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    touched_stored = np.zeros(len(order), dtype=bool)
+    touched_stored[order] = touched
+    mine = touched[codes["acc"].to_numpy(np.int64)]
+    events = pd.DataFrame({c: codes[c].to_numpy()[mine] for c in ("acc", "t", "prompt", "model")})
+    before = previous.read("lockstep_signatures")
+    try:
+        lock = lockstep_update(
+            events,
+            touched,
+            linking.signatures_of(before, row_of_stored),
+            linking.pair_rows(previous.read("lockstep"), ids.to_numpy(object)),
+            order,
+            values=values,
+            **linking.lockstep_settings(ctx),
+        )
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{previous.location('lockstep_signatures')}: not the previous run's lockstep "
+            f"signatures ({exc}); run `linker run` on all the data instead"
+        ) from None
+    replaced = np.flatnonzero(touched_stored[before["acc"].to_numpy(np.int64)])
+    ctx.note(
+        lockstep=f"signatures of {int(touched.sum())} accounts computed again, "
+        f"{lock.comparisons} pairs compared"
+    )
+    return {
+        "lockstep": linking.pair_table(lock.pairs, ids),
+        "lockstep_signatures": Appended(
+            previous,
+            linking.signature_table(lock.signatures, order, only=touched),
+            replaced=replaced,
+        ),
+    }
 
 
 def _event_codes(
     ctx: RunContext, previous: RunDirectory, ids: pd.Series
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The event codes of all events (as :func:`linker.graph.behaviour.event_codes` gives)
-    and the saved codes to write.
+) -> tuple[pd.DataFrame, dict[str, Any], bool, dict[str, pa.Array]]:
+    """The codes of all events and the values of their codes, the saved codes to write, and
+    whether the codes are the saved ones.
 
     From the previous run's saved codes, the new events coded against them: the previous
-    events are not read (a previous run without saved codes has its events read and coded).
+    events are not read, and the codes are the saved ones, neither renumbered nor sorted
+    (:func:`linker.graph.behaviour.codes_as_saved`). A previous run without saved codes has
+    its events read and coded (:func:`linker.graph.behaviour.coded_events`).
     """
     order = linking.stored_order(ctx)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
@@ -209,7 +270,7 @@ def _event_codes(
         ctx.release("events")
         saved, dictionary = saved_codes(codes, values, order)
         ctx.note(event_codes="all events coded (the previous run saved no codes)")
-        return codes, {"event_codes": saved, "event_values": dictionary}
+        return codes, {"event_codes": saved, "event_values": dictionary}, False, values
     before = previous.read("event_codes")
     known = previous.read("event_values")
     stored = ctx.frame("accounts", columns=["account_id"])["account_id"]
@@ -227,10 +288,9 @@ def _event_codes(
             ) from None
     row_of_stored = np.empty(len(order), dtype=np.int64)
     row_of_stored[order] = np.arange(len(order))
+    dictionary = pd.concat([known, added], ignore_index=True)
     try:
-        codes, _ = codes_from_saved(
-            [before, new], pd.concat([known, added], ignore_index=True), row_of_stored
-        )
+        codes, values = codes_as_saved([before, new], dictionary, row_of_stored)
     except (ValueError, IndexError) as exc:
         raise InputError(
             f"{previous.location('event_codes')}: the previous run's saved event codes do not "
@@ -238,7 +298,7 @@ def _event_codes(
         ) from None
     ctx.note(event_codes=f"{len(new)} new events coded, {len(before)} read as codes")
     state = {"event_codes": Appended(previous, new), "event_values": Appended(previous, added)}
-    return codes, state
+    return codes, state, True, values
 
 
 def bipartite(ctx: RunContext) -> Bipartite:
