@@ -1122,7 +1122,7 @@ def codes_as_saved(
         elif name in values and len(column) and column.max() >= len(values[name]):
             raise ValueError(f"a saved {name} code has no saved value")
         out[name] = column
-    codes = pd.DataFrame(out)
+    codes = pd.DataFrame(out, copy=False)  # one block per column: no 8-column copy
     codes.attrs["models"] = [str(v) for v in values["model"].to_pylist()]
     codes.attrs["n_accounts"] = n_acc
     return codes, values
