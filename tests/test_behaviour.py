@@ -132,11 +132,11 @@ def world() -> World:
     return behaviour_world()
 
 
-def _run(world: World, on: bool) -> pd.DataFrame:
+def _run(world: World, on: bool, seed: int = 3) -> pd.DataFrame:
     tables, observations, labels = world
     settings = load_settings(overrides={"link.behaviour.enabled": on}).link
     result = link_accounts(
-        tables["accounts"], observations, settings, seed=3, events=tables["events"]
+        tables["accounts"], observations, settings, seed=seed, events=tables["events"]
     )
     if on:
         assert result.behaviour is not None
@@ -176,22 +176,28 @@ def test_hackathon_burst_is_not_suspended(with_behaviour: pd.DataFrame) -> None:
 
 
 def test_aged_accounts_caught_through_lockstep(
-    with_behaviour: pd.DataFrame, without_behaviour: pd.DataFrame
+    world: World, without_behaviour: pd.DataFrame
 ) -> None:
-    aged_on = with_behaviour[with_behaviour["role"] == "aged"]
     aged_off = without_behaviour[without_behaviour["role"] == "aged"]
     # They share no identifier with the ring (only a mailbox stem among themselves): without
     # behaviour, nothing links them to it.
     assert aged_off["cluster_id"].isna().all()
     assert (aged_off["action"] == "none").all()
-    suspended = aged_on[aged_on["action"] == "suspend"]
-    assert len(suspended) >= len(aged_on) // 2
-    assert suspended["reasons"].str.contains("in lockstep with").all()
-    # They join the rings' clusters, not clusters of their own.
-    ring_clusters = set(
-        with_behaviour.loc[with_behaviour["role"] == "member", "cluster_id"].dropna()
-    )
-    assert set(suspended["cluster_id"]) <= ring_clusters
+    # With it, lockstep brings them into the ring's cluster. Whether it does turns on MinHash
+    # estimates from 24 hashes near the threshold, so one seed is one draw: the group joins
+    # (nearly) whole or not at all. Measured over eight seeds, it joins in six of them with
+    # the hashes of code numbers and with those of value texts alike; at least five here.
+    caught = 0
+    for seed in range(8):
+        scores = _run(world, True, seed=seed)
+        aged_on = scores[scores["role"] == "aged"]
+        suspended = aged_on[aged_on["action"] == "suspend"]
+        assert suspended["reasons"].str.contains("in lockstep with").all()
+        # They join the rings' clusters, not clusters of their own.
+        ring_clusters = set(scores.loc[scores["role"] == "member", "cluster_id"].dropna())
+        assert set(suspended["cluster_id"]) <= ring_clusters
+        caught += len(suspended) >= len(aged_on) // 2
+    assert caught >= 5
 
 
 def test_split_ring_is_linked_and_suspended(with_behaviour: pd.DataFrame) -> None:
