@@ -55,62 +55,64 @@ def _pairs(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_update_equals_a_full_search_when_no_bucket_is_cut(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "max_bucket"), [(1, 10**6), (2, 10**6), (1, 2), (2, 3), (3, 5)])
+def test_update_equals_a_full_search(seed: int, max_bucket: int) -> None:
+    """With big buckets cut into blocks (``max_bucket`` 2 to 5 cuts nearly every ring's
+    bucket, and the new rows make some double) and without."""
     events, ids = _world(seed)
     before, touched = _split(events, ids, seed)
+    settings = {**SETTINGS, "max_bucket": max_bucket}
     codes_before, values_before = coded_events(before, ids)
-    previous = lockstep_pairs(codes_before, ids, values=values_before, max_bucket=10**6, **SETTINGS)
+    previous = lockstep_pairs(codes_before, ids, values=values_before, **settings)
     codes, values = coded_events(events, ids)
     # Codes are numbered again over all events: the tokens hash the values, not the codes.
     assert not values["prompt"].equals(values_before["prompt"])
     mine = codes[touched[codes["acc"].to_numpy()]]
     updated = lockstep_update(
-        mine,
-        touched,
-        previous.signatures,
-        previous.pairs,
-        np.arange(len(ids)),
-        values=values,
-        max_bucket=10**6,
-        **SETTINGS,
+        mine, touched, previous.signatures, previous.pairs, ids, values=values, **settings
     )
-    full = lockstep_pairs(codes, ids, values=values, max_bucket=10**6, **SETTINGS)
+    full = lockstep_pairs(codes, ids, values=values, **settings)
     assert len(full.pairs) > 100  # the rings are found
     pd.testing.assert_frame_equal(_pairs(updated.pairs), _pairs(full.pairs))
     for mine_pass, full_pass in zip(updated.signatures, full.signatures, strict=True):
         assert (mine_pass.width, mine_pass.action) == (full_pass.width, full_pass.action)
         np.testing.assert_array_equal(mine_pass.accounts, full_pass.accounts)
         np.testing.assert_array_equal(mine_pass.signatures, full_pass.signatures)
-    # Only the touched accounts were searched again.
+    # Only the touched accounts (and buckets cut anew) were compared again.
     assert updated.comparisons < full.comparisons
+    # Without cuts, the untouched pairs are the previous ones.
+    if max_bucket > len(ids):
+        pairs = _pairs(updated.pairs)
+        untouched = ~(touched[pairs["a"]] | touched[pairs["b"]])
+        old = _pairs(previous.pairs)
+        old = old[~(touched[old["a"]] | touched[old["b"]])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(pairs[untouched].reset_index(drop=True), old)
 
 
-def test_cut_buckets_keep_untouched_pairs_and_search_only_touched_blocks() -> None:
-    events, ids = _world(4)
-    before, touched = _split(events, ids, 4)
-    codes_before, values_before = coded_events(before, ids)
-    settings = {**SETTINGS, "max_bucket": 3}
-    previous = lockstep_pairs(codes_before, ids, values=values_before, **settings)
-    codes, values = coded_events(events, ids)
-    mine = codes[touched[codes["acc"].to_numpy()]]
-    args = (mine, touched, previous.signatures, previous.pairs, np.arange(len(ids)))
-    updated = lockstep_update(*args, values=values, **settings)
-    pd.testing.assert_frame_equal(
-        updated.pairs, lockstep_update(*args, values=values, **settings).pairs
+def test_blocks_move_only_when_a_bucket_doubles() -> None:
+    """A crowd's bucket cut into blocks: accounts joining it leave every other account in
+    its block until the bucket's number of blocks doubles."""
+    ids = [f"c{k:04d}" for k in range(400)]
+    events = pd.DataFrame(
+        {
+            "account_id": np.repeat(ids, 10),
+            "ts": np.tile(BASE + pd.to_timedelta(np.arange(10) * 5, unit="h"), 400),
+            "model": "m-1",
+            "prompt_fingerprint": "pf-crowd",
+        }
     )
-    pairs = _pairs(updated.pairs)
-    untouched = ~(touched[pairs["a"]] | touched[pairs["b"]])
-    old = _pairs(previous.pairs)
-    old = old[~(touched[old["a"]] | touched[old["b"]])].reset_index(drop=True)
-    pd.testing.assert_frame_equal(pairs[untouched].reset_index(drop=True), old)
-    # Each new pair has a touched account and is a pair of one ring.
-    found = pairs[~untouched]
-    ring = np.array([i.split("-")[0] if i.startswith("r") else i for i in ids])
-    assert len(found) and (ring[found["a"]] == ring[found["b"]]).all()
-    # With blocks of 3, each touched live account meets at most 2 others per band and pass.
-    n_touched = int(touched.sum())
-    assert updated.comparisons <= 4 * 12 * n_touched * 2
+    settings = {"bucket_minutes": (60,), "min_tokens": 4, "max_bucket": 30, "seed": 1}
+
+    def pairs_among_first(n: int) -> set[tuple[int, int]]:
+        codes, values = coded_events(events[events["account_id"] < ids[n]], ids)
+        found = lockstep_pairs(codes, ids, values=values, **settings).pairs
+        first = found[(found["a"] < 200) & (found["b"] < 200)]
+        return set(zip(first["a"], first["b"], strict=True))
+
+    # 200 accounts in one bucket: 8 blocks; 220 and 240: still 8, the same ones; 250: 16.
+    at_200 = pairs_among_first(200)
+    assert at_200 == pairs_among_first(220) == pairs_among_first(240)
+    assert pairs_among_first(250) < at_200
 
 
 def test_previous_signatures_must_cover_every_pass() -> None:
@@ -124,7 +126,7 @@ def test_previous_signatures_must_cover_every_pass() -> None:
             touched,
             narrow.signatures,
             narrow.pairs,
-            np.arange(len(ids)),
+            ids,
             values=values,
             **SETTINGS,
         )

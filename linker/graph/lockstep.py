@@ -18,7 +18,7 @@ accounts: ``accounts × bands × max_bucket`` in the worst case. See docs/behavi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -496,37 +496,45 @@ def _band_key(sig: np.ndarray, band: int, band_rows: int) -> np.ndarray:
     return key
 
 
-def _candidate_pairs(
-    sig: np.ndarray, n_bands: int, band_rows: int, max_bucket: int, rng: np.random.Generator
-) -> np.ndarray:
+def _block_bits(size: np.ndarray, max_bucket: int) -> np.ndarray:
+    """Per band bucket of ``size`` rows, the bits ``b`` of its 2**b random blocks: none for a
+    bucket of at most ``max_bucket`` rows, else the fewest that make the blocks' mean size at
+    most ``max_bucket``."""
+    over = np.maximum(-(-np.asarray(size, dtype=np.int64) // max_bucket), 1)
+    return np.ceil(np.log2(over)).astype(np.int64)
+
+
+def _sub_block(noise: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The block of each row within its bucket: the top ``bits`` bits of its noise (0 when
+    the bucket is not cut). A row's block moves only when its bucket's bits change."""
+    shift = np.minimum(64 - bits, 63).astype(np.uint64)
+    return np.where(bits > 0, noise >> shift, np.uint64(0)).astype(np.int64)
+
+
+def _band_noise(account_key: np.ndarray, salt: int, band: int) -> np.ndarray:
+    """Per row, a random 64-bit number fixed by the account's key, the pass and the band."""
+    seed = _mix64(np.array([salt * 4099 + band], dtype=np.uint64))[0]
+    return _mix64(account_key ^ seed)
+
+
+def _candidate_pairs(sig: np.ndarray, lsh: _Lsh, account_key: np.ndarray, salt: int) -> np.ndarray:
     """Distinct candidate pairs ``lo * n + hi`` (``lo < hi``, rows of ``sig``) from LSH bands.
 
     Rows whose band collides are candidates; a band bucket of more than ``max_bucket`` rows
-    is cut into blocks of that size after a seeded random shuffle (one ``rng.random(n)``
-    draw per band, whether or not a bucket is cut).
+    is cut into 2**b random blocks (:func:`_block_bits`), each row going to the block the top
+    bits of its noise name (:func:`_band_noise` of ``account_key``, a number per row that is
+    the same from run to run). A row's block depends on its own key and its bucket's size
+    only, so rows joining a bucket leave the others where they were unless the bucket
+    doubles (what :func:`lockstep_update` relies on).
     """
     n = len(sig)
     found: list[np.ndarray] = []
-    for band in range(n_bands):
-        key = _band_key(sig, band, band_rows)
-        noise = rng.random(n)
+    for band in range(lsh.n_bands):
+        key = _band_key(sig, band, lsh.band_rows)
         order, sorted_key = _group_rows(key)
         if not len(order):
             continue
-        starts = np.r_[0, np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1]
-        sizes = np.diff(np.r_[starts, len(order)])
-        bucket_no = np.repeat(np.arange(len(starts)), sizes)
-        big = sizes[bucket_no] > max_bucket
-        if big.any():
-            # Cut big buckets into random blocks: within each, order by the noise (then by
-            # row), number the members and divide by the block size. Small buckets are one
-            # block, whatever their order.
-            at = np.flatnonzero(big)
-            members = order[at]
-            order[at] = members[np.lexsort((members, noise[members], bucket_no[at]))]
-        rank = np.arange(len(order)) - np.repeat(starts, sizes)
-        block = bucket_no.astype(np.int64) * np.int64(1 << 20) + rank // max_bucket
-        left, right = _pairs_within_blocks(order, block)
+        left, right = _block_pairs(order, sorted_key, _band_noise(account_key, salt, band), lsh)
         pair = np.minimum(left, right)
         pair *= np.int64(n)
         pair += np.maximum(left, right)
@@ -537,6 +545,21 @@ def _candidate_pairs(
     keys = np.concatenate(found)
     del found
     return _sorted_unique_inplace(keys)
+
+
+def _block_pairs(
+    rows: np.ndarray, sorted_key: np.ndarray, noise: np.ndarray, lsh: _Lsh
+) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of ``rows`` (grouped by ``sorted_key``) that share a block of their bucket."""
+    starts = np.r_[0, np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(rows)])
+    bucket_no = np.repeat(np.arange(len(starts), dtype=np.int64), sizes)
+    bits = np.repeat(_block_bits(sizes, lsh.max_bucket), sizes)
+    block = bucket_no * np.int64(1 << 20) + _sub_block(noise[rows], bits)
+    if (bits > 0).any():
+        by_block = np.argsort(block, kind="stable")
+        rows, block = rows[by_block], block[by_block]
+    return _pairs_within_blocks(rows, block)
 
 
 @dataclass(frozen=True)
@@ -657,14 +680,15 @@ def _lockstep_pass(
     stream: _Memberships,
     action: str,
     threshold: float,
-    n_acc: int,
+    account_key: np.ndarray,
     lsh: _Lsh,
     seed: int,
-    rng: np.random.Generator,
+    salt: int,
 ) -> _Pass:
     """Pairs at ``stream``'s next width whose estimated Jaccard reaches ``threshold``."""
+    n_acc = len(account_key)
     width, live, sig, n_memberships = _pass_signatures(stream, action, n_acc, lsh, seed)
-    pair_key = _candidate_pairs(sig, lsh.n_bands, lsh.band_rows, lsh.max_bucket, rng)
+    pair_key = _candidate_pairs(sig, lsh, account_key[live], salt)
     pairs = _similar_pairs(sig, live, pair_key, threshold, width, action, lsh.n_hashes)
     logger.debug("lockstep %d min %s: %d comparisons", width, action, len(pair_key))
     return _Pass(width, action, pairs, len(pair_key), n_memberships, live, sig)
@@ -782,55 +806,96 @@ def lockstep_pairs(
     n_acc = len(account_ids)
     streams = _action_streams(events, account_ids, bucket_minutes, values)
     lsh = _Lsh(n_hashes, max(1, n_hashes // band_rows), band_rows, max_bucket, min_tokens)
-    rng = np.random.default_rng(seed)
+    account_key = _account_keys(account_ids)
     passes: list[_Pass] = []
-    for width, action in [(w, k) for w in bucket_minutes for k in ("prompt", "model")]:
+    for number, (width, action) in enumerate(_plan(bucket_minutes)):
         # Templates and models are separate action sets: an account that works other
         # templates than its ring (or none) is still on the ring's clock and models.
         threshold = _threshold(min_jaccard, model_min_jaccard, width, action)
-        stream = streams[action]
-        passes.append(_lockstep_pass(stream, action, threshold, n_acc, lsh, seed, rng))
+        salt = _pass_salt(seed, number)
+        passes.append(
+            _lockstep_pass(streams[action], action, threshold, account_key, lsh, seed, salt)
+        )
     return _combine_passes(passes, n_acc)
 
 
-def _touched_candidates(
-    sig: np.ndarray, is_touched: np.ndarray, lsh: _Lsh, block_key: np.ndarray, salt: int
-) -> np.ndarray:
-    """Distinct candidate pairs ``lo * n + hi`` (rows of ``sig``) with a touched row.
+def _plan(bucket_minutes: tuple[int, ...]) -> list[tuple[int, str]]:
+    """The passes, in order: each width on templates, then on models."""
+    return [(int(w), k) for w in bucket_minutes for k in ("prompt", "model")]
 
-    As :func:`_candidate_pairs`, but only the band buckets holding a touched row are looked
-    at, and only the blocks of a cut bucket that hold one: the work grows with the touched
-    rows, not with all of them. A big bucket is cut after ordering its rows by a hash of
-    their ``block_key`` (uint64, the same from run to run), the band and ``salt``.
+
+def _pass_salt(seed: int, number: int) -> int:
+    return (seed * 131 + number) % (1 << 40)
+
+
+def _account_keys(account_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Per account, a 64-bit hash of its id: the same in every run that has the account."""
+    ids = pd.Series(np.asarray(account_ids, dtype=object)).astype("string[pyarrow]")
+    return pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)
+
+
+def _affected_pairs(
+    merged: np.ndarray,
+    is_touched: np.ndarray,
+    old: np.ndarray,
+    lsh: _Lsh,
+    noise_of: Callable[[int], np.ndarray],
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """The candidate pairs (``lo * n + hi``, rows of ``merged``) that the touched rows can
+    change, and per band the keys of the buckets whose blocks were cut again.
+
+    A band bucket is affected when it holds a touched row now (``merged``) or held one before
+    (``old``: the touched rows' previous signatures). If its number of blocks is the same as
+    before, only the blocks holding a touched row are looked at, and only their pairs with a
+    touched row (the untouched rows kept their blocks); if the number changed, every pair of
+    its new blocks is a candidate.
     """
-    n = len(sig)
+    n = len(merged)
     found: list[np.ndarray] = []
+    recut: list[tuple[int, np.ndarray]] = []
     for band in range(lsh.n_bands):
-        key = _band_key(sig, band, lsh.band_rows)
-        rows = np.flatnonzero(pd.Series(key).isin(np.unique(key[is_touched])).to_numpy())
-        if len(rows) < 2:
+        key = _band_key(merged, band, lsh.band_rows)
+        before = _band_key(old, band, lsh.band_rows)
+        was = pd.Series(before).value_counts()
+        affected = np.unique(np.r_[key[is_touched], before])
+        rows = np.flatnonzero(pd.Series(key).isin(affected).to_numpy())
+        if not len(rows):
             continue
+        rows = rows[np.argsort(key[rows], kind="stable")]
         bucket_key = key[rows]
-        seed = _mix64(np.array([salt + band], dtype=np.uint64))[0]
-        order = np.lexsort((rows, _mix64(block_key[rows] ^ seed), bucket_key))
-        rows, bucket_key = rows[order], bucket_key[order]
         starts = np.r_[0, np.flatnonzero(bucket_key[1:] != bucket_key[:-1]) + 1]
         sizes = np.diff(np.r_[starts, len(rows)])
-        rank = np.arange(len(rows)) - np.repeat(starts, sizes)
-        block = np.repeat(np.arange(len(starts), dtype=np.int64), sizes) * np.int64(1 << 20)
-        block += rank // lsh.max_bucket
+        keys_here = bucket_key[starts]
+        touched_now = np.add.reduceat(is_touched[rows].astype(np.int64), starts)
+        touched_then = was.reindex(keys_here, fill_value=0).to_numpy(np.int64)
+        bits = _block_bits(sizes, lsh.max_bucket)
+        bits_then = _block_bits(sizes - touched_now + touched_then, lsh.max_bucket)
+        changed = bits != bits_then
+        recut.append((band, keys_here[changed]))
+        row_bits = np.repeat(bits, sizes)
+        bucket_no = np.repeat(np.arange(len(starts), dtype=np.int64), sizes)
+        block = bucket_no * np.int64(1 << 20) + _sub_block(noise_of(band)[rows], row_bits)
+        by_block = np.argsort(block, kind="stable")
+        rows, block = rows[by_block], block[by_block]
         block_starts = np.r_[0, np.flatnonzero(block[1:] != block[:-1]) + 1]
-        with_touched = np.maximum.reduceat(is_touched[rows].astype(np.int8), block_starts) > 0
-        keep = np.repeat(with_touched, np.diff(np.r_[block_starts, len(rows)]))
+        whole = np.repeat(changed, sizes)[by_block]
+        wanted = np.maximum.reduceat((is_touched[rows] | whole).astype(np.int8), block_starts)
+        keep = np.repeat(wanted > 0, np.diff(np.r_[block_starts, len(rows)]))
         left, right = _pairs_within_blocks(rows[keep], block[keep])
-        either = is_touched[left] | is_touched[right]
+        either = is_touched[left] | is_touched[right] | whole[keep][0:0].any()
+        if whole.any():
+            recut_row = np.zeros(n, dtype=bool)
+            recut_row[rows[whole]] = True
+            either = is_touched[left] | is_touched[right] | (recut_row[left] & recut_row[right])
+        else:
+            either = is_touched[left] | is_touched[right]
         left, right = left[either], right[either]
         pair = np.minimum(left, right) * np.int64(n)
         pair += np.maximum(left, right)
         found.append(pair)
     if not found:
-        return np.zeros(0, np.int64)
-    return _sorted_unique_inplace(np.concatenate(found))
+        return np.zeros(0, np.int64), recut
+    return _sorted_unique_inplace(np.concatenate(found)), recut
 
 
 def _merged_signatures(
@@ -845,12 +910,59 @@ def _merged_signatures(
     return accounts[order], merged
 
 
+@dataclass(frozen=True)
+class _Recut:
+    """One pass's state for checking carried pairs again: its live accounts, signatures,
+    threshold, noise and the buckets cut again in each band."""
+
+    width: int
+    accounts: np.ndarray
+    sig: np.ndarray
+    enough: int
+    noise_of: Callable[[int], np.ndarray]
+    recut: list[tuple[int, np.ndarray]]
+
+
+def _still_found(
+    a: np.ndarray, b: np.ndarray, passes: list[_Recut], lsh: _Lsh
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of untouched pairs whose bucket was cut again somewhere, those still co-blocked in
+    some band of a pass whose threshold they reach, with their best Jaccard and its
+    (narrowest) width, as a full search would find them."""
+    best = np.full(len(a), -1.0)
+    width = np.zeros(len(a), dtype=np.int64)
+    for p in passes:
+        pa_, pb_ = np.searchsorted(p.accounts, a), np.searchsorted(p.accounts, b)
+        pa_, pb_ = np.minimum(pa_, len(p.accounts) - 1), np.minimum(pb_, len(p.accounts) - 1)
+        live = (p.accounts[pa_] == a) & (p.accounts[pb_] == b) if len(p.accounts) else pa_ < 0
+        if not live.any():
+            continue
+        agree = np.zeros(len(a), dtype=np.int32)
+        agree[live] = _agreement(p.sig, pa_[live], pb_[live])
+        met = live & (agree >= p.enough)
+        together = np.zeros(len(a), dtype=bool)
+        for band in range(lsh.n_bands):
+            key = _band_key(p.sig, band, lsh.band_rows)
+            same = met & (key[pa_] == key[pb_])
+            if not same.any():
+                continue
+            size = pd.Series(key).value_counts()
+            bits = _block_bits(size.reindex(key[pa_[same]]).to_numpy(np.int64), lsh.max_bucket)
+            noise = p.noise_of(band)
+            at = np.flatnonzero(same)
+            together[at] |= _sub_block(noise[pa_[at]], bits) == _sub_block(noise[pb_[at]], bits)
+        jac = agree / lsh.n_hashes
+        better = together & (jac > best)
+        best[better], width[better] = jac[better], p.width
+    return best >= 0, best, width
+
+
 def lockstep_update(
     events: pd.DataFrame,
     touched: np.ndarray,
     previous: Sequence[PassSignatures],
     previous_pairs: pd.DataFrame,
-    block_key: np.ndarray,
+    account_ids: pd.Series | np.ndarray,
     *,
     values: Mapping[str, pa.Array] | None = None,
     bucket_minutes: tuple[int, ...] = (60, 240),
@@ -866,9 +978,10 @@ def lockstep_update(
 
     The touched accounts' signatures are computed again from their events; every other
     account keeps its previous signature (its token set did not change), so a pair of two
-    untouched accounts keeps its previous verdict. The touched accounts are compared with
-    the accounts they collide with in an LSH band, as :func:`lockstep_pairs` compares all
-    accounts; big band buckets are cut into blocks by a random order of ``block_key``.
+    untouched accounts keeps its previous verdict unless a band bucket it shares was cut
+    into another number of blocks (then it is checked again). The touched accounts are
+    compared with the accounts they share a block with, as :func:`lockstep_pairs` compares
+    all accounts: the result is the pairs :func:`lockstep_pairs` finds on all the events.
 
     Parameters
     ----------
@@ -884,9 +997,8 @@ def lockstep_update(
     previous_pairs : pandas.DataFrame
         The previous run's pairs: ``a``, ``b`` (account rows), ``jaccard``,
         ``bucket_minutes``.
-    block_key : numpy.ndarray of int
-        Per account, a distinct integer that stays the same from run to run (its stored
-        row): seeds the order in which a big band bucket is cut into blocks.
+    account_ids : array-like
+        The accounts (as for :func:`lockstep_pairs`): their ids place them in blocks.
     values : mapping of str to pyarrow.Array, optional
         The value of each code of ``events``, as for :func:`lockstep_pairs`: given when the
         previous signatures were computed with values (their codes may then differ).
@@ -908,11 +1020,11 @@ max_bucket, seed
 
     Notes
     -----
-    O(2w (k m_t + b n + b t B)) for w widths, m_t events of the t touched accounts, n live
-    accounts, k hashes, b bands and block size B: every band key is hashed again (one
-    vectorised hash per band of all signatures), the rest grows with the touched accounts.
-    A full run cuts big buckets by another random order, so the pairs of a full run on the
-    same data can differ in big buckets (docs/incremental.md measures the agreement).
+    O(2w (k m_t + b n + b t B + b q)) for w widths, m_t events of the t touched accounts, n
+    live accounts, k hashes, b bands, block size B and q previous pairs: every band key is
+    hashed again (one vectorised hash per band of all signatures); the rest grows with the
+    touched accounts, but for a bucket whose number of blocks changed (it crossed a power of
+    two), whose every pair is compared again.
 
     Examples
     --------
@@ -926,7 +1038,7 @@ max_bucket, seed
     >>> len(day1.pairs)
     0
     >>> day2 = lockstep_update(codes[codes["acc"] == 1], np.array([False, True]),
-    ...     day1.signatures, day1.pairs, np.arange(2), values=values, bucket_minutes=(60,))
+    ...     day1.signatures, day1.pairs, ["a", "b"], values=values, bucket_minutes=(60,))
     >>> day2.pairs[["a", "b"]].values.tolist(), day2.pairs["jaccard"].tolist()
     ([[0, 1]], [1.0])
     """
@@ -934,35 +1046,83 @@ max_bucket, seed
     n_acc = len(touched)
     lsh = _Lsh(n_hashes, max(1, n_hashes // band_rows), band_rows, max_bucket, min_tokens)
     by_pass = {(int(p.width), p.action): p for p in previous}
-    plan = [(int(w), k) for w in bucket_minutes for k in ("prompt", "model")]
+    plan = _plan(bucket_minutes)
     missing = [f"{w} min {k}" for w, k in plan if (w, k) not in by_pass]
     if missing:
         raise ValueError(f"the previous signatures lack the passes {', '.join(missing)}")
     if any(p.signatures.shape[1] != n_hashes for p in by_pass.values()):
         raise ValueError(f"the previous signatures do not have {n_hashes} hashes")
+    if len(account_ids) != n_acc:
+        raise ValueError("account_ids and touched differ in length")
     codes = events.copy()
     codes.attrs["n_accounts"] = n_acc
     streams = _action_streams(codes, np.arange(n_acc), bucket_minutes, values)
-    key = np.asarray(block_key).astype(np.uint64)
+    account_key = _account_keys(account_ids)
     passes: list[_Pass] = []
+    recuts: list[_Recut] = []
     for number, (width, action) in enumerate(plan):
         _, live, sig, n_memberships = _pass_signatures(streams[action], action, n_acc, lsh, seed)
-        accounts, merged = _merged_signatures(by_pass[(width, action)], touched, live, sig)
-        salt = (seed * 131 + number) * 1_000_003 % (1 << 62)
-        pair_key = _touched_candidates(merged, touched[accounts], lsh, key[accounts], salt)
+        before = by_pass[(width, action)]
+        accounts, merged = _merged_signatures(before, touched, live, sig)
+        noise_of = _noise_of(account_key[accounts], _pass_salt(seed, number))
+        old = before.signatures[touched[before.accounts]]
+        pair_key, recut = _affected_pairs(merged, touched[accounts], old, lsh, noise_of)
         threshold = _threshold(min_jaccard, model_min_jaccard, width, action)
         pairs = _similar_pairs(merged, accounts, pair_key, threshold, width, action, n_hashes)
         passes.append(_Pass(width, action, pairs, len(pair_key), n_memberships, accounts, merged))
+        enough = _enough(threshold, n_hashes)
+        recuts.append(_Recut(width, accounts, merged, enough, noise_of, recut))
+    return _combine_passes(passes, n_acc, _carried(previous_pairs, touched, recuts, lsh))
+
+
+def _noise_of(account_key: np.ndarray, salt: int) -> Callable[[int], np.ndarray]:
+    """Per band, the noise of each row whose account key is ``account_key``."""
+
+    def noise(band: int) -> np.ndarray:
+        return _band_noise(account_key, salt, band)
+
+    return noise
+
+
+def _carried(
+    previous_pairs: pd.DataFrame, touched: np.ndarray, recuts: list[_Recut], lsh: _Lsh
+) -> pd.DataFrame:
+    """The previous pairs of two untouched accounts that a full search finds again: all of
+    them, but those sharing a bucket that was cut into another number of blocks, which are
+    checked again (:func:`_still_found`)."""
     a = previous_pairs["a"].to_numpy(np.int64)
     b = previous_pairs["b"].to_numpy(np.int64)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    jaccard = previous_pairs["jaccard"].to_numpy(np.float64)
+    width = previous_pairs["bucket_minutes"].to_numpy(np.int64)
     untouched = ~(touched[a] | touched[b])
-    carried = pd.DataFrame(
+    a, b, jaccard, width = a[untouched], b[untouched], jaccard[untouched], width[untouched]
+    suspect = np.zeros(len(a), dtype=bool)
+    for p in recuts:
+        if not len(p.accounts) or not any(len(keys) for _, keys in p.recut):
+            continue
+        pa_ = np.minimum(np.searchsorted(p.accounts, a), len(p.accounts) - 1)
+        pb_ = np.minimum(np.searchsorted(p.accounts, b), len(p.accounts) - 1)
+        live = (p.accounts[pa_] == a) & (p.accounts[pb_] == b)
+        for band, keys in p.recut:
+            if not len(keys) or not live.any():
+                continue
+            key = _band_key(p.sig, band, lsh.band_rows)
+            shared = live & (key[pa_] == key[pb_])
+            suspect |= shared & np.isin(key[pa_], keys)
+    if suspect.any():
+        at = np.flatnonzero(suspect)
+        kept, best, best_width = _still_found(a[at], b[at], recuts, lsh)
+        jaccard[at], width[at] = best, best_width
+        keep = np.ones(len(a), dtype=bool)
+        keep[at[~kept]] = False
+        a, b, jaccard, width = a[keep], b[keep], jaccard[keep], width[keep]
+    return pd.DataFrame(
         {
-            "a": np.minimum(a, b)[untouched],
-            "b": np.maximum(a, b)[untouched],
-            "jaccard": previous_pairs["jaccard"].to_numpy(np.float64)[untouched],
-            "bucket_minutes": previous_pairs["bucket_minutes"].to_numpy(np.int64)[untouched],
-            "action": pd.Series(pd.NA, index=range(int(untouched.sum())), dtype="string"),
+            "a": a,
+            "b": b,
+            "jaccard": jaccard,
+            "bucket_minutes": width,
+            "action": pd.Series(pd.NA, index=range(len(a)), dtype="string"),
         }
     )
-    return _combine_passes(passes, n_acc, carried)

@@ -222,13 +222,14 @@ def _lockstep(
     mine = touched[codes["acc"].to_numpy(np.int64)]
     events = pd.DataFrame({c: codes[c].to_numpy()[mine] for c in ("acc", "t", "prompt", "model")})
     before = previous.read("lockstep_signatures")
+    account_ids = ids.to_numpy(object)
     try:
         lock = lockstep_update(
             events,
             touched,
             linking.signatures_of(before, row_of_stored),
-            linking.pair_rows(previous.read("lockstep"), ids.to_numpy(object)),
-            order,
+            linking.pair_rows(previous.read("lockstep"), account_ids),
+            account_ids,
             values=values,
             **linking.lockstep_settings(ctx),
         )
