@@ -146,7 +146,8 @@ class BehaviourSettings:
     """MinHash rows per LSH band."""
 
     max_bucket: int = 30
-    """LSH buckets larger than this are cut into random blocks (bounds the comparisons)."""
+    """LSH buckets larger than this are cut into random blocks of at most this mean size
+    (bounds the comparisons; docs/behaviour.md)."""
 
     lockstep_is_a_family: bool = False
     """Count lockstep with cluster members as a family of evidence for membership."""

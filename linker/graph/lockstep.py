@@ -11,8 +11,11 @@ All pairs are never compared. Each account's token set gets a MinHash signature 
 over its tokens per hash function); locality-sensitive hashing bands the signatures, and
 only accounts that collide in some band are compared (their Jaccard similarity is estimated
 from the signatures). A band bucket with more than ``max_bucket`` accounts is cut into
-seeded random blocks of that size, so the comparisons grow at most linearly with the
-accounts: ``accounts × bands × max_bucket`` in the worst case. See docs/behaviour.md.
+2**b random blocks whose mean size is at most ``max_bucket``, each account's block set by a
+hash of its id, so the comparisons grow about linearly with the accounts
+(``accounts × bands × max_bucket``), and accounts joining a bucket leave the others in
+their blocks until it doubles (what :func:`lockstep_update` relies on). See
+docs/behaviour.md.
 """
 
 from __future__ import annotations
@@ -778,7 +781,8 @@ def lockstep_pairs(
         11% with the defaults); a ring member has hundreds of synchronised partners, so
         finding a fraction of them suffices.
     max_bucket : int, default 30
-        Band buckets larger than this are cut into seeded random blocks of this size.
+        Band buckets larger than this are cut into 2**b random blocks of at most this mean
+        size, by a hash of each account's id (``seed`` mixed in).
     seed : int, default 0
         Seeds the hash functions and the block cuts.
 
