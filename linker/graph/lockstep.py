@@ -550,15 +550,26 @@ def _candidate_pairs(sig: np.ndarray, lsh: _Lsh, account_key: np.ndarray, salt: 
     return _sorted_unique_inplace(keys)
 
 
+def _buckets(sorted_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and size of each run of equal keys in ``sorted_key``."""
+    starts = np.r_[0, np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1]
+    return starts, np.diff(np.r_[starts, len(sorted_key)])
+
+
+def _block_ids(sizes: np.ndarray, bits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Per row of buckets laid out one after another (``sizes`` rows each, cut into
+    ``2**bits`` blocks), a block id unique over all buckets; ``noise`` is the rows' own."""
+    bucket_no = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return bucket_no * np.int64(1 << 20) + _sub_block(noise, np.repeat(bits, sizes))
+
+
 def _block_pairs(
     rows: np.ndarray, sorted_key: np.ndarray, noise: np.ndarray, lsh: _Lsh
 ) -> tuple[np.ndarray, np.ndarray]:
     """All pairs of ``rows`` (grouped by ``sorted_key``) that share a block of their bucket."""
-    starts = np.r_[0, np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1]
-    sizes = np.diff(np.r_[starts, len(rows)])
-    bucket_no = np.repeat(np.arange(len(starts), dtype=np.int64), sizes)
-    bits = np.repeat(_block_bits(sizes, lsh.max_bucket), sizes)
-    block = bucket_no * np.int64(1 << 20) + _sub_block(noise[rows], bits)
+    _, sizes = _buckets(sorted_key)
+    bits = _block_bits(sizes, lsh.max_bucket)
+    block = _block_ids(sizes, bits, noise[rows])
     if (bits > 0).any():
         by_block = np.argsort(block, kind="stable")
         rows, block = rows[by_block], block[by_block]
@@ -866,33 +877,24 @@ def _affected_pairs(
         if not len(rows):
             continue
         rows = rows[np.argsort(key[rows], kind="stable")]
-        bucket_key = key[rows]
-        starts = np.r_[0, np.flatnonzero(bucket_key[1:] != bucket_key[:-1]) + 1]
-        sizes = np.diff(np.r_[starts, len(rows)])
-        keys_here = bucket_key[starts]
+        starts, sizes = _buckets(key[rows])
+        keys_here = key[rows][starts]
         touched_now = np.add.reduceat(is_touched[rows].astype(np.int64), starts)
         touched_then = was.reindex(keys_here, fill_value=0).to_numpy(np.int64)
         bits = _block_bits(sizes, lsh.max_bucket)
-        bits_then = _block_bits(sizes - touched_now + touched_then, lsh.max_bucket)
-        changed = bits != bits_then
+        changed = bits != _block_bits(sizes - touched_now + touched_then, lsh.max_bucket)
         recut.append((band, keys_here[changed]))
-        row_bits = np.repeat(bits, sizes)
-        bucket_no = np.repeat(np.arange(len(starts), dtype=np.int64), sizes)
-        block = bucket_no * np.int64(1 << 20) + _sub_block(noise_of(band)[rows], row_bits)
+        block = _block_ids(sizes, bits, noise_of(band)[rows])
         by_block = np.argsort(block, kind="stable")
         rows, block = rows[by_block], block[by_block]
-        block_starts = np.r_[0, np.flatnonzero(block[1:] != block[:-1]) + 1]
-        whole = np.repeat(changed, sizes)[by_block]
-        wanted = np.maximum.reduceat((is_touched[rows] | whole).astype(np.int8), block_starts)
-        keep = np.repeat(wanted > 0, np.diff(np.r_[block_starts, len(rows)]))
+        # Only blocks with a touched row, or of a bucket cut anew, can hold a changed pair.
+        in_recut = np.zeros(n, dtype=bool)
+        in_recut[rows[np.repeat(changed, sizes)[by_block]]] = True
+        block_starts, block_sizes = _buckets(block)
+        wanted = np.maximum.reduceat((is_touched | in_recut)[rows].astype(np.int8), block_starts)
+        keep = np.repeat(wanted > 0, block_sizes)
         left, right = _pairs_within_blocks(rows[keep], block[keep])
-        either = is_touched[left] | is_touched[right] | whole[keep][0:0].any()
-        if whole.any():
-            recut_row = np.zeros(n, dtype=bool)
-            recut_row[rows[whole]] = True
-            either = is_touched[left] | is_touched[right] | (recut_row[left] & recut_row[right])
-        else:
-            either = is_touched[left] | is_touched[right]
+        either = is_touched[left] | is_touched[right] | (in_recut[left] & in_recut[right])
         left, right = left[either], right[either]
         pair = np.minimum(left, right) * np.int64(n)
         pair += np.maximum(left, right)
@@ -936,9 +938,7 @@ def _still_found(
     best = np.full(len(a), -1.0)
     width = np.zeros(len(a), dtype=np.int64)
     for p in passes:
-        pa_, pb_ = np.searchsorted(p.accounts, a), np.searchsorted(p.accounts, b)
-        pa_, pb_ = np.minimum(pa_, len(p.accounts) - 1), np.minimum(pb_, len(p.accounts) - 1)
-        live = (p.accounts[pa_] == a) & (p.accounts[pb_] == b) if len(p.accounts) else pa_ < 0
+        pa_, pb_, live = _positions(p.accounts, a, b)
         if not live.any():
             continue
         agree = np.zeros(len(a), dtype=np.int32)
@@ -956,9 +956,23 @@ def _still_found(
             at = np.flatnonzero(same)
             together[at] |= _sub_block(noise[pa_[at]], bits) == _sub_block(noise[pb_[at]], bits)
         jac = agree / lsh.n_hashes
-        better = together & (jac > best)
+        # As _combine_passes: the strongest estimate, ties to the narrower width.
+        better = together & ((jac > best) | ((jac == best) & (p.width < width)))
         best[better], width[better] = jac[better], p.width
     return best >= 0, best, width
+
+
+def _positions(
+    accounts: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of accounts ``a`` and ``b`` in the ascending ``accounts``, and whether both
+    are there."""
+    if not len(accounts):
+        zero = np.zeros(len(a), dtype=np.int64)
+        return zero, zero, np.zeros(len(a), dtype=bool)
+    pa_ = np.minimum(np.searchsorted(accounts, a), len(accounts) - 1)
+    pb_ = np.minimum(np.searchsorted(accounts, b), len(accounts) - 1)
+    return pa_, pb_, (accounts[pa_] == a) & (accounts[pb_] == b)
 
 
 def lockstep_update(
@@ -1103,11 +1117,9 @@ def _carried(
     a, b, jaccard, width = a[untouched], b[untouched], jaccard[untouched], width[untouched]
     suspect = np.zeros(len(a), dtype=bool)
     for p in recuts:
-        if not len(p.accounts) or not any(len(keys) for _, keys in p.recut):
+        if not any(len(keys) for _, keys in p.recut):
             continue
-        pa_ = np.minimum(np.searchsorted(p.accounts, a), len(p.accounts) - 1)
-        pb_ = np.minimum(np.searchsorted(p.accounts, b), len(p.accounts) - 1)
-        live = (p.accounts[pa_] == a) & (p.accounts[pb_] == b)
+        pa_, pb_, live = _positions(p.accounts, a, b)
         for band, keys in p.recut:
             if not len(keys) or not live.any():
                 continue

@@ -88,6 +88,14 @@ PREVIOUS_ACCOUNT = "is already an account of the previous run"
 """What the reason of a new account row that repeats an earlier account says."""
 
 
+def _row_of_stored(order: np.ndarray) -> np.ndarray:
+    """Per stored account row, its row in ``account_id`` order: the inverse of
+    :func:`linker.stages.linking.stored_order`."""
+    row_of_stored = np.empty(len(order), dtype=np.int64)
+    row_of_stored[order] = np.arange(len(order))
+    return row_of_stored
+
+
 def _previous(ctx: RunContext) -> RunDirectory:
     previous: RunDirectory = ctx.inputs["previous_run_dir"]
     return previous
@@ -185,7 +193,8 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
     cfg = ctx.settings.link.behaviour
     accounts = linking.account_frame(ctx, ["created_at"])
     ids = accounts["account_id"].astype("string")
-    codes, state, as_saved, values = _event_codes(ctx, previous, ids)
+    order = linking.stored_order(ctx)
+    codes, state, as_saved, values = _event_codes(ctx, previous, ids, order)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
     moved = [delta[t]["account_id"] for t in ("accounts", "events") if t in delta]
     touched = ids.isin(pd.concat(moved, ignore_index=True).astype("string")).to_numpy(bool)
@@ -193,7 +202,6 @@ def behaviour(ctx: RunContext) -> Mapping[str, Any]:
         previous.read("behaviour"), accounts, codes, touched, dormancy_days=cfg.dormancy_days
     )
     ctx.note(behaviour_recomputed=int(touched.sum()))
-    order = linking.stored_order(ctx)
     if not (as_saved and previous.has("lockstep_signatures")):
         ctx.note(lockstep="all pairs searched again (the previous run saved no signatures)")
         lockstep = linking.lockstep_artefacts(ctx, codes, values, ids, order)
@@ -215,8 +223,7 @@ def _lockstep(
     of the codes), pairs of two untouched accounts carried over
     (:func:`linker.graph.lockstep.lockstep_update`)."""
     codes, values = coded
-    row_of_stored = np.empty(len(order), dtype=np.int64)
-    row_of_stored[order] = np.arange(len(order))
+    row_of_stored = _row_of_stored(order)
     touched_stored = np.zeros(len(order), dtype=bool)
     touched_stored[order] = touched
     mine = touched[codes["acc"].to_numpy(np.int64)]
@@ -254,7 +261,7 @@ def _lockstep(
 
 
 def _event_codes(
-    ctx: RunContext, previous: RunDirectory, ids: pd.Series
+    ctx: RunContext, previous: RunDirectory, ids: pd.Series, order: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, Any], bool, dict[str, pa.Array]]:
     """The codes of all events and the values of their codes, the saved codes to write, and
     whether the codes are the saved ones.
@@ -262,9 +269,9 @@ def _event_codes(
     From the previous run's saved codes, the new events coded against them: the previous
     events are not read, and the codes are the saved ones, neither renumbered nor sorted
     (:func:`linker.graph.behaviour.codes_as_saved`). A previous run without saved codes has
-    its events read and coded (:func:`linker.graph.behaviour.coded_events`).
+    its events read and coded (:func:`linker.graph.behaviour.coded_events`). ``order`` is
+    :func:`linker.stages.linking.stored_order`.
     """
-    order = linking.stored_order(ctx)
     delta: dict[str, pd.DataFrame] = ctx.inputs["delta"]
     if not (previous.has("event_codes") and previous.has("event_values")):
         codes, values = coded_events(ctx.frame("events"), ids)
@@ -287,8 +294,7 @@ def _event_codes(
                 f"{previous.location('event_values')}: not the previous run's saved values "
                 f"({exc}); run `linker run` on all the data instead"
             ) from None
-    row_of_stored = np.empty(len(order), dtype=np.int64)
-    row_of_stored[order] = np.arange(len(order))
+    row_of_stored = _row_of_stored(order)
     dictionary = pd.concat([known, added], ignore_index=True)
     try:
         codes, values = codes_as_saved([before, new], dictionary, row_of_stored)
@@ -312,9 +318,7 @@ def bipartite(ctx: RunContext) -> Bipartite:
         built: Bipartite = linking.LINK_VIEWS["bipartite"].build(ctx)
         return built
     ids = linking.account_frame(ctx, ["account_id"])["account_id"].astype(str)
-    order = linking.stored_order(ctx)
-    row_of_stored = np.empty(len(order), dtype=np.int64)
-    row_of_stored[order] = np.arange(len(order))
+    row_of_stored = _row_of_stored(linking.stored_order(ctx))
     saved = previous.read("incidence")
     before = previous.read("identifiers", columns=["kind", "value"])
     added = len(ctx.inputs["new_pairs"])
