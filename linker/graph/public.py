@@ -42,6 +42,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.special import bdtr, gammainc
@@ -157,9 +158,10 @@ def _tied(
     offset = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
     u = evidence.indices[np.repeat(start, length) + offset]
     keys = coo.col[member].astype(np.int64) * n_u + u
-    at = np.searchsorted(corroborating, keys)
-    last = len(corroborating) - 1
-    hit = (at <= last) & (corroborating[np.minimum(at, last)] == keys)
+    # A hash lookup: the keys are many and random, and a binary search per key misses the
+    # cache at every step. The corroborating keys are distinct (one per overlap entry).
+    at = pd.Index(corroborating).get_indexer(keys)
+    hit = at >= 0
     # Holders and corroborating identifiers as one graph per value: a holder belongs to the
     # component of everything it is tied through. Only components holding a real share of
     # the value's holders count: a popular template is also sent by a few families and
@@ -261,7 +263,8 @@ def public_values(
     ([False, False, True], [1.0, 1.0, 0.0])
     """
     n_acc, n_ident = incidence.shape
-    counts = np.diff(incidence.tocsc().indptr).astype(np.float64)
+    csc = incidence.tocsc()
+    counts = np.diff(csc.indptr).astype(np.float64)
     tested = linkable & (counts >= min_accounts)
     cohesion = np.full(n_ident, np.nan)
     tied = np.zeros(n_ident)
@@ -275,7 +278,6 @@ def public_values(
         fixed = np.asarray(prior.public, dtype=bool) & ~tested
         cohesion = np.where(tested, np.nan, prior.cohesion)
         public = fixed.copy()
-    csc = incidence.tocsc()
     for round_ in range(rounds):
         previous = public.copy()
         for fam in np.unique(family[tested]):
