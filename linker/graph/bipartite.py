@@ -60,14 +60,13 @@ class Bipartite:
         return (len(self.account_ids), len(self.kinds))
 
 
-def _arrow_strings(values: pd.Series | pd.Index) -> pa.Array:
-    """The values as one Arrow string array (zero-copy for Arrow-backed pandas strings)."""
-    return _chunked_strings(values).combine_chunks().cast(pa.string())
-
-
 def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each value in ``index`` (-1 when absent), with Arrow's hash join."""
-    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(index))
+    # The values stay in their chunks and their own string type (no copy of tens of millions
+    # of strings); only the index, one row per account, is cast to match.
+    chunks = _chunked_strings(values)
+    value_set = _chunked_strings(index).combine_chunks().cast(chunks.type)
+    found = pc.index_in(chunks, value_set=value_set).combine_chunks()
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -184,7 +183,7 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
     )
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
-    n_accounts = np.diff(matrix.tocsc().indptr).astype(np.int64)
+    n_accounts = np.bincount(matrix.indices, minlength=len(kinds)).astype(np.int64)
     logger.debug("bipartite graph: %d accounts, %d identifiers", len(ids), len(kinds))
     return Bipartite(
         account_ids=ids.to_numpy(dtype=object),
