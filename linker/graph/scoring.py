@@ -237,8 +237,8 @@ def _cited(
     context values (feature-only kinds such as an e-mail domain)."""
     ev = shared[shared["row"].isin(accounts["row"])].copy()
     ident = ev["identifier"].to_numpy()
-    kind_names, kind_of = np.unique(bipartite.kinds[ident], return_inverse=True)
-    prior = np.array([priors.get(k, 0.0) for k in kind_names], dtype=np.float64)[kind_of]
+    # One hash pass over the kind names (Python strings), not a sort of them.
+    prior = kinds.kind_lookup(bipartite.kinds[ident], priors, 0.0, dtype=np.float64)
     ev["rank_key"] = -(prior + 0.05) * np.log2(ev["in_cluster"].to_numpy())
     ev["context"] = weights[ident] <= 0 if weights is not None else False
     # Identifier columns are numbered in (kind, value) order: sorting by the number is
