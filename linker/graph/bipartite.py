@@ -60,13 +60,14 @@ class Bipartite:
         return (len(self.account_ids), len(self.kinds))
 
 
+def _arrow_strings(values: pd.Series | pd.Index) -> pa.Array:
+    """The values as one Arrow string array (zero-copy for Arrow-backed pandas strings)."""
+    return _chunked_strings(values).combine_chunks().cast(pa.string())
+
+
 def _index_in(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each value in ``index`` (-1 when absent), with Arrow's hash join."""
-    # The values stay in their chunks and their own string type (no copy of tens of millions
-    # of strings); only the index, one row per account, is cast to match.
-    chunks = _chunked_strings(values)
-    value_set = _chunked_strings(index).combine_chunks().cast(chunks.type)
-    found = pc.index_in(chunks, value_set=value_set).combine_chunks()
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(index))
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
