@@ -127,10 +127,13 @@ def build_observations(
     created_by_code = pc.take(created, pc.index_in(sorted_ids, value_set=id_arrays["accounts"]))
     pieces = []
     memos: dict[str, Memo] = {}
+    # Per table, when its rows are seen and how often: the same for every kind drawn from it
+    # (five kinds read the events), so converted once.
+    seen: dict[str, tuple[pa.Array, pa.Array]] = {}
     chosen = all_kinds() if kinds is None else sorted(kinds, key=lambda k: k.name)
     for entry in chosen:
         rows = [
-            _source_rows(tables[s.table], s.column, s.table, codes[s.table], created_by_code)
+            _source_rows(tables[s.table], s.column, s.table, codes[s.table], created_by_code, seen)
             for s in entry.sources
             if s.table in tables and s.column in tables[s.table].columns and len(tables[s.table])
         ]
@@ -147,22 +150,29 @@ def _source_rows(
     table_name: str,
     account_codes: pa.Array,
     created_by_code: pa.Array,
+    seen: dict[str, tuple[pa.Array, pa.Array]],
 ) -> _Rows:
+    """One source column's rows; ``seen`` keeps each table's times and counts for its other
+    columns."""
+    if table_name not in seen:
+        seen[table_name] = _seen(frame, table_name, account_codes, created_by_code)
+    first, counts = seen[table_name]
+    return _Rows(account_codes, _strings(frame[column]), first, first, counts)
+
+
+def _seen(
+    frame: pd.DataFrame, table_name: str, account_codes: pa.Array, created_by_code: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """When each row of a table is seen, and how many times."""
+    if table_name == "events" and "requests" in frame.columns:
+        return _timestamps(frame["ts"]), pa.array(frame["requests"].to_numpy(dtype=np.int64))
     ones = pa.array(np.ones(len(frame), dtype=np.int64))
     if table_name == "events":
-        first = _timestamps(frame["ts"])
-        counts = (
-            pa.array(frame["requests"].to_numpy(dtype=np.int64))
-            if "requests" in frame.columns
-            else ones
-        )
-    else:
-        created = pc.take(created_by_code, account_codes)
-        first = created
-        if table_name == "payments" and "added_at" in frame.columns:
-            first = pc.coalesce(_timestamps(frame["added_at"]), created)
-        counts = ones
-    return _Rows(account_codes, _strings(frame[column]), first, first, counts)
+        return _timestamps(frame["ts"]), ones
+    created = pc.take(created_by_code, account_codes)
+    if table_name == "payments" and "added_at" in frame.columns:
+        return pc.coalesce(_timestamps(frame["added_at"]), created), ones
+    return created, ones
 
 
 def _aggregate(
@@ -250,10 +260,13 @@ def _encoded(arrays: list[pa.Array]) -> tuple[np.ndarray, pa.Array]:
     for array in arrays:
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
         indices = encoded.indices.cast(pa.int64()).fill_null(-1 - offset).to_numpy()
-        codes.append(np.asarray(indices, dtype=np.int64) + offset)
+        indices = np.asarray(indices, dtype=np.int64)
+        # One source (most kinds) needs neither a shifted copy nor a concatenated one: the
+        # events' columns have tens of millions of rows.
+        codes.append(indices + offset if offset else indices)
         dictionaries.append(encoded.dictionary.cast(_TEXT))
         offset += len(encoded.dictionary)
-    return np.concatenate(codes), _concat(dictionaries)
+    return (codes[0] if len(codes) == 1 else np.concatenate(codes)), _concat(dictionaries)
 
 
 def _distinct(array: pa.Array) -> pa.Array:
