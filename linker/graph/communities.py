@@ -194,7 +194,19 @@ def _canonical_edges(edges: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
         return edges, weights
     low = np.minimum(edges[:, 0], edges[:, 1])
     high = np.maximum(edges[:, 0], edges[:, 1])
-    order = np.lexsort((weights, high, low))
+    span = int(high.max()) + 1
+    order = None
+    if span < 2**31:
+        # One integer sort on (low, high); the weights only order parallel edges, so the
+        # three-key sort is needed only when there are some (the edges usually come from a
+        # matrix, one per pair).
+        key = low * np.int64(span) + high
+        order = np.argsort(key)
+        key = key[order]
+        if bool((key[1:] == key[:-1]).any()):
+            order = None
+    if order is None:
+        order = np.lexsort((weights, high, low))
     low, high, weights = low[order], high[order], weights[order]
     starts = np.flatnonzero(np.r_[True, (low[1:] != low[:-1]) | (high[1:] != high[:-1])])
     if len(starts) < len(low):
