@@ -116,7 +116,12 @@ def _identifier_links(
     # per distinct identifier and joined per pair in Arrow.
     cited = rank < max(max_evidence, 1)
     pair_of, ident = pair_of[cited], ident[cited]
-    distinct, where = np.unique(ident, return_inverse=True)
+    # Identifier ids are column numbers: marking the cited ones numbers them in id order,
+    # as np.unique would, without sorting every citation.
+    cited_id = np.zeros(len(weights), dtype=bool)
+    cited_id[ident] = True
+    distinct = np.flatnonzero(cited_id)
+    where = (np.cumsum(cited_id) - 1)[ident]
     text = pc.binary_join_element_wise(
         pa.array(bipartite.kinds[distinct], pa.string()),
         pa.array(bipartite.values[distinct], pa.string()),
