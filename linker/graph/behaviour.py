@@ -887,7 +887,8 @@ def _values_frame(values: dict[str, pa.Array], first_code: dict[str, int]) -> pd
                 {
                     "column": pd.array([name] * len(array), dtype="string"),
                     "code": np.arange(start, start + len(array), dtype=np.int64),
-                    "value": pd.array(_as_text(array).to_pylist(), dtype="string"),
+                    # Straight from Arrow: no Python string per distinct value.
+                    "value": pd.array(_as_text(array), dtype="string"),
                 }
             )
         )
