@@ -163,7 +163,13 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
     >>> build_bipartite(["a", "b"], obs).n_accounts.tolist()
     [2]
     """
-    ids = pd.Index(pd.array(list(account_ids), dtype="string"))
+    # A pandas or NumPy column converts as it is: no Python string per account on the way.
+    listed = (
+        account_ids
+        if isinstance(account_ids, pd.Series | pd.Index | np.ndarray)
+        else list(account_ids)
+    )
+    ids = pd.Index(pd.array(listed, dtype="string"))
     if ids.has_duplicates:
         ids = ids.drop_duplicates()
     rows = _index_in(observations["account_id"], ids)
