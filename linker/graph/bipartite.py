@@ -169,7 +169,7 @@ def build_bipartite(account_ids: Iterable[str], observations: pd.DataFrame) -> B
         if isinstance(account_ids, pd.Series | pd.Index | np.ndarray)
         else list(account_ids)
     )
-    ids = pd.Index(pd.array(listed, dtype="string"))
+    ids = pd.Index(pd.Series(listed, copy=False).astype("string"))
     if ids.has_duplicates:
         ids = ids.drop_duplicates()
     rows = _index_in(observations["account_id"], ids)
