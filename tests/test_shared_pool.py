@@ -94,3 +94,46 @@ def test_memberships_mark_public_values_held_in_excess_but_never_own_them() -> N
     assert m.loc[0, "excess"] and not m.loc[0, "owned"]
     assert m.loc[1, "excess"] and m.loc[1, "owned"]
     assert not m.loc[2, "excess"] and not m.loc[2, "owned"]
+
+
+def test_a_camouflage_account_on_the_rings_public_exits_stays_in_its_community() -> None:
+    """Pruning counts a public exit the community holds in excess for the network family
+    (with no weight): an account on the ring's templates and its pool stays; a VPN user on
+    the pool alone still leaves."""
+    from linker.graph.communities import prune_weak_members
+
+    n = 2000
+    network, prompt, device = 0, 1, 2
+    # Identifiers 0-3: pool exits, each rented by 60 strangers too (public, weightless);
+    # 4-5: the ring's templates; 6: a device its members share.
+    family = np.array([network] * 4 + [prompt] * 2 + [device])
+    weights = np.array([0.0] * 4 + [1.0] * 3)
+    public = np.array([True] * 4 + [False] * 3)
+    holdings: dict[int, list[int]] = {member: [0, 1, 2, 3, 4, 5, 6] for member in range(8)}
+    holdings[8] = [1, 3, 4, 5]  # the camouflage account: two exits and the templates
+    holdings[9] = [0, 1, 2]  # a VPN user on the pool
+    for k, exit_ in enumerate(range(4)):
+        for stranger in range(100 + 60 * k, 160 + 60 * k):
+            holdings.setdefault(stranger, []).append(exit_)
+    rows = [a for a, held in holdings.items() for _ in held]
+    cols = [c for held in holdings.values() for c in held]
+    incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(family)))
+    community = np.full(n, -1)
+    community[:10] = 0
+
+    def prune(family_only: np.ndarray | None) -> list[int]:
+        return prune_weak_members(
+            incidence,
+            community,
+            weights,
+            np.arange(n),
+            min_attachment=1.5,
+            family=family,
+            min_families=2,
+            alpha=1e-4,
+            family_only=family_only,
+        )[:10].tolist()
+
+    assert prune(public) == [0] * 9 + [-1]
+    # Without it, the camouflage account has one family (its templates) and leaves.
+    assert prune(None) == [0] * 8 + [-1, -1]
