@@ -617,14 +617,18 @@ def prune_weak_members(
 
     Notes
     -----
-    O(nnz log nnz) per pass (sorting (community, identifier) keys).
+    O(m log m) per pass for the m memberships of accounts in a community (sorting
+    (community, identifier) keys).
     """
     membership = membership.copy()
-    coo = incidence.tocoo()
+    # Units only ever leave their communities here, so the accounts outside every community
+    # at the start never matter: most accounts, at scale.
+    placed = np.flatnonzero(membership >= 0)
+    coo = incidence[placed].tocoo()
     linkable = weights[coo.col] > 0
     if family_only is not None and alpha is not None:
         linkable |= family_only[coo.col]
-    rows, cols = coo.row[linkable], coo.col[linkable].astype(np.int64)
+    rows, cols = placed[coo.row[linkable]], coo.col[linkable].astype(np.int64)
     n_ident = np.int64(incidence.shape[1])
     n_units = int(units.max()) + 1 if len(units) else 0
     for _ in range(passes):
