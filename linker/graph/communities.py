@@ -576,6 +576,7 @@ def prune_weak_members(
     min_families: int = 1,
     lockstep: sp.csr_matrix | None = None,
     alpha: float | None = None,
+    family_only: np.ndarray | None = None,
 ) -> np.ndarray:
     """Drop units (strong-link components) that their own evidence ties only loosely to their
     community.
@@ -615,6 +616,11 @@ def prune_weak_members(
         When given, only values the community owns (:func:`linker.graph.ownership.owned_values`)
         tie a unit to it: a template a tenth of all accounts send ties no VPN user to the ring
         that sends it too.
+    family_only : numpy.ndarray of bool, optional
+        Per identifier, a weightless value (a public one) that still counts for its family
+        when the community holds it far more often than chance (needs ``alpha``): the exits
+        of a residential pool that strangers rent too are the ring's network when most of
+        its members rotate through them. It adds no weight to the attachment.
 
     Returns
     -------
@@ -623,12 +629,18 @@ def prune_weak_members(
 
     Notes
     -----
-    O(nnz log nnz) per pass (sorting (community, identifier) keys).
+    O(m log m) per pass for the m memberships of accounts in a community (sorting
+    (community, identifier) keys).
     """
     membership = membership.copy()
-    coo = incidence.tocoo()
+    # Units only ever leave their communities here, so the accounts outside every community
+    # at the start never matter: most accounts, at scale.
+    placed = np.flatnonzero(membership >= 0)
+    coo = incidence[placed].tocoo()
     linkable = weights[coo.col] > 0
-    rows, cols = coo.row[linkable], coo.col[linkable].astype(np.int64)
+    if family_only is not None and alpha is not None:
+        linkable |= family_only[coo.col]
+    rows, cols = placed[coo.row[linkable]], coo.col[linkable].astype(np.int64)
     n_ident = np.int64(incidence.shape[1])
     n_units = int(units.max()) + 1 if len(units) else 0
     for _ in range(passes):

@@ -321,6 +321,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "vpn_heavy": {"vpn_share": 0.2, "vpn_exits": 100, "vpn_countries": 40},
     "fake_company_ring": {"fake_company_share": 1.0, "company_share": 0.15},
+    "fake_company_shared_pool": {
+        "fake_company_share": 1.0,
+        "company_share": 0.15,
+        "proxy_pool_per_account": 0.3,
+        "proxy_network_size": 9_000,
+        "proxy_countries": 6,
+        "vpn_share": 0.2,
+        "vpn_residential_share": 0.4,
+        "vpn_exits": 2_700,
+    },
     "dense_innocent_sharing": {
         "residential_density": 40,
         "family_share": 0.15,

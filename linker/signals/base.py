@@ -166,10 +166,11 @@ class EvidenceInputs:
         """Every (clustered account, identifier) edge with the members sharing the value.
 
         Columns ``row``, ``cluster``, ``identifier``, ``kind``, ``in_cluster`` (members of
-        the cluster holding it) and ``owned``: at least two members hold it, far more than
+        the cluster holding it), ``excess``: at least two members hold it, far more than
         chance predicts (the Poisson tail of ``in_cluster``, its mean being the cluster's size
-        times the value's share of all accounts, is below ``link.public_alpha``), and it is
-        not a public value. A ring split between two clusters still "owns" its templates.
+        times the value's share of all accounts, is below ``link.public_alpha``), and
+        ``owned``: in excess and not a public value. A ring split between two clusters still
+        "owns" its templates; a public proxy exit most of a ring rotates through is in excess.
         """
         rows, clusters = self.rows, self.cluster_of[self.rows]
         member = sp.csr_matrix(
@@ -188,7 +189,8 @@ class EvidenceInputs:
         n_global = self.bipartite.n_accounts[ident]
         expected = self.size[acc_cluster] * n_global / max(self.n_accounts, 1)
         tail = gammainc(in_cluster, expected) if len(ident) else np.zeros(0)
-        owned = (in_cluster >= 2) & (tail < self.settings.public_alpha) & ~self.supernode[ident]
+        excess = (in_cluster >= 2) & (tail < self.settings.public_alpha)
+        owned = excess & ~self.supernode[ident]
         return pd.DataFrame(
             {
                 "row": rows[sub.row],
@@ -196,6 +198,7 @@ class EvidenceInputs:
                 "identifier": ident,
                 "kind": self.bipartite.kinds[ident],
                 "in_cluster": in_cluster,
+                "excess": excess,
                 "owned": owned,
             }
         )
@@ -423,8 +426,8 @@ def organisation_guard(values: dict[str, SignalValues], share: float) -> np.ndar
     share, no one subnet holds most of them. The guard is ``1 − c`` rescaled so that it is
     full up to ``c = share`` and 0 at ``c = 1``, where ``c`` measures how far the members sit
     behind networks of their own (the ``network_share`` detail of the signal that
-    declares ``network_spread``). A cluster that owns no address has ``c = 0``. Without such
-    a signal there is no guard.
+    declares ``network_spread``). A cluster that holds no address in excess has ``c = 0``.
+    Without such a signal there is no guard.
     """
     tops = [
         v.detail["network_share"]

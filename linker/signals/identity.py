@@ -101,8 +101,9 @@ def _network_share(
     """Per cluster, how far its members sit behind networks of its own.
 
     A member is behind a subnet when that subnet carries at least half of the member's
-    owned addresses (the one holding most members, when two do); a member behind none, or
-    without an owned address, is a network of its own. Two measures, the larger wins:
+    addresses in ``ip_rows`` (those the cluster holds in excess, public ones included; the
+    subnet holding most members, when two do); a member behind none, or without such an
+    address, is a network of its own. Two measures, the larger wins:
 
     * the share of members behind the most-held subnet, when another member is behind it
       too (one office NAT, one home router);
@@ -140,17 +141,22 @@ def _network_share(
 
 
 class IpSpread(Signal):
-    """A proxy pool: cluster-owned IPs spread over many subnets."""
+    """A proxy pool: IPs the cluster holds in excess, spread over many subnets.
+
+    Public addresses count: a residential pool's exits are rented by strangers too, so the
+    null model makes them public (they link nobody), yet a ring's members rotate through them
+    far more often than chance (``memberships``' ``excess``).
+    """
 
     name = "ip_spread"
     level = "account"
     default_weight = 1.2
     network_spread = True
-    description = "spread(# subnets of cluster-owned IPs) x min(1, subnets per account / 0.25)"
+    description = "spread(# subnets of IPs held in excess) x min(1, subnets per account / 0.25)"
 
     def compute(self, inputs: EvidenceInputs) -> SignalValues:
         m = inputs.memberships
-        ip_rows = m[m["owned"] & m["kind"].isin(kinds.ip_kinds())]
+        ip_rows = m[m["excess"] & m["kind"].isin(kinds.ip_kinds())]
         ip_ids = np.unique(ip_rows["identifier"].to_numpy())
         texts = pa.array(inputs.bipartite.values[ip_ids].astype(str), pa.large_string())
         subnet_of = pd.Series(pd.factorize(network_of(texts).to_numpy(False))[0], index=ip_ids)

@@ -439,6 +439,10 @@ def _settled_members(
     groups, pruned again, lockstep partners reattached and split by evidence."""
     bip = graph.bipartite
     family = kinds.family_codes(bip.kinds)
+    # A residential pool's exits are rented by strangers too, so they are public and link
+    # nobody; a member rotating through the exits its community holds in excess still shows
+    # the ring's network family (docs/linking.md §4).
+    public_addresses = graph.supernode & np.isin(bip.kinds, list(kinds.ip_kinds()))
 
     def prune(membership: np.ndarray) -> np.ndarray:
         return prune_weak_members(
@@ -452,6 +456,7 @@ def _settled_members(
             min_families=settings.min_attachment_families,
             lockstep=lock if settings.behaviour.lockstep_is_a_family else None,
             alpha=settings.public_alpha,
+            family_only=public_addresses,
         )
 
     def split(membership: np.ndarray) -> np.ndarray:
