@@ -1,15 +1,15 @@
 """Validate one dataset directory and nothing else: the ``validate`` stage's work alone, as one
-process, for ``farm-bench`` to time and measure against another tree.
+process, for ``bench/paired.py`` to time and measure against another tree.
 
 Usage (this tree against commit 143bf22, alternating, two pairs)::
 
     git worktree add /tmp/base 143bf22
-    farm-bench -n 2 --warmup 0 --timeout 1800 \\
+    python bench/paired.py -n 2 \\
         --vs "env PYTHONPATH=/tmp/base .venv/bin/python bench/validate_world.py WORLD" \\
         -- env PYTHONPATH=. .venv/bin/python bench/validate_world.py WORLD
 
-It prints the seconds inside the process and the accepted rows per table (farm-bench keeps
-the whole process's wall, CPU and peak memory).
+It prints the seconds inside the process and the accepted rows per table (``bench/paired.py``
+keeps the whole process's wall, CPU and peak memory).
 """
 
 from __future__ import annotations
