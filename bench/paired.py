@@ -48,6 +48,7 @@ def run_once(argv: list[str], output: Path | None) -> Run:
     finally:
         if output is not None and not isinstance(sink, int):
             sink.close()
+    # os.wait4 reaped the child; telling Popen so keeps it from waiting on it again.
     child.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in KiB on Linux: the largest resident set of the child and the
     # descendants it waited for.

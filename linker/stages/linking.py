@@ -263,12 +263,14 @@ def signatures_of(table: pd.DataFrame, row_of_stored: np.ndarray) -> list[PassSi
     hashes = [c for c in table.columns if c.startswith("h")]
     width = table["width"].to_numpy(np.int64)
     action = table["action"].astype(str).to_numpy()
+    # Converted once for all passes: a million accounts' signatures per pass.
+    all_rows = np.asarray(row_of_stored, dtype=np.int64)[table["acc"].to_numpy(np.int64)]
+    all_sig = table[hashes].to_numpy(np.uint32)
     passes = table[["width", "action"]].drop_duplicates().astype({"action": str})
     out = []
     for w, a in sorted(zip(passes["width"].astype(int), passes["action"], strict=True)):
         at = np.flatnonzero((width == w) & (action == a))
-        rows = np.asarray(row_of_stored, dtype=np.int64)[table["acc"].to_numpy(np.int64)[at]]
-        sig = table[hashes].to_numpy(np.uint32)[at]
+        rows, sig = all_rows[at], all_sig[at]
         order = np.argsort(rows, kind="stable")
         out.append(PassSignatures(w, a, rows[order], sig[order]))
     return out
